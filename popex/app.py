@@ -1,0 +1,39 @@
+"""The ASGI app: mounts every platform's router and serves the landing page."""
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+PLATFORMS = [
+    ("一库", "统一人口库", "/registry", "户籍、流动、境外人口的唯一权威记录"),
+    ("交换", "部门数据交换", "/exchange", "成员单位每日推送、校验、回执"),
+    ("采集", "社区信息采集", "/collection", "一人一单，一日一清"),
+    ("共享", "信息共享服务", "/docs", "查询、核验、订阅变更（API）"),
+    ("决策", "决策分析", "/decision", "分区域、年龄、性别、类型的人口统计"),
+    ("监控", "监控管理", "/monitor", "报送及时性、拒收原因、平台健康"),
+]
+
+
+def create_app() -> FastAPI:
+    """Build the app with every platform mounted."""
+    application = FastAPI(title="popex 人口信息交换平台", version="0.1.0", docs_url="/docs")
+    application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @application.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def landing(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "landing.html", {"platforms": PLATFORMS})
+
+    @application.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return application
+
+
+app = create_app()

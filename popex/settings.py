@@ -1,0 +1,39 @@
+"""Settings, one small class per concern, read from the environment (prefix POPEX_)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the one database lives; unset URL means the embedded PostgreSQL under var/."""
+
+    model_config = SettingsConfigDict(env_prefix="POPEX_")
+
+    database_url: str | None = None
+    embedded_dir: Path = ROOT / "var" / "pg"
+
+
+class StorageSettings(BaseSettings):
+    """Where received files are archived and where landing folders are."""
+
+    model_config = SettingsConfigDict(env_prefix="POPEX_")
+
+    archive_dir: Path = ROOT / "var" / "archive"
+    landing_dir: Path = ROOT / "var" / "landing"
+    max_upload_bytes: int = 512 * 1024 * 1024
+
+
+@lru_cache
+def database_settings() -> DatabaseSettings:
+    """The database settings of this process."""
+    return DatabaseSettings()
+
+
+@lru_cache
+def storage_settings() -> StorageSettings:
+    """The storage settings of this process."""
+    return StorageSettings()

@@ -1,0 +1,30 @@
+"""Alembic environment: the URL comes from popex settings (or the connection given by the caller)."""
+
+from alembic import context
+
+import registry.models  # noqa: F401  (registers every table on Base.metadata)
+from registry.db import Base, database_url
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    """Run migrations on the caller's connection, or on a new one to the configured database."""
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url())
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

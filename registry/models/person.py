@@ -1,0 +1,166 @@
+"""Golden records, the links that build them, their history, and the review queue."""
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base
+
+
+class Person(Base):
+    """The golden record of one real person, numbered with a stable unified person number."""
+
+    __tablename__ = "person"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'dead', 'left', 'retired')", name="status"),
+        Index("ix_person_birth_name", "birth_date", "name_pinyin"),
+        Index("ix_person_community", "community_code", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # 统一人口编号: 'P' + 11 digits from person_no_seq, assigned once, never reused.
+    person_no: Mapped[str] = mapped_column(String(12), unique=True)
+    area_key: Mapped[str | None] = mapped_column(String(6))
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    id_type: Mapped[str | None] = mapped_column(String(10))
+    id_no: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str | None]
+    name_pinyin: Mapped[str | None]
+    sex: Mapped[str | None] = mapped_column(String(1))
+    ethnicity: Mapped[str | None] = mapped_column(String(2))
+    birth_date: Mapped[date | None]
+    death_date: Mapped[date | None]
+    phone: Mapped[str | None] = mapped_column(String(20))
+    address: Mapped[str | None]
+    community_code: Mapped[str | None] = mapped_column(String(12))
+    population_type: Mapped[str | None] = mapped_column(String(10))
+    marital_status: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PersonIdentifier(Base):
+    """A document number that identifies a person: the deterministic matching key."""
+
+    __tablename__ = "person_identifier"
+
+    id_type: Mapped[str] = mapped_column(String(10), primary_key=True)
+    id_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+
+
+class Link(Base):
+    """Source record → person, with the score and comparison levels that decided it."""
+
+    __tablename__ = "link"
+    __table_args__ = (CheckConstraint("method IN ('auto', 'manual')", name="method"),)
+
+    source_record_id: Mapped[int] = mapped_column(ForeignKey("source_record.id"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
+    area_key: Mapped[str | None] = mapped_column(String(6))
+    rule: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float | None]
+    levels: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    method: Mapped[str] = mapped_column(String(6), default="auto")
+    linked_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    linked_by: Mapped[str | None]
+
+
+class PersonAttribute(Base):
+    """The current value of one golden attribute and where it came from."""
+
+    __tablename__ = "person_attribute"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
+    attribute: Mapped[str] = mapped_column(String(24), primary_key=True)
+    value: Mapped[str | None]
+    trust_rank: Mapped[int]
+    observed_date: Mapped[date | None]
+    source_record_id: Mapped[int] = mapped_column(ForeignKey("source_record.id"))
+    source: Mapped[str] = mapped_column(String(32))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"))
+
+
+class AttributeHistory(Base):
+    """Bitemporal history: valid time (valid_from/valid_to) and record time (recorded_at/superseded_at)."""
+
+    __tablename__ = "attribute_history"
+    __table_args__ = (
+        Index("ix_attribute_history_person", "person_id", "attribute"),
+        Index(
+            "ix_attribute_history_value",
+            "attribute",
+            "value",
+            "valid_from",
+            postgresql_where=text("attribute IN ('community_code', 'status')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    attribute: Mapped[str] = mapped_column(String(24))
+    value: Mapped[str | None]
+    valid_from: Mapped[date | None]
+    valid_to: Mapped[date | None]
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    superseded_at: Mapped[datetime | None]
+    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
+    source: Mapped[str | None] = mapped_column(String(32))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"))
+
+
+class ReviewItem(Base):
+    """A decision the resolver would not take alone: a clerk accepts or rejects it."""
+
+    __tablename__ = "review_item"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'accepted', 'rejected')", name="state"),
+        Index("ix_review_item_open", "state", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))  # id_conflict, probable_match
+    source_record_id: Mapped[int] = mapped_column(ForeignKey("source_record.id"), index=True)
+    candidate_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
+    score: Mapped[float | None]
+    levels: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(String(8), default="open")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None]
+    note: Mapped[str | None]
+
+
+class NonMatch(Base):
+    """Two persons a clerk said are not the same: never proposed again (person_a < person_b)."""
+
+    __tablename__ = "non_match"
+    __table_args__ = (CheckConstraint("person_a < person_b", name="ordered"),)
+
+    person_a: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
+    person_b: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
+    decided_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    decided_by: Mapped[str | None]
+
+
+class ChangeEvent(Base):
+    """A change to a golden record, published for the sharing service's change feed."""
+
+    __tablename__ = "change_event"
+    __table_args__ = (Index("ix_change_event_type", "event_type", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(16))
+    event_date: Mapped[date | None]
+    community_code: Mapped[str | None] = mapped_column(String(12))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"), index=True)
+    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,72 @@
+"""Test fixtures: a throwaway PostgreSQL database per test session, a rolled-back transaction per test."""
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy.orm import Session
+
+from registry.db import database_url
+from registry.migrate import upgrade
+
+
+def _admin_url() -> str:
+    return os.environ.get("POPEX_DATABASE_URL") or database_url()
+
+
+def create_database(prefix: str = "popex_test") -> str:
+    """Create an empty database on the test server and return its URL."""
+    admin = make_url(_admin_url())
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    """Drop a database made by create_database."""
+    target = make_url(url)
+    engine = create_engine(make_url(_admin_url()), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_url() -> Iterator[str]:
+    """A migrated throwaway database for this test session."""
+    url = create_database()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        upgrade(conn)
+    engine.dispose()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    """The engine of the session's database."""
+    eng = create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside an outer transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        yield conn
+        outer.rollback()
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    """An ORM session joined to the outer transaction; its commits become savepoints."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as sess:
+        yield sess
