@@ -1,5 +1,6 @@
 """Apply or roll back the schema with alembic, from code (CLI, tests, demo)."""
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -7,13 +8,22 @@ from alembic.config import Config
 from sqlalchemy import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# The registry owns the base schema; each platform that needs tables of its own keeps its migrations
+# in <platform>/migrations as an alembic branch depending on the registry's.
+PLATFORMS = ("exchange", "collection", "sharing_api", "decision", "monitor")
+
+
+def version_locations() -> list[Path]:
+    """Every folder holding migrations: the registry's, then each platform's that has one."""
+    folders = [ROOT / "registry" / "migrations" / "versions"]
+    return folders + [ROOT / p / "migrations" for p in PLATFORMS if (ROOT / p / "migrations").is_dir()]
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """The alembic configuration of the repo, optionally bound to an open connection."""
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "registry" / "migrations"))
-    config.set_main_option("version_locations", str(ROOT / "registry" / "migrations" / "versions"))
+    config.set_main_option("version_locations", os.pathsep.join(str(p) for p in version_locations()))
     if connection is not None:
         config.attributes["connection"] = connection
     return config

@@ -3,12 +3,11 @@
 from registry.models.audit import AuditLog
 from registry.models.batch import Batch, SourceRecord
 from registry.models.person import (
-    AttributeHistory,
     ChangeEvent,
     Link,
     NonMatch,
     Person,
-    PersonAttribute,
+    PersonVersion,
     PersonIdentifier,
     ReviewItem,
 )
@@ -16,7 +15,6 @@ from registry.models.reference import Area, Department, Feed
 
 __all__ = [
     "Area",
-    "AttributeHistory",
     "AuditLog",
     "Batch",
     "ChangeEvent",
@@ -25,7 +23,7 @@ __all__ = [
     "Link",
     "NonMatch",
     "Person",
-    "PersonAttribute",
+    "PersonVersion",
     "PersonIdentifier",
     "ReviewItem",
     "SourceRecord",

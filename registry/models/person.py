@@ -18,6 +18,9 @@ class Person(Base):
         CheckConstraint("status IN ('active', 'dead', 'left', 'retired')", name="status"),
         Index("ix_person_birth_name", "birth_date", "name_pinyin"),
         Index("ix_person_community", "community_code", "status"),
+        # Blocking keys for records whose ID number has a typo: one half of the number survives.
+        Index("ix_person_pinyin_id_head", "name_pinyin", func.substr(text("id_no"), 1, 9)),
+        Index("ix_person_pinyin_id_tail", "name_pinyin", func.substr(text("id_no"), 10)),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -39,6 +42,8 @@ class Person(Base):
     community_code: Mapped[str | None] = mapped_column(String(12))
     population_type: Mapped[str | None] = mapped_column(String(10))
     marital_status: Mapped[str | None] = mapped_column(String(10))
+    # Per golden attribute: the source record, source and batch its value came from.
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -71,47 +76,38 @@ class Link(Base):
     linked_by: Mapped[str | None]
 
 
-class PersonAttribute(Base):
-    """The current value of one golden attribute and where it came from."""
+class PersonVersion(Base):
+    """One version of a golden record: valid time (valid_from) and record time (recorded_at).
 
-    __tablename__ = "person_attribute"
+    The state of a person on date D as known on date K is the version with valid_from <= D and
+    recorded_at <= K that was recorded last.
+    """
 
-    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
-    attribute: Mapped[str] = mapped_column(String(24), primary_key=True)
-    value: Mapped[str | None]
-    trust_rank: Mapped[int]
-    observed_date: Mapped[date | None]
-    source_record_id: Mapped[int] = mapped_column(ForeignKey("source_record.id"))
-    source: Mapped[str] = mapped_column(String(32))
-    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"))
-
-
-class AttributeHistory(Base):
-    """Bitemporal history: valid time (valid_from/valid_to) and record time (recorded_at/superseded_at)."""
-
-    __tablename__ = "attribute_history"
+    __tablename__ = "person_version"
     __table_args__ = (
-        Index("ix_attribute_history_person", "person_id", "attribute"),
-        Index(
-            "ix_attribute_history_value",
-            "attribute",
-            "value",
-            "valid_from",
-            postgresql_where=text("attribute IN ('community_code', 'status')"),
-        ),
+        Index("ix_person_version_person", "person_id", "recorded_at"),
+        Index("ix_person_version_valid", "valid_from", "recorded_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
-    attribute: Mapped[str] = mapped_column(String(24))
-    value: Mapped[str | None]
-    valid_from: Mapped[date | None]
-    valid_to: Mapped[date | None]
+    area_key: Mapped[str | None] = mapped_column(String(6))
+    valid_from: Mapped[date]
     recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    superseded_at: Mapped[datetime | None]
-    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
-    source: Mapped[str | None] = mapped_column(String(32))
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"), index=True)
+    changed: Mapped[list[str]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(8))
+    id_no: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str | None]
+    sex: Mapped[str | None] = mapped_column(String(1))
+    birth_date: Mapped[date | None]
+    death_date: Mapped[date | None]
+    community_code: Mapped[str | None] = mapped_column(String(12))
+    population_type: Mapped[str | None] = mapped_column(String(10))
+    address: Mapped[str | None]
+    phone: Mapped[str | None] = mapped_column(String(20))
+    ethnicity: Mapped[str | None] = mapped_column(String(2))
+    marital_status: Mapped[str | None] = mapped_column(String(10))
 
 
 class ReviewItem(Base):

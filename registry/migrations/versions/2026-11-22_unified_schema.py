@@ -1,8 +1,8 @@
-"""unified population schema
+"""Unified population schema: areas, feeds, batches, source records, persons, links, versions, review, audit.
 
 Revision ID: 0001_unified_schema
 Revises:
-Create Date: 2026-11-22 03:10:10.160283
+Create Date: 2026-11-22 03:14:06.685009
 """
 
 from collections.abc import Sequence
@@ -44,6 +44,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # fuzzystrmatch: edit distance on characters (not bytes) for Chinese names and ID numbers.
+    op.execute("CREATE EXTENSION IF NOT EXISTS fuzzystrmatch")
     op.create_table(
         "area",
         sa.Column("code", sa.String(length=12), nullable=False),
@@ -100,6 +102,7 @@ def upgrade() -> None:
         sa.Column("community_code", sa.String(length=12), nullable=True),
         sa.Column("population_type", sa.String(length=10), nullable=True),
         sa.Column("marital_status", sa.String(length=10), nullable=True),
+        sa.Column("provenance", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("created_at", sa.DateTime(), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("status IN ('active', 'dead', 'left', 'retired')", name=op.f("ck_person_status")),
@@ -109,6 +112,18 @@ def upgrade() -> None:
     )
     op.create_index("ix_person_birth_name", "person", ["birth_date", "name_pinyin"], unique=False)
     op.create_index("ix_person_community", "person", ["community_code", "status"], unique=False)
+    op.create_index(
+        "ix_person_pinyin_id_head",
+        "person",
+        ["name_pinyin", sa.literal_column("substr(id_no, 1, 9)")],
+        unique=False,
+    )
+    op.create_index(
+        "ix_person_pinyin_id_tail",
+        "person",
+        ["name_pinyin", sa.literal_column("substr(id_no, 10)")],
+        unique=False,
+    )
     op.create_table(
         "feed",
         sa.Column("source", sa.String(length=32), nullable=False),
@@ -178,6 +193,36 @@ def upgrade() -> None:
     op.create_index(op.f("ix_batch_file_name"), "batch", ["file_name"], unique=False)
     op.create_index(op.f("ix_batch_source"), "batch", ["source"], unique=False)
     op.create_table(
+        "person_version",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("person_id", sa.BigInteger(), nullable=False),
+        sa.Column("area_key", sa.String(length=6), nullable=True),
+        sa.Column("valid_from", sa.Date(), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(), server_default=sa.text("now()"), nullable=False),
+        sa.Column("batch_id", sa.BigInteger(), nullable=True),
+        sa.Column("changed", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("id_no", sa.String(length=32), nullable=True),
+        sa.Column("name", sa.String(), nullable=True),
+        sa.Column("sex", sa.String(length=1), nullable=True),
+        sa.Column("birth_date", sa.Date(), nullable=True),
+        sa.Column("death_date", sa.Date(), nullable=True),
+        sa.Column("community_code", sa.String(length=12), nullable=True),
+        sa.Column("population_type", sa.String(length=10), nullable=True),
+        sa.Column("address", sa.String(), nullable=True),
+        sa.Column("phone", sa.String(length=20), nullable=True),
+        sa.Column("ethnicity", sa.String(length=2), nullable=True),
+        sa.Column("marital_status", sa.String(length=10), nullable=True),
+        sa.ForeignKeyConstraint(["batch_id"], ["batch.id"], name=op.f("fk_person_version_batch_id_batch")),
+        sa.ForeignKeyConstraint(
+            ["person_id"], ["person.id"], name=op.f("fk_person_version_person_id_person")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_person_version")),
+    )
+    op.create_index(op.f("ix_person_version_batch_id"), "person_version", ["batch_id"], unique=False)
+    op.create_index("ix_person_version_person", "person_version", ["person_id", "recorded_at"], unique=False)
+    op.create_index("ix_person_version_valid", "person_version", ["valid_from", "recorded_at"], unique=False)
+    op.create_table(
         "source_record",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("batch_id", sa.BigInteger(), nullable=False),
@@ -223,40 +268,6 @@ def upgrade() -> None:
         postgresql_where="id_no IS NOT NULL",
     )
     op.create_index("ix_source_record_source_key", "source_record", ["source", "record_key"], unique=False)
-    op.create_table(
-        "attribute_history",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("person_id", sa.BigInteger(), nullable=False),
-        sa.Column("attribute", sa.String(length=24), nullable=False),
-        sa.Column("value", sa.String(), nullable=True),
-        sa.Column("valid_from", sa.Date(), nullable=True),
-        sa.Column("valid_to", sa.Date(), nullable=True),
-        sa.Column("recorded_at", sa.DateTime(), server_default=sa.text("now()"), nullable=False),
-        sa.Column("superseded_at", sa.DateTime(), nullable=True),
-        sa.Column("source_record_id", sa.BigInteger(), nullable=True),
-        sa.Column("source", sa.String(length=32), nullable=True),
-        sa.Column("batch_id", sa.BigInteger(), nullable=True),
-        sa.ForeignKeyConstraint(["batch_id"], ["batch.id"], name=op.f("fk_attribute_history_batch_id_batch")),
-        sa.ForeignKeyConstraint(
-            ["person_id"], ["person.id"], name=op.f("fk_attribute_history_person_id_person")
-        ),
-        sa.ForeignKeyConstraint(
-            ["source_record_id"],
-            ["source_record.id"],
-            name=op.f("fk_attribute_history_source_record_id_source_record"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_attribute_history")),
-    )
-    op.create_index(
-        "ix_attribute_history_person", "attribute_history", ["person_id", "attribute"], unique=False
-    )
-    op.create_index(
-        "ix_attribute_history_value",
-        "attribute_history",
-        ["attribute", "value", "valid_from"],
-        unique=False,
-        postgresql_where=sa.text("attribute IN ('community_code', 'status')"),
-    )
     op.create_table(
         "change_event",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -304,27 +315,6 @@ def upgrade() -> None:
     op.create_index(op.f("ix_link_batch_id"), "link", ["batch_id"], unique=False)
     op.create_index(op.f("ix_link_person_id"), "link", ["person_id"], unique=False)
     op.create_table(
-        "person_attribute",
-        sa.Column("person_id", sa.BigInteger(), nullable=False),
-        sa.Column("attribute", sa.String(length=24), nullable=False),
-        sa.Column("value", sa.String(), nullable=True),
-        sa.Column("trust_rank", sa.Integer(), nullable=False),
-        sa.Column("observed_date", sa.Date(), nullable=True),
-        sa.Column("source_record_id", sa.BigInteger(), nullable=False),
-        sa.Column("source", sa.String(length=32), nullable=False),
-        sa.Column("batch_id", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["batch_id"], ["batch.id"], name=op.f("fk_person_attribute_batch_id_batch")),
-        sa.ForeignKeyConstraint(
-            ["person_id"], ["person.id"], name=op.f("fk_person_attribute_person_id_person")
-        ),
-        sa.ForeignKeyConstraint(
-            ["source_record_id"],
-            ["source_record.id"],
-            name=op.f("fk_person_attribute_source_record_id_source_record"),
-        ),
-        sa.PrimaryKeyConstraint("person_id", "attribute", name=op.f("pk_person_attribute")),
-    )
-    op.create_table(
         "review_item",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=24), nullable=False),
@@ -366,11 +356,11 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION audit_log_chain()")
     op.execute("DROP FUNCTION audit_log_hash(text, bigint, timestamp, text, text, text, text, jsonb)")
     op.execute("DROP SEQUENCE person_no_seq")
+    op.execute("DROP EXTENSION IF EXISTS fuzzystrmatch")
     op.drop_index(op.f("ix_review_item_source_record_id"), table_name="review_item")
     op.drop_index("ix_review_item_open", table_name="review_item")
     op.drop_index(op.f("ix_review_item_batch_id"), table_name="review_item")
     op.drop_table("review_item")
-    op.drop_table("person_attribute")
     op.drop_index(op.f("ix_link_person_id"), table_name="link")
     op.drop_index(op.f("ix_link_batch_id"), table_name="link")
     op.drop_table("link")
@@ -378,16 +368,13 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_change_event_person_id"), table_name="change_event")
     op.drop_index(op.f("ix_change_event_batch_id"), table_name="change_event")
     op.drop_table("change_event")
-    op.drop_index(
-        "ix_attribute_history_value",
-        table_name="attribute_history",
-        postgresql_where=sa.text("attribute IN ('community_code', 'status')"),
-    )
-    op.drop_index("ix_attribute_history_person", table_name="attribute_history")
-    op.drop_table("attribute_history")
     op.drop_index("ix_source_record_source_key", table_name="source_record")
     op.drop_index("ix_source_record_id_no", table_name="source_record", postgresql_where="id_no IS NOT NULL")
     op.drop_table("source_record")
+    op.drop_index("ix_person_version_valid", table_name="person_version")
+    op.drop_index("ix_person_version_person", table_name="person_version")
+    op.drop_index(op.f("ix_person_version_batch_id"), table_name="person_version")
+    op.drop_table("person_version")
     op.drop_index(op.f("ix_batch_source"), table_name="batch")
     op.drop_index(op.f("ix_batch_file_name"), table_name="batch")
     op.drop_index(op.f("ix_batch_as_of_date"), table_name="batch")
@@ -396,6 +383,8 @@ def downgrade() -> None:
     op.drop_table("person_identifier")
     op.drop_table("non_match")
     op.drop_table("feed")
+    op.drop_index("ix_person_pinyin_id_tail", table_name="person")
+    op.drop_index("ix_person_pinyin_id_head", table_name="person")
     op.drop_index("ix_person_community", table_name="person")
     op.drop_index("ix_person_birth_name", table_name="person")
     op.drop_table("person")
