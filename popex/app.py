@@ -5,10 +5,10 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
+
+from popex.web import render
 
 HERE = Path(__file__).resolve().parent
-templates = Jinja2Templates(directory=HERE / "templates")
 
 PLATFORMS = [
     ("一库", "统一人口库", "/registry", "户籍、流动、境外人口的唯一权威记录"),
@@ -27,7 +27,7 @@ def create_app() -> FastAPI:
 
     @application.get("/", response_class=HTMLResponse, include_in_schema=False)
     def landing(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(request, "landing.html", {"platforms": PLATFORMS})
+        return render(request, "landing.html", {"platforms": PLATFORMS})
 
     @application.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
