@@ -77,7 +77,7 @@ def make_person(session: Session, *, valid_from: date = date(2026, 11, 1), **fie
             PersonIdentifier(id_type=person.id_type or "RID", id_no=person.id_no, person_id=person.id)
         )
     version_fields = {
-        k: getattr(person, k) for k in PersonVersion.__table__.columns.keys() if hasattr(Person, k)
+        c.key: getattr(person, c.key) for c in PersonVersion.__table__.columns if hasattr(Person, c.key)
     }
     version_fields.pop("id")
     session.add(
