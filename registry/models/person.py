@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -146,10 +146,13 @@ class NonMatch(Base):
 
 
 class ChangeEvent(Base):
-    """A change to a golden record, published for the sharing service's change feed."""
+    """A change to a golden record, published for the sharing service's change feed (id is the cursor)."""
 
     __tablename__ = "change_event"
-    __table_args__ = (Index("ix_change_event_type", "event_type", "id"),)
+    __table_args__ = (
+        Index("ix_change_event_type", "event_type", "id"),
+        UniqueConstraint("version_id", "event_type", name="uq_change_event_version_type"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
@@ -157,6 +160,6 @@ class ChangeEvent(Base):
     event_date: Mapped[date | None]
     community_code: Mapped[str | None] = mapped_column(String(12))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"), index=True)
-    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"), unique=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("person_version.id"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())

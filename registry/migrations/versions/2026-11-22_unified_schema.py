@@ -2,7 +2,7 @@
 
 Revision ID: 0001_unified_schema
 Revises:
-Create Date: 2026-11-22 03:14:06.685009
+Create Date: 2026-11-22 03:16:58.413613
 """
 
 from collections.abc import Sequence
@@ -276,18 +276,16 @@ def upgrade() -> None:
         sa.Column("event_date", sa.Date(), nullable=True),
         sa.Column("community_code", sa.String(length=12), nullable=True),
         sa.Column("batch_id", sa.BigInteger(), nullable=True),
-        sa.Column("source_record_id", sa.BigInteger(), nullable=True),
+        sa.Column("version_id", sa.BigInteger(), nullable=False),
         sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("recorded_at", sa.DateTime(), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(["batch_id"], ["batch.id"], name=op.f("fk_change_event_batch_id_batch")),
         sa.ForeignKeyConstraint(["person_id"], ["person.id"], name=op.f("fk_change_event_person_id_person")),
         sa.ForeignKeyConstraint(
-            ["source_record_id"],
-            ["source_record.id"],
-            name=op.f("fk_change_event_source_record_id_source_record"),
+            ["version_id"], ["person_version.id"], name=op.f("fk_change_event_version_id_person_version")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_change_event")),
-        sa.UniqueConstraint("source_record_id", name=op.f("uq_change_event_source_record_id")),
+        sa.UniqueConstraint("version_id", "event_type", name="uq_change_event_version_type"),
     )
     op.create_index(op.f("ix_change_event_batch_id"), "change_event", ["batch_id"], unique=False)
     op.create_index(op.f("ix_change_event_person_id"), "change_event", ["person_id"], unique=False)
@@ -356,7 +354,6 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION audit_log_chain()")
     op.execute("DROP FUNCTION audit_log_hash(text, bigint, timestamp, text, text, text, text, jsonb)")
     op.execute("DROP SEQUENCE person_no_seq")
-    op.execute("DROP EXTENSION IF EXISTS fuzzystrmatch")
     op.drop_index(op.f("ix_review_item_source_record_id"), table_name="review_item")
     op.drop_index("ix_review_item_open", table_name="review_item")
     op.drop_index(op.f("ix_review_item_batch_id"), table_name="review_item")
@@ -393,3 +390,4 @@ def downgrade() -> None:
     op.drop_table("audit_log")
     op.drop_index(op.f("ix_area_parent_code"), table_name="area")
     op.drop_table("area")
+    op.execute("DROP EXTENSION IF EXISTS fuzzystrmatch")
