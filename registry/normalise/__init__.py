@@ -1,0 +1,1 @@
+"""Normalisation and validation of identity fields: pure functions, no I/O."""

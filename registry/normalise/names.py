@@ -1,0 +1,84 @@
+"""Person names: one canonical spelling, toneless pinyin, surname and a similarity score."""
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import opencc
+from pypinyin import Style, lazy_pinyin
+from rapidfuzz.distance import JaroWinkler
+
+_CACHE_SIZE = 1 << 20
+_T2S = opencc.OpenCC("t2s")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+# Separator dots seen in minority and foreign names; NFKC has already turned U+FF0E into '.' and
+# U+FF65 into U+30FB. Zero-width characters (copied from web forms) are dropped in the same pass.
+_DOTS = "\u00b7\u2022\u002e\u30fb\u2027\u2219\u22c5\u0387\u2e31\ua78f\u16eb\u318d"
+_TRANSLATE = str.maketrans(
+    {**dict.fromkeys(_DOTS, "\u00b7"), **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff")}
+)
+_DOT_RUN = re.compile(r"\s*(?:\u00b7\s*)+")
+COMPOUND_SURNAMES = frozenset({
+    "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒", "令狐", "夏侯",
+    "轩辕", "端木", "独孤", "南宫", "西门", "百里", "呼延", "万俟", "澹台", "公冶", "太史", "申屠", "钟离", "司空",
+    "闻人", "赫连", "东郭", "拓跋", "濮阳", "淳于", "单于", "公羊", "鲜于", "闾丘", "司寇", "子车", "颛孙", "漆雕",
+    "谷梁", "段干", "巫马", "公西", "左丘", "东门", "第五", "羊舌", "微生", "梁丘", "公良", "亓官", "壤驷", "夹谷",
+    "宰父",
+})  # fmt: skip
+
+
+def _to_simplified(text: str) -> str:
+    """OpenCC t2s repeated to a fixed point: its table has chains such as 薴→苧→苎."""
+    while (converted := _T2S.convert(text)) != text:
+        text = converted
+    return text
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def normalise_name(raw: str | None) -> str | None:
+    """Canonical name: half-width, simplified, one '·' between parts; Chinese without spaces, Latin upper."""
+    if raw is None:
+        return None
+    text = _DOT_RUN.sub("\u00b7", unicodedata.normalize("NFKC", raw).translate(_TRANSLATE))
+    text = text.strip().strip("\u00b7")
+    text = _to_simplified("".join(text.split())) if _CJK.search(text) else " ".join(text.split()).upper()
+    # Again, as removing spaces and upper-casing can leave a combining mark to compose (U ¯ → Ū).
+    return unicodedata.normalize("NFKC", text) or None
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def name_pinyin(name: str | None) -> str | None:
+    """Toneless pinyin of the normalised name, letters a-z only (Latin names: letters without accents)."""
+    normalised = normalise_name(name)
+    if normalised is None:
+        return None
+    spelled = "".join(lazy_pinyin(normalised, style=Style.NORMAL))
+    letters = "".join(c for c in unicodedata.normalize("NFKD", spelled.lower()) if "a" <= c <= "z")
+    return letters or None
+
+
+def surname(name: str | None) -> str | None:
+    """Surname of a Chinese-script name: a known two-character compound, else the first character."""
+    normalised = normalise_name(name)
+    if normalised is None or not _CJK.match(normalised):
+        return None
+    return normalised[:2] if normalised[:2] in COMPOUND_SURNAMES else normalised[0]
+
+
+def name_similarity(a: str | None, b: str | None) -> float:
+    """Similarity in [0, 1] of two names; 0.0 when either is blank.
+
+    The max of Jaro-Winkler on the characters (rapidfuzz compares code points, so one Chinese character
+    is one unit, not three UTF-8 bytes) and on the toneless pinyin: typos that keep the sound
+    (晓/小, 明/铭) then score 1.0, as do different spellings of a Latin name (MARY·JANE, MARY JANE).
+    Exact agreement is a separate, stronger comparison level: compare normalise_name results for it.
+    """
+    left, right = normalise_name(a), normalise_name(b)
+    if left is None or right is None:
+        return 0.0
+    if left == right:
+        return 1.0
+    by_chars = JaroWinkler.similarity(left, right)
+    left_sound, right_sound = name_pinyin(left), name_pinyin(right)
+    by_sound = JaroWinkler.similarity(left_sound, right_sound) if left_sound and right_sound else 0.0
+    return max(by_chars, by_sound)

@@ -1,0 +1,160 @@
+"""Tests for registry/normalise/names.py."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry.normalise.names import name_pinyin, name_similarity, normalise_name, surname
+
+NAME_CHARACTERS = (
+    "王李张刘陈杨黄赵周吴徐孙马朱胡郭何高林罗晓小明铭伟芳娜丽强军欧阳司马阿依古丽买提"
+    "張陳劉趙黃吳孫曉偉麗強軍歐陽馬買薴苧乾後髮"
+    "abcxyzABCXYZéüñßＡｂ０１2"
+    " \t\u3000\u200b\ufeff-"
+    "·•．.・‧･∙⋅"
+)
+realistic_names = st.text(alphabet=NAME_CHARACTERS, max_size=12)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("张伟", "张伟"),
+        ("張偉", "张伟"),
+        ("陳曉明", "陈晓明"),
+        ("歐陽娜娜", "欧阳娜娜"),
+        ("王 小明", "王小明"),
+        (" 王\u3000小 明 ", "王小明"),
+        ("王\u200b小明", "王小明"),
+        ("ＷＡＮＧ", "WANG"),
+        ("阿依古丽·买买提", "阿依古丽·买买提"),
+        ("阿依古丽 • 买买提", "阿依古丽·买买提"),
+        ("阿依古丽．买买提", "阿依古丽·买买提"),
+        ("阿依古丽.买买提", "阿依古丽·买买提"),
+        ("阿依古丽・买买提", "阿依古丽·买买提"),
+        ("阿依古丽･买买提", "阿依古丽·买买提"),
+        ("阿依古丽‧买买提", "阿依古丽·买买提"),
+        ("阿依古丽∙买买提", "阿依古丽·买买提"),
+        ("阿依古丽⋅买买提", "阿依古丽·买买提"),
+        ("阿依古丽··买买提", "阿依古丽·买买提"),
+        ("·阿依古丽·", "阿依古丽"),
+        ("Mary • Jane", "MARY·JANE"),
+        ("MARY．JANE", "MARY·JANE"),
+        ("mary·jane", "MARY·JANE"),
+        ("  john   smith ", "JOHN SMITH"),
+        ("José García", "JOSÉ GARCÍA"),
+        ("", None),
+        ("   ", None),
+        (" · ", None),
+        (None, None),
+    ],
+)
+def test_normalise_name(raw: str | None, expected: str | None) -> None:
+    assert normalise_name(raw) == expected
+
+
+def test_opencc_chains_are_followed_to_the_simplified_form() -> None:
+    assert normalise_name("薴") == "苎"
+
+
+@settings(deadline=None)
+@given(realistic_names)
+def test_normalise_name_is_idempotent(raw: str) -> None:
+    once = normalise_name(raw)
+    assert normalise_name(once) == once
+
+
+@settings(deadline=None)
+@given(st.text(max_size=12))
+def test_normalise_name_is_idempotent_on_any_text(raw: str) -> None:
+    once = normalise_name(raw)
+    assert normalise_name(once) == once
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("王晓明", "wangxiaoming"),
+        ("王小明", "wangxiaoming"),
+        ("王 曉明", "wangxiaoming"),
+        ("吕绿", "lvlv"),
+        ("阿依古丽·买买提", "ayigulimaimaiti"),
+        ("Mary • Jane", "maryjane"),
+        ("José García", "josegarcia"),
+        ("", None),
+        (None, None),
+        ("123", None),
+    ],
+)
+def test_name_pinyin(raw: str | None, expected: str | None) -> None:
+    assert name_pinyin(raw) == expected
+
+
+def test_homophones_have_equal_pinyin() -> None:
+    assert normalise_name("王晓明") != normalise_name("王小明")
+    assert name_pinyin("王晓明") == name_pinyin("王小明")
+    assert name_pinyin("李明") == name_pinyin("李铭")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("王小明", "王"),
+        ("張偉", "张"),
+        ("欧阳娜娜", "欧阳"),
+        ("歐陽娜娜", "欧阳"),
+        ("司马光", "司马"),
+        ("诸葛亮", "诸葛"),
+        ("上官婉儿", "上官"),
+        ("东方明", "东方"),
+        ("万俟卨", "万俟"),
+        ("钟离春", "钟离"),
+        ("欧明", "欧"),
+        ("阿依古丽·买买提", "阿"),
+        ("MARY JANE", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_surname(raw: str | None, expected: str | None) -> None:
+    assert surname(raw) == expected
+
+
+def test_similarity_of_equal_and_equivalent_names_is_one() -> None:
+    assert name_similarity("王小明", "王小明") == 1.0
+    assert name_similarity("陳曉明", "陈晓明") == 1.0
+    assert name_similarity("王晓明", "王小明") == 1.0
+    assert name_similarity("Mary • Jane", "MARY JANE") == 1.0
+
+
+def test_similarity_uses_characters_not_bytes() -> None:
+    # 4 of 8 characters match in order with a common prefix of 4: Jaro (4/8 + 4/4 + 1) / 3 = 5/6, Winkler
+    # 5/6 + 4 * 0.1 * 1/6 = 0.9 (on UTF-8 bytes it would be 0.904; the pinyin score is 0.893).
+    assert name_similarity("阿依古丽·买买提", "阿依古丽") == pytest.approx(0.9)
+
+
+def test_similarity_takes_the_better_of_characters_and_sound() -> None:
+    # Characters alone: (2/3 + 2/3 + 1) / 3 + 0.1 * 2/9 = 0.8; the pinyin is identical.
+    assert name_similarity("王晓明", "王小明") == 1.0
+    assert name_similarity("李建国", "李建华") == pytest.approx(0.9111, abs=1e-4)
+
+
+def test_similarity_of_different_names_is_low() -> None:
+    assert name_similarity("张伟", "李娜") < 0.5
+    assert name_similarity("王伟", "王卫国") < name_similarity("王伟", "王卫")
+
+
+def test_similarity_with_a_blank_is_zero() -> None:
+    assert name_similarity(None, "张伟") == 0.0
+    assert name_similarity("张伟", " ") == 0.0
+    assert name_similarity(None, None) == 0.0
+
+
+@settings(deadline=None)
+@given(realistic_names, realistic_names)
+def test_similarity_is_a_symmetric_score_in_the_unit_interval(a: str, b: str) -> None:
+    score = name_similarity(a, b)
+    assert 0.0 <= score <= 1.0
+    assert score == name_similarity(b, a)
+    if normalise_name(a) is not None:
+        assert name_similarity(a, a) == 1.0
