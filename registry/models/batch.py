@@ -12,6 +12,7 @@ from registry.db import Base
 BATCH_STATES = (
     "received",  # archived with its hash, nothing else done
     "parsed",  # rows read and validated into source_record
+    "gated",  # the batch gate passed
     "quarantined",  # the batch gate failed: nothing merged, reasons in gate_result
     "resolved",  # every accepted row linked to a person or sent to review
     "merged",  # golden records and history updated

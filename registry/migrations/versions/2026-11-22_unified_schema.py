@@ -2,7 +2,7 @@
 
 Revision ID: 0001_unified_schema
 Revises:
-Create Date: 2026-11-22 03:16:58.413613
+Create Date: 2026-11-22 03:18:30.005556
 """
 
 from collections.abc import Sequence
@@ -182,7 +182,7 @@ def upgrade() -> None:
         sa.Column("error", sa.String(), nullable=True),
         sa.Column("updated_at", sa.DateTime(), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
-            "state IN ('received', 'parsed', 'quarantined', 'resolved', 'merged', 'published', 'failed')",
+            "state IN ('received', 'parsed', 'gated', 'quarantined', 'resolved', 'merged', 'published', 'failed')",
             name=op.f("ck_batch_state"),
         ),
         sa.ForeignKeyConstraint(["source"], ["feed.source"], name=op.f("fk_batch_source_feed")),
