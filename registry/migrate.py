@@ -19,6 +19,17 @@ def version_locations() -> list[Path]:
     return folders + [ROOT / p / "migrations" for p in PLATFORMS if (ROOT / p / "migrations").is_dir()]
 
 
+def import_all_models() -> None:
+    """Import every module that maps tables (the registry's and each platform's models.py)."""
+    import importlib
+    import importlib.util
+
+    importlib.import_module("registry.models")
+    for platform in PLATFORMS:
+        if importlib.util.find_spec(f"{platform}.models") is not None:
+            importlib.import_module(f"{platform}.models")
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """The alembic configuration of the repo, optionally bound to an open connection."""
     config = Config(str(ROOT / "alembic.ini"))

@@ -7,7 +7,7 @@ the number is not used as a matching key and the row goes on to matching by its 
 """
 
 import json
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -24,10 +24,13 @@ ROW_MESSAGES = {
     "REQUIRED_MISSING": "必填项为空",
     "ROW_NO_IDENTITY": "姓名和证件号码均为空，无法识别是谁",
     "DUPLICATE_ROW": "与本文件中前面的一行完全相同",
-    "ROW_CELLS": "本行的列数与表头不一致",
     "ID_CONFLICT": "证件号码已属于另一姓名或出生日期的人员，待人工核查",
     "PROBABLE_MATCH": "可能与已有人员为同一人，待人工核查",
     "EVENT_CODE": "变动类型无法识别",
+    "ROW_CELL_COUNT": "本行的单元格数与表头不一致",
+    "ROW_UNKNOWN_KEYS": "本行含有标准以外的字段，已忽略",
+    "CELL_FORMULA": "是公式单元格，按公式原文保存，未计算",
+    "CELL_PRECISION": "是超过15位的数字单元格，末尾数字已丢失",
 }
 # A bad value in one of these kinds rejects the row when the column is required; elsewhere it is
 # only flagged and the value dropped.
@@ -103,15 +106,15 @@ class RecordBuilder:
         self.has_community = any(c.field == "community_code" for c in spec.columns)
         self.seen: dict[str, int] = {}
 
-    def build(self, row_no: int, row: Mapping[str, str | None], *, cell_issue: bool = False) -> StagedRecord:
-        """Map, normalise and validate one row."""
+    def build(self, row_no: int, row: Mapping[str, str | None], notes: Iterable[str] = ()) -> StagedRecord:
+        """Map, normalise and validate one row; notes are the reader's remarks on it (`CODE` or `CODE:列名`)."""
         raw = {k: v for k, v in row.items() if v not in (None, "")}
         fingerprint = json.dumps(raw, ensure_ascii=False, sort_keys=True)
         if "\\u0000" in fingerprint:  # PostgreSQL text cannot hold NUL: drop it, the archive keeps the bytes
             row = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()}
             raw = {k: v for k, v in row.items() if v not in (None, "")}
             fingerprint = json.dumps(raw, ensure_ascii=False, sort_keys=True)
-        reasons: list[str] = ["ROW_CELLS"] if cell_issue else []
+        reasons: list[str] = list(notes)
         fields: dict[str, Any] = {}
         rejected = False
         first = self.seen.setdefault(fingerprint, row_no)
@@ -181,10 +184,16 @@ class RecordBuilder:
             rejected = True
         if not self._derive(row, fields, reasons):
             rejected = True
-        extra = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in fields.items() if k not in STAGED_FIELDS}
+        extra = {
+            k: (v.isoformat() if isinstance(v, date) else v)
+            for k, v in fields.items()
+            if k not in STAGED_FIELDS
+        }
         for k in extra:
             del fields[k]
-        return StagedRecord(row_no, "rejected" if rejected else "accepted", reasons, raw, fields, extra, id_valid)
+        return StagedRecord(
+            row_no, "rejected" if rejected else "accepted", reasons, raw, fields, extra, id_valid
+        )
 
     def _column_of(self, fld: str) -> str:
         return next((c for c, f, _, _ in self.columns if f == fld), fld)

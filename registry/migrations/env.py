@@ -2,8 +2,10 @@
 
 from alembic import context
 
-import registry.models  # noqa: F401  (registers every table on Base.metadata)
 from registry.db import Base, database_url
+from registry.migrate import import_all_models
+
+import_all_models()  # registers every table on Base.metadata
 
 config = context.config
 target_metadata = Base.metadata

@@ -11,6 +11,7 @@ from registry.db import Base
 
 BATCH_STATES = (
     "received",  # archived with its hash, nothing else done
+    "rejected",  # the file itself cannot be read (encoding, format, header …): error says why
     "parsed",  # rows read and validated into source_record
     "gated",  # the batch gate passed
     "quarantined",  # the batch gate failed: nothing merged, reasons in gate_result

@@ -156,7 +156,7 @@ class ChangeEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
-    event_type: Mapped[str] = mapped_column(String(16))
+    event_type: Mapped[str] = mapped_column(String(24))
     event_date: Mapped[date | None]
     community_code: Mapped[str | None] = mapped_column(String(12))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"), index=True)

@@ -3,7 +3,7 @@
 from sqlalchemy import create_engine, inspect
 
 from registry.db import Base
-from registry.migrate import downgrade, upgrade
+from registry.migrate import downgrade, import_all_models, upgrade
 from tests.conftest import create_database, drop_database
 
 
@@ -31,6 +31,7 @@ def test_models_match_migrations(engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    import_all_models()
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []

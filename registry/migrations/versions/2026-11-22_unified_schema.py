@@ -2,7 +2,7 @@
 
 Revision ID: 0001_unified_schema
 Revises:
-Create Date: 2026-11-22 03:18:30.005556
+Create Date: 2026-11-22 03:21:20.405660
 """
 
 from collections.abc import Sequence
@@ -182,7 +182,7 @@ def upgrade() -> None:
         sa.Column("error", sa.String(), nullable=True),
         sa.Column("updated_at", sa.DateTime(), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
-            "state IN ('received', 'parsed', 'gated', 'quarantined', 'resolved', 'merged', 'published', 'failed')",
+            "state IN ('received', 'rejected', 'parsed', 'gated', 'quarantined', 'resolved', 'merged', 'published', 'failed')",
             name=op.f("ck_batch_state"),
         ),
         sa.ForeignKeyConstraint(["source"], ["feed.source"], name=op.f("fk_batch_source_feed")),
@@ -272,7 +272,7 @@ def upgrade() -> None:
         "change_event",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("person_id", sa.BigInteger(), nullable=False),
-        sa.Column("event_type", sa.String(length=16), nullable=False),
+        sa.Column("event_type", sa.String(length=24), nullable=False),
         sa.Column("event_date", sa.Date(), nullable=True),
         sa.Column("community_code", sa.String(length=12), nullable=True),
         sa.Column("batch_id", sa.BigInteger(), nullable=True),

@@ -1,0 +1,110 @@
+"""Multi-step jobs: a received file through every step, each step its own transaction (what DAGs call)."""
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange import gate, service
+from exchange.readers import parse_file_name
+from registry.models import Batch
+
+log = logging.getLogger(__name__)
+SessionFactory = Callable[[], Session]
+STEPS: dict[str, Callable[..., object]] = {
+    "parse": service.parse_batch,
+    "gate": gate.run_gate,
+    "resolve": service.resolve_batch,
+    "merge": service.merge_batch,
+    "publish": service.publish_batch,
+}
+
+
+@contextmanager
+def transaction(factory: SessionFactory) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object) -> str:
+    """Run one step on a batch in its own transaction, record its duration; returns the batch state."""
+    started = time.perf_counter()
+    with transaction(factory) as session:
+        STEPS[step](session=session, batch_id=batch_id, **kwargs)
+        seconds = round(time.perf_counter() - started, 3)
+        session.execute(
+            text(
+                "UPDATE batch SET step_seconds = step_seconds || jsonb_build_object(CAST(:s AS text), CAST(:t AS float8)) "
+                "WHERE id = :b"
+            ),
+            {"s": step, "t": seconds, "b": batch_id},
+        )
+        return session.scalars(select(Batch.state).where(Batch.id == batch_id)).one()
+
+
+def process_batch(factory: SessionFactory, batch_id: int, progress: service.Progress | None = None) -> str:
+    """Every step in order; stops at a state that needs a person (rejected, quarantined)."""
+    state = ""
+    for step in STEPS:
+        state = run_step(
+            factory, step, batch_id, **({"progress": progress} if step == "parse" and progress else {})
+        )
+        if state in ("rejected", "quarantined"):
+            break
+    return state
+
+
+@dataclass
+class Ingested:
+    """What ingesting one file did."""
+
+    batch_id: int
+    file_name: str
+    duplicate: bool
+    state: str
+
+
+def ingest_file(
+    factory: SessionFactory, path: Path, *, channel: str = "cli", progress: service.Progress | None = None
+) -> Ingested:
+    """Receive a file and run it through every step (a file already received is not applied twice)."""
+    with transaction(factory) as session:
+        received = service.receive_file(session=session, path=path, channel=channel)
+        batch_id, duplicate = received.batch.id, received.duplicate
+    state = process_batch(factory, batch_id, progress)
+    return Ingested(batch_id, path.name, duplicate, state)
+
+
+def landing_files(folder: Path) -> list[Path]:
+    """Files in a landing folder in delivery order: as-of date, then source, then sequence."""
+    found = []
+    for path in folder.iterdir():
+        if not path.is_file():
+            continue
+        try:
+            name = parse_file_name(path.name)
+        except service.FeedFileError:
+            log.warning("landing: ignoring %s (name does not follow the standard)", path.name)
+            continue
+        found.append(((name.as_of, name.source, name.seq), path))
+    return [p for _, p in sorted(found)]
+
+
+def session_factory() -> sessionmaker[Session]:
+    """Sessions on the configured database."""
+    from registry.db import get_engine
+
+    return sessionmaker(get_engine(), expire_on_commit=False)

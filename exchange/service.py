@@ -1,0 +1,280 @@
+"""Units of work of the exchange: receive → parse → gate → resolve → merge → publish, and receipts.
+
+Each function is one transaction keyed on a batch id and moves the batch from one state to the next;
+called again on a batch already past that state it does nothing, so every step is safe to retry.
+"""
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from exchange.exceptions import FeedFileError
+from exchange.readers import identify_file, open_feed_file, safe_cell
+from popex.settings import storage_settings
+from registry import events, merge, resolve
+from registry.audit import record_audit
+from registry.feeds import sync_feeds
+from registry.models import Area, Batch
+from registry.records import COPY_COLUMNS, RecordBuilder, copy_row, describe
+from schemas.feed_spec import get_feed_spec
+
+log = logging.getLogger(__name__)
+COPY_CHUNK = 50_000
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Received:
+    """A received file: its batch, and whether the same bytes had been received before."""
+
+    batch: Batch
+    duplicate: bool
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def archive_file(path: Path, sha256: str, folder: str) -> Path:
+    """Copy the file, read-only, to archive/<folder>/<sha256[:2]>/<sha256>_<name>; keep an existing copy."""
+    target = storage_settings().archive_dir / folder / sha256[:2] / f"{sha256}_{path.name}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(target.suffix + ".part")
+        shutil.copyfile(path, partial)
+        os.chmod(partial, 0o444)
+        partial.rename(target)
+    return target
+
+
+def receive_file(*, session: Session, path: Path, channel: str = "cli", actor: str = "operator") -> Received:
+    """Archive the file with its hash first, then register it as a batch (once per distinct content)."""
+    sha256 = file_sha256(path)
+    try:
+        name, spec = identify_file(path.name)
+    except FeedFileError as exc:
+        archived = archive_file(path, sha256, "_unidentified")
+        record_audit(
+            session=session,
+            actor=actor,
+            action="file.refused",
+            object_type="file",
+            object_id=path.name,
+            detail={"sha256": sha256, "code": str(exc.code), "archive": str(archived)},
+        )
+        raise
+    archived = archive_file(path, sha256, spec.source)
+    existing = session.scalar(select(Batch).where(Batch.sha256 == sha256))
+    if existing is not None:
+        record_audit(
+            session=session,
+            actor=actor,
+            action="file.duplicate",
+            object_type="batch",
+            object_id=str(existing.id),
+            detail={"file": path.name, "sha256": sha256},
+        )
+        return Received(existing, True)
+    sync_feeds(session=session)
+    batch = Batch(
+        source=spec.source,
+        file_name=path.name,
+        sha256=sha256,
+        size_bytes=path.stat().st_size,
+        archive_path=str(archived),
+        as_of_date=name.as_of,
+        seq=name.seq,
+        channel=channel,
+        state="received",
+        step_seconds={},
+    )
+    session.add(batch)
+    session.flush()
+    record_audit(
+        session=session,
+        actor=actor,
+        action="file.received",
+        object_type="batch",
+        object_id=str(batch.id),
+        detail={"file": path.name, "sha256": sha256, "channel": channel},
+    )
+    return Received(batch, False)
+
+
+def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    buffer.seek(0)
+    cursor = session.connection().connection.cursor()
+    cursor.copy_expert(f"COPY source_record ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+
+
+def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = None) -> Batch:
+    """Read the archived file, validate every row and stage it into source_record with COPY."""
+    batch = session.get_one(Batch, batch_id, with_for_update=True)
+    if batch.state != "received":
+        return batch
+    spec = get_feed_spec(batch.source)
+    try:
+        feed = open_feed_file(Path(batch.archive_path), spec, max_bytes=storage_settings().max_upload_bytes)
+        batch.encoding, batch.file_format = feed.encoding, feed.format
+        known = set(session.scalars(select(Area.code).where(Area.level == "community")))
+        # Dates after the extract's as-of day are impossible; using that day keeps a re-run identical.
+        builder = RecordBuilder(spec, known_areas=known, today=batch.as_of_date + timedelta(days=1))
+        session.execute(text("DELETE FROM source_record WHERE batch_id = :b"), {"b": batch_id})
+        chunk: list[tuple[Any, ...]] = []
+        for row in feed.rows():
+            notes = [f"{n.code}:{n.field}" if n.field else str(n.code) for n in row.notes]
+            chunk.append(copy_row(batch_id, spec.source, builder.build(row.number, row.values, notes)))
+            if len(chunk) >= COPY_CHUNK:
+                _copy(session, chunk)
+                if progress:
+                    progress(len(chunk))
+                chunk = []
+        if chunk:
+            _copy(session, chunk)
+            if progress:
+                progress(len(chunk))
+    except FeedFileError as exc:
+        session.rollback()
+        batch = session.get_one(Batch, batch_id)
+        batch.state, batch.error = "rejected", f"[{exc.code}] {exc.message}"
+        record_audit(
+            session=session,
+            actor="pipeline",
+            action="batch.rejected",
+            object_type="batch",
+            object_id=str(batch_id),
+            detail={"code": str(exc.code), "row": exc.row, "field": exc.field},
+        )
+        return batch
+    batch.state = "parsed"
+    batch.gate_result = {"warnings": [{"code": str(w.code), "message": w.message} for w in feed.warnings]}
+    session.flush()
+    resolve.update_counts(session=session, batch_id=batch_id)
+    session.refresh(batch)
+    return batch
+
+
+def resolve_batch(*, session: Session, batch_id: int) -> Batch:
+    """Link the batch's accepted records to persons (registry.resolve)."""
+    batch = session.get_one(Batch, batch_id, with_for_update=True)
+    if batch.state == "gated":
+        resolve.resolve_batch(session=session, batch_id=batch_id)
+        session.refresh(batch)
+    return batch
+
+
+def merge_batch(*, session: Session, batch_id: int) -> Batch:
+    """Recompute the golden records the batch touched (registry.merge)."""
+    batch = session.get_one(Batch, batch_id, with_for_update=True)
+    if batch.state == "resolved":
+        merge.merge_batch(session=session, batch_id=batch_id)
+        session.refresh(batch)
+    return batch
+
+
+def publish_batch(*, session: Session, batch_id: int) -> Batch:
+    """Write the batch's change events for the sharing service (registry.events)."""
+    batch = session.get_one(Batch, batch_id, with_for_update=True)
+    if batch.state == "merged":
+        events.publish_batch(session=session, batch_id=batch_id)
+        session.refresh(batch)
+    return batch
+
+
+@dataclass
+class Receipt:
+    """回执: the summary and one line per row."""
+
+    batch_id: int
+    file_name: str
+    source: str
+    state: str
+    received: int
+    accepted: int
+    rejected: int
+    review: int
+    error: str | None
+    gate: dict[str, Any] | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def csv_text(self) -> str:
+        """row,record_key,status,person_id,reasons — text cells safe for spreadsheets."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["row", "record_key", "status", "person_id", "reasons"])
+        for r in self.rows:
+            writer.writerow(
+                [
+                    r["row"],
+                    safe_cell(r["record_key"] or ""),
+                    r["status"],
+                    r["person_id"] or "",
+                    safe_cell(r["reasons"]),
+                ]
+            )
+        return out.getvalue()
+
+
+def find_batch(*, session: Session, ref: str) -> Batch | None:
+    """A batch by id or by received file name (the newest with that name)."""
+    if ref.isdigit():
+        return session.get(Batch, int(ref))
+    return session.scalar(select(Batch).where(Batch.file_name == ref).order_by(Batch.id.desc()).limit(1))
+
+
+def build_receipt(*, session: Session, batch_id: int) -> Receipt:
+    """The receipt of a batch, straight from its records and links (so it always agrees with them)."""
+    batch = session.get_one(Batch, batch_id)
+    rows = session.execute(
+        text(
+            """
+            SELECT r.row_no, r.record_key, r.status, p.person_no, r.reasons
+            FROM source_record r
+            LEFT JOIN link l ON l.source_record_id = r.id
+            LEFT JOIN person p ON p.id = l.person_id
+            WHERE r.batch_id = :b ORDER BY r.row_no
+            """
+        ),
+        {"b": batch_id},
+    )
+    lines = [
+        {
+            "row": n,
+            "record_key": key,
+            "status": status,
+            "person_id": person_no,
+            "reasons": "；".join(describe(code) for code in reasons),
+        }
+        for n, key, status, person_no, reasons in rows
+    ]
+    return Receipt(
+        batch_id=batch.id,
+        file_name=batch.file_name,
+        source=batch.source,
+        state=batch.state,
+        received=batch.rows_received,
+        accepted=batch.rows_accepted,
+        rejected=batch.rows_rejected,
+        review=batch.rows_review,
+        error=batch.error,
+        gate=batch.gate_result,
+        rows=lines,
+    )

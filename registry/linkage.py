@@ -1,0 +1,228 @@
+"""Probabilistic record linkage, Fellegi–Sunter style: comparisons as data, one small engine.
+
+Each comparison is a list of levels tried in order (the first that holds decides), each with an
+m-probability (how often the level holds for the same person) and a u-probability (how often it holds
+for two different people). A pair's score is log2 of the prior odds plus the sum of log2(m/u) of the
+levels that fired; a blank on either side contributes nothing. Every link stores the levels and their
+weights, so it can be explained. m is re-estimated per batch from the links the ID number decided;
+u for exact name agreement comes from the name's own frequency among the persons (a common name
+agreeing is weaker evidence than a rare one).
+"""
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from rapidfuzz.distance import JaroWinkler, Levenshtein
+
+Pair = Mapping[str, Any]  # r_* fields of the record, p_* fields of the candidate person
+
+
+@dataclass(frozen=True)
+class Level:
+    """One agreement level of a comparison."""
+
+    name: str
+    test: Callable[[Pair], bool]
+    m: float
+    u: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An attribute compared level by level; `fields` must be filled on both sides."""
+
+    name: str
+    fields: tuple[str, ...]
+    levels: tuple[Level, ...]
+
+
+def _both(pair: Pair, field: str) -> bool:
+    return pair[f"r_{field}"] is not None and pair[f"p_{field}"] is not None
+
+
+def _same(field: str) -> Callable[[Pair], bool]:
+    return lambda p: p[f"r_{field}"] == p[f"p_{field}"]
+
+
+def _birth_swapped(p: Pair) -> bool:
+    a, b = p["r_birth_date"], p["p_birth_date"]
+    return bool(a.year == b.year and a.month == b.day and a.day == b.month)
+
+
+def _birth_one_part(p: Pair) -> bool:
+    a, b = p["r_birth_date"], p["p_birth_date"]
+    return (a.year == b.year) + (a.month == b.month) + (a.day == b.day) == 2
+
+
+def _always(_: Pair) -> bool:
+    return True
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison(
+        "name",
+        ("name",),
+        (
+            Level("exact", _same("name"), 0.93, 1e-4),  # u replaced by the name's own frequency
+            Level("same_sound", _same("name_pinyin"), 0.04, 2e-4),
+            Level(
+                "similar",
+                lambda p: (
+                    JaroWinkler.similarity(p["r_name_pinyin"] or "", p["p_name_pinyin"] or "") >= 0.95
+                    or Levenshtein.distance(p["r_name"], p["p_name"]) == 1
+                ),
+                0.02,
+                4e-3,
+            ),
+            Level("different", _always, 0.01, 0.9957),
+        ),
+    ),
+    Comparison(
+        "birth_date",
+        ("birth_date",),
+        (
+            Level("exact", _same("birth_date"), 0.96, 4e-5),
+            Level("day_month_swapped", _birth_swapped, 0.01, 1e-5),
+            Level("one_part_differs", _birth_one_part, 0.02, 2e-3),
+            Level("different", _always, 0.01, 0.99795),
+        ),
+    ),
+    Comparison(
+        "sex",
+        ("sex",),
+        (
+            Level("same", _same("sex"), 0.995, 0.5),
+            Level("different", _always, 0.005, 0.5),
+        ),
+    ),
+    Comparison(
+        "id_no",
+        ("id_no",),
+        (
+            Level("exact", _same("id_no"), 0.90, 1e-7),
+            Level(
+                "one_or_two_edits",
+                lambda p: Levenshtein.distance(p["r_id_no"], p["p_id_no"]) <= 2,
+                0.09,
+                1e-5,
+            ),
+            Level("different", _always, 0.01, 0.99999),
+        ),
+    ),
+    Comparison(
+        "community",
+        ("community_code",),
+        (
+            Level("same", _same("community_code"), 0.75, 5e-3),
+            Level(
+                "same_street", lambda p: p["r_community_code"][:9] == p["p_community_code"][:9], 0.08, 0.03
+            ),
+            Level(
+                "same_district", lambda p: p["r_community_code"][:6] == p["p_community_code"][:6], 0.07, 0.15
+            ),
+            Level("different", _always, 0.10, 0.815),
+        ),
+    ),
+    Comparison(
+        "phone",
+        ("phone",),
+        (
+            Level("same", _same("phone"), 0.6, 1e-6),
+            Level("different", _always, 0.4, 0.999999),
+        ),
+    ),
+)
+
+# Bands on the score (bits, prior included): at or above LINK the record joins the person; at or above
+# REVIEW a clerk decides; below, the record is somebody new. 7 bits is a match probability of 0.992.
+LINK_BITS = 7.0
+REVIEW_BITS = 0.0
+
+
+@dataclass
+class Model:
+    """m-probabilities per (comparison, level), the prior, and name frequencies for u."""
+
+    m: dict[str, dict[str, float]]
+    log2_prior_odds: float
+    name_freq: dict[str, float]
+    population: int
+
+    def to_json(self) -> dict[str, Any]:
+        """What is stored with the batch, so every score can be recomputed."""
+        return {"m": self.m, "log2_prior_odds": self.log2_prior_odds, "population": self.population}
+
+
+def default_m() -> dict[str, dict[str, float]]:
+    """The m-probabilities written in COMPARISONS."""
+    return {c.name: {lv.name: lv.m for lv in c.levels} for c in COMPARISONS}
+
+
+def compare(pair: Pair) -> dict[str, str]:
+    """The level each comparison reaches for a pair; comparisons with a blank side are left out."""
+    out: dict[str, str] = {}
+    for comparison in COMPARISONS:
+        if all(_both(pair, f) for f in comparison.fields):
+            out[comparison.name] = next(lv.name for lv in comparison.levels if lv.test(pair))
+    return out
+
+
+_U = {c.name: {lv.name: lv.u for lv in c.levels} for c in COMPARISONS}
+
+
+def score(pair: Pair, model: Model) -> tuple[float, dict[str, Any]]:
+    """Score (bits) of a pair and its explanation: the level and weight of every comparison."""
+    levels = compare(pair)
+    total = model.log2_prior_odds
+    explained: dict[str, Any] = {}
+    for name, level in levels.items():
+        u = _U[name][level]
+        if name == "name" and level == "exact":
+            u = max(model.name_freq.get(pair["r_name"], 0.0), 1.0 / max(model.population, 1), 1e-7)
+        weight = math.log2(model.m[name][level] / u)
+        total += weight
+        explained[name] = [level, round(weight, 2)]
+    return total, explained
+
+
+def estimate_m(pairs: Iterable[Pair], *, minimum: int = 500) -> dict[str, dict[str, float]] | None:
+    """m-probabilities from pairs known to be the same person (the ID number decided them).
+
+    Returns None when there are too few pairs; each level keeps a pseudo-count from the defaults, so a
+    level never seen is not given probability zero.
+    """
+    counts: dict[str, Counter[str]] = {c.name: Counter() for c in COMPARISONS}
+    n = 0
+    for pair in pairs:
+        n += 1
+        for name, level in compare(pair).items():
+            counts[name][level] += 1
+    if n < minimum:
+        return None
+    defaults = default_m()
+    estimated: dict[str, dict[str, float]] = {}
+    for name, levels in defaults.items():
+        if name == "id_no":  # decided by the ID number itself: no information about m here
+            estimated[name] = dict(levels)
+            continue
+        total = sum(counts[name].values()) + 10.0
+        estimated[name] = {lv: (counts[name][lv] + 10.0 * p) / total for lv, p in levels.items()}
+    return estimated
+
+
+def band(bits: float) -> str:
+    """link, review or new."""
+    if bits >= LINK_BITS:
+        return "link"
+    if bits >= REVIEW_BITS:
+        return "review"
+    return "new"
+
+
+def birth_key(value: date | None) -> str:
+    """A date as blocking-key text."""
+    return value.isoformat() if value else ""

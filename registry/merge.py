@@ -1,0 +1,189 @@
+"""Golden records: survivorship per attribute, provenance, and a new version for every change.
+
+A person's golden record is a function of all the accepted source records linked to it, so merging is
+order-independent and a re-run changes nothing. Per attribute the winner is the record with the best
+trust rank for it (feed specs, 1 = most trusted), then the newest observation (event date, else the
+batch's as-of date), then the newest record. Status is special: death is final whatever its source;
+otherwise the newest residence status wins. Each winner is found with one max() over a sortable key
+(rank · date · record id · value), which PostgreSQL computes in a single hash aggregate.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from registry.trust import UNRANKED, trust_rows
+
+# golden attribute → the source_record expression that provides it
+ATTRIBUTES = {
+    "name": "r.name",
+    "id_no": "CASE WHEN r.id_valid THEN r.id_type || '|' || r.id_no END",
+    "sex": "r.sex",
+    "ethnicity": "r.ethnicity",
+    "birth_date": "r.birth_date::text",
+    "phone": "r.phone",
+    "address": "r.address",
+    "community_code": "r.community_code",
+    "population_type": "r.population_type",
+}
+KEY_PREFIX = 21  # 1 rank digit + 8 date digits + 12 record-id digits
+VERSIONED = (
+    "status",
+    "id_no",
+    "name",
+    "sex",
+    "birth_date",
+    "death_date",
+    "community_code",
+    "population_type",
+    "address",
+    "phone",
+    "ethnicity",
+    "marital_status",
+)
+
+
+@dataclass
+class MergeResult:
+    """What merging one batch (or a set of persons) did."""
+
+    persons: int = 0
+    changed: int = 0
+    created: int = 0
+
+
+def _rank_case(attribute: str) -> str:
+    ranks = {str(r["source"]): int(str(r["rank"])) for r in trust_rows() if r["attribute"] == attribute}
+    whens = " ".join(f"WHEN '{source}' THEN {rank}" for source, rank in sorted(ranks.items()))
+    return f"(CASE r.source {whens} ELSE {UNRANKED} END)" if whens else str(UNRANKED)
+
+
+def _golden_sql() -> str:
+    obs = "to_char(coalesce(r.event_date, b.as_of_date), 'YYYYMMDD') || lpad(r.id::text, 12, '0')"
+    keys = [
+        f"max(CASE WHEN {expr} IS NOT NULL THEN (9 - {_rank_case(attr)})::text || {obs} || {expr} END "
+        f'COLLATE "C") AS k_{attr}'
+        for attr, expr in ATTRIBUTES.items()
+    ]
+    keys.append(
+        "max(CASE r.residence_status WHEN 'dead' THEN '1' WHEN 'left' THEN '0' WHEN 'present' THEN '0' END"
+        f" || {obs} || CASE r.residence_status WHEN 'dead' THEN 'dead' WHEN 'left' THEN 'left'"
+        " ELSE 'active' END COLLATE \"C\") AS k_status"
+    )
+    keys.append(
+        f"max(CASE WHEN r.event IN ('marry', 'divorce') THEN {obs} || r.event END COLLATE \"C\") AS k_marital"
+    )
+    keys.append(
+        "min(coalesce(r.event_date, b.as_of_date)) FILTER (WHERE r.residence_status = 'dead') AS death_date"
+    )
+    return (
+        "SELECT l.person_id, " + ", ".join(keys) + " FROM touched t JOIN link l ON l.person_id = t.person_id "
+        "JOIN source_record r ON r.id = l.source_record_id JOIN batch b ON b.id = r.batch_id "
+        "WHERE r.status = 'accepted' GROUP BY l.person_id"
+    )
+
+
+def _value(attr: str) -> str:
+    return f"substr(g.k_{attr}, {KEY_PREFIX + 1})"
+
+
+def _source(attr: str) -> str:
+    return f"substr(g.k_{attr}, 10, 12)::bigint"
+
+
+def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date | None) -> MergeResult:
+    """Recompute the golden records of the persons in temp table `touched`; version what changed."""
+    conn.execute(text("DROP TABLE IF EXISTS golden, diff"))
+    conn.execute(text(f"CREATE TEMP TABLE golden ON COMMIT DROP AS {_golden_sql()}"))
+    new_values = {
+        "name": _value("name"),
+        "id_type": f"split_part({_value('id_no')}, '|', 1)",
+        "id_no": f"split_part({_value('id_no')}, '|', 2)",
+        "sex": _value("sex"),
+        "ethnicity": _value("ethnicity"),
+        "birth_date": f"{_value('birth_date')}::date",
+        "phone": _value("phone"),
+        "address": _value("address"),
+        "community_code": _value("community_code"),
+        "population_type": _value("population_type"),
+        "status": f"coalesce(substr(g.k_status, {KEY_PREFIX + 1}), 'active')",
+        "death_date": "CASE WHEN g.k_status LIKE '1%' THEN g.death_date END",
+        "marital_status": f"CASE substr(g.k_marital, {KEY_PREFIX}) WHEN 'marry' THEN 'married'"
+        " WHEN 'divorce' THEN 'divorced' END",
+    }
+    provenance = ", ".join(
+        f"'{attr}', CASE WHEN g.k_{attr} IS NOT NULL THEN {_source(attr)} END" for attr in ATTRIBUTES
+    )
+    select_new = ", ".join(f"{expr} AS {col}" for col, expr in new_values.items())
+    changed = ", ".join(f"CASE WHEN p.{c} IS DISTINCT FROM n.{c} THEN '{c}' END" for c in VERSIONED)
+    conn.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE diff ON COMMIT DROP AS
+            SELECT n.*, p.status AS old_status,
+                   array_remove(ARRAY[{changed}], NULL) AS changed,
+                   NOT EXISTS (SELECT 1 FROM person_version v WHERE v.person_id = n.person_id) AS is_new
+            FROM (SELECT g.person_id, {select_new}, jsonb_strip_nulls(jsonb_build_object({provenance})) AS provenance
+                  FROM golden g) n
+            JOIN person p ON p.id = n.person_id
+            """
+        )
+    )
+    conn.execute(text("DELETE FROM diff WHERE cardinality(changed) = 0 AND NOT is_new"))
+    sets = ", ".join(f"{c} = d.{c}" for c in new_values)
+    conn.execute(
+        text(
+            f"UPDATE person p SET {sets}, name_pinyin = r.name_pinyin, provenance = d.provenance, "
+            "area_key = coalesce(p.area_key, substr(d.community_code, 1, 6)), updated_at = now() "
+            "FROM diff d LEFT JOIN source_record r ON r.id = (d.provenance ->> 'name')::bigint "
+            "WHERE p.id = d.person_id"
+        )
+    )
+    # valid_from: the newest observation among the batch's records for the person (when it changed).
+    since = (
+        "(SELECT max(coalesce(r.event_date, b.as_of_date)) FROM link l JOIN source_record r ON r.id = l.source_record_id"
+        " JOIN batch b ON b.id = r.batch_id WHERE l.person_id = d.person_id AND l.batch_id = :b)"
+    )
+    cols = ", ".join(VERSIONED)
+    conn.execute(
+        text(
+            f"""
+            INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
+            SELECT d.person_id, p.area_key, coalesce({since}, CAST(:valid_from AS date), current_date), :b,
+                   to_jsonb(CASE WHEN d.is_new THEN ARRAY['created'] ELSE d.changed END),
+                   {", ".join(f"d.{c}" for c in VERSIONED)}
+            FROM diff d JOIN person p ON p.id = d.person_id
+            """
+        ),
+        {"b": batch_id, "valid_from": valid_from},
+    )
+    counts = conn.execute(
+        text("SELECT (SELECT count(*) FROM golden), count(*), count(*) FILTER (WHERE is_new) FROM diff")
+    ).one()
+    return MergeResult(persons=counts[0], changed=counts[1], created=counts[2])
+
+
+def merge_batch(*, session: Session, batch_id: int) -> MergeResult:
+    """Merge the persons the batch's links touched."""
+    conn = session.connection()
+    conn.execute(text("DROP TABLE IF EXISTS touched"))
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE touched ON COMMIT DROP AS SELECT DISTINCT person_id FROM link WHERE batch_id = :b"
+        ),
+        {"b": batch_id},
+    )
+    result = _merge_touched(conn, batch_id=batch_id, valid_from=None)
+    conn.execute(text("UPDATE batch SET state = 'merged', updated_at = now() WHERE id = :b"), {"b": batch_id})
+    return result
+
+
+def merge_persons(*, session: Session, person_ids: list[int], valid_from: date | None = None) -> MergeResult:
+    """Recompute the golden records of the given persons (after a review decision)."""
+    conn = session.connection()
+    conn.execute(text("DROP TABLE IF EXISTS touched"))
+    conn.execute(text("CREATE TEMP TABLE touched (person_id bigint) ON COMMIT DROP"))
+    conn.execute(text("INSERT INTO touched SELECT unnest(CAST(:ids AS bigint[]))"), {"ids": person_ids})
+    return _merge_touched(conn, batch_id=None, valid_from=valid_from)

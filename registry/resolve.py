@@ -1,0 +1,381 @@
+"""Resolve a batch: link every accepted source record to exactly one person, set-wise.
+
+1. Known document number (deterministic): the record joins the person holding it — unless name or birth
+   date contradict that person, then a clerk reviews it (never a silent merge).
+2. A valid number never seen before: first compared with the persons who have no number of that type
+   yet (a newborn known from the birth certificate, an elderly resident registered without an ID),
+   otherwise a new person is created for it.
+3. No usable number (none, invalid, typo): candidates from blocking keys, scored (registry.linkage),
+   then linked, sent to review, or left for step 4.
+4. What is left becomes new persons, one per group of records that agree on their key within the batch.
+Person numbers come from a sequence and are never reused; a retried step starts from a rolled-back
+transaction, so it gives the same links.
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from registry import linkage
+from registry.trust import load_trust_table
+
+PERSON_FIELDS = ("name", "name_pinyin", "sex", "birth_date", "id_no", "community_code", "phone")
+
+
+@dataclass
+class ResolveResult:
+    """What resolving one batch did."""
+
+    batch_id: int
+    records: int = 0
+    linked_by_id: int = 0
+    id_conflicts: int = 0
+    linked_by_score: int = 0
+    review: int = 0
+    new_persons: int = 0
+    linked_to_new: int = 0
+    m_source: str = "default"
+
+
+def _pending(conn: Connection, batch_id: int) -> int:
+    conn.execute(text("DROP TABLE IF EXISTS pending"))
+    conn.execute(
+        text(
+            """
+            CREATE TEMP TABLE pending ON COMMIT DROP AS
+            SELECT r.id, r.source, r.id_type, r.id_no, r.id_valid, r.name, r.name_pinyin, r.sex, r.birth_date,
+                   r.community_code, r.phone, r.area_key, r.population_type
+            FROM source_record r
+            WHERE r.batch_id = :b AND r.status = 'accepted'
+              AND NOT EXISTS (SELECT 1 FROM link l WHERE l.source_record_id = r.id)
+            """
+        ),
+        {"b": batch_id},
+    )
+    conn.execute(text("CREATE INDEX ON pending (id)"))
+    conn.execute(text("ANALYZE pending"))
+    return conn.execute(text("SELECT count(*) FROM pending")).scalar_one()
+
+
+def _link_known_ids(conn: Connection, batch_id: int) -> tuple[int, int]:
+    """Step 1: records whose valid number a person already holds."""
+    conn.execute(text("DROP TABLE IF EXISTS det"))
+    conn.execute(
+        text(
+            """
+            CREATE TEMP TABLE det ON COMMIT DROP AS
+            SELECT pe.id AS rid, pe.area_key, pi.person_id,
+                   NOT (pe.name IS NULL OR p.name IS NULL OR pe.name = p.name OR pe.name_pinyin = p.name_pinyin
+                        OR levenshtein(pe.name_pinyin, p.name_pinyin) <= 2
+                        OR coalesce(t.rank, 9) = 1) AS name_conflict,
+                   coalesce(pe.birth_date <> p.birth_date, false) AS birth_conflict
+            FROM pending pe
+            JOIN person_identifier pi ON pi.id_type = pe.id_type AND pi.id_no = pe.id_no
+            JOIN person p ON p.id = pi.person_id
+            LEFT JOIN trust t ON t.source = pe.source AND t.attribute = 'name'
+            WHERE pe.id_valid
+            """
+        )
+    )
+    linked = conn.execute(
+        text(
+            """
+            INSERT INTO link (source_record_id, person_id, batch_id, area_key, rule, levels, method)
+            SELECT rid, person_id, :b, area_key, 'id_exact', '{"id_no": ["exact", null]}', 'auto'
+            FROM det WHERE NOT name_conflict AND NOT birth_conflict
+            """
+        ),
+        {"b": batch_id},
+    ).rowcount
+    conflicts = conn.execute(
+        text(
+            """
+            INSERT INTO review_item (kind, source_record_id, candidate_person_id, batch_id, levels, state)
+            SELECT 'id_conflict', rid, person_id, :b,
+                   jsonb_build_object('id_no', 'exact', 'name', CASE WHEN name_conflict THEN 'different' ELSE 'ok' END,
+                                      'birth_date', CASE WHEN birth_conflict THEN 'different' ELSE 'ok' END),
+                   'open'
+            FROM det WHERE name_conflict OR birth_conflict
+            """
+        ),
+        {"b": batch_id},
+    ).rowcount
+    conn.execute(text("DELETE FROM pending WHERE id IN (SELECT rid FROM det)"))
+    return linked, conflicts
+
+
+# Candidate persons for the probe records, one SELECT per blocking rule (each uses an index on person).
+BLOCKING_RULES = {
+    "birth_date+pinyin": "p.birth_date = pr.birth_date AND p.name_pinyin = pr.name_pinyin",
+    "pinyin+id_head": "p.name_pinyin = pr.name_pinyin AND substr(p.id_no, 1, 9) = substr(pr.id_no, 1, 9)",
+    "pinyin+id_tail": "p.name_pinyin = pr.name_pinyin AND substr(p.id_no, 10) = substr(pr.id_no, 10)",
+    "community+birth_date+sex": "p.community_code = pr.community_code AND p.birth_date = pr.birth_date"
+    " AND p.sex = pr.sex",
+}
+
+
+def _candidates(conn: Connection, *, only_without_id: bool) -> list[dict[str, Any]]:
+    """Pairs (probe record, person) from every blocking rule, with both sides' fields."""
+    extra = (
+        " AND NOT EXISTS (SELECT 1 FROM person_identifier x WHERE x.person_id = p.id AND x.id_type = pr.id_type)"
+        if only_without_id
+        else ""
+    )
+    union = " UNION ".join(
+        f"SELECT pr.id AS rid, p.id AS pid FROM probe pr JOIN person p ON {cond}"
+        f" WHERE p.status <> 'retired'{extra}"
+        for cond in BLOCKING_RULES.values()
+    )
+    cols = ", ".join([f"pr.{f} AS r_{f}" for f in PERSON_FIELDS] + [f"p.{f} AS p_{f}" for f in PERSON_FIELDS])
+    rows = conn.execute(
+        text(
+            f"SELECT c.rid, c.pid, pr.id_type AS r_id_type, pr.area_key AS r_area_key, {cols} "
+            f"FROM ({union}) c JOIN probe pr ON pr.id = c.rid JOIN person p ON p.id = c.pid"
+        )
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def _model(conn: Connection, pairs: list[dict[str, Any]], m: dict[str, dict[str, float]]) -> linkage.Model:
+    population = conn.execute(text("SELECT count(*) FROM person WHERE status <> 'retired'")).scalar_one()
+    names = sorted({p["r_name"] for p in pairs if p["r_name"]})
+    freq: dict[str, float] = {}
+    if names and population:
+        rows = conn.execute(
+            text("SELECT name, count(*) FROM person WHERE name = ANY(:n) GROUP BY name"), {"n": names}
+        )
+        freq = {name: n / population for name, n in rows}
+    # Each probe record has at most one true match among the persons: prior odds 1 : population.
+    prior = -math.log2(max(population, 2))
+    return linkage.Model(m=m, log2_prior_odds=prior, name_freq=freq, population=population)
+
+
+def _score_probe(
+    conn: Connection, batch_id: int, m: dict[str, dict[str, float]], *, only_without_id: bool
+) -> tuple[int, int]:
+    """Score the probe table's candidates; write links and review items; remove them from pending."""
+    pairs = _candidates(conn, only_without_id=only_without_id)
+    if not pairs:
+        return 0, 0
+    model = _model(conn, pairs, m)
+    ranked: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
+    for pair in pairs:
+        bits, explained = linkage.score(pair, model)
+        ranked.setdefault(pair["rid"], []).append((bits, pair["pid"], explained))
+    decided: dict[int, dict[str, Any]] = {}
+    for rid, options in ranked.items():
+        options.sort(key=lambda o: (-o[0], o[1]))
+        bits, pid, explained = options[0]
+        decision = linkage.band(bits)
+        # A close runner-up means the blocking found two plausible persons: a clerk decides.
+        if decision == "link" and len(options) > 1 and options[1][0] >= bits - 2.0:
+            decision = "review"
+        if decision != "new":
+            decided[rid] = {
+                "rid": rid,
+                "pid": pid,
+                "score": round(bits, 3),
+                "decision": decision,
+                "levels": json.dumps(explained, ensure_ascii=False),
+            }
+    if only_without_id:
+        # A person without a number takes at most one new number (twins share a birth date and a surname).
+        best: dict[int, dict[str, Any]] = {}
+        for row in decided.values():
+            if (
+                row["decision"] == "link"
+                and row["score"] > best.get(row["pid"], {"score": -math.inf})["score"]
+            ):
+                best[row["pid"]] = row
+        decided = {r["rid"]: r for r in decided.values() if r["decision"] == "review" or best[r["pid"]] is r}
+    if not decided:
+        return 0, 0
+    conn.execute(text("DROP TABLE IF EXISTS decided"))
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE decided (rid bigint, pid bigint, score float8, decision text, levels jsonb) "
+            "ON COMMIT DROP"
+        )
+    )
+    conn.execute(
+        text("INSERT INTO decided VALUES (:rid, :pid, :score, :decision, CAST(:levels AS jsonb))"),
+        list(decided.values()),
+    )
+    linked = conn.execute(
+        text(
+            "INSERT INTO link (source_record_id, person_id, batch_id, area_key, rule, score, levels, method) "
+            "SELECT d.rid, d.pid, :b, pe.area_key, 'score', d.score, d.levels, 'auto' "
+            "FROM decided d JOIN pending pe ON pe.id = d.rid WHERE d.decision = 'link'"
+        ),
+        {"b": batch_id},
+    ).rowcount
+    if only_without_id:
+        conn.execute(
+            text(
+                "INSERT INTO person_identifier (id_type, id_no, person_id) "
+                "SELECT pe.id_type, pe.id_no, d.pid FROM decided d JOIN pending pe ON pe.id = d.rid "
+                "WHERE d.decision = 'link' ON CONFLICT DO NOTHING"
+            )
+        )
+    review = conn.execute(
+        text(
+            "INSERT INTO review_item (kind, source_record_id, candidate_person_id, batch_id, score, levels, state) "
+            "SELECT 'probable_match', rid, pid, :b, score, levels, 'open' FROM decided WHERE decision = 'review'"
+        ),
+        {"b": batch_id},
+    ).rowcount
+    conn.execute(text("DELETE FROM pending WHERE id IN (SELECT rid FROM decided)"))
+    return linked, review
+
+
+def _make_probe(conn: Connection, where: str) -> int:
+    conn.execute(text("DROP TABLE IF EXISTS probe"))
+    conn.execute(text(f"CREATE TEMP TABLE probe ON COMMIT DROP AS SELECT * FROM pending WHERE {where}"))
+    conn.execute(text("ANALYZE probe"))
+    return conn.execute(text("SELECT count(*) FROM probe")).scalar_one()
+
+
+def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
+    """Step 4: one new person per group of the remaining records."""
+    conn.execute(text("DROP TABLE IF EXISTS grouped, newp"))
+    conn.execute(
+        text(
+            """
+            CREATE TEMP TABLE grouped ON COMMIT DROP AS
+            SELECT id AS rid, area_key,
+                   CASE WHEN id_valid THEN 'I|' || id_type || '|' || id_no
+                        WHEN name_pinyin IS NOT NULL AND birth_date IS NOT NULL
+                            THEN 'N|' || name_pinyin || '|' || birth_date || '|' || coalesce(sex, '')
+                        ELSE 'R|' || id END AS grp
+            FROM pending
+            """
+        )
+    )
+    conn.execute(
+        text(
+            """
+            CREATE TEMP TABLE newp ON COMMIT DROP AS
+            SELECT g.grp, nextval('person_id_seq') AS pid, nextval('person_no_seq') AS no, pe.*
+            FROM (SELECT DISTINCT ON (grp) grp, rid FROM grouped ORDER BY grp, rid) g
+            JOIN pending pe ON pe.id = g.rid
+            ORDER BY g.rid
+            """
+        )
+    )
+    created = conn.execute(
+        text(
+            """
+            INSERT INTO person (id, person_no, area_key, status, id_type, id_no, name, name_pinyin, sex, birth_date,
+                                community_code, phone, population_type, provenance)
+            SELECT pid, 'P' || lpad(no::text, 11, '0'), area_key, 'active',
+                   CASE WHEN id_valid THEN id_type END, CASE WHEN id_valid THEN id_no END,
+                   name, name_pinyin, sex, birth_date, community_code, phone, population_type, '{}'
+            FROM newp
+            """
+        )
+    ).rowcount
+    conn.execute(
+        text(
+            "INSERT INTO person_identifier (id_type, id_no, person_id) "
+            "SELECT id_type, id_no, pid FROM newp WHERE id_valid ON CONFLICT DO NOTHING"
+        )
+    )
+    linked = conn.execute(
+        text(
+            """
+            INSERT INTO link (source_record_id, person_id, batch_id, area_key, rule, levels, method)
+            SELECT g.rid, n.pid, :b, g.area_key, 'new_person', NULL, 'auto'
+            FROM grouped g JOIN newp n ON n.grp = g.grp
+            """
+        ),
+        {"b": batch_id},
+    ).rowcount
+    return created, linked
+
+
+def _learn_m(conn: Connection, batch_id: int) -> tuple[dict[str, dict[str, float]], str]:
+    """m from this batch's ID-decided links, else the newest stored estimate, else the defaults."""
+    cols = ", ".join([f"r.{f} AS r_{f}" for f in PERSON_FIELDS] + [f"p.{f} AS p_{f}" for f in PERSON_FIELDS])
+    rows = conn.execute(
+        text(
+            f"SELECT {cols} FROM link l JOIN source_record r ON r.id = l.source_record_id "
+            f"JOIN person p ON p.id = l.person_id WHERE l.batch_id = :b AND l.rule = 'id_exact' LIMIT 20000"
+        ),
+        {"b": batch_id},
+    )
+    estimated = linkage.estimate_m(dict(r._mapping) for r in rows)
+    if estimated is not None:
+        return estimated, "this_batch"
+    stored = conn.execute(
+        text(
+            "SELECT resolution -> 'model' -> 'm' FROM batch WHERE resolution -> 'model' ->> 'm_source' = 'this_batch' "
+            "ORDER BY id DESC LIMIT 1"
+        )
+    ).scalar()
+    if stored:
+        return stored, "earlier_batch"
+    return linkage.default_m(), "default"
+
+
+def resolve_batch(*, session: Session, batch_id: int) -> ResolveResult:
+    """Link every accepted, unlinked record of the batch; idempotent (linked records are skipped)."""
+    conn = session.connection()
+    load_trust_table(conn)
+    result = ResolveResult(batch_id)
+    result.records = _pending(conn, batch_id)
+    result.linked_by_id, result.id_conflicts = _link_known_ids(conn, batch_id)
+    m, result.m_source = _learn_m(conn, batch_id)
+    if _make_probe(conn, "id_valid"):
+        linked, review = _score_probe(conn, batch_id, m, only_without_id=True)
+        result.linked_by_score += linked
+        result.review += review
+    # New numbers still pending get their persons now, so that step 3 can find them too.
+    if _make_probe(conn, "NOT id_valid"):
+        linked, review = _score_probe(conn, batch_id, m, only_without_id=False)
+        result.linked_by_score += linked
+        result.review += review
+    result.new_persons, result.linked_to_new = _create_persons(conn, batch_id)
+    conn.execute(
+        text(
+            """
+            UPDATE source_record r SET status = 'review',
+                   reasons = r.reasons || CASE WHEN i.kind = 'id_conflict' THEN '["ID_CONFLICT"]'::jsonb
+                                               ELSE '["PROBABLE_MATCH"]'::jsonb END
+            FROM review_item i
+            WHERE i.source_record_id = r.id AND i.batch_id = :b AND i.state = 'open' AND r.status = 'accepted'
+            """
+        ),
+        {"b": batch_id},
+    )
+    model = {"m": m, "m_source": result.m_source}
+    conn.execute(
+        text(
+            "UPDATE batch SET resolution = CAST(:res AS jsonb), state = 'resolved', updated_at = now() WHERE id = :b"
+        ),
+        {"b": batch_id, "res": json.dumps({**asdict(result), "model": model})},
+    )
+    update_counts(session=session, batch_id=batch_id)
+    return result
+
+
+def update_counts(*, session: Session, batch_id: int) -> None:
+    """Row accounting of a batch from its records: received = accepted + rejected + review."""
+    session.execute(
+        text(
+            """
+            UPDATE batch b SET rows_received = c.received, rows_accepted = c.accepted,
+                               rows_rejected = c.rejected, rows_review = c.review
+            FROM (SELECT count(*) AS received,
+                         count(*) FILTER (WHERE status = 'accepted') AS accepted,
+                         count(*) FILTER (WHERE status = 'rejected') AS rejected,
+                         count(*) FILTER (WHERE status = 'review') AS review
+                  FROM source_record WHERE batch_id = :b) c
+            WHERE b.id = :b
+            """
+        ),
+        {"b": batch_id},
+    )

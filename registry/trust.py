@@ -1,0 +1,23 @@
+"""Source trust per golden attribute, from the feed specs (1 = most trusted)."""
+
+from sqlalchemy import Connection, text
+
+from schemas.feed_spec import load_feed_specs
+
+UNRANKED = 9  # a source that provides an attribute without a trust rank for it
+
+
+def trust_rows() -> list[dict[str, object]]:
+    """(source, attribute, rank) for every rank in every feed spec."""
+    return [
+        {"source": spec.source, "attribute": attribute, "rank": rank}
+        for spec in load_feed_specs().values()
+        for attribute, rank in spec.trust.items()
+    ]
+
+
+def load_trust_table(conn: Connection) -> None:
+    """A temporary table `trust(source, attribute, rank)` for the SQL of resolve and merge."""
+    conn.execute(text("DROP TABLE IF EXISTS trust"))
+    conn.execute(text("CREATE TEMP TABLE trust (source text, attribute text, rank int) ON COMMIT DROP"))
+    conn.execute(text("INSERT INTO trust VALUES (:source, :attribute, :rank)"), trust_rows())

@@ -1,0 +1,176 @@
+"""A feed file through every step on real PostgreSQL: accounting, persons, links, receipts, idempotency."""
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select, text
+
+from exchange import flows, service
+from registry.models import Batch, ChangeEvent, Link, Person, PersonVersion, SourceRecord
+from tests.exchange.conftest import hj, write_feed
+
+ZHANG = "330102198001010018"  # male, 1980-01-01
+LI = "330102198505050021"  # female, 1985-05-05
+WANG = "330102199003070035"  # male, 1990-03-07
+
+
+def snapshot_rows() -> list[dict[str, str]]:
+    return [
+        hj("H1", ZHANG, "张伟", "男", "1980-01-01"),
+        hj("H2", LI, "李娜", "2", "1985/5/5"),
+        hj("H3", WANG.lower(), "王小明", "1", "19900307"),
+        hj("H3", WANG.lower(), "王小明", "1", "19900307"),  # the same line twice
+        hj("H4", "", "", "男", "1990-01-01"),  # identifies nobody
+        hj("H5", "330102199003070036", "赵六", "男", "2027-01-01"),  # bad check digit, future birth date
+    ]
+
+
+def test_snapshot_is_accounted_linked_and_merged(session, factory, areas, tmp_path) -> None:
+    path = write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows(), encoding="gb18030")
+    result = flows.ingest_file(factory, path)
+    assert result.state == "published", session.get(Batch, result.batch_id).gate_result
+    assert not result.duplicate
+    batch = session.get(Batch, result.batch_id)
+    assert batch.encoding == "gb18030"
+    assert (batch.rows_received, batch.rows_accepted, batch.rows_rejected, batch.rows_review) == (6, 3, 3, 0)
+    assert batch.rows_received == batch.rows_accepted + batch.rows_rejected + batch.rows_review
+    persons = session.scalars(select(Person).order_by(Person.id)).all()
+    assert [(p.id_no, p.name, p.sex, p.birth_date) for p in persons] == [
+        (ZHANG, "张伟", "1", date(1980, 1, 1)),
+        (LI, "李娜", "2", date(1985, 5, 5)),
+        (WANG, "王小明", "1", date(1990, 3, 7)),
+    ]
+    assert all(p.person_no.startswith("P") and len(p.person_no) == 12 for p in persons)
+    assert {p.population_type for p in persons} == {"registered"}
+    assert {p.community_code for p in persons} == {"330102001001"}
+    # provenance: every golden attribute names the source record it came from
+    zhang = persons[0]
+    record = session.get(SourceRecord, zhang.provenance["name"])
+    assert (record.batch_id, record.row_no, record.source) == (batch.id, 1, "gaj_hj")
+    # one version per new person, and a person_created event each
+    assert session.scalar(select(func.count()).select_from(PersonVersion)) == 3
+    events = session.scalars(select(ChangeEvent.event_type)).all()
+    assert sorted(events) == ["person_created"] * 3
+
+    receipt = service.build_receipt(session=session, batch_id=batch.id)
+    by_row = {r["row"]: r for r in receipt.rows}
+    assert by_row[1]["person_id"] == zhang.person_no and by_row[1]["status"] == "accepted"
+    assert by_row[4]["status"] == "rejected" and "与第3行完全相同" in by_row[4]["reasons"]
+    assert by_row[5]["status"] == "rejected" and "无法识别是谁" in by_row[5]["reasons"]
+    assert by_row[6]["status"] == "rejected" and "出生日期：日期晚于当前日期" in by_row[6]["reasons"]
+    assert "身份证号码校验位错误" in by_row[6]["reasons"]
+    statuses = [r["status"] for r in receipt.rows]
+    assert (statuses.count("accepted"), statuses.count("rejected"), statuses.count("review")) == (
+        receipt.accepted,
+        receipt.rejected,
+        receipt.review,
+    )
+    assert receipt.csv_text().splitlines()[0] == "row,record_key,status,person_id,reasons"
+
+
+def test_same_file_twice_is_not_applied_twice(session, factory, areas, tmp_path) -> None:
+    path = write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows())
+    first = flows.ingest_file(factory, path)
+    copy = tmp_path / "again"
+    copy.mkdir()
+    again = flows.ingest_file(factory, (copy / path.name).write_bytes(path.read_bytes()) and copy / path.name)
+    assert again.duplicate and again.batch_id == first.batch_id
+    assert session.scalar(select(func.count()).select_from(Batch)) == 1
+    assert session.scalar(select(func.count()).select_from(SourceRecord)) == 6
+    assert session.scalar(select(func.count()).select_from(Person)) == 3
+
+
+def test_increments_land_on_the_same_persons(session, factory, areas, tmp_path) -> None:
+    flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()))
+    numbers = dict(session.execute(select(Person.id_no, Person.person_no)).tuples().all())
+    insured = [
+        # a 15-digit number: the same person as ZHANG once upgraded
+        {
+            "社会保障号码": "330102800101001",
+            "姓名": "張偉",
+            "性别": "男",
+            "出生日期": "1980-01-01",
+            "参保状态": "参保",
+            "参保单位": "某公司",
+            "联系电话": "13800138000",
+            "变更日期": "2026-11-02",
+        },
+        # a typo in the number (invalid check digit): matched on name and birth date
+        {
+            "社会保障号码": "330102198505050022",
+            "姓名": "李娜",
+            "性别": "女",
+            "出生日期": "1985-05-05",
+            "参保状态": "参保",
+            "参保单位": "某公司",
+            "联系电话": "13900139000",
+            "变更日期": "2026-11-02",
+        },
+        # somebody new
+        {
+            "社会保障号码": "11010519491231002x",
+            "姓名": "孙梅",
+            "性别": "女",
+            "出生日期": "1949-12-31",
+            "参保状态": "参保",
+            "参保单位": "退休",
+            "联系电话": "",
+            "变更日期": "2026-11-02",
+        },
+    ]
+    path = write_feed(tmp_path, "rsj_cb", date(2026, 11, 2), insured, encoding="utf-8-sig")
+    result = flows.ingest_file(factory, path)
+    assert result.state == "published"
+    links = session.execute(
+        select(SourceRecord.row_no, Link.rule, Person.person_no)
+        .join(Link, Link.source_record_id == SourceRecord.id)
+        .join(Person, Person.id == Link.person_id)
+        .where(SourceRecord.batch_id == result.batch_id)
+        .order_by(SourceRecord.row_no)
+    ).all()
+    assert links[0] == (1, "id_exact", numbers[ZHANG])
+    assert links[1][1:] == ("score", numbers[LI])
+    assert links[2][1] == "new_person"
+    # person numbers did not change, one new person
+    assert dict(session.execute(select(Person.id_no, Person.person_no)).tuples().all()) == {
+        **numbers,
+        "11010519491231002X": links[2][2],
+    }
+    # the phone came from social insurance; the name stays the household registration's
+    zhang = session.scalar(select(Person).where(Person.id_no == ZHANG))
+    assert (zhang.name, zhang.phone) == ("张伟", "13800138000")
+    versions = session.scalars(
+        select(PersonVersion.changed).where(PersonVersion.person_id == zhang.id).order_by(PersonVersion.id)
+    ).all()
+    assert versions == [["created"], ["phone"]]
+    score_link = session.scalar(select(Link).where(Link.rule == "score"))
+    assert score_link.levels["name"][0] == "exact" and score_link.levels["birth_date"][0] == "exact"
+
+
+def test_name_contradicting_the_id_goes_to_review(session, factory, areas, tmp_path) -> None:
+    flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()))
+    rows = [
+        {
+            "社会保障号码": ZHANG,
+            "姓名": "欧阳娜娜",
+            "性别": "男",
+            "出生日期": "1980-01-01",
+            "参保状态": "参保",
+            "变更日期": "2026-11-02",
+        }
+    ]
+    result = flows.ingest_file(factory, write_feed(tmp_path, "rsj_cb", date(2026, 11, 2), rows))
+    batch = session.get(Batch, result.batch_id)
+    assert (batch.rows_accepted, batch.rows_review) == (0, 1)
+    kind = session.execute(text("SELECT kind, state FROM review_item")).one()
+    assert tuple(kind) == ("id_conflict", "open")
+    assert session.scalar(select(Person.name).where(Person.id_no == ZHANG)) == "张伟"
+
+
+def test_unknown_source_is_refused_and_archived(session, factory, tmp_path, archive_dir) -> None:
+    path = tmp_path / "xyz_ab_20261101.csv"
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(service.FeedFileError) as info:
+        flows.ingest_file(factory, path)
+    assert info.value.code == "UNKNOWN_SOURCE"
+    assert list((archive_dir / "_unidentified").rglob("*xyz_ab_20261101.csv"))
