@@ -7,8 +7,8 @@ from registry.models.person import (
     Link,
     NonMatch,
     Person,
-    PersonVersion,
     PersonIdentifier,
+    PersonVersion,
     ReviewItem,
 )
 from registry.models.reference import Area, Department, Feed
@@ -23,8 +23,8 @@ __all__ = [
     "Link",
     "NonMatch",
     "Person",
-    "PersonVersion",
     "PersonIdentifier",
+    "PersonVersion",
     "ReviewItem",
     "SourceRecord",
 ]
