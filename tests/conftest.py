@@ -2,14 +2,17 @@
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session
 
+from popex.settings import storage_settings
 from registry.db import database_url
 from registry.migrate import upgrade
+from tests.factories import make_areas
 
 
 def _admin_url() -> str:
@@ -70,3 +73,25 @@ def session(connection: Connection) -> Iterator[Session]:
     """An ORM session joined to the outer transaction; its commits become savepoints."""
     with Session(bind=connection, join_transaction_mode="create_savepoint") as sess:
         yield sess
+
+
+@pytest.fixture
+def factory(connection: Connection, archive_dir: Path) -> Callable[[], Session]:
+    """Sessions that join the test's outer transaction: each step's commit is a savepoint."""
+    return lambda: Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+
+@pytest.fixture
+def archive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Received files are archived under the test's tmp_path."""
+    folder = tmp_path / "archive"
+    monkeypatch.setenv("POPEX_ARCHIVE_DIR", str(folder))
+    storage_settings.cache_clear()
+    yield folder
+    storage_settings.cache_clear()
+
+
+@pytest.fixture
+def areas(session: Session) -> list[str]:
+    """Two communities of one street of one district."""
+    return make_areas(session)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select, text
 
 from exchange import flows, service
 from registry.models import Batch, ChangeEvent, Link, Person, PersonVersion, SourceRecord
-from tests.exchange.conftest import hj, write_feed
+from tests.feedfiles import hj, write_feed
 
 ZHANG = "330102198001010018"  # male, 1980-01-01
 LI = "330102198505050021"  # female, 1985-05-05

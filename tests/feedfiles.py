@@ -1,44 +1,16 @@
-"""Fixtures for the exchange: a session factory inside the test's transaction, and feed file writers."""
+"""Feed files as departments send them, for tests: the standard's header, then the rows."""
 
 import csv
 import io
 import json
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import openpyxl
-import pytest
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 
-from popex.settings import storage_settings
 from schemas.feed_spec import get_feed_spec
-from tests.factories import make_areas
 
 Rows = list[dict[str, str]]
-
-
-@pytest.fixture
-def factory(connection: Connection) -> Callable[[], Session]:
-    """Sessions that join the test's outer transaction: each step's commit is a savepoint."""
-    return lambda: Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
-
-
-@pytest.fixture(autouse=True)
-def archive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Received files are archived under the test's tmp_path."""
-    folder = tmp_path / "archive"
-    monkeypatch.setenv("POPEX_ARCHIVE_DIR", str(folder))
-    storage_settings.cache_clear()
-    yield folder
-    storage_settings.cache_clear()
-
-
-@pytest.fixture
-def areas(session: Session) -> list[str]:
-    """Two communities of one street of one district."""
-    return make_areas(session)
 
 
 def write_feed(

@@ -1,0 +1,114 @@
+"""Review queue operations on real data: accept, reject (remembered), merge, unmerge, split — all audited."""
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from exchange import flows
+from registry import review
+from registry.models import AuditLog, Link, NonMatch, Person, PersonIdentifier, ReviewItem, SourceRecord
+from tests.feedfiles import hj, write_feed
+
+ZHANG = "330102198001010018"
+LI = "330102198505050021"
+
+
+@pytest.fixture
+def conflict(session, factory, areas, tmp_path) -> ReviewItem:
+    """张伟 registered; then social insurance sends his number with another name: an ID conflict."""
+    flows.ingest_file(
+        factory,
+        write_feed(
+            tmp_path,
+            "gaj_hj",
+            date(2026, 11, 1),
+            [hj("H1", ZHANG, "张伟", "男", "1980-01-01"), hj("H2", LI, "李娜", "女", "1985-05-05")],
+        ),
+    )
+    rows = [
+        {
+            "社会保障号码": ZHANG,
+            "姓名": "欧阳娜娜",
+            "性别": "男",
+            "出生日期": "1980-01-01",
+            "参保状态": "参保",
+            "联系电话": "13700137000",
+            "变更日期": "2026-11-02",
+        }
+    ]
+    flows.ingest_file(factory, write_feed(tmp_path, "rsj_cb", date(2026, 11, 2), rows))
+    return session.scalars(select(ReviewItem)).one()
+
+
+def audit_actions(session) -> list[str]:
+    return session.scalars(
+        select(AuditLog.action)
+        .where(AuditLog.action.like("review.%") | AuditLog.action.like("person.%"))
+        .order_by(AuditLog.id)
+    ).all()
+
+
+def test_accept_links_the_record_and_updates_the_golden_record(session, conflict) -> None:
+    person = review.accept(session=session, item_id=conflict.id, actor="clerk1", note="本人改名前的参保登记")
+    assert person.id_no == ZHANG and person.phone == "13700137000"
+    assert person.name == "张伟"  # household registration stays authoritative for the name
+    record = session.get(SourceRecord, conflict.source_record_id)
+    assert record.status == "accepted"
+    link = session.get(Link, record.id)
+    assert (link.person_id, link.method, link.linked_by) == (person.id, "manual", "clerk1")
+    assert session.get(ReviewItem, conflict.id).state == "accepted"
+    assert audit_actions(session) == ["review.accept"]
+    with pytest.raises(review.ReviewError, match="已处理"):
+        review.accept(session=session, item_id=conflict.id, actor="clerk1")
+
+
+def test_reject_makes_a_new_person_without_the_number_and_remembers(session, conflict) -> None:
+    holder = session.scalar(select(Person).where(Person.id_no == ZHANG))
+    new = review.reject(session=session, item_id=conflict.id, actor="clerk2")
+    assert new.id != holder.id and new.name == "欧阳娜娜"
+    assert session.get(PersonIdentifier, ("RID", ZHANG)).person_id == holder.id
+    low, high = sorted((holder.id, new.id))
+    assert session.get(NonMatch, (low, high)) is not None
+    assert audit_actions(session) == ["review.reject"]
+
+
+def test_merge_retires_a_number_that_redirects_and_unmerge_restores_it(session, conflict) -> None:
+    new = review.reject(session=session, item_id=conflict.id, actor="clerk2")
+    holder = session.scalar(select(Person).where(Person.id_no == ZHANG))
+    persons_before = session.scalar(
+        select(func.count()).select_from(Person).where(Person.status != "retired")
+    )
+    survivor = review.merge(
+        session=session, survivor_no=holder.person_no, retired_no=new.person_no, actor="clerk3"
+    )
+    assert survivor.phone == "13700137000"  # the moved record now feeds the survivor
+    retired = session.scalar(select(Person).where(Person.person_no == new.person_no))
+    assert (retired.status, retired.merged_into) == ("retired", holder.id)
+    assert review.current_person(session=session, person_no=new.person_no).id == holder.id
+    assert session.scalar(select(func.count()).select_from(Person).where(Person.status != "retired")) == (
+        persons_before - 1
+    )
+    with pytest.raises(review.ReviewError, match="已合并注销"):
+        review.merge(session=session, survivor_no=holder.person_no, retired_no=new.person_no, actor="clerk3")
+
+    back = review.unmerge(session=session, retired_no=new.person_no, actor="clerk4")
+    assert back.status == "active" and back.merged_into is None and back.name == "欧阳娜娜"
+    assert session.get(Link, conflict.source_record_id).person_id == back.id
+    assert session.scalar(select(Person.phone).where(Person.id == holder.id)) is None
+    assert audit_actions(session) == ["review.reject", "person.merge", "person.unmerge"]
+
+
+def test_split_moves_records_to_a_new_person(session, conflict) -> None:
+    person = review.accept(session=session, item_id=conflict.id, actor="clerk1")
+    new = review.split(
+        session=session, person_no=person.person_no, record_ids=[conflict.source_record_id], actor="clerk5"
+    )
+    assert session.get(Link, conflict.source_record_id).person_id == new.id
+    assert new.name == "欧阳娜娜" and new.person_no != person.person_no
+    session.refresh(person)
+    assert person.phone is None
+    with pytest.raises(review.ReviewError, match="全部记录"):
+        review.split(
+            session=session, person_no=new.person_no, record_ids=[conflict.source_record_id], actor="x"
+        )
