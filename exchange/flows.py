@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select, text
@@ -78,11 +79,19 @@ class Ingested:
 
 
 def ingest_file(
-    factory: SessionFactory, path: Path, *, channel: str = "cli", progress: service.Progress | None = None
+    factory: SessionFactory,
+    path: Path,
+    *,
+    channel: str = "cli",
+    source: str | None = None,
+    as_of: date | None = None,
+    progress: service.Progress | None = None,
 ) -> Ingested:
     """Receive a file and run it through every step (a file already received is not applied twice)."""
     with transaction(factory) as session:
-        received = service.receive_file(session=session, path=path, channel=channel)
+        received = service.receive_file(
+            session=session, path=path, channel=channel, source=source, as_of=as_of
+        )
         batch_id, duplicate = received.batch.id, received.duplicate
     state = process_batch(factory, batch_id, progress)
     return Ingested(batch_id, path.name, duplicate, state)

@@ -12,22 +12,22 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from exchange.exceptions import FeedFileError
-from exchange.readers import identify_file, open_feed_file, safe_cell
+from exchange.exceptions import FeedFileError, IssueCode
+from exchange.readers import FileName, identify_file, open_feed_file, safe_cell
 from popex.settings import storage_settings
 from registry import events, merge, resolve
 from registry.audit import record_audit
 from registry.feeds import sync_feeds
 from registry.models import Area, Batch
 from registry.records import COPY_COLUMNS, RecordBuilder, copy_row, describe
-from schemas.feed_spec import get_feed_spec
+from schemas.feed_spec import FeedSpec, UnknownSourceError, get_feed_spec
 
 log = logging.getLogger(__name__)
 COPY_CHUNK = 50_000
@@ -63,12 +63,38 @@ def archive_file(path: Path, sha256: str, folder: str) -> Path:
     return target
 
 
-def receive_file(*, session: Session, path: Path, channel: str = "cli", actor: str = "operator") -> Received:
-    """Archive the file with its hash first, then register it as a batch (once per distinct content)."""
-    sha256 = file_sha256(path)
+def identify(path: Path, source: str | None, as_of: date | None) -> tuple[FileName, FeedSpec]:
+    """Source and as-of date from the standard file name, or from the operator when the name lacks them."""
     try:
         name, spec = identify_file(path.name)
     except FeedFileError as exc:
+        if source is None or exc.code != IssueCode.FILE_NAME:
+            raise
+        spec = get_feed_spec(source)
+        return FileName(source, as_of or date.today(), 1, path.suffix.lower().lstrip(".")), spec
+    if source is not None and source != name.source:
+        raise FeedFileError(
+            IssueCode.FILE_NAME,
+            f"文件 {path.name} 的名称表明来源是 {name.source}，与指定的来源 {source} 不符",
+            file=path.name,
+        )
+    return name, spec
+
+
+def receive_file(
+    *,
+    session: Session,
+    path: Path,
+    channel: str = "cli",
+    actor: str = "operator",
+    source: str | None = None,
+    as_of: date | None = None,
+) -> Received:
+    """Archive the file with its hash first, then register it as a batch (once per distinct content)."""
+    sha256 = file_sha256(path)
+    try:
+        name, spec = identify(path, source, as_of)
+    except (FeedFileError, UnknownSourceError) as exc:
         archived = archive_file(path, sha256, "_unidentified")
         record_audit(
             session=session,
@@ -76,8 +102,14 @@ def receive_file(*, session: Session, path: Path, channel: str = "cli", actor: s
             action="file.refused",
             object_type="file",
             object_id=path.name,
-            detail={"sha256": sha256, "code": str(exc.code), "archive": str(archived)},
+            detail={
+                "sha256": sha256,
+                "code": str(getattr(exc, "code", "UNKNOWN_SOURCE")),
+                "archive": str(archived),
+            },
         )
+        if isinstance(exc, UnknownSourceError):
+            raise FeedFileError(IssueCode.UNKNOWN_SOURCE, str(exc), file=path.name) from exc
         raise
     archived = archive_file(path, sha256, spec.source)
     existing = session.scalar(select(Batch).where(Batch.sha256 == sha256))

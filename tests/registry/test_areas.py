@@ -57,7 +57,9 @@ def test_gb18030_file_is_read(session, tmp_path) -> None:
         ("330102009001,上级不存在,community,330102009", "不存在或层级不符"),
     ],
 )
-def test_bad_row_is_reported_with_its_line_and_nothing_is_loaded(session, tmp_path, bad_line, message) -> None:
+def test_bad_row_is_reported_with_its_line_and_nothing_is_loaded(
+    session, tmp_path, bad_line, message
+) -> None:
     path = write(tmp_path, GOOD + bad_line + "\n")
     with pytest.raises(AreaFileError) as info:
         load_areas(session=session, path=path)

@@ -25,7 +25,9 @@ with get_engine().begin() as conn:
 def run_fresh(data_dir: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k != "POPEX_DATABASE_URL"}
     env["POPEX_EMBEDDED_DIR"] = str(data_dir)
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
