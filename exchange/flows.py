@@ -117,3 +117,36 @@ def session_factory() -> sessionmaker[Session]:
     from registry.db import get_engine
 
     return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[int]:
+    """Receive the landing folder's files for one as-of date; the batch ids in delivery order.
+
+    Files already received (same bytes) give their existing batch, so a re-run adds nothing.
+    """
+    batch_ids: list[int] = []
+    for path in landing_files(folder):
+        if parse_file_name(path.name).as_of != as_of:
+            continue
+        with transaction(factory) as session:
+            received = service.receive_file(session=session, path=path, channel="landing")
+            batch_ids.append(received.batch.id)
+    return list(dict.fromkeys(batch_ids))
+
+
+def run_step_all(factory: SessionFactory, step: str, batch_ids: list[int]) -> dict[int, str]:
+    """One step over the batches in order; batches stopped earlier (rejected, quarantined) are left alone."""
+    return {batch_id: run_step(factory, step, batch_id) for batch_id in batch_ids}
+
+
+def write_receipts(factory: SessionFactory, batch_ids: list[int], outbox: Path) -> list[Path]:
+    """Each batch's receipt CSV into outbox/<source>/<file name>.receipt.csv (rewritten if it exists)."""
+    written = []
+    for batch_id in batch_ids:
+        with transaction(factory) as session:
+            receipt = service.build_receipt(session=session, batch_id=batch_id)
+        target = outbox / receipt.source / f"{receipt.file_name}.receipt.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(receipt.csv_text(), encoding="utf-8-sig")
+        written.append(target)
+    return written

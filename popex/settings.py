@@ -24,6 +24,7 @@ class StorageSettings(BaseSettings):
 
     archive_dir: Path = ROOT / "var" / "archive"
     landing_dir: Path = ROOT / "var" / "landing"
+    outbox_dir: Path = ROOT / "var" / "outbox"  # receipts for the departments
     max_upload_bytes: int = 512 * 1024 * 1024
 
 

@@ -15,13 +15,14 @@ from registry.migrate import upgrade
 from tests.factories import make_areas
 
 
-def _admin_url() -> str:
+def admin_url() -> str:
+    """The database tests connect to for creating and dropping their own."""
     return os.environ.get("POPEX_DATABASE_URL") or database_url()
 
 
 def create_database(prefix: str = "popex_test") -> str:
     """Create an empty database on the test server and return its URL."""
-    admin = make_url(_admin_url())
+    admin = make_url(admin_url())
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
@@ -30,10 +31,10 @@ def create_database(prefix: str = "popex_test") -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
 
 
-def drop_database(url: str) -> None:
-    """Drop a database made by create_database."""
+def drop_database(url: str, admin_url: str | None = None) -> None:
+    """Drop a database made by create_database (admin_url: the server's maintenance database)."""
     target = make_url(url)
-    engine = create_engine(make_url(_admin_url()), isolation_level="AUTOCOMMIT")
+    engine = create_engine(make_url(admin_url or admin_url()), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
     engine.dispose()

@@ -1,0 +1,57 @@
+"""Airflow for tests: a throwaway AIRFLOW_HOME with a SQLite metadata database, set before airflow loads."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from popex.settings import database_settings, storage_settings
+from registry import db
+from registry.migrate import upgrade
+from tests.conftest import admin_url, create_database, drop_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Airflow configured offline and quiet, its metadata database migrated."""
+    home = tmp_path_factory.mktemp("airflow")
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=os.environ, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return home
+
+
+@pytest.fixture
+def popex_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """A committed, migrated database that the DAG's tasks reach through POPEX_DATABASE_URL."""
+    admin = admin_url()
+    url = create_database("popex_dag")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        upgrade(conn)
+    engine.dispose()
+    monkeypatch.setenv("POPEX_DATABASE_URL", url)
+    monkeypatch.setenv("POPEX_ARCHIVE_DIR", str(tmp_path / "archive"))
+    for cached in (database_settings, storage_settings, db.get_engine, db._session_factory):
+        cached.cache_clear()
+    yield url
+    db.get_engine().dispose()
+    for cached in (database_settings, storage_settings, db.get_engine, db._session_factory):
+        cached.cache_clear()
+    drop_database(url, admin)

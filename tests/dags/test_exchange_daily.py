@@ -1,0 +1,93 @@
+"""The exchange DAG end to end with dag.test() on real PostgreSQL over two days, and its idempotency."""
+
+from datetime import date, datetime, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.feedfiles import hj, write_feed
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+ZHANG = "330102198001010018"
+LI = "330102198505050021"
+
+
+def counts(url: str) -> dict[str, int]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        out = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("batch", "source_record", "person", "link", "person_version", "change_event")
+        }
+    engine.dispose()
+    return out
+
+
+def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from registry.areas import load_areas
+    from registry.db import session_scope
+
+    areas = tmp_path / "areas.csv"
+    areas.write_text(
+        "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
+        "330102001001,清波社区,community,330102001\n",
+        encoding="utf-8",
+    )
+    with session_scope() as session:
+        load_areas(session=session, path=areas)
+    landing, outbox = tmp_path / "landing", tmp_path / "outbox"
+    landing.mkdir()
+    write_feed(
+        landing,
+        "gaj_hj",
+        date(2026, 11, 1),
+        [hj("H1", ZHANG, "张伟", "男", "1980-01-01"), hj("H2", LI, "李娜", "女", "1985-05-05")],
+        encoding="gb18030",
+    )
+    write_feed(
+        landing,
+        "wjw_sw",
+        date(2026, 11, 2),
+        [
+            {
+                "死亡证明编号": "D1",
+                "姓名": "张伟",
+                "身份证号": ZHANG,
+                "性别": "男",
+                "出生日期": "1980-01-01",
+                "死亡日期": "2026-11-02",
+                "死亡地点": "医院",
+            }
+        ],
+    )
+    dag = DagBag().dags["exchange_daily"]
+    conf = {"landing": str(landing), "outbox": str(outbox)}
+
+    first = dag.test(logical_date=datetime(2026, 11, 1, tzinfo=timezone.utc), run_conf=conf)
+    assert first.state == "success"
+    after_first = counts(popex_db)
+    assert (after_first["batch"], after_first["person"], after_first["link"]) == (1, 2, 2)
+
+    second = dag.test(logical_date=datetime(2026, 11, 2, tzinfo=timezone.utc), run_conf=conf)
+    assert second.state == "success"
+    engine = create_engine(popex_db)
+    with engine.connect() as conn:
+        status = conn.execute(
+            text("SELECT status, death_date FROM person WHERE id_no = :z"), {"z": ZHANG}
+        ).one()
+        events = conn.execute(text("SELECT event_type FROM change_event ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert tuple(status) == ("dead", date(2026, 11, 2))
+    assert events.count("died") == 1 and events.count("person_created") == 2
+    receipt = outbox / "wjw_sw" / "wjw_sw_20261102.csv.receipt.csv"
+    lines = receipt.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == "row,record_key,status,person_id,reasons" and lines[1].startswith("1,D1,accepted,P")
+
+    # The same day again (a retried run): nothing new anywhere.
+    before = counts(popex_db)
+    again = dag.test(logical_date=datetime(2026, 11, 2, tzinfo=timezone.utc), run_conf=conf)
+    assert again.state == "success"
+    assert counts(popex_db) == before
