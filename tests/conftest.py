@@ -31,10 +31,10 @@ def create_database(prefix: str = "popex_test") -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
 
 
-def drop_database(url: str, admin_url: str | None = None) -> None:
-    """Drop a database made by create_database (admin_url: the server's maintenance database)."""
+def drop_database(url: str, admin: str | None = None) -> None:
+    """Drop a database made by create_database (admin: the URL to connect with, default admin_url())."""
     target = make_url(url)
-    engine = create_engine(make_url(admin_url or admin_url()), isolation_level="AUTOCOMMIT")
+    engine = create_engine(make_url(admin or admin_url()), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
     engine.dispose()

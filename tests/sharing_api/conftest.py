@@ -1,0 +1,58 @@
+"""Fixtures for the sharing API: the app from create_app on the test's session, clients with policies."""
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+
+from popex.app import create_app
+from sharing_api.audit import SessionAudit
+from sharing_api.clients import create_client
+from sharing_api.dependencies import get_audit, get_session
+from sharing_api.policy import Policy
+from tests.sharing_api.support import PURPOSE, policy
+
+_codes = itertools.count(1)
+
+
+@pytest.fixture
+def app(session: Session) -> FastAPI:
+    """The whole app, its sharing routes reading and auditing through the test's session."""
+    application = create_app()
+    application.dependency_overrides[get_session] = lambda: session
+    application.dependency_overrides[get_audit] = lambda: SessionAudit(session)
+    return application
+
+
+@pytest.fixture
+def http(app: FastAPI) -> Iterator[TestClient]:
+    """An HTTP client of the app."""
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def new_client(session: Session) -> Callable[..., dict[str, str]]:
+    """Create an API client with a policy; returns the request headers that authenticate it."""
+
+    def make(policy_: Policy | None = None, *, expired: bool = False, **changes: Any) -> dict[str, str]:
+        code = f"test_{next(_codes)}"
+        client, key = create_client(
+            session=session,
+            code=code,
+            name=f"测试单位{code}",
+            policy=policy_ or policy(**changes),
+            operator="tester",
+        )
+        if expired:
+            client.key_expires_at = func.now() - timedelta(seconds=1)
+            session.flush()
+        return {"X-API-Key": key, "X-End-User": "clerk-007", "X-Purpose": PURPOSE}
+
+    return make

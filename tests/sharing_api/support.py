@@ -1,0 +1,83 @@
+"""Test data and policies for the sharing API tests."""
+
+import itertools
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from registry.models import AuditLog, ChangeEvent, Person, PersonVersion
+from sharing_api.policy import Operation, PersonField, Policy
+from tests.factories import make_person
+
+_numbers = itertools.count(1)
+
+PURPOSE = "social_security"
+HOME = "330102"  # the district every test client may see
+AWAY = "330106001001"  # a community outside it
+
+
+def policy(**changes: Any) -> Policy:
+    """Every operation, every field (masked), registered and floating persons in HOME, a high rate."""
+    data: dict[str, Any] = {
+        "operations": [o.value for o in Operation],
+        "purposes": [PURPOSE],
+        "fields": [f.value for f in PersonField],
+        "unmasked": [],
+        "population_types": ["registered", "floating"],
+        "areas": [HOME],
+        "rate_limit": {"per_second": 1000, "burst": 1000},
+    }
+    data.update(changes)
+    return Policy.model_validate(data)
+
+
+def person(session: Session, **fields: Any) -> Person:
+    """A person in HOME with an ID number and a phone, unless told otherwise."""
+    defaults: dict[str, Any] = {
+        "id_type": "RID",
+        "id_no": f"33010219900307{next(_numbers):04d}",
+        "phone": "13812345678",
+        "address": "清波街道1号",
+    }
+    defaults.update(fields)
+    return make_person(session, **defaults)
+
+
+def event(session: Session, who: Person, event_type: str, **fields: Any) -> ChangeEvent:
+    """A change event of a person, recorded as the merge step would."""
+    version = PersonVersion(
+        person_id=who.id, valid_from=date(2026, 11, 20), changed=[event_type], status=who.status
+    )
+    session.add(version)
+    session.flush()
+    values: dict[str, Any] = {
+        "person_id": who.id,
+        "event_type": event_type,
+        "event_date": date(2026, 11, 20),
+        "community_code": who.community_code,
+        "version_id": version.id,
+        "payload": {},
+    }
+    values.update(fields)
+    row = ChangeEvent(**values)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def audit_rows(session: Session, after: int = 0) -> list[AuditLog]:
+    """The audit records of the sharing service written after an id."""
+    return list(
+        session.scalars(
+            select(AuditLog)
+            .where(AuditLog.id > after, AuditLog.action.like("sharing.%"))
+            .order_by(AuditLog.id)
+        )
+    )
+
+
+def last_audit_id(session: Session) -> int:
+    """The newest audit id (0 when there is none)."""
+    return session.scalar(text("SELECT coalesce(max(id), 0) FROM audit_log")) or 0
