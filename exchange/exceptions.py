@@ -9,7 +9,7 @@ class IssueCode(StrEnum):
     # The file is rejected (FeedFileError).
     FILE_NAME = "FILE_NAME"  # name is not <source>_<YYYYMMDD>[_<n>].<ext>
     UNKNOWN_SOURCE = "UNKNOWN_SOURCE"  # no feed spec for the source in the name
-    FILE_EMPTY = "FILE_EMPTY"  # no bytes, no header, or a header and no data rows
+    FILE_EMPTY = "FILE_EMPTY"  # no bytes, or no header
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     FILE_FORMAT = "FILE_FORMAT"  # not text / not XLSX / extension not accepted / bad CSV or JSON line
     FILE_ENCODING = "FILE_ENCODING"  # undecodable, UTF-16, or lines in different encodings
@@ -20,6 +20,7 @@ class IssueCode(StrEnum):
     # The file is read; the caller reports these (FeedFile.warnings).
     HEADER_UNKNOWN_COLUMNS = "HEADER_UNKNOWN_COLUMNS"  # extra columns, ignored
     HEADER_OPTIONAL_MISSING = "HEADER_OPTIONAL_MISSING"  # optional columns absent, read as empty
+    FILE_NO_ROWS = "FILE_NO_ROWS"  # a header and no data rows: a day with nothing to report
     # One row (Row.notes).
     ROW_CELL_COUNT = "ROW_CELL_COUNT"  # fewer cells than the header (padded) or extra filled cells (dropped)
     ROW_UNKNOWN_KEYS = "ROW_UNKNOWN_KEYS"  # JSON Lines object with keys outside the spec, ignored

@@ -90,6 +90,17 @@ def run_gate(*, session: Session, batch_id: int) -> dict[str, Any]:
         return batch.gate_result or {}
     spec = get_feed_spec(batch.source)
     frame = _frame(session, batch_id, spec)
+    if frame.empty:  # a day with nothing to report: nothing to judge
+        batch.gate_result = {
+            **(batch.gate_result or {}),
+            "success": True,
+            "snapshot": False,
+            "checks": [],
+            "failed": [],
+        }
+        batch.state = "gated"
+        session.flush()
+        return batch.gate_result
     snapshot = bool(len(frame) and frame["snapshots"].iloc[0] * 2 > len(frame))
     frame = frame.drop(columns=["snapshots"])
     context = gx.get_context(mode="ephemeral")

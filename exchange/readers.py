@@ -180,7 +180,7 @@ def detect_encoding(path: Path) -> str:
 
 
 def open_feed_file(path: Path, spec: FeedSpec, *, max_bytes: int = DEFAULT_MAX_BYTES) -> FeedFile:
-    """Check a received file (format, size, encoding or zip directory, header, at least one row) before reading it."""
+    """Check a received file (format, size, encoding or zip directory, header) before reading it."""
     name = path.name
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -203,7 +203,10 @@ def open_feed_file(path: Path, spec: FeedSpec, *, max_bytes: int = DEFAULT_MAX_B
         feed.header, rest = _take_header(feed, records)
         feed.warnings = _check_header(feed)
         if next(feed._rows(rest), None) is None:
-            raise _error(IssueCode.FILE_EMPTY, name, f"文件 {name} 只有表头，没有数据行")
+            # A daily extract with nothing to report is a delivery, not an error: it counts as on time.
+            feed.warnings.append(
+                Note(IssueCode.FILE_NO_ROWS, f"文件 {name} 只有表头，没有数据行（视为当日无变动）")
+            )
     return feed
 
 

@@ -264,10 +264,11 @@ def test_empty_file(tmp_path: Path) -> None:
     assert refused(path, hj()).code == IssueCode.FILE_EMPTY
 
 
-def test_header_only_file(tmp_path: Path) -> None:
-    error = refused(write_text(tmp_path / "gaj_hj_20260102.csv", [HJ_HEADER, "", ",,,"]), hj())
-    assert error.code == IssueCode.FILE_EMPTY
-    assert str(error) == "文件 gaj_hj_20260102.csv 只有表头，没有数据行"
+def test_header_only_file_is_a_day_without_changes(tmp_path: Path) -> None:
+    feed = open_feed_file(write_text(tmp_path / "gaj_hj_20260102.csv", [HJ_HEADER, "", ",,,"]), hj())
+    assert [w.code for w in feed.warnings] == [IssueCode.FILE_NO_ROWS]
+    assert feed.warnings[0].message == "文件 gaj_hj_20260102.csv 只有表头，没有数据行（视为当日无变动）"
+    assert list(feed.rows()) == []
 
 
 def test_blank_lines_only(tmp_path: Path) -> None:
@@ -541,7 +542,8 @@ def test_old_xls_renamed_to_xlsx(tmp_path: Path) -> None:
 
 def test_xlsx_header_only(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "sq_cj_20260102.xlsx", [SQ_HEADER, [None] * len(SQ_HEADER)])
-    assert refused(path, get_feed_spec("sq_cj")).code == IssueCode.FILE_EMPTY
+    feed = open_feed_file(path, get_feed_spec("sq_cj"))
+    assert [w.code for w in feed.warnings] == [IssueCode.FILE_NO_ROWS] and list(feed.rows()) == []
 
 
 # Export safety
