@@ -25,7 +25,7 @@ from popex.settings import storage_settings
 from registry import events, merge, resolve
 from registry.audit import record_audit
 from registry.feeds import sync_feeds
-from registry.models import Area, Batch
+from registry.models import Area, Batch, Delivery
 from registry.records import COPY_COLUMNS, RecordBuilder, copy_row, describe
 from schemas.feed_spec import FeedSpec, UnknownSourceError, get_feed_spec
 
@@ -112,19 +112,9 @@ def receive_file(
             raise FeedFileError(IssueCode.UNKNOWN_SOURCE, str(exc), file=path.name) from exc
         raise
     archived = archive_file(path, sha256, spec.source)
-    existing = session.scalar(select(Batch).where(Batch.sha256 == sha256))
-    if existing is not None:
-        record_audit(
-            session=session,
-            actor=actor,
-            action="file.duplicate",
-            object_type="batch",
-            object_id=str(existing.id),
-            detail={"file": path.name, "sha256": sha256},
-        )
-        return Received(existing, True)
     sync_feeds(session=session)
-    batch = Batch(
+    existing = session.scalar(select(Batch).where(Batch.sha256 == sha256))
+    batch = existing or Batch(
         source=spec.source,
         file_name=path.name,
         sha256=sha256,
@@ -136,17 +126,32 @@ def receive_file(
         state="received",
         step_seconds={},
     )
-    session.add(batch)
-    session.flush()
+    if existing is None:
+        session.add(batch)
+        session.flush()
+    session.add(
+        Delivery(
+            source=spec.source,
+            file_name=path.name,
+            as_of_date=name.as_of,
+            seq=name.seq,
+            sha256=sha256,
+            size_bytes=path.stat().st_size,
+            channel=channel,
+            batch_id=batch.id,
+            duplicate=existing is not None,
+        )
+    )
     record_audit(
         session=session,
         actor=actor,
-        action="file.received",
+        action="file.duplicate" if existing else "file.received",
         object_type="batch",
         object_id=str(batch.id),
         detail={"file": path.name, "sha256": sha256, "channel": channel},
     )
-    return Received(batch, False)
+    session.flush()
+    return Received(batch, existing is not None)
 
 
 def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:

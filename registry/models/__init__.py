@@ -1,7 +1,7 @@
 """Every mapped table of the one database (imported here so alembic sees them all)."""
 
 from registry.models.audit import AuditLog
-from registry.models.batch import Batch, SourceRecord
+from registry.models.batch import Batch, Delivery, SourceRecord
 from registry.models.person import (
     ChangeEvent,
     Link,
@@ -18,6 +18,7 @@ __all__ = [
     "AuditLog",
     "Batch",
     "ChangeEvent",
+    "Delivery",
     "Department",
     "Feed",
     "Link",

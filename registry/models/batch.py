@@ -96,3 +96,26 @@ class SourceRecord(Base):
     father_id_no: Mapped[str | None] = mapped_column(String(32))
     spouse_id_no: Mapped[str | None] = mapped_column(String(32))
     extra: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class Delivery(Base):
+    """Every arrival of a file, duplicates included: what timeliness is measured on.
+
+    A batch is one distinct content (by SHA-256); the same bytes delivered again, under the same or
+    another name, make a delivery pointing at the existing batch and are not applied twice.
+    """
+
+    __tablename__ = "delivery"
+    __table_args__ = (Index("ix_delivery_source_date", "source", "as_of_date"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    source: Mapped[str] = mapped_column(ForeignKey("feed.source"))
+    file_name: Mapped[str]
+    as_of_date: Mapped[date]
+    seq: Mapped[int] = mapped_column(default=1)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
+    duplicate: Mapped[bool] = mapped_column(default=False)

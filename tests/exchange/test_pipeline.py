@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from exchange import flows, service
-from registry.models import Batch, ChangeEvent, Link, Person, PersonVersion, SourceRecord
+from registry.models import Batch, ChangeEvent, Delivery, Link, Person, PersonVersion, SourceRecord
 from tests.feedfiles import hj, write_feed
 
 ZHANG = "330102198001010018"  # male, 1980-01-01
@@ -76,6 +76,8 @@ def test_same_file_twice_is_not_applied_twice(session, factory, areas, tmp_path)
     again = flows.ingest_file(factory, (copy / path.name).write_bytes(path.read_bytes()) and copy / path.name)
     assert again.duplicate and again.batch_id == first.batch_id
     assert session.scalar(select(func.count()).select_from(Batch)) == 1
+    deliveries = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+    assert [(d.batch_id, d.duplicate) for d in deliveries] == [(first.batch_id, False), (first.batch_id, True)]
     assert session.scalar(select(func.count()).select_from(SourceRecord)) == 6
     assert session.scalar(select(func.count()).select_from(Person)) == 3
 
