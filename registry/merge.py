@@ -106,7 +106,9 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
         "birth_date": f"{_value('birth_date')}::date",
         "phone": _value("phone"),
         "address": _value("address"),
-        "community_code": _value("community_code"),
+        # No current record may state where a newborn lives (the birth certificate does not): a
+        # community once known is kept rather than erased.
+        "community_code": f"coalesce({_value('community_code')}, p.community_code)",
         "population_type": _value("population_type"),
         "status": f"coalesce(substr(g.k_status, {KEY_PREFIX + 1}), 'active')",
         "death_date": "CASE WHEN g.k_status LIKE '1%' THEN g.death_date END",
@@ -126,7 +128,7 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
                    array_remove(ARRAY[{changed}], NULL) AS changed,
                    NOT EXISTS (SELECT 1 FROM person_version v WHERE v.person_id = n.person_id) AS is_new
             FROM (SELECT g.person_id, {select_new}, jsonb_strip_nulls(jsonb_build_object({provenance})) AS provenance
-                  FROM golden g) n
+                  FROM golden g JOIN person p ON p.id = g.person_id) n
             JOIN person p ON p.id = n.person_id
             """
         )

@@ -22,7 +22,7 @@ from schemas.feed_spec import FeedSpec
 # Row-level codes of this module, in the same plain zh-CN as the normalisers' messages.
 ROW_MESSAGES = {
     "REQUIRED_MISSING": "必填项为空",
-    "ROW_NO_IDENTITY": "姓名和证件号码均为空，无法识别是谁",
+    "ROW_NO_IDENTITY": "姓名和证件号码均为空，无法识别是谁",  # (and, for a birth, the mother's number)
     "DUPLICATE_ROW": "与本文件中前面的一行完全相同",
     "ID_CONFLICT": "证件号码已属于另一姓名或出生日期的人员，待人工核查",
     "PROBABLE_MATCH": "可能与已有人员为同一人，待人工核查",
@@ -179,7 +179,8 @@ class RecordBuilder:
             reasons.extend(f"{code}:{self._column_of('id_no')}" for code in issues)
             fields["birth_date"] = id_parsed.birth_date
             fields["sex"] = id_parsed.sex
-        if not fields.get("name") and not fields.get("id_no"):
+        # A newborn without a name yet is still somebody: the birth certificate names the mother.
+        if not fields.get("name") and not fields.get("id_no") and not fields.get("mother_id_no"):
             reasons.append("ROW_NO_IDENTITY")
             rejected = True
         if not self._derive(row, fields, reasons):

@@ -57,6 +57,18 @@ def _pending(conn: Connection, batch_id: int) -> int:
         {"b": batch_id},
     )
     conn.execute(text("CREATE INDEX ON pending (id)"))
+    # A birth certificate names no community: the newborn lives with the mother, which lets the
+    # household registration's birth entry (with the new ID number) find the newborn days later.
+    conn.execute(
+        text(
+            """
+            UPDATE pending pe SET community_code = m.community_code, area_key = m.area_key
+            FROM source_record r, person_identifier pi, person m
+            WHERE r.id = pe.id AND pe.community_code IS NULL AND r.mother_id_no IS NOT NULL
+              AND pi.id_type = 'RID' AND pi.id_no = r.mother_id_no AND m.id = pi.person_id
+            """
+        )
+    )
     conn.execute(text("ANALYZE pending"))
     return conn.execute(text("SELECT count(*) FROM pending")).scalar_one()
 
@@ -140,8 +152,20 @@ def _candidates(conn: Connection, *, only_without_id: bool) -> list[dict[str, An
     return [dict(r._mapping) for r in rows]
 
 
-def _model(conn: Connection, pairs: list[dict[str, Any]], m: dict[str, dict[str, float]]) -> linkage.Model:
+def _model(
+    conn: Connection, pairs: list[dict[str, Any]], m: dict[str, dict[str, float]], *, only_without_id: bool
+) -> linkage.Model:
     population = conn.execute(text("SELECT count(*) FROM person WHERE status <> 'retired'")).scalar_one()
+    # A new number is only compared with persons holding no number yet: they are the population it
+    # could belong to, so they set the prior.
+    candidates = population
+    if only_without_id:
+        candidates = conn.execute(
+            text(
+                "SELECT count(*) FROM person p WHERE p.status <> 'retired' AND NOT EXISTS "
+                "(SELECT 1 FROM person_identifier x WHERE x.person_id = p.id AND x.id_type = 'RID')"
+            )
+        ).scalar_one()
     names = sorted({p["r_name"] for p in pairs if p["r_name"]})
     freq: dict[str, float] = {}
     if names and population:
@@ -149,8 +173,8 @@ def _model(conn: Connection, pairs: list[dict[str, Any]], m: dict[str, dict[str,
             text("SELECT name, count(*) FROM person WHERE name = ANY(:n) GROUP BY name"), {"n": names}
         )
         freq = {name: n / population for name, n in rows}
-    # Each probe record has at most one true match among the persons: prior odds 1 : population.
-    prior = -math.log2(max(population, 2))
+    # Each probe record has at most one true match among the candidates: prior odds 1 : candidates.
+    prior = -math.log2(max(candidates, 2))
     return linkage.Model(m=m, log2_prior_odds=prior, name_freq=freq, population=population)
 
 
@@ -161,7 +185,7 @@ def _score_probe(
     pairs = _candidates(conn, only_without_id=only_without_id)
     if not pairs:
         return 0, 0
-    model = _model(conn, pairs, m)
+    model = _model(conn, pairs, m, only_without_id=only_without_id)
     ranked: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
     for pair in pairs:
         bits, explained = linkage.score(pair, model)
