@@ -1,5 +1,6 @@
 """The dirt real extracts carry, applied to a source's rows just before they are written."""
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ MESS: dict[str, float] = {
     "rsj_cb_jsonl": 0.3,  # days on which social insurance sends JSON Lines instead of CSV
 }
 
+Rule = tuple[float, Callable[[str], bool], Callable[[str], str]]
 _FULLWIDTH = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
 _HOMOPHONES = str.maketrans(ref.HOMOPHONES)
 
@@ -41,9 +43,16 @@ def pick(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
     return np.flatnonzero(rng.random(n) < rate)
 
 
-def _among(rng: np.random.Generator, eligible: list[int], rate: float) -> list[int]:
-    """A random share of the eligible indices."""
-    return [eligible[i] for i in pick(rng, len(eligible), rate)]
+def _apply(rng: np.random.Generator, values: list[str], rules: Iterable[Rule]) -> None:
+    """For each rule (rate, eligible, change): change a random share of the eligible cells, in place."""
+    for rate, eligible, change in rules:
+        candidates = [i for i, v in enumerate(values) if v and eligible(v)]
+        for i in pick(rng, len(candidates), rate):
+            values[candidates[i]] = change(values[candidates[i]])
+
+
+def _any(v: str) -> bool:
+    return True
 
 
 def _typo(rng: np.random.Generator, s: str) -> str:
@@ -67,28 +76,24 @@ def _insert_space(rng: np.random.Generator, s: str, positions: tuple[int, ...]) 
     return s[:i] + " " + s[i:]
 
 
+def _born_before_1970(v: str) -> bool:
+    return len(v) == 18 and v.startswith(("18", "19"), 6) and v[8] < "7"
+
+
 def mess_ids(rng: np.random.Generator, values: list[str], id15: float) -> None:
-    """Old 15-digit forms, lower-case x, full-width digits, stray spaces, typos and swaps, in place."""
-    old = [i for i, v in enumerate(values) if len(v) == 18 and v.startswith(("19", "18"), 6) and v[8] < "7"]
-    for i in _among(rng, old, id15):
-        values[i] = to_15(values[i])
-    for i in _among(rng, [i for i, v in enumerate(values) if v.endswith("X")], MESS["id_lower_x"]):
-        values[i] = values[i][:-1] + "x"
-    filled = [i for i, v in enumerate(values) if v]
-    for key, change in (
-        ("id_typo", lambda v: _typo(rng, v)),
-        ("id_swap", lambda v: _swap(rng, v)),
-        ("id_fullwidth", lambda v: v.translate(_FULLWIDTH)),
-        ("id_space", lambda v: _insert_space(rng, v, (0, 6, 14, 99))),
-    ):
-        for i in _among(rng, filled, MESS[key]):
-            values[i] = change(values[i])
+    """Old 15-digit forms, lower-case x, typos, swaps, full-width digits and stray spaces, in place."""
+    _apply(rng, values, (
+        (id15, _born_before_1970, to_15),
+        (MESS["id_lower_x"], lambda v: v.endswith("X"), lambda v: v[:-1] + "x"),
+        (MESS["id_typo"], _any, lambda v: _typo(rng, v)),
+        (MESS["id_swap"], _any, lambda v: _swap(rng, v)),
+        (MESS["id_fullwidth"], _any, lambda v: v.translate(_FULLWIDTH)),
+        (MESS["id_space"], _any, lambda v: _insert_space(rng, v, (0, 6, 14, 99))),
+    ))  # fmt: skip
 
 
 def _homophone(rng: np.random.Generator, s: str) -> str:
     spots = [i for i, c in enumerate(s) if i > 0 and c in ref.HOMOPHONES]
-    if not spots:
-        return s
     i = spots[int(rng.integers(len(spots)))]
     return s[:i] + s[i].translate(_HOMOPHONES) + s[i + 1 :]
 
@@ -99,16 +104,12 @@ def _dot(rng: np.random.Generator, s: str) -> str:
 
 def mess_names(rng: np.random.Generator, values: list[str]) -> None:
     """Traditional characters, homophones, inner spaces and other middle dots, in place."""
-    filled = [i for i, v in enumerate(values) if v]
-    for key, change in (
-        ("name_traditional", lambda v: v.translate(ref.TRADITIONAL)),
-        ("name_homophone", lambda v: _homophone(rng, v)),
-        ("name_space", lambda v: _insert_space(rng, v, (1, 1, 1, 2, 99))),
-    ):
-        for i in _among(rng, filled, MESS[key]):
-            values[i] = change(values[i])
-    for i in _among(rng, [i for i in filled if ref.DOT in values[i]], MESS["name_dot"]):
-        values[i] = _dot(rng, values[i])
+    _apply(rng, values, (
+        (MESS["name_traditional"], lambda v: v != v.translate(ref.TRADITIONAL), lambda v: v.translate(ref.TRADITIONAL)),
+        (MESS["name_homophone"], lambda v: any(c in ref.HOMOPHONES for c in v[1:]), lambda v: _homophone(rng, v)),
+        (MESS["name_space"], _any, lambda v: _insert_space(rng, v, (1, 1, 1, 2, 99))),
+        (MESS["name_dot"], lambda v: ref.DOT in v, lambda v: _dot(rng, v)),
+    ))  # fmt: skip
 
 
 def format_dates(rng: np.random.Generator, days: np.ndarray, style: str, excel: bool) -> list[Any]:
@@ -120,7 +121,7 @@ def format_dates(rng: np.random.Generator, days: np.ndarray, style: str, excel: 
     mixed = pick(rng, n, MESS["date_mixed"])
     styles[mixed] = np.array(others)[rng.integers(0, len(others), len(mixed))]
     swap = pick(rng, n, MESS["date_swapped"])
-    m[swap], d[swap] = d[swap], m[swap].copy()
+    m[swap], d[swap] = d[swap], m[swap]
     out = np.empty(n, dtype=object)
     for s in np.unique(styles):
         sel = styles == s

@@ -17,6 +17,7 @@ from popex.synth.population import (
     LEFT,
     RESIDENT_ID,
     TEMPLATES,
+    YEAR,
     Template,
     World,
     child_relation,
@@ -152,11 +153,13 @@ class Timeline:
     def _ages(self) -> np.ndarray:
         return self.w.age(self.today)
 
-    def _household_members(self, idx: np.ndarray, types: tuple[int, ...]) -> np.ndarray:
-        """Active members (of the given population types) of the households of the given people."""
+    def _households(self, rng: np.random.Generator, people: np.ndarray, rate: str) -> np.ndarray:
+        """Active members of whole households of the given people, picked at the per-person rate."""
         w = self.w
-        mask = np.isin(w.view("household"), w.household[idx]) & np.isin(w.view("ptype"), types)
-        return self._active(mask)
+        households = np.unique(w.household[people])
+        picked = sample(rng, households, self._count(rng, len(households), rate))
+        types = np.unique(w.ptype[people])
+        return self._active(np.isin(w.view("household"), picked) & np.isin(w.view("ptype"), types))
 
     def _close_insurance(self, rng: np.random.Generator, idx: np.ndarray, share: float) -> None:
         insured = idx[np.isin(self.w.insured[idx], (1, 2)) & (rng.random(len(idx)) < share)]
@@ -290,9 +293,7 @@ class Timeline:
 
     def _move_within(self, rng: np.random.Generator) -> None:
         w = self.w
-        hj = self._active(w.view("ptype") == HJ)
-        picked = sample(rng, hj, self._count(rng, len(hj), "hj_move"))
-        movers = self._household_members(picked, (HJ,))
+        movers = self._households(rng, self._active(w.view("ptype") == HJ), "hj_move")
         self._relocate(rng, movers)
         registered = movers[w.doc_no[movers] != ""]
         self._emit(self.x.gaj_hj(registered, "信息变更", self.today - rng.integers(0, 3, len(registered))))
@@ -321,9 +322,7 @@ class Timeline:
 
     def _floating_households(self, rng: np.random.Generator, rate: str) -> np.ndarray:
         floating = self._floating()
-        floating = floating[self.w.since[floating] < self.today - 3]
-        picked = sample(rng, floating, self._count(rng, len(floating), rate))
-        return self._household_members(picked, (LD, JW))
+        return self._households(rng, floating[self.w.since[floating] < self.today - 3], rate)
 
     def _floating_departures(self, rng: np.random.Generator) -> None:
         w = self.w
@@ -401,5 +400,10 @@ class Timeline:
         share = rng.uniform(RATES["sq_cj_min"], RATES["sq_cj_max"])
         seen = sample(rng, active, round(len(active) * share))
         seen = seen[np.argsort(w.community[seen], kind="stable")]
-        remarks = np.array(ref.REMARKS, dtype=object)[rng.integers(0, len(ref.REMARKS), len(seen))]
+        n = len(seen)
+        remarks = np.array(ref.REMARKS, dtype=object)[rng.integers(0, len(ref.REMARKS), n)]
+        household_size = np.bincount(w.household[active], minlength=w.households)
+        alone = (household_size[w.household[seen]] == 1) & ((self.today - w.birth[seen]) / YEAR >= 70)
+        rented = (w.ptype[seen] != HJ) & (rng.random(n) < 0.25)
+        remarks = np.where(alone, ref.REMARK_ALONE, np.where(rented, ref.REMARK_RENTED, remarks))
         self._emit(self.x.sq_cj(rng, seen, STAYING, w.community[seen], w.address[seen], remarks, self.today))
