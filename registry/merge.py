@@ -78,6 +78,8 @@ def _golden_sql() -> str:
     keys.append(
         "min(coalesce(r.event_date, b.as_of_date)) FILTER (WHERE r.residence_status = 'dead') AS death_date"
     )
+    # valid_from of a new version: the newest observation among this batch's records (when it changed).
+    keys.append("max(coalesce(r.event_date, b.as_of_date)) FILTER (WHERE l.batch_id = :b) AS batch_observed")
     return (
         "SELECT l.person_id, " + ", ".join(keys) + " FROM touched t JOIN link l ON l.person_id = t.person_id "
         "JOIN source_record r ON r.id = l.source_record_id JOIN batch b ON b.id = r.batch_id "
@@ -96,7 +98,8 @@ def _source(attr: str) -> str:
 def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date | None) -> MergeResult:
     """Recompute the golden records of the persons in temp table `touched`; version what changed."""
     conn.execute(text("DROP TABLE IF EXISTS golden, diff"))
-    conn.execute(text(f"CREATE TEMP TABLE golden ON COMMIT DROP AS {_golden_sql()}"))
+    conn.execute(text(f"CREATE TEMP TABLE golden ON COMMIT DROP AS {_golden_sql()}"), {"b": batch_id})
+    conn.execute(text("ANALYZE golden"))
     new_values = {
         "name": _value("name"),
         "id_type": f"split_part({_value('id_no')}, '|', 1)",
@@ -124,12 +127,13 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
         text(
             f"""
             CREATE TEMP TABLE diff ON COMMIT DROP AS
-            SELECT n.*, p.status AS old_status,
+            SELECT n.*, p.status AS old_status, g.batch_observed,
                    array_remove(ARRAY[{changed}], NULL) AS changed,
                    NOT EXISTS (SELECT 1 FROM person_version v WHERE v.person_id = n.person_id) AS is_new
             FROM (SELECT g.person_id, {select_new}, jsonb_strip_nulls(jsonb_build_object({provenance})) AS provenance
                   FROM golden g JOIN person p ON p.id = g.person_id) n
             JOIN person p ON p.id = n.person_id
+            JOIN golden g ON g.person_id = n.person_id
             """
         )
     )
@@ -143,17 +147,12 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
             "WHERE p.id = d.person_id"
         )
     )
-    # valid_from: the newest observation among the batch's records for the person (when it changed).
-    since = (
-        "(SELECT max(coalesce(r.event_date, b.as_of_date)) FROM link l JOIN source_record r ON r.id = l.source_record_id"
-        " JOIN batch b ON b.id = r.batch_id WHERE l.person_id = d.person_id AND l.batch_id = :b)"
-    )
     cols = ", ".join(VERSIONED)
     conn.execute(
         text(
             f"""
             INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
-            SELECT d.person_id, p.area_key, coalesce({since}, CAST(:valid_from AS date), current_date), :b,
+            SELECT d.person_id, p.area_key, coalesce(d.batch_observed, CAST(:valid_from AS date), current_date), :b,
                    to_jsonb(CASE WHEN d.is_new THEN ARRAY['created'] ELSE d.changed END),
                    {", ".join(f"d.{c}" for c in VERSIONED)}
             FROM diff d JOIN person p ON p.id = d.person_id

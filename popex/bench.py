@@ -1,0 +1,152 @@
+"""`make bench`: a synthetic city through the exchange path end to end, timed, with link quality.
+
+    python -m popex.bench --persons 1000000 --days 10
+
+Generates (or reuses) the city under var/bench/, loads it into a fresh database `popex_bench` on the
+configured server, ingests the initial snapshots and then each daily increment with the same code
+as `popex ingest` (receive → parse → gate → resolve → merge → publish), and prints records/s per
+phase and per step, the peak memory of this process, pairwise precision / recall / F1 of person
+linking against the ground truth, and the share of rows sent to review. Figures also go to
+var/bench/<city>/results.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.orm import sessionmaker
+
+from popex.settings import ROOT
+
+BENCH_DIR = ROOT / "var" / "bench"
+
+
+class PeakMemory:
+    """Samples this process's resident memory every 50 ms; `peak` in bytes."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, me.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create `name` on the configured server; its URL."""
+    from registry.db import database_url
+
+    admin = make_url(database_url())
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
+    """The benchmark; returns the figures."""
+    from exchange.flows import ingest_file, landing_files
+    from popex.synth import generate_city
+    from registry.areas import load_areas
+    from registry.evaluate import evaluate_links, write_errors
+    from registry.migrate import upgrade
+
+    city = BENCH_DIR / f"city_{persons}_{days}_{seed}"
+    figures: dict[str, Any] = {"persons": persons, "days": days, "seed": seed}
+    if not (city / "truth" / "rows.csv").exists():
+        started = time.perf_counter()
+        generate_city(city, persons=persons, days=days, seed=seed, start=start)
+        figures["synth_seconds"] = round(time.perf_counter() - started, 1)
+    url = fresh_database("popex_bench")
+    os.environ["POPEX_ARCHIVE_DIR"] = str(BENCH_DIR / "archive")
+    engine = create_engine(url, pool_size=2)
+    with engine.begin() as conn:
+        upgrade(conn)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as session:
+        load_areas(session=session, path=city / "areas.csv")
+    phases: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    with PeakMemory() as memory:
+        for path in landing_files(city / "landing"):
+            phase = "initial" if path.name.split("_")[-1].startswith(start.strftime("%Y%m%d")) else "daily"
+            started = time.perf_counter()
+            result = ingest_file(factory, path)
+            elapsed = time.perf_counter() - started
+            with factory() as session:
+                rows, steps, state = session.execute(
+                    text("SELECT rows_received, step_seconds, state FROM batch WHERE id = :b"),
+                    {"b": result.batch_id},
+                ).one()
+            print(f"{path.name:28} {rows:>9} rows {elapsed:7.2f} s  {state}", flush=True)
+            phases[phase]["files"] += 1
+            phases[phase]["rows"] += rows
+            phases[phase]["seconds"] += elapsed
+            for step, seconds in (steps or {}).items():
+                phases[phase][f"step_{step}"] += seconds
+    with factory() as session:
+        quality = evaluate_links(session=session, truth_rows=city / "truth" / "rows.csv")
+        write_errors(session=session, out=city / "link_errors.csv")
+        session.commit()
+    engine.dispose()
+    total_rows = sum(p["rows"] for p in phases.values())
+    total_seconds = sum(p["seconds"] for p in phases.values())
+    figures.update(
+        {
+            "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
+            "phases": {
+                name: {k: round(v, 2) for k, v in p.items()}
+                | {"records_per_s": round(p["rows"] / p["seconds"])}
+                for name, p in phases.items()
+            },
+            "records_per_s": round(total_rows / total_seconds),
+            "peak_rss_mb": round(memory.peak / 2**20),
+            "precision": round(quality.precision, 5),
+            "recall": round(quality.recall, 5),
+            "f1": round(quality.f1, 5),
+            "review_share": round(quality.review_rows / max(quality.rows, 1), 5),
+            "quality": quality.__dict__,
+        }
+    )
+    (city / "results.json").write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")
+    return figures
+
+
+def main() -> None:
+    """Command line entry."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--persons", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    figures = run(persons=args.persons, days=args.days, seed=args.seed, start=date(2026, 11, 1))
+    print(json.dumps(figures, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
