@@ -1,0 +1,329 @@
+"""The aggregate tables in SQL: derive cells and flows from person versions, apply deltas, read them back.
+
+A person's history is the sequence of their versions in valid time: the version in force on day X is
+the one with valid_from <= X recorded last, so version v is in force from its valid_from until the
+earliest valid_from of any version recorded after it (never, if that is not later). While in force
+and active, the person counts in one cell per cube (type|sex|age band, type, province of origin),
+moving to the next age band on the birthdays that start one. Each stay in a cell is a +1 on its
+first day and a -1 on the day after its last, summed per area (city, district, street, community)
+and per year, month and day. Flows are the changes of area between consecutive versions.
+
+Everything is computed for a scope of (side, version) rows: side +1 adds a derivation, side -1
+subtracts one, so one statement computes "new minus old" for an incremental refresh.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
+from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
+
+# Versions and source records already in the aggregates: those of applied batches, and versions
+# written without a batch up to the watermark of the last rebuild.
+APPLIED_VERSION = (
+    "(v.batch_id IN (SELECT batch_id FROM decision.applied_batch)"
+    " OR (v.batch_id IS NULL AND v.id <= :watermark))"
+)
+APPLIED_RECORD = "sr.batch_id IN (SELECT batch_id FROM decision.applied_batch)"
+
+# Province of origin of a floating person (version v, fallback f): from the ID number, else from the
+# registered area of a floating-population registration, else unknown.
+ORIGIN_SQL = (
+    "CASE WHEN v.population_type = 'floating' THEN coalesce("
+    "CASE WHEN v.id_no ~ '^[1-9][0-9]{16}[0-9Xx]$' AND left(v.id_no, 2) = ANY(:provinces)"
+    " THEN left(v.id_no, 2) END, f.province, :unknown_province) END"
+)
+
+# {persons}: a FROM clause yielding person_id (or person_version itself); {before}/{after}: version
+# predicates of side -1 / +1; {record_before}/{record_after}: the same for source records.
+SCOPE_SQL = (
+    """
+CREATE TEMP TABLE _decision_scope ON COMMIT DROP AS
+WITH fallback AS (
+    -- Province of origin of floating people whose ID number does not give it: the registered area
+    -- code of their earliest linked floating-population registration.
+    SELECT DISTINCT ON (x.side, l.person_id) x.side, l.person_id,
+           left(sr.extra->>'registered_area_code', 2) AS province
+    FROM link l
+    JOIN source_record sr ON sr.id = l.source_record_id
+    CROSS JOIN LATERAL (VALUES (-1, {record_before}), (1, {record_after})) AS x(side, inside)
+    WHERE x.inside AND sr.source = 'gaj_ld'
+      AND left(sr.extra->>'registered_area_code', 2) = ANY(:provinces)
+      AND l.person_id IN (SELECT person_id FROM {persons})
+    ORDER BY x.side, l.person_id, sr.id
+)
+SELECT x.side, v.person_id, v.id, v.valid_from, v.recorded_at, v.status,
+       CASE WHEN v.community_code ~ '^[0-9]{{12}}$' THEN v.community_code END AS cc,
+       CASE WHEN v.population_type IN ('registered', 'floating', 'foreign') THEN v.population_type ELSE '' END
+           AS ptype,
+       CASE WHEN v.sex IN ('1', '2') THEN v.sex ELSE '' END AS sex,
+       v.birth_date AS b,
+       coalesce("""
+    + ORIGIN_SQL.replace("{", "{{").replace("}", "}}")
+    + """, '') AS province
+FROM person_version v
+CROSS JOIN LATERAL (VALUES (-1, {before}), (1, {after})) AS x(side, inside)
+LEFT JOIN fallback f ON f.side = x.side AND f.person_id = v.person_id
+WHERE x.inside AND v.person_id IN (SELECT person_id FROM {persons})
+"""
+)
+
+# The versions of the scope in force some time, with the days they are in force [s, e).
+_SEGMENTS = """
+seg AS (
+    SELECT side, person_id, status, cc, ptype, sex, b, province, valid_from AS s,
+           min(valid_from) OVER (PARTITION BY side, person_id ORDER BY recorded_at DESC, id DESC
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS e
+    FROM _decision_scope
+),
+eff AS (SELECT * FROM seg WHERE e IS NULL OR e > s)
+"""
+
+_BAND = "CASE WHEN b IS NULL THEN {unknown} ELSE width_bucket(decision.age_years(b, {day}), :bands) - 1 END"
+
+CELL_DELTA_SQL = (
+    "CREATE TEMP TABLE _decision_cell_delta ON COMMIT DROP AS WITH"
+    + _SEGMENTS
+    + """,
+active AS (
+    SELECT side, cc, ptype, sex, b, province,
+           greatest(s, :epoch) AS cs, least(coalesce(e, :horizon), :horizon) AS ce
+    FROM eff WHERE status = 'active'
+),
+stay AS (SELECT * FROM active WHERE cs < ce),
+ev AS (
+    SELECT side, cc, ptype, sex, province, """
+    + _BAND.format(unknown=UNKNOWN_BAND, day="cs")
+    + """ AS band, cs AS day, 1 AS d
+    FROM stay
+    UNION ALL
+    SELECT side, cc, ptype, sex, province, """
+    + _BAND.format(unknown=UNKNOWN_BAND, day="ce - 1")
+    + """, ce, -1
+    FROM stay WHERE ce < :horizon
+    UNION ALL
+    SELECT side, cc, ptype, sex, province, t.band, decision.birthday(b, t.lo), t.d
+    FROM stay
+    CROSS JOIN LATERAL unnest(:bands) WITH ORDINALITY AS th(lo, k)
+    CROSS JOIN LATERAL (VALUES (th.lo, th.k::integer - 2, -1), (th.lo, th.k::integer - 1, 1)) AS t(lo, band, d)
+    WHERE b IS NOT NULL AND th.lo > decision.age_years(b, cs) AND decision.birthday(b, th.lo) < ce
+),
+base AS (
+    SELECT cc, ptype, sex, province, band, day, sum(side * d) AS d
+    FROM ev GROUP BY cc, ptype, sex, province, band, day HAVING sum(side * d) <> 0
+),
+cube AS (
+    SELECT 'pop' AS cube, cc, ptype || '|' || sex || '|' || band AS cell, day, d FROM base
+    UNION ALL SELECT 'type', cc, ptype, day, d FROM base
+    UNION ALL SELECT 'origin', cc, province, day, d FROM base WHERE ptype = 'floating'
+),
+cube_day AS (
+    SELECT cube, cc, cell, day, sum(d) AS d FROM cube GROUP BY cube, cc, cell, day HAVING sum(d) <> 0
+)
+SELECT c.cube, a.area_code, g.grain, g.period, c.cell, sum(c.d)::integer AS n
+FROM cube_day c
+CROSS JOIN LATERAL (VALUES (''), (left(c.cc, 6)), (left(c.cc, 9)), (c.cc)) AS a(area_code)
+CROSS JOIN LATERAL (VALUES ('Y', date_trunc('year', c.day)::date), ('M', date_trunc('month', c.day)::date),
+                           ('D', c.day)) AS g(grain, period)
+WHERE a.area_code IS NOT NULL
+GROUP BY c.cube, a.area_code, g.grain, g.period, c.cell
+HAVING sum(c.d) <> 0
+"""
+)
+
+FLOW_DELTA_SQL = (
+    "CREATE TEMP TABLE _decision_flow_delta ON COMMIT DROP AS WITH"
+    + _SEGMENTS
+    + """,
+step AS (
+    SELECT side, s AS day, b, status, cc,
+           lag(status) OVER w AS prev_status, lag(cc) OVER w AS prev_cc, row_number() OVER w = 1 AS first
+    FROM eff
+    WINDOW w AS (PARTITION BY side, person_id ORDER BY s)
+),
+moved AS (
+    SELECT side, day, b, status, first, c.old_code, c.new_code
+    FROM step
+    CROSS JOIN LATERAL (VALUES (0), (6), (9), (12)) AS l(len)
+    CROSS JOIN LATERAL (SELECT
+        CASE WHEN prev_status = 'active' THEN CASE WHEN l.len = 0 THEN '' ELSE left(prev_cc, l.len) END END,
+        CASE WHEN status = 'active' THEN CASE WHEN l.len = 0 THEN '' ELSE left(cc, l.len) END END
+    ) AS c(old_code, new_code)
+    WHERE day > :epoch AND day < :horizon AND c.old_code IS DISTINCT FROM c.new_code
+),
+flow AS (
+    SELECT side, new_code AS area_code, day,
+           CASE WHEN first AND b IS NOT NULL AND day < decision.birthday(b, 1) THEN 'birth' ELSE 'in' END AS kind
+    FROM moved WHERE new_code IS NOT NULL
+    UNION ALL
+    SELECT side, old_code, day,
+           CASE status WHEN 'dead' THEN 'death' WHEN 'retired' THEN 'other' ELSE 'out' END
+    FROM moved WHERE old_code IS NOT NULL
+)
+SELECT area_code, date_trunc('month', day)::date AS month, kind, sum(side)::integer AS n
+FROM flow GROUP BY area_code, date_trunc('month', day), kind HAVING sum(side) <> 0
+"""
+)
+
+APPLY_SQL = [
+    """
+    INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
+    SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta
+    ON CONFLICT (cube, area_code, grain, period, cell) DO UPDATE SET n = t.n + excluded.n
+    """,
+    """
+    DELETE FROM decision.cell t USING _decision_cell_delta d
+    WHERE t.n = 0 AND (t.cube, t.area_code, t.grain, t.period, t.cell)
+                    = (d.cube, d.area_code, d.grain, d.period, d.cell)
+    """,
+    """
+    INSERT INTO decision.flow AS t (area_code, month, kind, n)
+    SELECT area_code, month, kind, n FROM _decision_flow_delta
+    ON CONFLICT (area_code, month, kind) DO UPDATE SET n = t.n + excluded.n
+    """,
+    """
+    DELETE FROM decision.flow t USING _decision_flow_delta d
+    WHERE t.n = 0 AND (t.area_code, t.month, t.kind) = (d.area_code, d.month, d.kind)
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The days the aggregates cover: [epoch, horizon)."""
+
+    epoch: date
+    horizon: date
+    version_watermark: int
+
+
+def derive_and_apply(
+    session: Session,
+    *,
+    window: Window,
+    persons: str,
+    before: str,
+    after: str,
+    record_before: str,
+    record_after: str,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Derive (after − before) for the persons and add it to the aggregates; returns rows changed."""
+    bound = {
+        "epoch": window.epoch,
+        "horizon": window.horizon,
+        "watermark": window.version_watermark,
+        "bands": list(AGE_BAND_LOWER),
+        "provinces": list(PROVINCES),
+        "unknown_province": UNKNOWN_PROVINCE,
+        **(params or {}),
+    }
+    session.execute(text("DROP TABLE IF EXISTS _decision_scope, _decision_cell_delta, _decision_flow_delta"))
+    scope = SCOPE_SQL.format(
+        persons=persons, before=before, after=after, record_before=record_before, record_after=record_after
+    )
+    session.execute(text(scope), bound)
+    session.execute(text("ANALYZE _decision_scope"))
+    session.execute(text(CELL_DELTA_SQL), bound)
+    session.execute(text(FLOW_DELTA_SQL), bound)
+    changed = 0
+    for statement in APPLY_SQL:
+        result = session.execute(text(statement))
+        changed += getattr(result, "rowcount", 0) or 0
+    session.execute(text("DROP TABLE _decision_scope, _decision_cell_delta, _decision_flow_delta"))
+    return changed
+
+
+def read_window(session: Session) -> Window | None:
+    """The window of the current aggregates, or None before the first rebuild."""
+    row = session.execute(
+        text("SELECT epoch, horizon, version_watermark FROM decision.state WHERE id = 1")
+    ).one_or_none()
+    return Window(*row) if row else None
+
+
+CELLS_AT_SQL = """
+SELECT area_code, cell, sum(n)::integer AS n
+FROM decision.cell
+WHERE cube = :cube AND area_code = ANY(:areas)
+  AND ((grain = 'Y' AND period < :year_start)
+       OR (grain = 'M' AND period >= :year_start AND period < :month_start)
+       OR (grain = 'D' AND period >= :month_start AND period <= :day))
+GROUP BY area_code, cell
+HAVING sum(n) <> 0
+"""
+
+
+def cells_at(session: Session, *, cube: str, areas: list[str], day: date) -> dict[str, dict[str, int]]:
+    """{area_code: {cell: count}} of a cube on a day (the prefix sum of year, month and day rows)."""
+    rows = session.execute(
+        text(CELLS_AT_SQL),
+        {
+            "cube": cube,
+            "areas": areas,
+            "year_start": day.replace(month=1, day=1),
+            "month_start": day.replace(day=1),
+            "day": day,
+        },
+    )
+    out: dict[str, dict[str, int]] = {a: {} for a in areas}
+    for area_code, cell, n in rows:
+        out[area_code][cell] = n
+    return out
+
+
+def month_end_totals(session: Session, *, area: str, first: date, last: date) -> dict[date, dict[str, int]]:
+    """{month start: {type: count on the month's last day}} of an area, for the months first..last."""
+    first_year = first.replace(month=1, day=1)
+    rows = session.execute(
+        text(
+            """
+            SELECT grain, period, cell, sum(n)::integer
+            FROM decision.cell
+            WHERE cube = 'type' AND area_code = :area
+              AND ((grain = 'Y' AND period < :first_year) OR (grain = 'M' AND period >= :first_year
+                                                              AND period <= :last))
+            GROUP BY grain, period, cell
+            """
+        ),
+        {"area": area, "first_year": first_year, "last": last},
+    ).all()
+    running: dict[str, int] = {}
+    monthly: dict[date, dict[str, int]] = {}
+    for grain, period, cell, n in rows:
+        if grain == "Y":
+            running[cell] = running.get(cell, 0) + n
+        else:
+            monthly.setdefault(period, {})[cell] = n
+    out: dict[date, dict[str, int]] = {}
+    month = first_year
+    while month <= last:
+        for cell, n in monthly.get(month, {}).items():
+            running[cell] = running.get(cell, 0) + n
+        if month >= first.replace(day=1):
+            out[month] = {c: v for c, v in running.items() if v}
+        month = next_month(month)
+    return out
+
+
+def next_month(day: date) -> date:
+    """The first day of the month after day's."""
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def flows_between(session: Session, *, area: str, first: date, last: date) -> dict[date, dict[str, int]]:
+    """{month start: {kind: count}} of an area's flows in the months first..last."""
+    rows = session.execute(
+        text(
+            "SELECT month, kind, n FROM decision.flow WHERE area_code = :area AND month >= :first AND month <= :last"
+        ),
+        {"area": area, "first": first, "last": last},
+    )
+    out: dict[date, dict[str, int]] = {}
+    for month, kind, n in rows:
+        out.setdefault(month, {})[kind] = n
+    return out

@@ -1,0 +1,325 @@
+"""Units of work of decision analysis: keep the aggregates current, recount directly, trace lineage."""
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from decision.aggregates import (
+    APPLIED_RECORD,
+    APPLIED_VERSION,
+    ORIGIN_SQL,
+    Window,
+    derive_and_apply,
+    read_window,
+)
+from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
+from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
+
+# How far back the aggregates reach by default (older versions count from the epoch on) and how far
+# ahead age bands are precomputed; a batch whose dates come within a year of the horizon rebuilds.
+HISTORY_YEARS = 8
+HORIZON_YEARS = 2
+CellKey = tuple[str, str, str]  # (cube, area_code, cell)
+
+
+class UnknownBatchError(LookupError):
+    """No batch has this id."""
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What a refresh did: 'refresh' (incremental), 'rebuild' (from scratch) or 'skipped' (applied before)."""
+
+    batch_id: int | None
+    how: Literal["refresh", "rebuild", "skipped"]
+    persons: int
+    rows_changed: int
+    seconds: float
+    epoch: date
+    horizon: date
+
+
+def _lock(session: Session) -> None:
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('decision.aggregates'))"))
+
+
+def rebuild(
+    *, session: Session, epoch: date | None = None, horizon: date | None = None, today: date | None = None
+) -> RefreshResult:
+    """Recompute every aggregate from the person versions, and mark their batches applied."""
+    started = time.perf_counter()
+    _lock(session)
+    watermark, first, last = session.execute(
+        text("SELECT coalesce(max(id), 0), min(valid_from), max(valid_from) FROM person_version")
+    ).one()
+    today = today or date.today()
+    latest = max(today, last or today)
+    horizon = horizon or date(latest.year + HORIZON_YEARS, 1, 1)
+    epoch = epoch or max(first or today.replace(month=1, day=1), date(horizon.year - HISTORY_YEARS, 1, 1))
+    if not epoch < horizon:
+        raise ValueError(f"epoch {epoch} must come before horizon {horizon}")
+    window = Window(epoch, horizon, watermark)
+    for table in ("decision.cell", "decision.flow", "decision.applied_batch"):
+        session.execute(text(f"TRUNCATE {table}"))
+    session.execute(
+        text(
+            """
+            INSERT INTO decision.state (id, epoch, horizon, version_watermark, rebuilt_at)
+            VALUES (1, :epoch, :horizon, :watermark, now())
+            ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, horizon = excluded.horizon,
+                version_watermark = excluded.version_watermark, rebuilt_at = excluded.rebuilt_at
+            """
+        ),
+        {"epoch": epoch, "horizon": horizon, "watermark": watermark},
+    )
+    # Batches whose merge is done, and any other batch that already wrote versions.
+    session.execute(
+        text(
+            """
+            INSERT INTO decision.applied_batch (batch_id, how)
+            SELECT id, 'rebuild' FROM batch WHERE state IN ('merged', 'published')
+            UNION
+            SELECT DISTINCT batch_id, 'rebuild' FROM person_version WHERE batch_id IS NOT NULL AND id <= :watermark
+            """
+        ),
+        {"watermark": watermark},
+    )
+    changed = derive_and_apply(
+        session,
+        window=window,
+        persons="person_version",
+        before="FALSE",
+        after=APPLIED_VERSION,
+        record_before="FALSE",
+        record_after=APPLIED_RECORD,
+    )
+    persons = session.scalar(text("SELECT count(*) FROM person")) or 0
+    return RefreshResult(None, "rebuild", persons, changed, time.perf_counter() - started, epoch, horizon)
+
+
+def refresh_after_batch(*, session: Session, batch_id: int) -> RefreshResult:
+    """Bring the aggregates up to date with one merged batch: subtract the old derivation of its
+    persons and add the new one, set-wise. A batch already applied changes nothing."""
+    started = time.perf_counter()
+    _lock(session)
+    if session.scalar(text("SELECT 1 FROM batch WHERE id = :b"), {"b": batch_id}) is None:
+        raise UnknownBatchError(batch_id)
+    window = read_window(session)
+    if window is None:
+        return rebuild(session=session)
+    if session.scalar(text("SELECT 1 FROM decision.applied_batch WHERE batch_id = :b"), {"b": batch_id}):
+        return RefreshResult(
+            batch_id, "skipped", 0, 0, time.perf_counter() - started, window.epoch, window.horizon
+        )
+    latest = session.scalar(
+        text("SELECT max(valid_from) FROM person_version WHERE batch_id = :b"), {"b": batch_id}
+    )
+    if latest is not None and latest >= window.horizon - timedelta(days=366):
+        return rebuild(session=session, epoch=window.epoch, today=latest)
+    session.execute(text("DROP TABLE IF EXISTS _decision_persons"))
+    session.execute(
+        text(
+            """
+            CREATE TEMP TABLE _decision_persons ON COMMIT DROP AS
+            SELECT person_id FROM person_version WHERE batch_id = :batch_id
+            UNION
+            SELECT l.person_id FROM source_record sr JOIN link l ON l.source_record_id = sr.id
+            WHERE sr.batch_id = :batch_id AND sr.source = 'gaj_ld'
+            """
+        ),
+        {"batch_id": batch_id},
+    )
+    persons = session.scalar(text("SELECT count(*) FROM _decision_persons")) or 0
+    session.execute(text("ANALYZE _decision_persons"))
+    changed = derive_and_apply(
+        session,
+        window=window,
+        persons="_decision_persons",
+        before=APPLIED_VERSION,
+        after=f"({APPLIED_VERSION} OR v.batch_id = :batch_id)",
+        record_before=APPLIED_RECORD,
+        record_after=f"({APPLIED_RECORD} OR sr.batch_id = :batch_id)",
+        params={"batch_id": batch_id},
+    )
+    session.execute(text("DROP TABLE _decision_persons"))
+    seconds = time.perf_counter() - started
+    session.execute(
+        text(
+            "INSERT INTO decision.applied_batch (batch_id, how, persons, rows_changed, seconds)"
+            " VALUES (:b, 'refresh', :p, :c, :s)"
+        ),
+        {"b": batch_id, "p": persons, "c": changed, "s": seconds},
+    )
+    return RefreshResult(batch_id, "refresh", persons, changed, seconds, window.epoch, window.horizon)
+
+
+RECOUNT_SQL = (
+    """
+WITH cur AS (
+    SELECT DISTINCT ON (v.person_id) v.person_id, v.status, v.community_code, v.population_type, v.sex,
+           v.birth_date, v.id_no
+    FROM person_version v
+    WHERE v.valid_from <= :as_of AND (CAST(:known_at AS timestamp) IS NULL OR v.recorded_at <= :known_at)
+    ORDER BY v.person_id, v.recorded_at DESC, v.id DESC
+),
+fallback AS (
+    SELECT DISTINCT ON (l.person_id) l.person_id, left(sr.extra->>'registered_area_code', 2) AS province
+    FROM link l JOIN source_record sr ON sr.id = l.source_record_id
+    WHERE sr.source = 'gaj_ld' AND left(sr.extra->>'registered_area_code', 2) = ANY(:provinces)
+    ORDER BY l.person_id, sr.id
+)
+SELECT CASE WHEN v.community_code ~ '^[0-9]{12}$' THEN v.community_code END,
+       CASE WHEN v.population_type IN ('registered', 'floating', 'foreign') THEN v.population_type ELSE '' END,
+       CASE WHEN v.sex IN ('1', '2') THEN v.sex ELSE '' END,
+       CASE WHEN v.birth_date IS NULL THEN :unknown_band
+            ELSE width_bucket(decision.age_years(v.birth_date, :as_of), :bands) - 1 END,
+       """
+    + ORIGIN_SQL
+    + """,
+       count(*)
+FROM cur v LEFT JOIN fallback f USING (person_id)
+WHERE v.status = 'active'
+GROUP BY 1, 2, 3, 4, 5
+"""
+)
+
+
+def area_codes_of(community_code: str | None) -> list[str]:
+    """The city ('') and, for a community code, its district, street and community."""
+    if community_code is None:
+        return [""]
+    return ["", community_code[:6], community_code[:9], community_code]
+
+
+def recount(*, session: Session, as_of: date, known_at: Any = None) -> Counter[CellKey]:
+    """The population cells on as_of counted straight from the person versions (as known at known_at,
+    default now), without the aggregates: {(cube, area_code, cell): count}."""
+    rows = session.execute(
+        text(RECOUNT_SQL),
+        {
+            "as_of": as_of,
+            "known_at": known_at,
+            "bands": list(AGE_BAND_LOWER),
+            "unknown_band": UNKNOWN_BAND,
+            "provinces": list(PROVINCES),
+            "unknown_province": UNKNOWN_PROVINCE,
+        },
+    )
+    counts: Counter[CellKey] = Counter()
+    for community, population_type, sex, band, province, n in rows:
+        for area in area_codes_of(community):
+            counts["pop", area, f"{population_type}|{sex}|{band}"] += n
+            counts["type", area, population_type] += n
+            if province is not None:
+                counts["origin", area, province] += n
+    return counts
+
+
+def aggregate_cells(*, session: Session, as_of: date) -> Counter[CellKey]:
+    """Every non-zero cell of every area on as_of, read from the aggregates (the counterpart of recount)."""
+    rows = session.execute(
+        text(
+            """
+            SELECT cube, area_code, cell, sum(n)::integer FROM decision.cell
+            WHERE (grain = 'Y' AND period < :year_start)
+               OR (grain = 'M' AND period >= :year_start AND period < :month_start)
+               OR (grain = 'D' AND period >= :month_start AND period <= :day)
+            GROUP BY cube, area_code, cell HAVING sum(n) <> 0
+            """
+        ),
+        {"year_start": as_of.replace(month=1, day=1), "month_start": as_of.replace(day=1), "day": as_of},
+    )
+    return Counter({(cube, area, cell): n for cube, area, cell, n in rows})
+
+
+@dataclass(frozen=True)
+class LineageRow:
+    """Records of one batch linked to the persons behind a number, and versions in force it wrote."""
+
+    department_code: str
+    department_name: str
+    source: str
+    feed_title: str
+    batch_id: int
+    file_name: str
+    as_of_date: date
+    records: int
+    versions: int
+
+
+LINEAGE_PERSONS_SQL = """
+CREATE TEMP TABLE _decision_lineage ON COMMIT DROP AS
+WITH cur AS (
+    SELECT DISTINCT ON (v.person_id) v.person_id, v.batch_id, v.status, v.community_code,
+           v.population_type, v.sex, v.birth_date
+    FROM person_version v
+    WHERE v.valid_from <= :as_of {candidates}
+    ORDER BY v.person_id, v.recorded_at DESC, v.id DESC
+)
+SELECT person_id, batch_id FROM cur
+WHERE status = 'active' AND coalesce(community_code, '') LIKE :prefix
+  AND (CAST(:ptype AS text) IS NULL OR population_type = :ptype)
+  AND (CAST(:sex AS text) IS NULL OR sex = :sex)
+  AND (CAST(:age_from AS integer) IS NULL OR decision.age_years(birth_date, :as_of) >= :age_from)
+  AND (CAST(:age_to AS integer) IS NULL OR decision.age_years(birth_date, :as_of) <= :age_to)
+"""
+
+LINEAGE_SQL = """
+WITH records AS (
+    SELECT sr.batch_id, count(*) AS records
+    FROM _decision_lineage p JOIN link l ON l.person_id = p.person_id
+    JOIN source_record sr ON sr.id = l.source_record_id
+    GROUP BY sr.batch_id
+),
+versions AS (
+    SELECT batch_id, count(*) AS versions FROM _decision_lineage WHERE batch_id IS NOT NULL GROUP BY batch_id
+)
+SELECT coalesce(f.department_code, ''), coalesce(d.name, ''), b.source, coalesce(f.title, b.source),
+       b.id, b.file_name, b.as_of_date, coalesce(r.records, 0), coalesce(v.versions, 0)
+FROM records r FULL JOIN versions v USING (batch_id)
+JOIN batch b ON b.id = coalesce(r.batch_id, v.batch_id)
+LEFT JOIN feed f ON f.source = b.source
+LEFT JOIN department d ON d.code = f.department_code
+WHERE b.as_of_date <= :as_of
+ORDER BY 1, 3, b.as_of_date, b.id
+"""
+
+
+def lineage(
+    *,
+    session: Session,
+    area: str,
+    as_of: date,
+    population_type: str | None = None,
+    sex: str | None = None,
+    age_from: int | None = None,
+    age_to: int | None = None,
+) -> tuple[int, list[LineageRow]]:
+    """The residents of an area on as_of (optionally of one type, sex or age range) and, per batch, the
+    source records linked to them and the versions in force it wrote. Counts only: no person is listed."""
+    candidates = (
+        "AND v.person_id IN (SELECT person_id FROM person_version WHERE community_code LIKE :prefix)"
+        if area
+        else ""
+    )
+    session.execute(text("DROP TABLE IF EXISTS _decision_lineage"))
+    session.execute(
+        text(LINEAGE_PERSONS_SQL.format(candidates=candidates)),
+        {
+            "as_of": as_of,
+            "prefix": f"{area}%",
+            "ptype": population_type,
+            "sex": sex,
+            "age_from": age_from,
+            "age_to": age_to,
+        },
+    )
+    population = session.scalar(text("SELECT count(*) FROM _decision_lineage")) or 0
+    rows = [LineageRow(*row) for row in session.execute(text(LINEAGE_SQL), {"as_of": as_of})]
+    session.execute(text("DROP TABLE _decision_lineage"))
+    return population, rows

@@ -1,0 +1,234 @@
+"""The aggregates agree with a direct recount, answer as-of-date questions, and refresh incrementally."""
+
+from datetime import date, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from decision import service
+from decision.indicators import build_dashboard
+from tests.decision.conftest import add_person, change, random_batch, random_population
+from tests.factories import make_batch
+
+EPOCH, HORIZON = date(2025, 1, 1), date(2028, 1, 1)
+DATES = [
+    date(2025, 3, 1),
+    date(2025, 6, 30),
+    date(2026, 2, 28),
+    date(2026, 3, 1),
+    date(2026, 12, 31),
+    date(2027, 7, 15),
+]
+
+
+def snapshot(session: Session) -> tuple[list[tuple], list[tuple]]:
+    cells = session.execute(
+        text("SELECT cube, area_code, grain, period, cell, n FROM decision.cell ORDER BY 1,2,3,4,5")
+    )
+    flows = session.execute(text("SELECT area_code, month, kind, n FROM decision.flow ORDER BY 1,2,3"))
+    return [tuple(r) for r in cells], [tuple(r) for r in flows]
+
+
+def test_aggregates_agree_with_recount_at_every_date(session: Session, communities: list[str]) -> None:
+    random_population(session, communities, 300, seed=7)
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    for day in DATES:
+        recounted = service.recount(session=session, as_of=day)
+        assert recounted, day
+        assert service.aggregate_cells(session=session, as_of=day) == recounted, day
+
+
+def test_population_as_of_dates_and_ages(session: Session, communities: list[str]) -> None:
+    c1, c2 = communities[0], communities[-1]
+    leap = add_person(session, valid_from=date(2025, 1, 1), birth_date=date(2008, 2, 29), community_code=c1)
+    add_person(session, valid_from=date(2025, 1, 1), birth_date=date(1966, 3, 1), sex="2", community_code=c1)
+    late = add_person(session, valid_from=date(2026, 5, 10), birth_date=date(1990, 1, 1), community_code=c2)
+    batch = make_batch(session, as_of=date(2026, 9, 1))
+    change(session, leap, batch=batch, valid_from=date(2026, 9, 1), community_code=c2)
+    change(session, late, batch=batch, valid_from=date(2026, 8, 31), status="dead")
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+
+    def pop(day: date, area: str = "") -> dict[str, int]:
+        table = build_dashboard(session=session, area_code=area, as_of=day, threshold=1).table("pyramid")
+        return {r.label: r.total.value for r in table.rows if r.total and r.total.value}
+
+    # 2026-02-28: the 29 February child is still 17, the other woman still 59.
+    assert pop(date(2026, 2, 28)) == {"15-19岁": 1, "55-59岁": 1}
+    # 2026-03-01: both have had their birthday (1 March for a 29 February birth in a common year).
+    assert pop(date(2026, 3, 1)) == {"15-19岁": 1, "60-64岁": 1}
+    assert pop(date(2026, 6, 1)) == {"15-19岁": 1, "60-64岁": 1, "35-39岁": 1}
+    assert pop(date(2026, 8, 31)) == {"15-19岁": 1, "60-64岁": 1}
+    assert pop(date(2026, 8, 31), c2) == {}
+    assert pop(date(2026, 9, 1), c2) == {"15-19岁": 1}
+    special = build_dashboard(session=session, area_code="", as_of=date(2026, 3, 1), threshold=1).table(
+        "school_elderly"
+    )
+    assert {r.label: r.total.value for r in special.rows if r.total} == {
+        "学前（3-5岁）": 0,
+        "小学（6-11岁）": 0,
+        "初中（12-14岁）": 0,
+        "高中（15-17岁）": 0,
+        "60岁及以上": 1,
+        "65岁及以上": 0,
+        "80岁及以上": 0,
+    }
+    assert service.aggregate_cells(session=session, as_of=date(2026, 2, 28))["pop", "", "registered|1|6"] == 1
+    assert service.aggregate_cells(session=session, as_of=date(2026, 3, 1))["pop", "", "registered|1|7"] == 1
+
+
+def test_flows_per_month(session: Session, communities: list[str]) -> None:
+    c1, c2, other_district = communities[0], communities[1], communities[4]
+    people = [add_person(session, valid_from=date(2025, 1, 1), community_code=c1) for _ in range(4)]
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    batch = make_batch(session, as_of=date(2026, 3, 20))
+    add_person(
+        session, batch=batch, valid_from=date(2026, 3, 2), birth_date=date(2026, 3, 2), community_code=c1
+    )
+    change(session, people[0], batch=batch, valid_from=date(2026, 3, 5), status="dead")
+    change(session, people[1], batch=batch, valid_from=date(2026, 3, 6), community_code=c2)  # same street
+    change(session, people[2], batch=batch, valid_from=date(2026, 4, 1), community_code=other_district)
+    change(session, people[3], batch=batch, valid_from=date(2026, 4, 2), status="left")
+    add_person(
+        session, batch=batch, valid_from=date(2026, 4, 3), birth_date=date(1980, 1, 1), community_code=c2
+    )
+    result = service.refresh_after_batch(session=session, batch_id=batch.id)
+    assert result.how == "refresh"
+    assert result.persons == 6
+
+    flows = {
+        (a, m.strftime("%Y-%m"), k): n
+        for a, m, k, n in session.execute(text("SELECT area_code, month, kind, n FROM decision.flow"))
+    }
+    assert flows == {
+        ("", "2026-03", "birth"): 1,
+        (c1[:6], "2026-03", "birth"): 1,
+        (c1[:9], "2026-03", "birth"): 1,
+        (c1, "2026-03", "birth"): 1,
+        ("", "2026-03", "death"): 1,
+        (c1[:6], "2026-03", "death"): 1,
+        (c1[:9], "2026-03", "death"): 1,
+        (c1, "2026-03", "death"): 1,
+        (c1, "2026-03", "out"): 1,
+        (c2, "2026-03", "in"): 1,
+        (c1, "2026-04", "out"): 2,
+        (c1[:9], "2026-04", "out"): 2,
+        (c1[:6], "2026-04", "out"): 2,
+        ("", "2026-04", "out"): 1,
+        (other_district, "2026-04", "in"): 1,
+        (other_district[:9], "2026-04", "in"): 1,
+        (other_district[:6], "2026-04", "in"): 1,
+        (c2, "2026-04", "in"): 1,
+        (c2[:9], "2026-04", "in"): 1,
+        (c2[:6], "2026-04", "in"): 1,
+        ("", "2026-04", "in"): 1,
+    }
+    # The population changes by exactly the month's flows.
+    board = build_dashboard(session=session, area_code=c1, as_of=date(2026, 4, 30), threshold=1)
+    trend = {r.label: r.total.value for r in board.table("trend").rows if r.total}
+    assert trend["2026-02月末"] == 4 and trend["2026-03月末"] == 3 and trend["2026-04-30"] == 1
+    flows_table = {r.label: [c.value for c in r.cells] for r in board.table("flows").rows}
+    assert flows_table["2026-03"] == [1, 1, 0, 1, 0]
+    assert flows_table["2026-04"] == [0, 0, 0, 2, 0]
+
+
+def test_incremental_refresh_equals_rebuild(session: Session, communities: list[str]) -> None:
+    people = random_population(session, communities, 250, seed=11)
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    batches = [
+        random_batch(session, people, communities, day=date(2026, m, 10), seed=m) for m in (2, 3, 5, 6)
+    ]
+    # Refresh out of order: the aggregates hold exactly the applied batches' versions.
+    for batch in (batches[0], batches[2], batches[1], batches[3]):
+        result = service.refresh_after_batch(session=session, batch_id=batch.id)
+        assert result.how == "refresh" and result.persons > 0
+    incremental = snapshot(session)
+    assert incremental[0] and incremental[1]
+    for day in DATES:
+        assert service.aggregate_cells(session=session, as_of=day) == service.recount(
+            session=session, as_of=day
+        )
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    assert snapshot(session) == incremental
+
+
+def test_refresh_is_idempotent_and_partial_state_is_consistent(
+    session: Session, communities: list[str]
+) -> None:
+    people = random_population(session, communities, 120, seed=3)
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    first = random_batch(session, people, communities, day=date(2026, 4, 1), seed=21)
+    second = random_batch(session, people, communities, day=date(2026, 4, 2), seed=22)
+    service.refresh_after_batch(session=session, batch_id=first.id)
+    after_first = snapshot(session)
+    again = service.refresh_after_batch(session=session, batch_id=first.id)
+    assert again.how == "skipped"
+    assert snapshot(session) == after_first
+    # Without the second batch applied, the aggregates are the population as known before it was merged.
+    merged_at = session.execute(
+        text("SELECT min(recorded_at) FROM person_version WHERE batch_id = :b"), {"b": second.id}
+    ).scalar_one()
+    day = date(2026, 4, 30)
+    known_before = service.recount(session=session, as_of=day, known_at=merged_at - timedelta(microseconds=1))
+    assert service.aggregate_cells(session=session, as_of=day) == known_before
+    assert known_before != service.recount(session=session, as_of=day)
+    service.refresh_after_batch(session=session, batch_id=second.id)
+    assert service.aggregate_cells(session=session, as_of=day) == service.recount(session=session, as_of=day)
+    applied = session.execute(
+        text("SELECT batch_id, how FROM decision.applied_batch WHERE how = 'refresh'")
+    ).all()
+    assert sorted(applied) == sorted([(first.id, "refresh"), (second.id, "refresh")])
+
+
+def test_province_of_origin_from_id_number_or_floating_registration(
+    session: Session, communities: list[str]
+) -> None:
+    c = communities[0]
+    for i in range(3):
+        add_person(
+            session,
+            valid_from=date(2025, 1, 1),
+            population_type="floating",
+            id_no=f"41010219900101{i:03d}X",
+            community_code=c,
+        )
+    stranger = add_person(
+        session, valid_from=date(2025, 1, 1), population_type="floating", id_no="X123", community_code=c
+    )
+    add_person(
+        session,
+        valid_from=date(2025, 1, 1),
+        population_type="registered",
+        id_no="330102199001010011",
+        community_code=c,
+    )
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    day = date(2026, 1, 1)
+    cells = service.aggregate_cells(session=session, as_of=day)
+    assert {k[2]: n for k, n in cells.items() if k[:2] == ("origin", "")} == {"41": 3, "00": 1}
+
+    batch = make_batch(session, source="gaj_ld", as_of=date(2026, 2, 1))
+    record_id = session.execute(
+        text(
+            "INSERT INTO source_record (batch_id, row_no, source, raw, status, reasons, id_valid, extra)"
+            " VALUES (:b, 1, 'gaj_ld', '{}', 'accepted', '[]', false,"
+            ' \'{"registered_area_code": "510104001001"}\') RETURNING id'
+        ),
+        {"b": batch.id},
+    ).scalar_one()
+    session.execute(
+        text(
+            "INSERT INTO link (source_record_id, person_id, batch_id, rule, method) VALUES (:r, :p, :b, 'id', 'auto')"
+        ),
+        {"r": record_id, "p": stranger.id, "b": batch.id},
+    )
+    result = service.refresh_after_batch(session=session, batch_id=batch.id)
+    assert result.persons == 1
+    cells = service.aggregate_cells(session=session, as_of=day)
+    assert {k[2]: n for k, n in cells.items() if k[:2] == ("origin", c)} == {"41": 3, "51": 1}
+    assert service.recount(session=session, as_of=day) == cells
+
+    population, rows = service.lineage(
+        session=session, area=c, as_of=date(2026, 3, 1), population_type="floating"
+    )
+    assert population == 4
+    assert [(r.source, r.batch_id, r.records, r.versions) for r in rows] == [("gaj_ld", batch.id, 1, 0)]
