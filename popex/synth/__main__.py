@@ -9,6 +9,7 @@ from popex.synth import generate_city
 
 
 def _progress(stage: str, done: int, total: int) -> None:
+    """Progress on stderr, one line per step."""
     print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
 
 

@@ -31,6 +31,7 @@ class Feed:
 def _feed(
     name: str, columns: str, ext: str, encoding: str, ids: str, names: str, dates: str, styles: str
 ) -> Feed:
+    """A Feed from comma-separated column lists (dates style and sex style as 'dates,sex')."""
     cols = tuple(columns.split(","))
     date_style, sex_style = styles.split(",")
     return Feed(
@@ -92,7 +93,6 @@ FEEDS: dict[str, Feed] = {
         ),
     )
 }  # fmt: skip
-SNAPSHOT_FEEDS = ("gaj_hj", "gaj_ld", "rsj_cb", "jyj_xj")
 ELDERLY_NO_ID = 0.3  # share of people aged 70 and over that officers write down without an ID number
 
 _ETHNIC = np.array([e for e, _ in ref.ETHNICITIES] + [""], dtype=object)  # index -1 is blank
@@ -132,32 +132,30 @@ def _padded(numbers: np.ndarray, width: int) -> np.ndarray:
 
 
 def _dates(value: np.ndarray | int, n: int) -> np.ndarray:
+    """A date column of n rows from an array or one day for all."""
     return np.broadcast_to(np.asarray(value, dtype=np.int32), (n,)).copy()
 
 
 def _strs(value: np.ndarray | str, n: int) -> list[str]:
+    """A text column of n rows from an array or one value for all."""
     return np.broadcast_to(np.asarray(value, dtype=object), (n,)).tolist()
 
 
 class Extracts:
     """Builds each source's rows from the world; keeps the running record numbers."""
 
-    def __init__(self, w: World, rng: np.random.Generator) -> None:
+    def __init__(self, w: World) -> None:
         self.w = w
-        self.counters = {
-            "gaj_hj": 0,
-            "gaj_ld": 0,
-            "wjw_cs": int(rng.integers(10**6)),
-            "wjw_sw": 0,
-            "mzj_hy": 0,
-        }
+        self.counters = dict.fromkeys(("gaj_hj", "gaj_ld", "wjw_cs", "wjw_sw", "mzj_hy"), 0)
 
     def _numbers(self, feed: str, k: int) -> np.ndarray:
+        """The next k record numbers of a source."""
         start = self.counters[feed]
         self.counters[feed] += k
         return np.arange(start + 1, start + k + 1)
 
     def _table(self, feed: str, persons: np.ndarray, values: dict[str, Any]) -> Table:
+        """A table of the source's columns in order, each value an array or one value for all rows."""
         n = len(persons)
         spec = FEEDS[feed]
         cols: dict[str, Any] = {}
@@ -172,10 +170,12 @@ class Extracts:
         return Table(spec, np.asarray(persons, dtype=np.int64), cols)
 
     def _district(self, idx: np.ndarray) -> np.ndarray:
+        """District codes of where the people live."""
         a = self.w.areas
         return np.array(a.district_codes, dtype=object)[a.community_district[self.w.community[idx]]]
 
     def _place(self, rng: np.random.Generator, idx: np.ndarray, places: tuple[str, ...]) -> np.ndarray:
+        """A place (hospital, home ...) for each person, hospitals named after the person's district."""
         a = self.w.areas
         names = np.array(a.district_names)[a.community_district[self.w.community[idx]]]
         choice = rng.integers(0, len(places), len(idx))

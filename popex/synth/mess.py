@@ -52,10 +52,12 @@ def _apply(rng: np.random.Generator, values: list[str], rules: Iterable[Rule]) -
 
 
 def _any(v: str) -> bool:
+    """Every non-blank cell is eligible."""
     return True
 
 
 def _typo(rng: np.random.Generator, s: str) -> str:
+    """One digit replaced by another."""
     digits = [i for i, c in enumerate(s) if c.isdigit()]
     if not digits:
         return s
@@ -64,6 +66,7 @@ def _typo(rng: np.random.Generator, s: str) -> str:
 
 
 def _swap(rng: np.random.Generator, s: str) -> str:
+    """Two adjacent, different digits swapped."""
     pairs = [i for i in range(len(s) - 1) if s[i].isdigit() and s[i + 1].isdigit() and s[i] != s[i + 1]]
     if not pairs:
         return s
@@ -72,11 +75,13 @@ def _swap(rng: np.random.Generator, s: str) -> str:
 
 
 def _insert_space(rng: np.random.Generator, s: str, positions: tuple[int, ...]) -> str:
+    """A space at one of the given positions (clipped to the end)."""
     i = min(positions[int(rng.integers(len(positions)))], len(s))
     return s[:i] + " " + s[i:]
 
 
 def _born_before_1970(v: str) -> bool:
+    """An 18-digit number of someone born before 1970 (who had a 15-digit one)."""
     return len(v) == 18 and v.startswith(("18", "19"), 6) and v[8] < "7"
 
 
@@ -93,12 +98,14 @@ def mess_ids(rng: np.random.Generator, values: list[str], id15: float) -> None:
 
 
 def _homophone(rng: np.random.Generator, s: str) -> str:
+    """One character after the surname replaced by a homophone."""
     spots = [i for i, c in enumerate(s) if i > 0 and c in ref.HOMOPHONES]
     i = spots[int(rng.integers(len(spots)))]
     return s[:i] + s[i].translate(_HOMOPHONES) + s[i + 1 :]
 
 
 def _dot(rng: np.random.Generator, s: str) -> str:
+    """The middle dot replaced by a look-alike."""
     return s.replace(ref.DOT, ref.DOT_VARIANTS[int(rng.integers(len(ref.DOT_VARIANTS)))])
 
 

@@ -65,6 +65,7 @@ MIGRANTS = (
     Template(0.15, (28, 42), 1.0, 1.0, (1, 1), (0, 0), 0.7),
 )
 BIRTH_REGISTRATION_DAYS = (3, 10)
+NAMED_AT_BIRTH = 0.4  # share of birth certificates that already carry the baby's name
 STAYING, DIED, GONE = 0, 1, 2  # reference.STATES
 
 
@@ -85,7 +86,7 @@ class Timeline:
         self.seed = seed
         self.start = start
         self.days = days
-        self.x = Extracts(w, stream(seed, "extracts"))
+        self.x = Extracts(w)
         self.due: dict[int, list[tuple[str, np.ndarray, dict[str, np.ndarray]]]] = defaultdict(list)
         self.out: dict[str, list[Table]] = defaultdict(list)
         self.today = start
@@ -124,6 +125,7 @@ class Timeline:
     # helpers
 
     def _emit(self, table: Table) -> None:
+        """Add a non-empty table to today's rows of its source."""
         if len(table):
             self.out[table.feed.name].append(table)
 
@@ -144,13 +146,16 @@ class Timeline:
                     address=w.address[chosen], remark=np.full(len(chosen), remark, dtype=object))  # fmt: skip
 
     def _count(self, rng: np.random.Generator, population: int, rate: str) -> int:
+        """Number of events today for a population at a yearly rate (Poisson)."""
         return int(rng.poisson(population * RATES[rate] / 365))
 
     def _active(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Numbers of the people still here (and matching the mask)."""
         status = self.w.view("status") == ACTIVE
         return np.flatnonzero(status if mask is None else status & mask)
 
     def _ages(self) -> np.ndarray:
+        """Everyone's age in years today."""
         return self.w.age(self.today)
 
     def _households(self, rng: np.random.Generator, people: np.ndarray, rate: str) -> np.ndarray:
@@ -162,15 +167,18 @@ class Timeline:
         return self._active(np.isin(w.view("household"), picked) & np.isin(w.view("ptype"), types))
 
     def _close_insurance(self, rng: np.random.Generator, idx: np.ndarray, share: float) -> None:
+        """Schedule the end of insurance for a share of the insured among the people."""
         insured = idx[np.isin(self.w.insured[idx], (1, 2)) & (rng.random(len(idx)) < share)]
         self._later("insurance_end", rng, insured, (3, 20))
 
     def _students(self, idx: np.ndarray) -> np.ndarray:
+        """The people of school age (3 to 17 by the 31 August cut-off)."""
         return idx[self.x.grades(idx, self.today) >= 0]
 
     # follow-ups scheduled on earlier days
 
     def _follow_ups(self, rng: np.random.Generator) -> None:
+        """What earlier events scheduled for today."""
         w = self.w
         for kind, idx, extra in self.due.pop(self.day, []):
             if kind == "birth_registration":
@@ -205,6 +213,7 @@ class Timeline:
     # events of the day
 
     def _births(self, rng: np.random.Generator) -> None:
+        """Registered mothers give birth; the certificate goes out today, the registration later."""
         w = self.w
         age = self._ages()
         k = self._count(rng, len(self._active()), "birth")
@@ -227,10 +236,11 @@ class Timeline:
         sn[minority_names(rng, names, w.ethnic[babies], sex)] = ""
         w.name[babies], w.surname[babies] = names, sn
         w.relation[babies] = child_relation(sex, grandchild=w.relation[mothers] > 1)
-        self._emit(self.x.wjw_cs(rng, babies, rng.random(k) < 0.4))
+        self._emit(self.x.wjw_cs(rng, babies, rng.random(k) < NAMED_AT_BIRTH))
         self._later("birth_registration", rng, babies, BIRTH_REGISTRATION_DAYS)
 
     def _deaths(self, rng: np.random.Generator) -> None:
+        """Deaths by age; the certificate today, the cancellations later."""
         w = self.w
         age = self._ages()
         k = self._count(rng, len(self._active()), "death")
@@ -250,6 +260,7 @@ class Timeline:
         self._report(rng, dead, DIED, "已故")
 
     def _move_out(self, rng: np.random.Generator) -> None:
+        """Registered residents move their registration out of the city."""
         w = self.w
         age = self._ages()
         hj = self._active((w.view("ptype") == HJ) & (w.view("doc_no") != ""))
@@ -261,6 +272,7 @@ class Timeline:
         self._report(rng, leaving, GONE, "已迁出")
 
     def _move_in(self, rng: np.random.Generator) -> None:
+        """Registrations move in: floating residents settling, and newcomers."""
         w = self.w
         age = self._ages()
         k = self._count(rng, int(np.count_nonzero(w.view("ptype")[self._active()] == HJ)), "hj_in")
@@ -292,6 +304,7 @@ class Timeline:
         self._emit(self.x.jyj_xj(rng, self._students(movers), self.today))
 
     def _move_within(self, rng: np.random.Generator) -> None:
+        """Registered households move within the city (an information change)."""
         w = self.w
         movers = self._households(rng, self._active(w.view("ptype") == HJ), "hj_move")
         self._relocate(rng, movers)
@@ -299,6 +312,7 @@ class Timeline:
         self._emit(self.x.gaj_hj(registered, "信息变更", self.today - rng.integers(0, 3, len(registered))))
 
     def _renames(self, rng: np.random.Generator) -> None:
+        """Registered residents change name; the old one becomes the former name."""
         w = self.w
         hj = self._active((w.view("ptype") == HJ) & (w.view("surname") != "") & (w.view("doc_no") != ""))
         renamed = sample(rng, hj, self._count(rng, len(hj), "rename"))
@@ -307,9 +321,11 @@ class Timeline:
         self._emit(self.x.gaj_hj(renamed, "信息变更", self.today))
 
     def _floating(self) -> np.ndarray:
+        """Active floating and foreign residents."""
         return self._active(self.w.view("ptype") != HJ)
 
     def _floating_arrivals(self, rng: np.random.Generator) -> None:
+        """Floating and foreign people arrive and register."""
         k = self._count(rng, len(self._floating()), "ld_arrive")
         k_foreign = int(rng.binomial(k, RATES["ld_arrive_foreign"]))
         for ptype, count in ((LD, k - k_foreign), (JW, k_foreign)):
@@ -321,10 +337,12 @@ class Timeline:
             self._later("enrol", rng, self._students(new), (3, 20))
 
     def _floating_households(self, rng: np.random.Generator, rate: str) -> np.ndarray:
+        """Members of floating households (not just arrived) picked at a rate."""
         floating = self._floating()
         return self._households(rng, floating[self.w.since[floating] < self.today - 3], rate)
 
     def _floating_departures(self, rng: np.random.Generator) -> None:
+        """Floating households leave; their registrations are closed."""
         w = self.w
         leaving = self._floating_households(rng, "ld_leave")
         left = np.maximum(self.today - rng.integers(0, 4, len(leaving)), w.since[leaving])
@@ -334,6 +352,7 @@ class Timeline:
         self._report(rng, leaving, GONE, "已离开")
 
     def _floating_moves(self, rng: np.random.Generator) -> None:
+        """Floating households move: the old registration closed, a new one opened."""
         w = self.w
         movers = self._floating_households(rng, "ld_move")
         self._emit(self.x.gaj_ld(movers, self.today))
@@ -342,6 +361,7 @@ class Timeline:
         self._emit(self.x.gaj_ld(movers))
 
     def _marriages(self, rng: np.random.Generator) -> None:
+        """Marriages of single people of marrying age, and divorces of couples."""
         w = self.w
         age = self._ages()
         k = self._count(rng, len(self._active()), "marriage")
@@ -366,6 +386,7 @@ class Timeline:
         self._emit(self.x.mzj_hy(husbands, wives, "离婚", self.today))
 
     def _insurance(self, rng: np.random.Generator) -> None:
+        """Insurance joins, pauses, resumptions and employer changes."""
         w = self.w
         age = self._ages()
         working = (age >= 18) & (age < 60) & (w.view("doc_no") != "")
@@ -389,6 +410,7 @@ class Timeline:
         self._emit(self.x.rsj_cb(idx, w.ins_since[idx]))
 
     def _school_updates(self, rng: np.random.Generator) -> None:
+        """Students whose school record is refreshed."""
         students = self._students(self._active())
         picked = sample(rng, students, self._count(rng, len(students), "school_update"))
         self._emit(self.x.jyj_xj(rng, np.sort(picked), self.today))
