@@ -1,0 +1,59 @@
+"""Export a published table as CSV or XLSX, every cell as text (no formula can be injected)."""
+
+import csv
+import io
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from decision.schemas import SUPPRESSED_MARK, StatTable
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def safe_text(value: str) -> str:
+    """The cell as text a spreadsheet will not evaluate: a leading = + - @ gets an apostrophe."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def table_rows(table: StatTable, caption: str) -> list[list[str]]:
+    """Caption, header, rows, total row and notes, as text."""
+    header = [table.row_header, *table.columns, *([table.total_label] if table.total_label else [])]
+    out = [[caption], header]
+    for row in [*table.rows, *([table.total_row] if table.total_row else [])]:
+        out.append([row.label, *(c.display for c in row.cells), *([row.total.display] if row.total else [])])
+    out.append([f"注：“{SUPPRESSED_MARK}”为按小数抑制规则隐藏的数值（含为防止推算而隐藏的数值）"])
+    if table.note:
+        out.append([f"注：{table.note}"])
+    return [[safe_text(c) for c in r] for r in out]
+
+
+def to_csv(table: StatTable, caption: str) -> bytes:
+    """UTF-8 CSV with a byte-order mark, so that spreadsheet programs read the Chinese correctly."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(table_rows(table, caption))
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def to_xlsx(table: StatTable, caption: str) -> bytes:
+    """An XLSX workbook with one sheet; cells are strings formatted as text."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None  # a new workbook has one sheet
+    sheet.title = table.title[:31].replace("：", " ").replace("/", " ")
+    for r, values in enumerate(table_rows(table, caption), start=1):
+        for c, value in enumerate(values, start=1):
+            cell = sheet.cell(row=r, column=c)
+            cell.value = value
+            cell.data_type = "s"
+            cell.number_format = "@"
+            if r <= 2:
+                cell.font = Font(bold=True)
+    sheet.column_dimensions["A"].width = 24
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,169 @@
+"""Routes of the decision platform: the dashboard page, table exports, static assets and the stats API."""
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from decision import aggregates, export, indicators
+from decision.dependencies import get_session
+from decision.schemas import AreaOut, Dashboard, ErrorOut, Lineage, StatTable
+from decision.suppression import DEFAULT_THRESHOLD
+from popex.web import render
+
+STATIC = Path(__file__).resolve().parent / "static"
+STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css")} if STATIC.is_dir() else set()
+
+pages = APIRouter(prefix="/decision", include_in_schema=False)
+api = APIRouter(
+    prefix="/stats", tags=["decision"], responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+)
+
+SessionDep = Annotated[Session, Depends(get_session)]
+AreaParam = Annotated[str, Query(max_length=12, pattern=r"^[0-9]*$", description="区划代码；空为全市")]
+DateParam = Annotated[date | None, Query(alias="date", description="统计日期，默认今天")]
+Months = Annotated[int, Query(ge=1, le=60)]
+
+
+def _error(status: int, code: str, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=ErrorOut(code=code, message=message).model_dump())
+
+
+def _as_of(session: Session, day: date | None) -> date:
+    """The requested date, or today brought inside the aggregates' window."""
+    if day is not None:
+        return day
+    window = aggregates.read_window(session)
+    today = date.today()
+    if window is None:
+        return today
+    return min(max(today, window.epoch), window.horizon - timedelta(days=1))
+
+
+def dashboard_for(session: Session, area: str, day: date | None, months: int = 12) -> Dashboard:
+    """The dashboard, with the service's errors as HTTP errors with stable codes."""
+    try:
+        return indicators.build_dashboard(
+            session=session,
+            area_code=area,
+            as_of=_as_of(session, day),
+            threshold=DEFAULT_THRESHOLD,
+            months=months,
+        )
+    except indicators.UnknownAreaError as exc:
+        raise _error(404, "UNKNOWN_AREA", f"区划代码 {exc.args[0]} 不存在") from exc
+    except indicators.OutOfWindowError as exc:
+        raise _error(422, "DATE_OUT_OF_RANGE", str(exc)) from exc
+    except indicators.NotBuiltError as exc:
+        raise _error(503, "NOT_BUILT", str(exc)) from exc
+
+
+@pages.get("", response_class=HTMLResponse)
+def dashboard_page(
+    request: Request, session: SessionDep, area: AreaParam = "", day: DateParam = None, months: Months = 12
+) -> HTMLResponse:
+    """The dashboard of one area on one date."""
+    try:
+        board = dashboard_for(session, area, day, months)
+    except HTTPException as exc:
+        return render(request, "decision/error.html", {"error": exc.detail}, status_code=exc.status_code)
+    return render(
+        request,
+        "decision/dashboard.html",
+        {"d": board, "data": board.model_dump(mode="json"), "indicators": indicators.LINEAGE_INDICATORS},
+    )
+
+
+@pages.get("/export/{key}.{fmt}")
+def export_table(
+    key: str, fmt: Literal["csv", "xlsx"], session: SessionDep, area: AreaParam = "", day: DateParam = None
+) -> Response:
+    """One table of the dashboard as CSV or XLSX (cells as text)."""
+    board = dashboard_for(session, area, day)
+    table = next((t for t in board.tables if t.key == key), None)
+    if table is None:
+        raise _error(404, "UNKNOWN_TABLE", f"没有名为 {key} 的表")
+    caption = f"{board.area.name} {table.title}（截至 {board.as_of:%Y-%m-%d}）"
+    body = export.to_csv(table, caption) if fmt == "csv" else export.to_xlsx(table, caption)
+    name = f"popex_{key}_{board.area.code or 'city'}_{board.as_of:%Y%m%d}.{fmt}"
+    return Response(
+        body,
+        media_type=export.MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@pages.get("/lineage", response_class=HTMLResponse)
+def lineage_page(
+    request: Request,
+    session: SessionDep,
+    area: AreaParam = "",
+    day: DateParam = None,
+    indicator: str = "population",
+) -> HTMLResponse:
+    """Which departments and batches a number comes from."""
+    try:
+        result = _lineage(session, area, day, indicator)
+    except HTTPException as exc:
+        return render(request, "decision/error.html", {"error": exc.detail}, status_code=exc.status_code)
+    return render(
+        request, "decision/lineage.html", {"l": result, "indicators": indicators.LINEAGE_INDICATORS}
+    )
+
+
+@pages.get("/static/{name}")
+def static_file(name: str) -> FileResponse:
+    """The dashboard's script, stylesheet and the vendored chart library (no CDN)."""
+    if name not in STATIC_FILES:
+        raise _error(404, "NOT_FOUND", "文件不存在")
+    return FileResponse(STATIC / name, headers={"Cache-Control": "public, max-age=86400"})
+
+
+def _lineage(session: Session, area: str, day: date | None, indicator: str) -> Lineage:
+    if indicator not in indicators.LINEAGE_INDICATORS:
+        raise _error(422, "UNKNOWN_INDICATOR", f"指标 {indicator} 不支持溯源")
+    try:
+        return indicators.build_lineage(
+            session=session, area_code=area, as_of=_as_of(session, day), indicator=indicator
+        )
+    except indicators.UnknownAreaError as exc:
+        raise _error(404, "UNKNOWN_AREA", f"区划代码 {exc.args[0]} 不存在") from exc
+
+
+@api.get("/dashboard", response_model=Dashboard)
+def api_dashboard(
+    session: SessionDep, area: AreaParam = "", day: DateParam = None, months: Months = 12
+) -> Dashboard:
+    """Every indicator of an area on a date: headline figures and all tables, small cells suppressed."""
+    return dashboard_for(session, area, day, months)
+
+
+@api.get("/tables/{key}", response_model=StatTable)
+def api_table(key: str, session: SessionDep, area: AreaParam = "", day: DateParam = None) -> StatTable:
+    """One table: type_sex, pyramid, school_elderly, ratios, change, age_structure, origin, sub_areas,
+    trend or flows."""
+    board = dashboard_for(session, area, day)
+    table = next((t for t in board.tables if t.key == key), None)
+    if table is None:
+        raise _error(404, "UNKNOWN_TABLE", f"没有名为 {key} 的表")
+    return table
+
+
+@api.get("/areas", response_model=list[AreaOut])
+def api_areas(session: SessionDep, parent: AreaParam = "") -> list[AreaOut]:
+    """The areas one level below parent (the districts when parent is empty)."""
+    try:
+        return indicators.child_areas(session, indicators.find_area(session, parent))
+    except indicators.UnknownAreaError as exc:
+        raise _error(404, "UNKNOWN_AREA", f"区划代码 {parent} 不存在") from exc
+
+
+@api.get("/lineage", response_model=Lineage)
+def api_lineage(
+    session: SessionDep, area: AreaParam = "", day: DateParam = None, indicator: str = "population"
+) -> Lineage:
+    """Departments → feeds → batches behind the resident population (or a subgroup): record counts."""
+    return _lineage(session, area, day, indicator)

@@ -1,0 +1,124 @@
+"""The stats API and the dashboard page return the indicators, suppressed, with stable error codes."""
+
+import io
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+from sqlalchemy.orm import Session
+
+from decision import service
+from decision.dependencies import get_session
+from popex.app import create_app
+from tests.decision.conftest import add_person
+from tests.factories import make_batch
+
+AS_OF = "2026-06-30"
+
+
+@pytest.fixture
+def client(session: Session, communities: list[str]) -> Iterator[TestClient]:
+    """A client of the app on the test session, with a known population built."""
+    c1, c2, c3 = communities[0], communities[1], communities[4]
+    batch = make_batch(session, source="gaj_hj", as_of=date(2025, 1, 1))
+    for i in range(40):
+        add_person(
+            session,
+            batch=batch,
+            valid_from=date(2025, 1, 1),
+            sex="1" if i < 20 else "2",
+            birth_date=date(1940 + i * 2, 5, 1),
+            community_code=c1,
+        )
+    for ptype, community, men, women in (("floating", c2, 3, 6), ("foreign", c3, 8, 9)):
+        for i in range(men + women):
+            add_person(
+                session,
+                valid_from=date(2025, 1, 1),
+                population_type=ptype,
+                sex="1" if i < men else "2",
+                id_no=f"41010219900101{i:03d}X" if ptype == "floating" else f"E{i:08d}",
+                id_type="居民身份证" if ptype == "floating" else "护照",
+                birth_date=date(2018, 1, 1),
+                community_code=community,
+            )
+    service.rebuild(session=session, epoch=date(2025, 1, 1), horizon=date(2028, 1, 1))
+    app = create_app()
+    app.dependency_overrides[get_session] = lambda: session
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_dashboard_api_returns_suppressed_indicators(client: TestClient) -> None:
+    response = client.get("/api/v1/stats/dashboard", params={"date": AS_OF})
+    assert response.status_code == 200
+    body = response.json()
+    kpis = {k["key"]: k["cell"] for k in body["kpis"]}
+    assert kpis["population"] == {"value": 66, "suppressed": False, "display": "66"}
+    assert kpis["registered"]["value"] == 40
+    assert kpis["floating"]["value"] == 9
+    tables = {t["key"]: t for t in body["tables"]}
+    type_sex = tables["type_sex"]
+    assert type_sex["columns"] == ["男", "女"]
+    rows = {r["label"]: ([c["display"] for c in r["cells"]], r["total"]["display"]) for r in type_sex["rows"]}
+    # 3 floating men are below 5; the floating women (6) and foreign men and women are suppressed too,
+    # so that no suppressed cell follows from a row or column total.
+    assert rows == {"户籍": (["20", "20"], "40"), "流动": (["*", "*"], "9"), "境外": (["*", "*"], "17")}
+    assert [c["display"] for c in type_sex["total_row"]["cells"]] == ["31", "35"]
+    assert type_sex["total_row"]["total"]["display"] == "66"
+    origin = tables["origin"]
+    assert [(r["label"], r["cells"][0]["display"]) for r in origin["rows"]] == [("河南省", "9")]
+    assert [a["name"] for a in body["children"]] == ["上城区", "西湖区"]
+    assert tables["sub_areas"]["rows"][0]["code"] == "330102"
+
+
+def test_table_areas_lineage_and_errors(client: TestClient) -> None:
+    pyramid = client.get(
+        "/api/v1/stats/tables/pyramid", params={"date": AS_OF, "area": "330102001001"}
+    ).json()
+    assert pyramid["key"] == "pyramid" and len(pyramid["rows"]) == 21
+    assert pyramid["total_row"]["total"]["value"] == 40
+    areas = client.get("/api/v1/stats/areas", params={"parent": "330102"}).json()
+    assert [a["code"] for a in areas] == ["330102001", "330102002"]
+    lineage = client.get("/api/v1/stats/lineage", params={"date": AS_OF, "area": "330102001001"}).json()
+    assert lineage["population"]["value"] == 40
+    assert lineage["departments"][0]["sources"][0]["source"] == "gaj_hj"
+    assert lineage["departments"][0]["sources"][0]["batches"][0]["versions"]["value"] == 40
+    assert client.get("/api/v1/stats/dashboard", params={"area": "999999"}).json() == {
+        "detail": {"code": "UNKNOWN_AREA", "message": "区划代码 999999 不存在"}
+    }
+    out = client.get("/api/v1/stats/dashboard", params={"date": "2020-01-01"})
+    assert out.status_code == 422 and out.json()["detail"]["code"] == "DATE_OUT_OF_RANGE"
+    assert (
+        client.get("/api/v1/stats/tables/nope", params={"date": AS_OF}).json()["detail"]["code"]
+        == "UNKNOWN_TABLE"
+    )
+
+
+def test_page_exports_and_static_assets(client: TestClient) -> None:
+    page = client.get("/decision", params={"date": AS_OF})
+    assert page.status_code == 200
+    assert "全市人口统计" in page.text and "/decision/static/echarts.min.js" in page.text
+    assert 'href="/decision?area=330102&amp;date=2026-06-30"' in page.text or "area=330102&date" in page.text
+    script = client.get("/decision/static/echarts.min.js")
+    assert script.status_code == 200 and len(script.content) > 500_000
+    assert client.get("/decision/static/../router.py").status_code == 404
+    csv = client.get("/decision/export/type_sex.csv", params={"date": AS_OF})
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.content.decode("utf-8-sig").splitlines()
+    assert lines[1:6] == [
+        "人口类型,男,女,合计",
+        "户籍,20,20,40",
+        "流动,*,*,9",
+        "境外,*,*,17",
+        "合计,31,35,66",
+    ]
+    xlsx = client.get("/decision/export/pyramid.xlsx", params={"date": AS_OF, "area": "330102001001"})
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    assert sheet is not None
+    assert [c.value for c in sheet[2]] == ["年龄组", "男", "女", "合计"]
+    assert sheet["A1"].value == "上城一甲社区 年龄金字塔（5岁组）（截至 2026-06-30）"
+    lineage_page = client.get("/decision/lineage", params={"date": AS_OF, "area": "330102001001"})
+    assert lineage_page.status_code == 200 and "gaj_hj" in lineage_page.text
