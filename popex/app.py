@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from decision import router as decision_router
 from popex.web import render
 
 HERE = Path(__file__).resolve().parent
@@ -24,6 +25,8 @@ def create_app() -> FastAPI:
     """Build the app with every platform mounted."""
     application = FastAPI(title="popex 人口信息交换平台", version="0.1.0", docs_url="/docs")
     application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    application.include_router(decision_router.pages)
+    application.include_router(decision_router.api, prefix="/api/v1")
 
     @application.get("/", response_class=HTMLResponse, include_in_schema=False)
     def landing(request: Request) -> HTMLResponse:
