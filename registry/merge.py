@@ -144,7 +144,7 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
             f"UPDATE person p SET {sets}, name_pinyin = r.name_pinyin, provenance = d.provenance, "
             "area_key = coalesce(p.area_key, substr(d.community_code, 1, 6)), updated_at = now() "
             "FROM diff d LEFT JOIN source_record r ON r.id = (d.provenance ->> 'name')::bigint "
-            "WHERE p.id = d.person_id"
+            "WHERE p.id = d.person_id AND (cardinality(d.changed) > 0 OR p.provenance IS DISTINCT FROM d.provenance)"
         )
     )
     cols = ", ".join(VERSIONED)

@@ -48,8 +48,10 @@ def _pending(conn: Connection, batch_id: int) -> int:
             """
             CREATE TEMP TABLE pending ON COMMIT DROP AS
             SELECT r.id, r.source, r.id_type, r.id_no, r.id_valid, r.name, r.name_pinyin, r.sex, r.birth_date,
-                   r.community_code, r.phone, r.area_key, r.population_type
-            FROM source_record r
+                   r.community_code, r.phone, r.area_key, r.population_type, r.ethnicity, r.address,
+                   r.residence_status, r.event, coalesce(r.event_date, b.as_of_date) AS observed,
+                   r.community_code IS NOT NULL AS own_community
+            FROM source_record r JOIN batch b ON b.id = r.batch_id
             WHERE r.batch_id = :b AND r.status = 'accepted'
               AND NOT EXISTS (SELECT 1 FROM link l WHERE l.source_record_id = r.id)
             """
@@ -264,7 +266,11 @@ def _make_probe(conn: Connection, where: str) -> int:
 
 
 def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
-    """Step 4: one new person per group of the remaining records."""
+    """Step 4: one new person per group of the remaining records.
+
+    The person starts with the golden record its first record gives (the same rules as registry.merge),
+    so that merging a snapshot of new persons rewrites no row: only groups of several records change.
+    """
     conn.execute(text("DROP TABLE IF EXISTS grouped, newp"))
     conn.execute(
         text(
@@ -294,10 +300,24 @@ def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
         text(
             """
             INSERT INTO person (id, person_no, area_key, status, id_type, id_no, name, name_pinyin, sex, birth_date,
-                                community_code, phone, population_type, provenance)
-            SELECT pid, 'P' || lpad(no::text, 11, '0'), area_key, 'active',
+                                community_code, phone, population_type, ethnicity, address, death_date,
+                                marital_status, provenance)
+            SELECT pid, 'P' || lpad(no::text, 11, '0'), area_key,
+                   CASE residence_status WHEN 'dead' THEN 'dead' WHEN 'left' THEN 'left' ELSE 'active' END,
                    CASE WHEN id_valid THEN id_type END, CASE WHEN id_valid THEN id_no END,
-                   name, name_pinyin, sex, birth_date, community_code, phone, population_type, '{}'
+                   name, name_pinyin, sex, birth_date, community_code, phone, population_type, ethnicity, address,
+                   CASE WHEN residence_status = 'dead' THEN observed END,
+                   CASE event WHEN 'marry' THEN 'married' WHEN 'divorce' THEN 'divorced' END,
+                   jsonb_strip_nulls(jsonb_build_object(
+                       'name', CASE WHEN name IS NOT NULL THEN id END,
+                       'id_no', CASE WHEN id_valid THEN id END,
+                       'sex', CASE WHEN sex IS NOT NULL THEN id END,
+                       'ethnicity', CASE WHEN ethnicity IS NOT NULL THEN id END,
+                       'birth_date', CASE WHEN birth_date IS NOT NULL THEN id END,
+                       'phone', CASE WHEN phone IS NOT NULL THEN id END,
+                       'address', CASE WHEN address IS NOT NULL THEN id END,
+                       'community_code', CASE WHEN own_community THEN id END,
+                       'population_type', CASE WHEN population_type IS NOT NULL THEN id END))
             FROM newp
             """
         )
