@@ -6,7 +6,7 @@ earliest valid_from of any version recorded after it (never, if that is not late
 and active, the person counts in one cell per cube (type|sex|age band, type, province of origin),
 moving to the next age band on the birthdays that start one. Each stay in a cell is a +1 on its
 first day and a -1 on the day after its last, summed per area (city, district, street, community)
-and per year, month and day. Flows are the changes of area between consecutive versions.
+and per month and per day. Flows are the changes of area between consecutive versions.
 
 Everything is computed for a scope of (side, version) rows: side +1 adds a derivation, side -1
 subtracts one, so one statement computes "new minus old" for an incremental refresh.
@@ -89,28 +89,32 @@ CELL_DELTA_SQL = (
     "CREATE TEMP TABLE _decision_cell_delta ON COMMIT DROP AS WITH"
     + _SEGMENTS
     + """,
-active AS (
+stay AS (
     SELECT side, cc, ptype, sex, b, province,
            greatest(s, :epoch) AS cs, least(coalesce(e, :horizon), :horizon) AS ce
-    FROM eff WHERE status = 'active'
+    FROM eff WHERE status = 'active' AND greatest(s, :epoch) < least(coalesce(e, :horizon), :horizon)
 ),
-stay AS (SELECT * FROM active WHERE cs < ce),
-ev AS (
-    SELECT side, cc, ptype, sex, province, """
+banded AS (
+    -- The age band on the first and on the last day of the stay.
+    SELECT *, """
     + _BAND.format(unknown=UNKNOWN_BAND, day="cs")
-    + """ AS band, cs AS day, 1 AS d
-    FROM stay
-    UNION ALL
-    SELECT side, cc, ptype, sex, province, """
+    + """ AS band_first,
+           """
     + _BAND.format(unknown=UNKNOWN_BAND, day="ce - 1")
-    + """, ce, -1
-    FROM stay WHERE ce < :horizon
-    UNION ALL
-    SELECT side, cc, ptype, sex, province, t.band, decision.birthday(b, t.lo), t.d
+    + """ AS band_last
     FROM stay
-    CROSS JOIN LATERAL unnest(:bands) WITH ORDINALITY AS th(lo, k)
-    CROSS JOIN LATERAL (VALUES (th.lo, th.k::integer - 2, -1), (th.lo, th.k::integer - 1, 1)) AS t(lo, band, d)
-    WHERE b IS NOT NULL AND th.lo > decision.age_years(b, cs) AND decision.birthday(b, th.lo) < ce
+),
+ev AS (
+    SELECT side, cc, ptype, sex, province, band_first AS band, cs AS day, 1 AS d FROM banded
+    UNION ALL
+    SELECT side, cc, ptype, sex, province, band_last, ce, -1 FROM banded WHERE ce < :horizon
+    UNION ALL
+    -- Each birthday that starts band k during the stay: -1 in band k-1, +1 in band k.
+    SELECT side, cc, ptype, sex, province, t.band, decision.birthday(b, (:bands)[k + 1]), t.d
+    FROM banded
+    CROSS JOIN LATERAL generate_series(band_first + 1, band_last) AS k
+    CROSS JOIN LATERAL (VALUES (k - 1, -1), (k, 1)) AS t(band, d)
+    WHERE band_last > band_first
 ),
 base AS (
     SELECT cc, ptype, sex, province, band, day, sum(side * d) AS d
@@ -127,8 +131,7 @@ cube_day AS (
 SELECT c.cube, a.area_code, g.grain, g.period, c.cell, sum(c.d)::integer AS n
 FROM cube_day c
 CROSS JOIN LATERAL (VALUES (''), (left(c.cc, 6)), (left(c.cc, 9)), (c.cc)) AS a(area_code)
-CROSS JOIN LATERAL (VALUES ('Y', date_trunc('year', c.day)::date), ('M', date_trunc('month', c.day)::date),
-                           ('D', c.day)) AS g(grain, period)
+CROSS JOIN LATERAL (VALUES ('M', date_trunc('month', c.day)::date), ('D', c.day)) AS g(grain, period)
 WHERE a.area_code IS NOT NULL
 GROUP BY c.cube, a.area_code, g.grain, g.period, c.cell
 HAVING sum(c.d) <> 0
@@ -170,16 +173,24 @@ FROM flow GROUP BY area_code, date_trunc('month', day), kind HAVING sum(side) <>
 )
 
 APPLY_SQL = [
+    # In key order (neighbouring rows share index pages); rows that reach 0 are noted, then removed.
     """
-    INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
-    SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta
-    ON CONFLICT (cube, area_code, grain, period, cell) DO UPDATE SET n = t.n + excluded.n
+    CREATE TEMP TABLE _decision_zero ON COMMIT DROP AS
+    WITH up AS (
+        INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
+        SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta
+        ORDER BY cube, area_code, grain, period, cell
+        ON CONFLICT (cube, area_code, grain, period, cell) DO UPDATE SET n = t.n + excluded.n
+        RETURNING t.cube, t.area_code, t.grain, t.period, t.cell, t.n
+    )
+    SELECT cube, area_code, grain, period, cell FROM up WHERE n = 0
     """,
     """
-    DELETE FROM decision.cell t USING _decision_cell_delta d
-    WHERE t.n = 0 AND (t.cube, t.area_code, t.grain, t.period, t.cell)
-                    = (d.cube, d.area_code, d.grain, d.period, d.cell)
+    DELETE FROM decision.cell t USING _decision_zero z
+    WHERE (t.cube, t.area_code, t.grain, t.period, t.cell) = (z.cube, z.area_code, z.grain, z.period, z.cell)
+      AND t.n = 0
     """,
+    "DROP TABLE _decision_zero",
     """
     INSERT INTO decision.flow AS t (area_code, month, kind, n)
     SELECT area_code, month, kind, n FROM _decision_flow_delta
@@ -189,6 +200,19 @@ APPLY_SQL = [
     DELETE FROM decision.flow t USING _decision_flow_delta d
     WHERE t.n = 0 AND (t.area_code, t.month, t.kind) = (d.area_code, d.month, d.kind)
     """,
+]
+
+# Into empty tables (a rebuild): load without the primary keys, then build them once.
+LOAD_SQL = [
+    "ALTER TABLE decision.cell DROP CONSTRAINT pk_cell",
+    """
+    INSERT INTO decision.cell (cube, area_code, grain, period, cell, n)
+    SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta
+    ORDER BY cube, area_code, grain, period, cell
+    """,
+    "ALTER TABLE decision.cell ADD CONSTRAINT pk_cell PRIMARY KEY (cube, area_code, grain, period, cell)",
+    "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_flow_delta",
+    "ANALYZE decision.cell",
 ]
 
 
@@ -211,8 +235,10 @@ def derive_and_apply(
     record_before: str,
     record_after: str,
     params: dict[str, Any] | None = None,
+    empty: bool = False,
 ) -> int:
-    """Derive (after − before) for the persons and add it to the aggregates; returns rows changed."""
+    """Derive (after − before) for the persons and add it to the aggregates (empty: known to be
+    empty, so load them in bulk); returns the rows changed."""
     bound = {
         "epoch": window.epoch,
         "horizon": window.horizon,
@@ -223,6 +249,9 @@ def derive_and_apply(
         **(params or {}),
     }
     session.execute(text("DROP TABLE IF EXISTS _decision_scope, _decision_cell_delta, _decision_flow_delta"))
+    # Large set-wise statements: aggregate in memory, and skip JIT compilation (it costs more than it saves).
+    session.execute(text("SET LOCAL work_mem = '256MB'"))
+    session.execute(text("SET LOCAL jit = off"))
     scope = SCOPE_SQL.format(
         persons=persons, before=before, after=after, record_before=record_before, record_after=record_after
     )
@@ -231,10 +260,12 @@ def derive_and_apply(
     session.execute(text(CELL_DELTA_SQL), bound)
     session.execute(text(FLOW_DELTA_SQL), bound)
     changed = 0
-    for statement in APPLY_SQL:
+    for statement in LOAD_SQL if empty else APPLY_SQL:
         result = session.execute(text(statement))
         changed += getattr(result, "rowcount", 0) or 0
     session.execute(text("DROP TABLE _decision_scope, _decision_cell_delta, _decision_flow_delta"))
+    session.execute(text("SET LOCAL work_mem TO DEFAULT"))
+    session.execute(text("SET LOCAL jit TO DEFAULT"))
     return changed
 
 
@@ -246,30 +277,30 @@ def read_window(session: Session) -> Window | None:
     return Window(*row) if row else None
 
 
-CELLS_AT_SQL = """
+# The count on a day: the month rows of earlier months plus the day rows of its month up to the day.
+AS_OF = """((grain = 'M' AND period < :month_start) OR (grain = 'D' AND period >= :month_start AND period <= :day))"""
+
+CELLS_AT_SQL = (
+    """
 SELECT area_code, cell, sum(n)::integer AS n
 FROM decision.cell
-WHERE cube = :cube AND area_code = ANY(:areas)
-  AND ((grain = 'Y' AND period < :year_start)
-       OR (grain = 'M' AND period >= :year_start AND period < :month_start)
-       OR (grain = 'D' AND period >= :month_start AND period <= :day))
+WHERE cube = :cube AND area_code = ANY(:areas) AND """
+    + AS_OF
+    + """
 GROUP BY area_code, cell
 HAVING sum(n) <> 0
 """
+)
+
+
+def as_of_params(day: date) -> dict[str, date]:
+    """The parameters of AS_OF for a day."""
+    return {"month_start": day.replace(day=1), "day": day}
 
 
 def cells_at(session: Session, *, cube: str, areas: list[str], day: date) -> dict[str, dict[str, int]]:
-    """{area_code: {cell: count}} of a cube on a day (the prefix sum of year, month and day rows)."""
-    rows = session.execute(
-        text(CELLS_AT_SQL),
-        {
-            "cube": cube,
-            "areas": areas,
-            "year_start": day.replace(month=1, day=1),
-            "month_start": day.replace(day=1),
-            "day": day,
-        },
-    )
+    """{area_code: {cell: count}} of a cube on a day (the prefix sum of month and day rows)."""
+    rows = session.execute(text(CELLS_AT_SQL), {"cube": cube, "areas": areas, **as_of_params(day)})
     out: dict[str, dict[str, int]] = {a: {} for a in areas}
     for area_code, cell, n in rows:
         out[area_code][cell] = n
@@ -278,34 +309,22 @@ def cells_at(session: Session, *, cube: str, areas: list[str], day: date) -> dic
 
 def month_end_totals(session: Session, *, area: str, first: date, last: date) -> dict[date, dict[str, int]]:
     """{month start: {type: count on the month's last day}} of an area, for the months first..last."""
-    first_year = first.replace(month=1, day=1)
     rows = session.execute(
         text(
-            """
-            SELECT grain, period, cell, sum(n)::integer
-            FROM decision.cell
-            WHERE cube = 'type' AND area_code = :area
-              AND ((grain = 'Y' AND period < :first_year) OR (grain = 'M' AND period >= :first_year
-                                                              AND period <= :last))
-            GROUP BY grain, period, cell
-            """
+            "SELECT period, cell, sum(n)::integer FROM decision.cell"
+            " WHERE cube = 'type' AND area_code = :area AND grain = 'M' AND period <= :last"
+            " GROUP BY period, cell ORDER BY period"
         ),
-        {"area": area, "first_year": first_year, "last": last},
+        {"area": area, "last": last},
     ).all()
     running: dict[str, int] = {}
-    monthly: dict[date, dict[str, int]] = {}
-    for grain, period, cell, n in rows:
-        if grain == "Y":
-            running[cell] = running.get(cell, 0) + n
-        else:
-            monthly.setdefault(period, {})[cell] = n
     out: dict[date, dict[str, int]] = {}
-    month = first_year
+    month, i = first.replace(day=1), 0
     while month <= last:
-        for cell, n in monthly.get(month, {}).items():
-            running[cell] = running.get(cell, 0) + n
-        if month >= first.replace(day=1):
-            out[month] = {c: v for c, v in running.items() if v}
+        while i < len(rows) and rows[i][0] <= month:
+            running[rows[i][1]] = running.get(rows[i][1], 0) + rows[i][2]
+            i += 1
+        out[month] = {c: v for c, v in running.items() if v}
         month = next_month(month)
     return out
 

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from decision.aggregates import (
     APPLIED_RECORD,
     APPLIED_VERSION,
+    AS_OF,
     ORIGIN_SQL,
     Window,
+    as_of_params,
     derive_and_apply,
     read_window,
 )
@@ -22,7 +24,7 @@ from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
 
 # How far back the aggregates reach by default (older versions count from the epoch on) and how far
 # ahead age bands are precomputed; a batch whose dates come within a year of the horizon rebuilds.
-HISTORY_YEARS = 8
+HISTORY_YEARS = 5
 HORIZON_YEARS = 2
 CellKey = tuple[str, str, str]  # (cube, area_code, cell)
 
@@ -97,6 +99,7 @@ def rebuild(
         after=APPLIED_VERSION,
         record_before="FALSE",
         record_after=APPLIED_RECORD,
+        empty=True,
     )
     persons = session.scalar(text("SELECT count(*) FROM person")) or 0
     return RefreshResult(None, "rebuild", persons, changed, time.perf_counter() - started, epoch, horizon)
@@ -225,14 +228,13 @@ def aggregate_cells(*, session: Session, as_of: date) -> Counter[CellKey]:
     rows = session.execute(
         text(
             """
-            SELECT cube, area_code, cell, sum(n)::integer FROM decision.cell
-            WHERE (grain = 'Y' AND period < :year_start)
-               OR (grain = 'M' AND period >= :year_start AND period < :month_start)
-               OR (grain = 'D' AND period >= :month_start AND period <= :day)
+            SELECT cube, area_code, cell, sum(n)::integer FROM decision.cell WHERE """
+            + AS_OF
+            + """
             GROUP BY cube, area_code, cell HAVING sum(n) <> 0
             """
         ),
-        {"year_start": as_of.replace(month=1, day=1), "month_start": as_of.replace(day=1), "day": as_of},
+        as_of_params(as_of),
     )
     return Counter({(cube, area, cell): n for cube, area, cell, n in rows})
 

@@ -21,20 +21,19 @@ UPGRADE_SQL = """
 CREATE SCHEMA decision;
 
 -- Population counts as prefix sums over time. A person's active time in one cell contributes +1 on
--- the day it starts and -1 on the day it ends, stored three times: per year (grain Y), per month (M)
--- and per day (D). The count on date X = Y rows of earlier years + M rows of earlier months of X's
--- year + D rows of X's month up to X.
+-- the day it starts and -1 on the day it ends, stored twice: per month (grain M) and per day (D).
+-- The count on date X = M rows of the months before X's + D rows of X's month up to X.
 -- cube: 'pop' (cell = type|sex|age band), 'type' (cell = type), 'origin' (cell = province code of
 -- floating people). area_code: '' for the city, else a district, street or community code.
 CREATE TABLE decision.cell (
     cube varchar(8) NOT NULL,
     area_code varchar(12) NOT NULL,
-    grain char(1) NOT NULL CONSTRAINT ck_cell_grain CHECK (grain IN ('Y', 'M', 'D')),
+    grain char(1) NOT NULL CONSTRAINT ck_cell_grain CHECK (grain IN ('M', 'D')),
     period date NOT NULL,
     cell varchar(48) NOT NULL,
     n integer NOT NULL,
     CONSTRAINT pk_cell PRIMARY KEY (cube, area_code, grain, period, cell)
-);
+) WITH (fillfactor = 90);  -- room for in-place (HOT) updates of n
 
 -- Births, deaths, moves in and out (and other exits: records retired as duplicates) per month.
 CREATE TABLE decision.flow (

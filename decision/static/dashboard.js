@@ -27,8 +27,8 @@
     draw("chart-pyramid", {
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" },
         valueFormatter: function (v) { return v === null || v === undefined ? "*" : Math.abs(v); } },
-      legend: { data: sexes.slice(0, 2) },
-      grid: { left: 8, right: 16, top: 30, bottom: 8, containLabel: true },
+      legend: { top: 0, data: sexes.slice(0, 2) },
+      grid: { left: 8, right: 16, top: 36, bottom: 8, containLabel: true },
       xAxis: { type: "value", axisLabel: { formatter: function (v) { return Math.abs(v); } } },
       yAxis: { type: "category", data: rows.map(function (r) { return r.label; }), axisTick: { show: false } },
       series: sexes.slice(0, 2).map(function (name, i) {
@@ -42,9 +42,11 @@
   if (trend) {
     draw("chart-trend", {
       tooltip: { trigger: "axis" },
-      legend: { data: ["合计"].concat(trend.columns) },
-      grid: { left: 8, right: 16, top: 30, bottom: 8, containLabel: true },
-      xAxis: { type: "category", data: trend.rows.map(function (r) { return r.label.replace("月末", ""); }) },
+      legend: { top: 0, data: ["合计"].concat(trend.columns) },
+      grid: { left: 8, right: 16, top: narrow() ? 56 : 36, bottom: 8, containLabel: true },
+      // Month ends as YYYY-MM, the date itself as MM-DD (it must fit at the right edge on a phone).
+      xAxis: { type: "category", data: trend.rows.map(function (r, i) {
+        return i === trend.rows.length - 1 ? r.label.slice(5) : r.label.replace("月末", ""); }) },
       yAxis: { type: "value", scale: true },
       series: [{ name: "合计", type: "line", data: trend.rows.map(function (r) { return val(r.total); }) }].concat(
         trend.columns.map(function (name, i) {
@@ -57,8 +59,8 @@
   if (flows) {
     draw("chart-flows", {
       tooltip: { trigger: "axis" },
-      legend: { data: flows.columns },
-      grid: { left: 8, right: 16, top: narrow() ? 50 : 30, bottom: 8, containLabel: true },
+      legend: { top: 0, data: flows.columns },
+      grid: { left: 8, right: 16, top: narrow() ? 56 : 36, bottom: 8, containLabel: true },
       xAxis: { type: "category", data: flows.rows.map(function (r) { return r.label; }) },
       yAxis: { type: "value", minInterval: 1 },
       series: flows.columns.map(function (name, i) {
@@ -72,13 +74,14 @@
     var top = origin.rows.filter(function (r) { return val(r.cells[0]) !== null; }).slice(0, 10).reverse();
     draw("chart-origin", {
       tooltip: { trigger: "item" },
+      legend: { left: 0, top: 24, orient: "vertical", data: typeSex.rows.map(function (r) { return r.label; }) },
       title: [{ text: "人口类型", left: "22%", top: 0, textAlign: "center", textStyle: { fontSize: 13 } },
               { text: "流动人口来源地（前10）", left: "72%", top: 0, textAlign: "center", textStyle: { fontSize: 13 } }],
       grid: { left: "48%", right: 16, top: 30, bottom: 8, containLabel: true },
       xAxis: { type: "value", minInterval: 1 },
       yAxis: { type: "category", data: top.map(function (r) { return r.label; }) },
       series: [
-        { type: "pie", radius: ["28%", "52%"], center: ["22%", "55%"], label: { formatter: "{b}\n{d}%" },
+        { type: "pie", name: "人口类型", radius: ["24%", "44%"], center: ["22%", "62%"], label: { show: false },
           data: typeSex.rows.map(function (r) { return { name: r.label, value: val(r.total) }; })
             .filter(function (p) { return p.value; }) },
         { type: "bar", name: "人数", data: top.map(function (r) { return val(r.cells[0]); }) }
