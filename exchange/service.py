@@ -21,16 +21,16 @@ from sqlalchemy.orm import Session
 
 from exchange.exceptions import FeedFileError, IssueCode
 from exchange.readers import FileName, identify_file, open_feed_file, safe_cell
+from exchange.staging import staged_chunks
 from popex.settings import storage_settings
 from registry import events, merge, resolve
 from registry.audit import record_audit
 from registry.feeds import sync_feeds
 from registry.models import Area, Batch, Delivery
-from registry.records import COPY_COLUMNS, RecordBuilder, copy_row, describe
+from registry.records import COPY_COLUMNS, describe
 from schemas.feed_spec import FeedSpec, UnknownSourceError, get_feed_spec
 
 log = logging.getLogger(__name__)
-COPY_CHUNK = 50_000
 Progress = Callable[[int], None]
 
 
@@ -154,12 +154,7 @@ def receive_file(
     return Received(batch, existing is not None)
 
 
-def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
-    buffer.seek(0)
-    cursor = session.connection().connection.cursor()
-    cursor.copy_expert(f"COPY source_record ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+COPY_SQL = f"COPY source_record ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
 
 
 def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = None) -> Batch:
@@ -172,22 +167,15 @@ def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = 
         feed = open_feed_file(Path(batch.archive_path), spec, max_bytes=storage_settings().max_upload_bytes)
         batch.encoding, batch.file_format = feed.encoding, feed.format
         known = set(session.scalars(select(Area.code).where(Area.level == "community")))
-        # Dates after the extract's as-of day are impossible; using that day keeps a re-run identical.
-        builder = RecordBuilder(spec, known_areas=known, today=batch.as_of_date + timedelta(days=1))
         session.execute(text("DELETE FROM source_record WHERE batch_id = :b"), {"b": batch_id})
-        chunk: list[tuple[Any, ...]] = []
-        for row in feed.rows():
-            notes = [f"{n.code}:{n.field}" if n.field else str(n.code) for n in row.notes]
-            chunk.append(copy_row(batch_id, spec.source, builder.build(row.number, row.values, notes)))
-            if len(chunk) >= COPY_CHUNK:
-                _copy(session, chunk)
-                if progress:
-                    progress(len(chunk))
-                chunk = []
-        if chunk:
-            _copy(session, chunk)
+        cursor = session.connection().connection.cursor()
+        # Dates after the extract's as-of day are impossible; using that day keeps a re-run identical.
+        for copy_text, rows in staged_chunks(
+            feed, batch_id=batch_id, known_areas=known, today=batch.as_of_date + timedelta(days=1)
+        ):
+            cursor.copy_expert(COPY_SQL, io.StringIO(copy_text))
             if progress:
-                progress(len(chunk))
+                progress(rows)
     except FeedFileError as exc:
         session.rollback()
         batch = session.get_one(Batch, batch_id)

@@ -19,7 +19,8 @@ from registry.trust import UNRANKED, trust_rows
 # golden attribute → the source_record expression that provides it
 ATTRIBUTES = {
     "name": "r.name",
-    "id_no": "CASE WHEN r.id_valid THEN r.id_type || '|' || r.id_no END",
+    # Only a number the person holds: a record whose number a clerk left with somebody else does not count.
+    "id_no": "CASE WHEN pi.person_id = l.person_id THEN r.id_type || '|' || r.id_no END",
     "sex": "r.sex",
     "ethnicity": "r.ethnicity",
     "birth_date": "r.birth_date::text",
@@ -83,6 +84,7 @@ def _golden_sql() -> str:
     return (
         "SELECT l.person_id, " + ", ".join(keys) + " FROM touched t JOIN link l ON l.person_id = t.person_id "
         "JOIN source_record r ON r.id = l.source_record_id JOIN batch b ON b.id = r.batch_id "
+        "LEFT JOIN person_identifier pi ON r.id_valid AND pi.id_type = r.id_type AND pi.id_no = r.id_no "
         "WHERE r.status = 'accepted' GROUP BY l.person_id"
     )
 

@@ -6,15 +6,16 @@ leans on the cached normalisers. A row gets a status (accepted / rejected) and a
 the number is not used as a matching key and the row goes on to matching by its other fields.
 """
 
-import json
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import orjson
+
 from registry.normalise.codes import normalise_area_code, normalise_ethnicity, normalise_phone, normalise_sex
 from registry.normalise.dates import parse_date
-from registry.normalise.ids import id_consistency, normalise_document, parse_id_number
+from registry.normalise.ids import IdNumber, id_consistency, normalise_document, parse_id_number
 from registry.normalise.messages import describe as describe_issue
 from registry.normalise.names import name_pinyin, normalise_name
 from schemas.feed_spec import FeedSpec
@@ -56,6 +57,7 @@ STAGED_FIELDS = (
     "father_id_no",
     "spouse_id_no",
 )
+STAGED_SET = frozenset(STAGED_FIELDS)
 # The columns written to source_record by COPY, in order.
 COPY_COLUMNS = (
     "batch_id",
@@ -94,6 +96,22 @@ class StagedRecord:
     id_valid: bool = False
 
 
+class DuplicateRows:
+    """Finds a row whose cells equal an earlier row's in the same file.
+
+    Rows are compared by the hash of their cells (64 bits: a false match among a million rows has a
+    chance of about 1 in 10^7), so a million rows cost a dictionary of ints, not of rows.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[int, int] = {}
+
+    def first(self, row_no: int, cells: tuple[str | None, ...]) -> int | None:
+        """The number of the earlier identical row, or None when this row is the first of its kind."""
+        first = self.seen.setdefault(hash(cells), row_no)
+        return first if first != row_no else None
+
+
 class RecordBuilder:
     """Turns the rows of one batch into staged records."""
 
@@ -104,73 +122,82 @@ class RecordBuilder:
         self.columns = [(c.name, c.field, c.kind, c.required) for c in spec.columns]
         self.doc_type_column = next((c.name for c in spec.columns if c.kind == "doc_type"), None)
         self.has_community = any(c.field == "community_code" for c in spec.columns)
-        self.seen: dict[str, int] = {}
 
-    def build(self, row_no: int, row: Mapping[str, str | None], notes: Iterable[str] = ()) -> StagedRecord:
-        """Map, normalise and validate one row; notes are the reader's remarks on it (`CODE` or `CODE:列名`)."""
-        raw = {k: v for k, v in row.items() if v not in (None, "")}
-        fingerprint = json.dumps(raw, ensure_ascii=False, sort_keys=True)
-        if "\\u0000" in fingerprint:  # PostgreSQL text cannot hold NUL: drop it, the archive keeps the bytes
-            row = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()}
-            raw = {k: v for k, v in row.items() if v not in (None, "")}
-            fingerprint = json.dumps(raw, ensure_ascii=False, sort_keys=True)
+    def _normalise(self, kind: str, fld: str, value: str, doc_type: str) -> tuple[Any, str | None, Any]:
+        """(value, issue code, parsed ID number or None) of one filled cell."""
+        if kind == "text":
+            return value, None, None
+        if kind == "name":
+            return normalise_name(value), None, None
+        if kind == "date":
+            parsed_date = parse_date(value, today=self.today)
+            return parsed_date.value, parsed_date.issue, None
+        if kind == "id_no" or (
+            kind == "doc_no" and normalise_document(doc_type or "居民身份证", None).type == "RID"
+        ):
+            parsed = parse_id_number(value, today=self.today)
+            return parsed.value, parsed.issue, parsed
+        if kind == "doc_no":
+            doc = normalise_document(doc_type, value)
+            return doc.number, doc.issue, doc
+        if kind == "doc_type":
+            code = normalise_document(value, None).type
+            return code, None if code else "DOC_TYPE", None
+        if kind == "sex":
+            return (*normalise_sex(value), None)
+        if kind == "ethnicity":
+            return (*normalise_ethnicity(value), None)
+        if kind == "phone":
+            return (*normalise_phone(value), None)
+        if kind == "area_code":
+            known = self.known_areas if fld == "community_code" and self.known_areas else None
+            return (*normalise_area_code(value, known), None)
+        return value, None, None
+
+    def build(
+        self,
+        row_no: int,
+        row: Mapping[str, str | None],
+        notes: Iterable[str] = (),
+        duplicate_of: int | None = None,
+    ) -> StagedRecord:
+        """Map, normalise and validate one row; notes are the reader's remarks on it (`CODE` or `CODE:列名`).
+
+        duplicate_of: the earlier row of the file with the same cells (see DuplicateRows).
+        """
+        if any(
+            v and "\x00" in v for v in row.values()
+        ):  # PostgreSQL text cannot hold NUL; the archive keeps it
+            row = {k: v.replace("\x00", "") if v else v for k, v in row.items()}
+        raw = {k: v for k, v in row.items() if v}
+        if duplicate_of is not None:
+            return StagedRecord(row_no, "rejected", [f"DUPLICATE_ROW:{duplicate_of}"], raw, {})
         reasons: list[str] = list(notes)
         fields: dict[str, Any] = {}
         rejected = False
-        first = self.seen.setdefault(fingerprint, row_no)
-        if first != row_no:
-            return StagedRecord(row_no, "rejected", [f"DUPLICATE_ROW:{first}"], raw, {})
         doc_type = (row.get(self.doc_type_column) or "").strip() if self.doc_type_column else ""
         id_valid = False
-        id_parsed = None
+        id_parsed: IdNumber | None = None
         for name, fld, kind, required in self.columns:
             value = row.get(name)
-            value = value.strip() if isinstance(value, str) else value
+            value = value.strip() if value else value
             if not value:
                 if required and kind not in ("id_no", "doc_no", "name"):
                     reasons.append(f"REQUIRED_MISSING:{name}")
                     rejected = True
                 continue
-            issue: str | None = None
-            out: Any = None
-            if kind == "text":
-                out = value
-            elif kind == "name":
-                out = normalise_name(value)
-            elif kind == "id_no":
-                parsed = parse_id_number(value, today=self.today)
-                out, issue = parsed.value, parsed.issue
-                if fld == "id_no":
-                    id_parsed, id_valid = parsed, parsed.valid
-            elif kind == "doc_no":
-                doc = normalise_document(doc_type or "居民身份证", value)
-                out, issue, id_valid = doc.number, doc.issue, doc.valid
-                fields["id_type"] = doc.type
-                if doc.type == "RID":
-                    id_parsed = parse_id_number(value, today=self.today)
-            elif kind == "doc_type":
-                doc = normalise_document(value, None)
-                out, issue = doc.type, "DOC_TYPE" if doc.type is None else None
-                if out is None:
-                    fields.pop("id_type", None)
-            elif kind == "date":
-                parsed_date = parse_date(value, today=self.today)
-                out, issue = parsed_date.value, parsed_date.issue
-            elif kind == "sex":
-                out, issue = normalise_sex(value)
-            elif kind == "ethnicity":
-                out, issue = normalise_ethnicity(value)
-            elif kind == "phone":
-                out, issue = normalise_phone(value)
-            elif kind == "area_code":
-                known = self.known_areas if fld == "community_code" and self.known_areas else None
-                out, issue = normalise_area_code(value, known)
+            out, issue, parsed = self._normalise(kind, fld, value, doc_type)
+            if kind == "doc_no":
+                fields["id_type"] = normalise_document(doc_type or "居民身份证", None).type
+            if fld == "id_no" and parsed is not None:
+                id_valid = parsed.valid
+                id_parsed = parsed if isinstance(parsed, IdNumber) else None
             if issue:
                 reasons.append(f"{issue}:{name}")
                 if kind in REJECTING_KINDS and required:
                     rejected = True
-            if out is not None and (kind != "doc_type" or fld not in fields):
-                fields.setdefault(fld, out)
+            if out is not None and fld not in fields:
+                fields[fld] = out
         if "id_no" in fields and "id_type" not in fields:
             fields["id_type"] = "RID"
         if id_parsed is not None and id_parsed.valid:
@@ -185,13 +212,7 @@ class RecordBuilder:
             rejected = True
         if not self._derive(row, fields, reasons):
             rejected = True
-        extra = {
-            k: (v.isoformat() if isinstance(v, date) else v)
-            for k, v in fields.items()
-            if k not in STAGED_FIELDS
-        }
-        for k in extra:
-            del fields[k]
+        extra = {k: fields.pop(k) for k in [k for k in fields if k not in STAGED_SET]}
         return StagedRecord(
             row_no, "rejected" if rejected else "accepted", reasons, raw, fields, extra, id_valid
         )
@@ -229,6 +250,10 @@ class RecordBuilder:
         return True
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode() if value else ("[]" if isinstance(value, list) else "{}")
+
+
 def copy_row(batch_id: int, source: str, record: StagedRecord) -> tuple[Any, ...]:
     """The record as a tuple in COPY_COLUMNS order."""
     f = record.fields
@@ -239,11 +264,11 @@ def copy_row(batch_id: int, source: str, record: StagedRecord) -> tuple[Any, ...
         record.row_no,
         source,
         community[:6] if community else None,
-        json.dumps(record.raw, ensure_ascii=False),
+        _json(record.raw),
         record.status,
-        json.dumps(record.reasons, ensure_ascii=False),
+        _json(record.reasons),
         record.id_valid,
         name_pinyin(name) if name else None,
         *(f.get(k) for k in STAGED_FIELDS),
-        json.dumps(record.extra, ensure_ascii=False),
+        _json(record.extra),
     )

@@ -1,0 +1,85 @@
+"""Rows of a received file → COPY text for source_record, on every core.
+
+The reader streams rows in the main process (and spots repeated lines, which needs the whole file);
+worker processes map, normalise and validate chunks of rows and hand back CSV text for COPY. At most
+a few chunks are in flight, so memory stays flat whatever the file size. Small files are done in the
+main process: starting workers would cost more than it saves.
+"""
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import date
+from multiprocessing import get_context
+
+from exchange.readers import FeedFile
+from registry.records import DuplicateRows, RecordBuilder, copy_row
+from schemas.feed_spec import get_feed_spec
+
+CHUNK_ROWS = 20_000
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+Row = tuple[
+    int, tuple[str | None, ...], list[str], int | None
+]  # number, cells in spec order, notes, duplicate of
+
+_builder: RecordBuilder | None = None  # one per worker process
+
+
+def _init(source: str, known_areas: set[str], today: date) -> None:
+    global _builder
+    _builder = RecordBuilder(get_feed_spec(source), known_areas=known_areas, today=today)
+
+
+def _build(batch_id: int, rows: list[Row]) -> tuple[str, int]:
+    """CSV text (COPY format) of a chunk of rows, and the number of rows."""
+    assert _builder is not None
+    source = _builder.spec.source
+    columns = _builder.spec.column_names
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row_no, cells, notes, duplicate_of in rows:
+        record = _builder.build(row_no, dict(zip(columns, cells, strict=True)), notes, duplicate_of)
+        writer.writerow(copy_row(batch_id, source, record))
+    return out.getvalue(), len(rows)
+
+
+def _chunks(feed: FeedFile) -> Iterator[list[Row]]:
+    duplicates = DuplicateRows()
+    columns = feed.spec.column_names
+    chunk: list[Row] = []
+    for row in feed.rows():
+        notes = [f"{n.code}:{n.field}" if n.field else str(n.code) for n in row.notes]
+        cells = tuple(map(row.values.get, columns))  # plain tuples travel to the workers faster than dicts
+        chunk.append((row.number, cells, notes, duplicates.first(row.number, cells)))
+        if len(chunk) >= CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def staged_chunks(
+    feed: FeedFile, *, batch_id: int, known_areas: set[str], today: date, workers: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """(COPY text, rows) per chunk of the file, in file order."""
+    args = (feed.spec.source, known_areas, today)
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or feed.path.stat().st_size < PARALLEL_MIN_BYTES:
+        _init(*args)
+        for chunk in _chunks(feed):
+            yield _build(batch_id, chunk)
+        return
+    # fork: a worker starts in milliseconds with everything imported. It only builds text and ends
+    # with os._exit, so it never touches the database connections it inherited from the parent.
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("fork"), initializer=_init, initargs=args
+    ) as pool:
+        pending: list[Future[tuple[str, int]]] = []
+        for chunk in _chunks(feed):
+            pending.append(pool.submit(_build, batch_id, chunk))
+            if len(pending) > workers * 2:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
