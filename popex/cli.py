@@ -2,12 +2,17 @@
 
 import logging
 from datetime import date
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+
+if TYPE_CHECKING:
+    from exchange.flows import Ingested
 
 app = typer.Typer(help="popex 人口信息交换平台（一库五平台）", no_args_is_help=True)
 db_app = typer.Typer(help="数据库：迁移、嵌入式 PostgreSQL", no_args_is_help=True)
@@ -114,3 +119,241 @@ def serve(
     import uvicorn
 
     uvicorn.run("popex.app:app", host=host, port=port, log_level="warning")
+
+
+batch_app = typer.Typer(help="批次：放行被隔离的批次", no_args_is_help=True)
+review_app = typer.Typer(help="待核查队列：接受、拒绝", no_args_is_help=True)
+person_app = typer.Typer(help="人员：合并、拆分、撤销合并", no_args_is_help=True)
+export_app = typer.Typer(help="导出", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
+app.add_typer(review_app, name="review")
+app.add_typer(person_app, name="person")
+app.add_typer(export_app, name="export")
+
+
+def _print_ingested(result: "Ingested") -> None:
+    from sqlalchemy import select
+
+    from registry.db import session_scope
+    from registry.models import Batch
+
+    with session_scope() as session:
+        batch = session.scalars(select(Batch).where(Batch.id == result.batch_id)).one()
+        note = "（相同文件此前已接收，未重复处理）" if result.duplicate else ""
+        console.print(
+            f"批次 {batch.id} {batch.file_name} 状态 {batch.state}{note}：接收 {batch.rows_received}，"
+            f"通过 {batch.rows_accepted}，拒收 {batch.rows_rejected}，待核查 {batch.rows_review}"
+        )
+        if batch.error:
+            err.print(f"[red]{batch.error}[/red]")
+        for check in (batch.gate_result or {}).get("failed", []):
+            err.print(f"[yellow]批次闸门未通过：{check['message']}（{check['column'] or '全表'}）[/yellow]")
+
+
+@app.command()
+def ingest(
+    source: Annotated[str | None, typer.Argument(help="数据来源，如 gaj_hj；省略时按文件名识别")] = None,
+    file: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="数据文件")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", exists=True, file_okay=False, help="落地目录")
+    ] = None,
+    as_of: Annotated[str | None, typer.Option(help="文件名不含日期时的数据日期 YYYY-MM-DD")] = None,
+) -> None:
+    """Ingest one file (or every new file of a landing folder, in date order) through the whole pipeline."""
+    from exchange.exceptions import FeedFileError
+    from exchange.flows import ingest_file, landing_files, session_factory
+
+    if directory is not None:
+        paths = landing_files(directory)
+    elif file is not None:
+        paths = [file]
+    elif source is not None and Path(source).is_file():
+        paths, source = [Path(source)], None  # `popex ingest FILE`
+    else:
+        err.print("[red]请指定文件（popex ingest SOURCE FILE）或落地目录（--dir）[/red]")
+        raise typer.Exit(2)
+    factory = session_factory()
+    failed = 0
+    for path in paths:
+        with progress_bar() as bar:
+            task = bar.add_task(f"{path.name} 读取校验", total=None)
+            try:
+                result: Ingested = ingest_file(
+                    factory,
+                    path,
+                    source=source,
+                    as_of=date.fromisoformat(as_of) if as_of else None,
+                    progress=partial(bar.advance, task),
+                )
+            except FeedFileError as exc:
+                err.print(f"[red]{path.name}：[{exc.code}] {exc.message}[/red]")
+                failed += 1
+                continue
+        _print_ingested(result)
+        failed += result.state in ("rejected", "quarantined")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def receipt(
+    batch: Annotated[str, typer.Argument(help="批次号或接收的文件名")],
+    fmt: Annotated[str, typer.Option("--format", help="csv 或 summary")] = "csv",
+) -> None:
+    """Print a batch's receipt (回执): a summary, or one CSV line per row."""
+    from exchange.service import build_receipt, find_batch
+    from registry.db import session_scope
+
+    with session_scope() as session:
+        found = find_batch(session=session, ref=batch)
+        if found is None:
+            err.print(f"[red]找不到批次 {batch}[/red]")
+            raise typer.Exit(1)
+        result = build_receipt(session=session, batch_id=found.id)
+    if fmt == "csv":
+        typer.echo(result.csv_text(), nl=False)
+    else:
+        console.print(
+            f"批次 {result.batch_id} {result.file_name}（{result.source}）状态 {result.state}：接收 {result.received}，"
+            f"通过 {result.accepted}，拒收 {result.rejected}，待核查 {result.review}"
+        )
+
+
+@export_app.command("persons")
+def export_persons(
+    fmt: Annotated[str, typer.Option("--format", help="csv")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="输出文件（默认标准输出）")] = None,
+) -> None:
+    """Write the golden records as CSV (unmasked: an audited operator export)."""
+    import sys
+
+    from registry.db import session_scope
+    from registry.export import write_persons_csv
+
+    if fmt != "csv":
+        err.print("[red]目前只支持 --format csv[/red]")
+        raise typer.Exit(2)
+    with session_scope() as session:
+        if out is None:
+            count = write_persons_csv(session=session, stream=sys.stdout)
+        else:
+            with out.open("w", encoding="utf-8-sig", newline="") as fh:
+                count = write_persons_csv(session=session, stream=fh)
+    err.print(f"已导出 {count} 人")
+
+
+@batch_app.command("release")
+def batch_release(
+    batch_id: Annotated[int, typer.Argument(help="批次号")],
+    note: Annotated[str, typer.Option(help="放行理由")],
+    actor: Annotated[str, typer.Option(help="操作人")] = "operator",
+) -> None:
+    """Release a quarantined batch and run the rest of its pipeline."""
+    from exchange.flows import process_batch, session_factory, transaction
+    from exchange.gate import release_batch
+
+    factory = session_factory()
+    try:
+        with transaction(factory) as session:
+            release_batch(session=session, batch_id=batch_id, actor=actor, note=note)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"批次 {batch_id} 已放行，处理结果：{process_batch(factory, batch_id)}")
+
+
+@review_app.command("list")
+def review_list(limit: Annotated[int, typer.Option(help="最多显示条数")] = 20) -> None:
+    """Open review items, oldest first."""
+    from rich.table import Table
+    from sqlalchemy import text
+
+    from registry.db import session_scope
+
+    table = Table("事项", "类型", "批次", "行", "候选人员", "得分", "创建时间")
+    with session_scope() as session:
+        rows = session.execute(
+            text(
+                "SELECT i.id, i.kind, i.batch_id, r.row_no, p.person_no, i.score, i.created_at FROM review_item i "
+                "JOIN source_record r ON r.id = i.source_record_id LEFT JOIN person p ON p.id = i.candidate_person_id "
+                "WHERE i.state = 'open' ORDER BY i.created_at, i.id LIMIT :n"
+            ),
+            {"n": limit},
+        ).all()
+    for row in rows:
+        table.add_row(*(str(v) if v is not None else "" for v in row))
+    console.print(table)
+
+
+def _review_op(op: str, **kwargs: object) -> None:
+    from registry import review
+    from registry.db import session_scope
+
+    try:
+        with session_scope() as session:
+            person = getattr(review, op)(session=session, **kwargs)
+            console.print(f"完成：人员编号 {person.person_no}")
+    except review.ReviewError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@review_app.command("accept")
+def review_accept(item: int, actor: Annotated[str, typer.Option()], note: str | None = None) -> None:
+    """Same person: link the record to the proposed person."""
+    _review_op("accept", item_id=item, actor=actor, note=note)
+
+
+@review_app.command("reject")
+def review_reject(item: int, actor: Annotated[str, typer.Option()], note: str | None = None) -> None:
+    """Not the same person: a new person, never proposed again."""
+    _review_op("reject", item_id=item, actor=actor, note=note)
+
+
+@person_app.command("merge")
+def person_merge(
+    survivor: str, retired: str, actor: Annotated[str, typer.Option()], note: str | None = None
+) -> None:
+    """Merge RETIRED into SURVIVOR (the retired number redirects)."""
+    _review_op("merge", survivor_no=survivor, retired_no=retired, actor=actor, note=note)
+
+
+@person_app.command("unmerge")
+def person_unmerge(retired: str, actor: Annotated[str, typer.Option()], note: str | None = None) -> None:
+    """Undo a merge."""
+    _review_op("unmerge", retired_no=retired, actor=actor, note=note)
+
+
+@person_app.command("split")
+def person_split(
+    person: str, records: Annotated[list[int], typer.Argument()], actor: Annotated[str, typer.Option()]
+) -> None:
+    """Move some source records of PERSON to a new person."""
+    _review_op("split", person_no=person, record_ids=records, actor=actor)
+
+
+@app.command()
+def demo(
+    persons: Annotated[int, typer.Option(help="合成城市人口数")] = 3000,
+    days: Annotated[int, typer.Option(help="日增量天数")] = 4,
+    seed: Annotated[int, typer.Option(help="随机种子")] = 7,
+    serve: Annotated[bool, typer.Option(help="完成后启动网页")] = True,
+) -> None:
+    """The main job: database, synthetic city, daily pipelines, summary, then the web app on :8000."""
+    from popex.demo import run_demo
+
+    run_demo(persons=persons, days=days, seed=seed, start=date(2026, 11, 1), serve=serve)
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Referential and accounting checks of the bulk tables (they carry no foreign keys)."""
+    from registry.consistency import check_consistency
+    from registry.db import session_scope
+
+    with session_scope() as session:
+        found = check_consistency(session=session)
+    for name, count in found.items():
+        console.print(f"{'[green]通过[/green]' if count == 0 else f'[red]{count} 行不符[/red]'}  {name}")
+    if any(found.values()):
+        raise typer.Exit(1)

@@ -67,7 +67,7 @@ class SourceRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"))
+    batch_id: Mapped[int] = mapped_column(BigInteger)  # no FK: see registry/consistency.py
     row_no: Mapped[int]
     source: Mapped[str] = mapped_column(String(32))
     record_key: Mapped[str | None]

@@ -1,0 +1,32 @@
+"""Referential checks of the bulk tables, which carry no foreign keys (see registry/models/person.py)."""
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+# check name → SQL counting the rows that break it
+CHECKS = {
+    "source_record.batch_id → batch": "SELECT count(*) FROM source_record r WHERE NOT EXISTS "
+    "(SELECT 1 FROM batch b WHERE b.id = r.batch_id)",
+    "person_identifier.person_id → person": "SELECT count(*) FROM person_identifier x WHERE NOT EXISTS "
+    "(SELECT 1 FROM person p WHERE p.id = x.person_id)",
+    "link.source_record_id → source_record": "SELECT count(*) FROM link l WHERE NOT EXISTS "
+    "(SELECT 1 FROM source_record r WHERE r.id = l.source_record_id)",
+    "link.person_id → person": "SELECT count(*) FROM link l WHERE NOT EXISTS "
+    "(SELECT 1 FROM person p WHERE p.id = l.person_id)",
+    "link.batch_id → batch": "SELECT count(*) FROM link l WHERE NOT EXISTS (SELECT 1 FROM batch b WHERE b.id = l.batch_id)",
+    "person_version.person_id → person": "SELECT count(*) FROM person_version v WHERE NOT EXISTS "
+    "(SELECT 1 FROM person p WHERE p.id = v.person_id)",
+    "change_event.version_id → person_version": "SELECT count(*) FROM change_event e WHERE NOT EXISTS "
+    "(SELECT 1 FROM person_version v WHERE v.id = e.version_id)",
+    "accepted record without link": "SELECT count(*) FROM source_record r WHERE r.status = 'accepted' "
+    "AND NOT EXISTS (SELECT 1 FROM link l WHERE l.source_record_id = r.id) "
+    "AND EXISTS (SELECT 1 FROM batch b WHERE b.id = r.batch_id AND b.state IN ('resolved', 'merged', 'published'))",
+    "link to a retired person": "SELECT count(*) FROM link l JOIN person p ON p.id = l.person_id "
+    "WHERE p.status = 'retired'",
+    "batch accounting": "SELECT count(*) FROM batch WHERE rows_received <> rows_accepted + rows_rejected + rows_review",
+}
+
+
+def check_consistency(*, session: Session) -> dict[str, int]:
+    """Rows breaking each check (all zero in a consistent database)."""
+    return {name: int(session.execute(text(sql)).scalar_one()) for name, sql in CHECKS.items()}
