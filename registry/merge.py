@@ -169,16 +169,50 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
 
 
 def merge_batch(*, session: Session, batch_id: int) -> MergeResult:
-    """Merge the persons the batch's links touched."""
+    """Merge the persons the batch's links touched.
+
+    A person the batch created from a single record already holds that record's golden record
+    (registry.resolve seeds it with the same rules), so it only gets its first version; the
+    survivorship query runs for the others. In a snapshot of new persons that is nearly everyone.
+    """
     conn = session.connection()
-    conn.execute(text("DROP TABLE IF EXISTS touched"))
+    conn.execute(text("DROP TABLE IF EXISTS touched, seeded"))
     conn.execute(
         text(
-            "CREATE TEMP TABLE touched ON COMMIT DROP AS SELECT DISTINCT person_id FROM link WHERE batch_id = :b"
+            """
+            CREATE TEMP TABLE seeded ON COMMIT DROP AS
+            SELECT l.person_id FROM link l
+            WHERE l.batch_id = :b AND l.rule = 'new_person'
+              AND NOT EXISTS (SELECT 1 FROM link o WHERE o.person_id = l.person_id
+                              AND o.source_record_id <> l.source_record_id)
+            """
+        ),
+        {"b": batch_id},
+    )
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE touched ON COMMIT DROP AS SELECT DISTINCT person_id FROM link WHERE batch_id = :b "
+            "EXCEPT SELECT person_id FROM seeded"
         ),
         {"b": batch_id},
     )
     result = _merge_touched(conn, batch_id=batch_id, valid_from=None)
+    cols = ", ".join(VERSIONED)
+    created = conn.execute(
+        text(
+            f"""
+            INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
+            SELECT p.id, p.area_key, coalesce(r.event_date, b.as_of_date), :b, '["created"]', {", ".join(f"p.{c}" for c in VERSIONED)}
+            FROM seeded s JOIN person p ON p.id = s.person_id
+            JOIN link l ON l.person_id = s.person_id JOIN source_record r ON r.id = l.source_record_id
+            JOIN batch b ON b.id = r.batch_id
+            """
+        ),
+        {"b": batch_id},
+    ).rowcount
+    result.persons += created
+    result.changed += created
+    result.created += created
     conn.execute(text("UPDATE batch SET state = 'merged', updated_at = now() WHERE id = :b"), {"b": batch_id})
     return result
 

@@ -290,7 +290,7 @@ def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
             """
             CREATE TEMP TABLE newp ON COMMIT DROP AS
             SELECT g.grp, nextval('person_id_seq') AS pid, nextval('person_no_seq') AS no, pe.*
-            FROM (SELECT DISTINCT ON (grp) grp, rid FROM grouped ORDER BY grp, rid) g
+            FROM (SELECT grp, min(rid) AS rid FROM grouped GROUP BY grp) g
             JOIN pending pe ON pe.id = g.rid
             ORDER BY g.rid
             """
