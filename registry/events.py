@@ -20,13 +20,20 @@ EVENT_RULES = {
 
 
 def publish_batch(*, session: Session, batch_id: int) -> int:
-    """Write the change events of the batch's versions; running it again adds nothing."""
+    """Write the change events of the batch's versions, once: a batch that has events is left alone.
+
+    A first version (a new person) has no version before it; only the others need the window that
+    finds the previous version, which keeps a snapshot of new persons to one pass over its versions.
+    """
+    conn = session.connection()
+    if conn.execute(
+        text("SELECT EXISTS (SELECT 1 FROM change_event WHERE batch_id = :b)"), {"b": batch_id}
+    ).scalar():
+        return 0
     types = ", ".join(f"CASE WHEN {cond} THEN '{name}' END" for name, cond in EVENT_RULES.items())
-    inserted = (
-        session.connection()
-        .execute(
-            text(
-                f"""
+    inserted = conn.execute(
+        text(
+            f"""
             INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id, payload)
             SELECT person_id, event_type, CASE WHEN event_type = 'died' THEN coalesce(death_date, valid_from)
                                                ELSE valid_from END,
@@ -36,20 +43,21 @@ def publish_batch(*, session: Session, batch_id: int) -> int:
                          jsonb_build_object('person_no', p.person_no, 'changed', v.changed, 'status', v.status,
                                             'community_code', v.community_code,
                                             'previous_community_code', o.community_code) AS payload
-                  FROM (SELECT x.*, lag(x.id) OVER w AS prev_id FROM person_version x
-                        WHERE x.person_id IN (SELECT person_id FROM person_version WHERE batch_id = :b)
-                        WINDOW w AS (PARTITION BY x.person_id ORDER BY x.id)) v
+                  FROM (SELECT x.*, NULL::bigint AS prev_id FROM person_version x
+                        WHERE x.batch_id = :b AND x.changed @> '["created"]'
+                        UNION ALL
+                        SELECT * FROM (SELECT x.*, lag(x.id) OVER w AS prev_id FROM person_version x
+                                       WHERE x.person_id IN (SELECT person_id FROM person_version
+                                                             WHERE batch_id = :b AND NOT changed @> '["created"]')
+                                       WINDOW w AS (PARTITION BY x.person_id ORDER BY x.id)) older
+                        WHERE older.batch_id = :b AND NOT older.changed @> '["created"]') v
                   JOIN person p ON p.id = v.person_id
-                  LEFT JOIN person_version o ON o.id = v.prev_id
-                  WHERE v.batch_id = :b) e
-            ON CONFLICT (version_id, event_type) DO NOTHING
+                  LEFT JOIN person_version o ON o.id = v.prev_id) e
             """
-            ),
-            {"b": batch_id},
-        )
-        .rowcount
-    )
-    session.execute(
+        ),
+        {"b": batch_id},
+    ).rowcount
+    conn.execute(
         text("UPDATE batch SET state = 'published', updated_at = now() WHERE id = :b"), {"b": batch_id}
     )
     return inserted

@@ -196,6 +196,7 @@ def merge_batch(*, session: Session, batch_id: int) -> MergeResult:
         ),
         {"b": batch_id},
     )
+    conn.execute(text("ANALYZE touched"))
     result = _merge_touched(conn, batch_id=batch_id, valid_from=None)
     cols = ", ".join(VERSIONED)
     created = conn.execute(
