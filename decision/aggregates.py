@@ -13,7 +13,7 @@ subtracts one, so one statement computes "new minus old" for an incremental refr
 """
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -73,26 +73,29 @@ WHERE x.inside AND v.person_id IN (SELECT person_id FROM {persons})
 )
 
 # The versions of the scope in force some time, with the days they are in force [s, e).
-_SEGMENTS = """
-seg AS (
+EFF_SQL = """
+CREATE TEMP TABLE _decision_eff ON COMMIT DROP AS
+WITH seg AS (
     SELECT side, person_id, status, cc, ptype, sex, b, province, valid_from AS s,
            min(valid_from) OVER (PARTITION BY side, person_id ORDER BY recorded_at DESC, id DESC
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS e
     FROM _decision_scope
-),
-eff AS (SELECT * FROM seg WHERE e IS NULL OR e > s)
+)
+SELECT * FROM seg WHERE e IS NULL OR e > s
 """
 
-_BAND = "CASE WHEN b IS NULL THEN {unknown} ELSE width_bucket(decision.age_years(b, {day}), :bands) - 1 END"
+_BAND = (
+    "CASE WHEN b IS NULL THEN {unknown}"
+    " ELSE width_bucket(greatest(decision.age_years(b, {day}), 0), :bands) - 1 END"
+)
 
 CELL_DELTA_SQL = (
-    "CREATE TEMP TABLE _decision_cell_delta ON COMMIT DROP AS WITH"
-    + _SEGMENTS
-    + """,
-stay AS (
+    """
+CREATE TEMP TABLE _decision_cell_delta ON COMMIT DROP AS
+WITH stay AS (
     SELECT side, cc, ptype, sex, b, province,
            greatest(s, :epoch) AS cs, least(coalesce(e, :horizon), :horizon) AS ce
-    FROM eff WHERE status = 'active' AND greatest(s, :epoch) < least(coalesce(e, :horizon), :horizon)
+    FROM _decision_eff WHERE status = 'active' AND greatest(s, :epoch) < least(coalesce(e, :horizon), :horizon)
 ),
 banded AS (
     -- The age band on the first and on the last day of the stay.
@@ -138,14 +141,12 @@ HAVING sum(c.d) <> 0
 """
 )
 
-FLOW_DELTA_SQL = (
-    "CREATE TEMP TABLE _decision_flow_delta ON COMMIT DROP AS WITH"
-    + _SEGMENTS
-    + """,
-step AS (
+FLOW_DELTA_SQL = """
+CREATE TEMP TABLE _decision_flow_delta ON COMMIT DROP AS
+WITH step AS (
     SELECT side, s AS day, b, status, cc,
            lag(status) OVER w AS prev_status, lag(cc) OVER w AS prev_cc, row_number() OVER w = 1 AS first
-    FROM eff
+    FROM _decision_eff
     WINDOW w AS (PARTITION BY side, person_id ORDER BY s)
 ),
 moved AS (
@@ -170,7 +171,6 @@ flow AS (
 SELECT area_code, date_trunc('month', day)::date AS month, kind, sum(side)::integer AS n
 FROM flow GROUP BY area_code, date_trunc('month', day), kind HAVING sum(side) <> 0
 """
-)
 
 APPLY_SQL = [
     # In key order (neighbouring rows share index pages); rows that reach 0 are noted, then removed.
@@ -179,8 +179,8 @@ APPLY_SQL = [
     WITH up AS (
         INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
         SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta
-        ORDER BY cube, area_code, grain, period, cell
-        ON CONFLICT (cube, area_code, grain, period, cell) DO UPDATE SET n = t.n + excluded.n
+        ORDER BY grain, period, cube COLLATE "C", area_code COLLATE "C", cell COLLATE "C"
+        ON CONFLICT (grain, period, cube, area_code, cell) DO UPDATE SET n = t.n + excluded.n
         RETURNING t.cube, t.area_code, t.grain, t.period, t.cell, t.n
     )
     SELECT cube, area_code, grain, period, cell FROM up WHERE n = 0
@@ -208,9 +208,9 @@ LOAD_SQL = [
     """
     INSERT INTO decision.cell (cube, area_code, grain, period, cell, n)
     SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta
-    ORDER BY cube, area_code, grain, period, cell
+    ORDER BY grain, period, cube COLLATE "C", area_code COLLATE "C", cell COLLATE "C"
     """,
-    "ALTER TABLE decision.cell ADD CONSTRAINT pk_cell PRIMARY KEY (cube, area_code, grain, period, cell)",
+    "ALTER TABLE decision.cell ADD CONSTRAINT pk_cell PRIMARY KEY (grain, period, cube, area_code, cell)",
     "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_flow_delta",
     "ANALYZE decision.cell",
 ]
@@ -248,7 +248,8 @@ def derive_and_apply(
         "unknown_province": UNKNOWN_PROVINCE,
         **(params or {}),
     }
-    session.execute(text("DROP TABLE IF EXISTS _decision_scope, _decision_cell_delta, _decision_flow_delta"))
+    temp = "_decision_scope, _decision_eff, _decision_cell_delta, _decision_flow_delta"
+    session.execute(text(f"DROP TABLE IF EXISTS {temp}"))
     # Large set-wise statements: aggregate in memory, and skip JIT compilation (it costs more than it saves).
     session.execute(text("SET LOCAL work_mem = '256MB'"))
     session.execute(text("SET LOCAL jit = off"))
@@ -257,13 +258,14 @@ def derive_and_apply(
     )
     session.execute(text(scope), bound)
     session.execute(text("ANALYZE _decision_scope"))
+    session.execute(text(EFF_SQL))
     session.execute(text(CELL_DELTA_SQL), bound)
     session.execute(text(FLOW_DELTA_SQL), bound)
     changed = 0
     for statement in LOAD_SQL if empty else APPLY_SQL:
         result = session.execute(text(statement))
         changed += getattr(result, "rowcount", 0) or 0
-    session.execute(text("DROP TABLE _decision_scope, _decision_cell_delta, _decision_flow_delta"))
+    session.execute(text(f"DROP TABLE {temp}"))
     session.execute(text("SET LOCAL work_mem TO DEFAULT"))
     session.execute(text("SET LOCAL jit TO DEFAULT"))
     return changed
@@ -278,7 +280,9 @@ def read_window(session: Session) -> Window | None:
 
 
 # The count on a day: the month rows of earlier months plus the day rows of its month up to the day.
-AS_OF = """((grain = 'M' AND period < :month_start) OR (grain = 'D' AND period >= :month_start AND period <= :day))"""
+# The periods are listed, so each is one probe of the primary key (which leads with grain and period,
+# so that a refresh, whose changes fall on a few days, writes to few places of the index).
+AS_OF = "((grain = 'M' AND period = ANY(:months)) OR (grain = 'D' AND period = ANY(:days)))"
 
 CELLS_AT_SQL = (
     """
@@ -293,39 +297,56 @@ HAVING sum(n) <> 0
 )
 
 
-def as_of_params(day: date) -> dict[str, date]:
-    """The parameters of AS_OF for a day."""
-    return {"month_start": day.replace(day=1), "day": day}
+def month_starts(first: date, last: date) -> list[date]:
+    """The first days of the months from first's to last's."""
+    out, month = [], first.replace(day=1)
+    while month <= last:
+        out.append(month)
+        month = next_month(month)
+    return out
 
 
-def cells_at(session: Session, *, cube: str, areas: list[str], day: date) -> dict[str, dict[str, int]]:
+def as_of_params(day: date, epoch: date) -> dict[str, list[date]]:
+    """The parameters of AS_OF for a day: the months since the epoch before day's, and its days."""
+    start = day.replace(day=1)
+    return {
+        "months": month_starts(epoch, start - timedelta(days=1)) if start > epoch else [],
+        "days": [start + timedelta(days=i) for i in range(day.day)],
+    }
+
+
+def cells_at(
+    session: Session, *, cube: str, areas: list[str], day: date, epoch: date
+) -> dict[str, dict[str, int]]:
     """{area_code: {cell: count}} of a cube on a day (the prefix sum of month and day rows)."""
-    rows = session.execute(text(CELLS_AT_SQL), {"cube": cube, "areas": areas, **as_of_params(day)})
+    rows = session.execute(text(CELLS_AT_SQL), {"cube": cube, "areas": areas, **as_of_params(day, epoch)})
     out: dict[str, dict[str, int]] = {a: {} for a in areas}
     for area_code, cell, n in rows:
         out[area_code][cell] = n
     return out
 
 
-def month_end_totals(session: Session, *, area: str, first: date, last: date) -> dict[date, dict[str, int]]:
+def month_end_totals(
+    session: Session, *, area: str, first: date, last: date, epoch: date
+) -> dict[date, dict[str, int]]:
     """{month start: {type: count on the month's last day}} of an area, for the months first..last."""
     rows = session.execute(
         text(
             "SELECT period, cell, sum(n)::integer FROM decision.cell"
-            " WHERE cube = 'type' AND area_code = :area AND grain = 'M' AND period <= :last"
+            " WHERE grain = 'M' AND period = ANY(:months) AND cube = 'type' AND area_code = :area"
             " GROUP BY period, cell ORDER BY period"
         ),
-        {"area": area, "last": last},
+        {"area": area, "months": month_starts(epoch, last)},
     ).all()
     running: dict[str, int] = {}
     out: dict[date, dict[str, int]] = {}
-    month, i = first.replace(day=1), 0
-    while month <= last:
+    i = 0
+    for month in month_starts(min(first, epoch), last):
         while i < len(rows) and rows[i][0] <= month:
             running[rows[i][1]] = running.get(rows[i][1], 0) + rows[i][2]
             i += 1
-        out[month] = {c: v for c, v in running.items() if v}
-        month = next_month(month)
+        if month >= first.replace(day=1):
+            out[month] = {c: v for c, v in running.items() if v}
     return out
 
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import create_engine, make_url, text
@@ -206,20 +207,28 @@ def dashboard_queries(session: Session, area: indicators.AreaOut, day: date) -> 
     """Each query the dashboard of an area runs, as a callable."""
     children = indicators.child_areas(session, area)
     month = day.replace(day=1)
+    window = aggregates.read_window(session)
+    assert window is not None
+    epoch = window.epoch
     return {
-        "pop cells": lambda: aggregates.cells_at(session, cube="pop", areas=[area.code], day=day),
-        "children by type": lambda: aggregates.cells_at(
-            session, cube="type", areas=[c.code for c in children], day=day
+        "pop cells": lambda: aggregates.cells_at(
+            session, cube="pop", areas=[area.code], day=day, epoch=epoch
         ),
-        "origin": lambda: aggregates.cells_at(session, cube="origin", areas=[area.code], day=day),
+        "children by type": lambda: aggregates.cells_at(
+            session, cube="type", areas=[c.code for c in children], day=day, epoch=epoch
+        ),
+        "origin": lambda: aggregates.cells_at(
+            session, cube="origin", areas=[area.code], day=day, epoch=epoch
+        ),
         "year earlier": lambda: aggregates.cells_at(
-            session, cube="type", areas=[area.code], day=indicators.year_earlier(day)
+            session, cube="type", areas=[area.code], day=indicators.year_earlier(day), epoch=epoch
         ),
         "trend 12 months": lambda: aggregates.month_end_totals(
             session,
             area=area.code,
             first=indicators.month_back(month, 12),
             last=indicators.month_back(month, 1),
+            epoch=epoch,
         ),
         "flows 12 months": lambda: aggregates.flows_between(
             session, area=area.code, first=indicators.month_back(month, 11), last=month
@@ -288,6 +297,13 @@ def main() -> None:
             }
             for key in results["city"]:
                 print(f"{key:<20}" + "".join(f"{results[level][key]:>12.1f}" for level in results))
+            print(
+                f"{'lineage (page)':<20}"
+                + "".join(
+                    f"{timed(partial(indicators.build_lineage, session=session, area_code=a.code, as_of=day, indicator='population'), repeat=1):>12.1f}"
+                    for a in (city, district, street, community)
+                )
+            )
         with Session(engine) as session:
             started = time.perf_counter()
             batch = daily_batch(session, records=args.increment, day=day)

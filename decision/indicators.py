@@ -223,19 +223,31 @@ def build_dashboard(
     earlier = year_earlier(as_of)
     has_earlier = earlier >= window.epoch
 
-    pop_rows = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of)[area.code]
+    pop_rows = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of, epoch=window.epoch)[
+        area.code
+    ]
     page = Page(pop={parse_pop_cell(c): n for c, n in pop_rows.items()})
-    child_rows = aggregates.cells_at(session, cube="type", areas=[c.code for c in children], day=as_of)
-    origin_rows = aggregates.cells_at(session, cube="origin", areas=[area.code], day=as_of)[area.code]
+    child_rows = aggregates.cells_at(
+        session, cube="type", areas=[c.code for c in children], day=as_of, epoch=window.epoch
+    )
+    origin_rows = aggregates.cells_at(
+        session, cube="origin", areas=[area.code], day=as_of, epoch=window.epoch
+    )[area.code]
     earlier_rows = (
-        aggregates.cells_at(session, cube="type", areas=[area.code], day=earlier)[area.code]
+        aggregates.cells_at(session, cube="type", areas=[area.code], day=earlier, epoch=window.epoch)[
+            area.code
+        ]
         if has_earlier
         else {}
     )
     this_month = as_of.replace(day=1)
     first_month = month_back(this_month, months - 1)
     trend_rows = aggregates.month_end_totals(
-        session, area=area.code, first=month_back(this_month, months), last=month_back(this_month, 1)
+        session,
+        area=area.code,
+        first=month_back(this_month, months),
+        last=month_back(this_month, 1),
+        epoch=window.epoch,
     )
     flow_rows = aggregates.flows_between(session, area=area.code, first=first_month, last=this_month)
 

@@ -180,7 +180,7 @@ SELECT CASE WHEN v.community_code ~ '^[0-9]{12}$' THEN v.community_code END,
        CASE WHEN v.population_type IN ('registered', 'floating', 'foreign') THEN v.population_type ELSE '' END,
        CASE WHEN v.sex IN ('1', '2') THEN v.sex ELSE '' END,
        CASE WHEN v.birth_date IS NULL THEN :unknown_band
-            ELSE width_bucket(decision.age_years(v.birth_date, :as_of), :bands) - 1 END,
+            ELSE width_bucket(greatest(decision.age_years(v.birth_date, :as_of), 0), :bands) - 1 END,
        """
     + ORIGIN_SQL
     + """,
@@ -225,6 +225,9 @@ def recount(*, session: Session, as_of: date, known_at: Any = None) -> Counter[C
 
 def aggregate_cells(*, session: Session, as_of: date) -> Counter[CellKey]:
     """Every non-zero cell of every area on as_of, read from the aggregates (the counterpart of recount)."""
+    window = read_window(session)
+    if window is None:
+        return Counter()
     rows = session.execute(
         text(
             """
@@ -234,7 +237,7 @@ def aggregate_cells(*, session: Session, as_of: date) -> Counter[CellKey]:
             GROUP BY cube, area_code, cell HAVING sum(n) <> 0
             """
         ),
-        as_of_params(as_of),
+        as_of_params(as_of, window.epoch),
     )
     return Counter({(cube, area, cell): n for cube, area, cell, n in rows})
 
