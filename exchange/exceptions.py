@@ -43,3 +43,13 @@ class FeedFileError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class PushError(Exception):
+    """An error of the push API: HTTP status, stable code, Chinese message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message

@@ -7,6 +7,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from decision import router as decision_router
+from exchange.exceptions import PushError
+from exchange.router import error_response as push_error_response
+from exchange.router import router as exchange_router
 from popex.web import render
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +30,8 @@ def create_app() -> FastAPI:
     application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     application.include_router(decision_router.pages)
     application.include_router(decision_router.api, prefix="/api/v1")
+    application.include_router(exchange_router, prefix="/api/v1")
+    application.add_exception_handler(PushError, push_error_response)
 
     @application.get("/", response_class=HTMLResponse, include_in_schema=False)
     def landing(request: Request) -> HTMLResponse:

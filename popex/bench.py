@@ -18,7 +18,6 @@ import threading
 import time
 from collections import defaultdict
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import psutil

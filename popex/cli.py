@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from exchange.cli import departments_app
 
 if TYPE_CHECKING:
     from exchange.flows import Ingested
@@ -129,6 +130,7 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(review_app, name="review")
 app.add_typer(person_app, name="person")
 app.add_typer(export_app, name="export")
+app.add_typer(departments_app, name="departments")
 
 
 def _print_ingested(result: "Ingested") -> None:

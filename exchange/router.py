@@ -1,0 +1,142 @@
+"""The push API: departments upload their daily file and read its receipt (回执)."""
+
+import shutil
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+
+from exchange import flows, service
+from exchange.dependencies import SessionFactory, current_department, get_factory
+from exchange.exceptions import FeedFileError, PushError
+from exchange.readers import identify_file
+from popex.settings import storage_settings
+
+router = APIRouter(prefix="/exchange", tags=["部门数据交换"])
+CHUNK = 1024 * 1024
+
+
+class PushResult(BaseModel):
+    """What happened to a pushed file."""
+
+    batch_id: int
+    file_name: str
+    duplicate: bool
+    state: str
+    receipt_url: str
+
+
+class ReceiptRow(BaseModel):
+    """One row of the receipt."""
+
+    row: int
+    record_key: str | None
+    status: str
+    person_id: str | None
+    reasons: str
+
+
+class ReceiptOut(BaseModel):
+    """The receipt of a batch."""
+
+    batch_id: int
+    file_name: str
+    source: str
+    state: str
+    received: int
+    accepted: int
+    rejected: int
+    review: int
+    error: str | None
+    rows: list[ReceiptRow]
+
+
+def error_response(_: Request, exc: Exception) -> JSONResponse:
+    """PushError as JSON with its stable code."""
+    assert isinstance(exc, PushError)
+    return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
+
+
+@router.post("/files", response_model=PushResult, status_code=202)
+def push_file(
+    department: Annotated[str, Depends(current_department)],
+    factory: Annotated[SessionFactory, Depends(get_factory)],
+    file: Annotated[UploadFile, File(description="按交换标准命名的数据文件")],
+    process: Annotated[bool, Query(description="立即处理（否则由每日流程处理）")] = False,
+) -> PushResult:
+    """Upload a daily file: streamed to disk with a size limit, archived with its SHA-256, registered."""
+    name = (file.filename or "").rsplit("/", 1)[-1]
+    try:
+        _, spec = identify_file(name)
+    except FeedFileError as exc:
+        raise PushError(400, str(exc.code), exc.message) from exc
+    if spec.department.code != department:
+        raise PushError(403, "SOURCE_NOT_YOURS", f"来源 {spec.source} 不属于本部门，不能推送")
+    storage = storage_settings()
+    incoming = storage.landing_dir / "_incoming" / uuid.uuid4().hex
+    incoming.mkdir(parents=True)
+    path = incoming / name
+    try:
+        size = 0
+        with path.open("wb") as out:
+            while chunk := file.file.read(CHUNK):
+                size += len(chunk)
+                if size > storage.max_upload_bytes:
+                    raise PushError(413, "FILE_TOO_LARGE", f"文件超过上限 {storage.max_upload_bytes} 字节")
+                out.write(chunk)
+        with flows.transaction(factory) as session:
+            received = service.receive_file(
+                session=session, path=path, channel="push", actor=f"dept:{department}"
+            )
+            batch_id, duplicate, state = received.batch.id, received.duplicate, received.batch.state
+        if process and not duplicate:
+            state = flows.process_batch(factory, batch_id)
+        elif not duplicate:
+            # The daily DAG takes it from the landing folder (same bytes → the batch just registered).
+            shutil.move(path, storage.landing_dir / name)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    return PushResult(
+        batch_id=batch_id,
+        file_name=name,
+        duplicate=duplicate,
+        state=state,
+        receipt_url=f"/api/v1/exchange/batches/{batch_id}/receipt",
+    )
+
+
+def _receipt(factory: SessionFactory, department: str, batch_id: int) -> service.Receipt:
+    from schemas.feed_spec import get_feed_spec
+
+    with factory() as session:
+        batch = service.find_batch(session=session, ref=str(batch_id))
+        if batch is None or get_feed_spec(batch.source).department.code != department:
+            raise PushError(404, "BATCH_NOT_FOUND", f"找不到本部门的批次 {batch_id}")
+        return service.build_receipt(session=session, batch_id=batch_id)
+
+
+@router.get("/batches/{batch_id}/receipt", response_model=ReceiptOut)
+def get_receipt(
+    batch_id: int,
+    department: Annotated[str, Depends(current_department)],
+    factory: Annotated[SessionFactory, Depends(get_factory)],
+) -> ReceiptOut:
+    """The receipt: the summary and one line per row."""
+    receipt = _receipt(factory, department, batch_id)
+    return ReceiptOut(
+        **{k: getattr(receipt, k) for k in ReceiptOut.model_fields if k != "rows"},
+        rows=[ReceiptRow(**row) for row in receipt.rows],
+    )
+
+
+@router.get("/batches/{batch_id}/receipt.csv", response_class=PlainTextResponse)
+def get_receipt_csv(
+    batch_id: int,
+    department: Annotated[str, Depends(current_department)],
+    factory: Annotated[SessionFactory, Depends(get_factory)],
+) -> PlainTextResponse:
+    """The receipt as CSV: row,record_key,status,person_id,reasons."""
+    receipt = _receipt(factory, department, batch_id)
+    return PlainTextResponse(receipt.csv_text(), media_type="text/csv; charset=utf-8")
