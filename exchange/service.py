@@ -52,8 +52,8 @@ def file_sha256(path: Path) -> str:
 
 
 def archive_file(path: Path, sha256: str, folder: str) -> Path:
-    """Copy the file, read-only, to archive/<folder>/<sha256[:2]>/<sha256>_<name>; keep an existing copy."""
-    target = storage_settings().archive_dir / folder / sha256[:2] / f"{sha256}_{path.name}"
+    """Copy the file, read-only, to archive/<folder>/<sha256[:2]>/<sha256>/<name>; keep an existing copy."""
+    target = storage_settings().archive_dir / folder / sha256[:2] / sha256 / path.name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(target.suffix + ".part")
@@ -90,7 +90,27 @@ def receive_file(
     source: str | None = None,
     as_of: date | None = None,
 ) -> Received:
-    """Archive the file with its hash first, then register it as a batch (once per distinct content)."""
+    """Archive the file with its hash first, then register it as a batch (once per distinct content).
+
+    A file over the size limit is refused before anything is copied (it stays where it was sent, and
+    the refusal is audited), as the push API refuses it while streaming.
+    """
+    size, limit = path.stat().st_size, storage_settings().max_upload_bytes
+    if size > limit:
+        record_audit(
+            session=session,
+            actor=actor,
+            action="file.refused",
+            object_type="file",
+            object_id=path.name,
+            detail={"code": "FILE_TOO_LARGE", "size": size, "limit": limit},
+        )
+        session.commit()
+        raise FeedFileError(
+            IssueCode.FILE_TOO_LARGE,
+            f"文件 {path.name} 有 {size} 字节，超过上限 {limit} 字节，未接收",
+            file=path.name,
+        )
     sha256 = file_sha256(path)
     try:
         name, spec = identify(path, source, as_of)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from exchange import flows, service
-from registry.models import Batch, ChangeEvent, Delivery, Link, Person, PersonVersion, SourceRecord
+from registry.models import AuditLog, Batch, ChangeEvent, Delivery, Link, Person, PersonVersion, SourceRecord
 from tests.feedfiles import hj, write_feed
 
 ZHANG = "330102198001010018"  # male, 1980-01-01
@@ -77,7 +77,10 @@ def test_same_file_twice_is_not_applied_twice(session, factory, areas, tmp_path)
     assert again.duplicate and again.batch_id == first.batch_id
     assert session.scalar(select(func.count()).select_from(Batch)) == 1
     deliveries = session.scalars(select(Delivery).order_by(Delivery.id)).all()
-    assert [(d.batch_id, d.duplicate) for d in deliveries] == [(first.batch_id, False), (first.batch_id, True)]
+    assert [(d.batch_id, d.duplicate) for d in deliveries] == [
+        (first.batch_id, False),
+        (first.batch_id, True),
+    ]
     assert session.scalar(select(func.count()).select_from(SourceRecord)) == 6
     assert session.scalar(select(func.count()).select_from(Person)) == 3
 
@@ -175,4 +178,6 @@ def test_unknown_source_is_refused_and_archived(session, factory, tmp_path, arch
     with pytest.raises(service.FeedFileError) as info:
         flows.ingest_file(factory, path)
     assert info.value.code == "UNKNOWN_SOURCE"
-    assert list((archive_dir / "_unidentified").rglob("*xyz_ab_20261101.csv"))
+    assert list((archive_dir / "_unidentified").rglob("xyz_ab_20261101.csv"))
+    refused = session.scalars(select(AuditLog).where(AuditLog.action == "file.refused")).one()
+    assert refused.object_id == "xyz_ab_20261101.csv" and refused.detail["code"] == "UNKNOWN_SOURCE"
