@@ -128,6 +128,7 @@ def receive_file(
                 "archive": str(archived),
             },
         )
+        session.commit()  # the refusal stays on record although the caller's unit of work fails
         if isinstance(exc, UnknownSourceError):
             raise FeedFileError(IssueCode.UNKNOWN_SOURCE, str(exc), file=path.name) from exc
         raise
