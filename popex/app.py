@@ -1,18 +1,33 @@
 """The ASGI app: mounts every platform's router and serves the landing page."""
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
 
 from decision import router as decision_router
+from exchange.dependencies import SessionFactory, get_factory
 from exchange.exceptions import PushError
+from exchange.pages import pages as exchange_pages
 from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
 from popex.web import render
 
 HERE = Path(__file__).resolve().parent
+REGISTRY_FIGURES = """
+SELECT count(*) FILTER (WHERE status = 'active'),
+       count(*) FILTER (WHERE status = 'active' AND population_type = 'registered'),
+       count(*) FILTER (WHERE status = 'active' AND population_type = 'floating'),
+       count(*) FILTER (WHERE status = 'active' AND population_type = 'foreign'),
+       count(*) FILTER (WHERE status = 'dead'),
+       count(*) FILTER (WHERE status = 'left'),
+       (SELECT count(*) FROM source_record),
+       (SELECT count(*) FROM batch)
+FROM person
+"""
 
 PLATFORMS = [
     ("一库", "统一人口库", "/registry", "户籍、流动、境外人口的唯一权威记录"),
@@ -31,11 +46,38 @@ def create_app() -> FastAPI:
     application.include_router(decision_router.pages)
     application.include_router(decision_router.api, prefix="/api/v1")
     application.include_router(exchange_router, prefix="/api/v1")
+    application.include_router(exchange_pages)
     application.add_exception_handler(PushError, push_error_response)
 
     @application.get("/", response_class=HTMLResponse, include_in_schema=False)
     def landing(request: Request) -> HTMLResponse:
         return render(request, "landing.html", {"platforms": PLATFORMS})
+
+    @application.get("/registry", response_class=HTMLResponse, include_in_schema=False)
+    def registry_page(
+        request: Request, factory: Annotated[SessionFactory, Depends(get_factory)]
+    ) -> HTMLResponse:
+        with factory() as session:
+            figures = session.execute(text(REGISTRY_FIGURES)).one()
+            review = session.execute(
+                text(
+                    "SELECT kind, count(*), min(created_at)::date FROM review_item WHERE state = 'open' "
+                    "GROUP BY kind ORDER BY kind"
+                )
+            ).all()
+        labels = ["在册人员", "户籍", "流动", "境外", "死亡", "离开", "源记录", "批次"]
+        return render(
+            request,
+            "registry.html",
+            {
+                "figures": list(zip(labels, figures, strict=True)),
+                "review": review,
+                "review_labels": {
+                    "id_conflict": "证件号码与姓名/出生日期矛盾",
+                    "probable_match": "疑似同一人",
+                },
+            },
+        )
 
     @application.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
