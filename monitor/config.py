@@ -11,13 +11,17 @@ class MonitorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="POPEX_MONITOR_")
 
-    window_days: int = Field(7, ge=1)  # as-of days looked at, counted back from the day before `now`
-    reject_rate: float = Field(0.3, ge=0, le=1)  # a batch rejecting more than this share of rows alerts
-    reject_min_rows: int = Field(5, ge=1)  # smaller batches never alert on their rejection rate
-    review_max_days: int = Field(3, ge=0)  # open review items older than this alert
-    api_error_rate: float = Field(0.2, ge=0, le=1)  # refused API requests over the last api_window_hours
-    api_min_requests: int = Field(20, ge=1)
-    api_window_hours: int = Field(1, ge=1)
+    window_days: int = Field(default=7, ge=1)  # as-of days looked at, counted back from the day before `now`
+    reject_rate: float = Field(
+        default=0.3, ge=0, le=1
+    )  # a batch rejecting more than this share of rows alerts
+    reject_min_rows: int = Field(default=5, ge=1)  # smaller batches never alert on their rejection rate
+    review_max_days: int = Field(default=3, ge=0)  # open review items older than this alert
+    api_error_rate: float = Field(
+        default=0.2, ge=0, le=1
+    )  # refused API requests over the last api_window_hours
+    api_min_requests: int = Field(default=20, ge=1)
+    api_window_hours: int = Field(default=1, ge=1)
     webhook_url: str | None = None  # alerts are POSTed here as JSON (and always logged)
     webhook_timeout: float = 5.0
     base_url: str = ""  # prefix of alert links in webhook payloads, e.g. https://popex.example.gov.cn

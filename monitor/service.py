@@ -1,0 +1,111 @@
+"""The monitor's units of work: the dashboard as of a moment, and alert evaluation / delivery (the DAG's)."""
+
+import importlib.util
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor import alerts, batches, health, timeliness
+from monitor.config import MonitorSettings
+from monitor.models import MonitorAlert
+
+
+@dataclass
+class Dashboard:
+    """Everything on /monitor, as known at `now`."""
+
+    now: datetime
+    start: date
+    end: date
+    days: list[date]
+    feeds: list[tuple[str, str, list[timeliness.FeedDay]]]  # source, title, one FeedDay per day
+    departments: list[timeliness.DepartmentDays]
+    chart: dict[str, list[object]]
+    batches: list[batches.BatchSummary]
+    reasons: list[batches.Reason]
+    review: batches.ReviewQueue
+    open_alerts: list[MonitorAlert]
+    resolved_alerts: list[MonitorAlert]
+    api: list[health.ClientUsage]
+    audit: list[health.AuditDay]
+    airflow: list[health.DagRunRow] | None
+    airflow_note: str
+    clearance_available: bool
+
+
+def build_dashboard(*, session: Session, now: datetime, settings: MonitorSettings) -> Dashboard:
+    """The dashboard over the alert window ending the day before `now`."""
+    start, end = alerts.window(now, settings)
+    feed_days = timeliness.feed_days(session=session, start=start, end=end, now=now)
+    days = timeliness.days_between(start, end)
+    feeds: dict[str, tuple[str, str, list[timeliness.FeedDay]]] = {}
+    for fd in feed_days:
+        feeds.setdefault(fd.source, (fd.source, fd.title, []))[2].append(fd)
+    counts = timeliness.status_counts(feed_days)
+    chart: dict[str, list[object]] = {"days": [f"{d:%m-%d}" for d in days]}
+    for status in ("on_time", "late", "missing"):
+        chart[status] = [counts[d][status] if d in counts else 0 for d in days]
+    listed = batches.batches_between(session=session, start=start, end=end)
+    airflow_runs, note = None, "未配置 AIRFLOW_HOME，无法读取 Airflow 元数据"
+    if health.airflow_configured():
+        try:
+            airflow_runs, note = health.airflow_runs(), ""
+        except Exception as exc:  # the page still renders when Airflow's database is unreachable
+            note = f"读取 Airflow 元数据失败：{type(exc).__name__}"
+    recent = now - timedelta(days=settings.window_days)
+    return Dashboard(
+        now=now,
+        start=start,
+        end=end,
+        days=days,
+        feeds=list(feeds.values()),
+        departments=timeliness.by_department(feed_days),
+        chart=chart,
+        batches=listed,
+        reasons=batches.ranked_reasons(session=session, batch_ids=[b.id for b in listed], limit=10),
+        review=batches.review_queue(session=session, now=now, max_days=settings.review_max_days),
+        open_alerts=list(
+            session.scalars(
+                select(MonitorAlert)
+                .where(MonitorAlert.state == "open", MonitorAlert.raised_at <= now)
+                .order_by(MonitorAlert.severity, MonitorAlert.raised_at, MonitorAlert.id)
+            )
+        ),
+        resolved_alerts=list(
+            session.scalars(
+                select(MonitorAlert)
+                .where(MonitorAlert.state == "resolved", MonitorAlert.resolved_at.between(recent, now))
+                .order_by(MonitorAlert.resolved_at.desc(), MonitorAlert.id)
+                .limit(20)
+            )
+        ),
+        api=health.api_usage(session=session, start=now - timedelta(days=1), end=now),
+        audit=health.audit_volume(session=session, start=recent, end=now),
+        airflow=airflow_runs,
+        airflow_note=note,
+        clearance_available=importlib.util.find_spec("collection.service") is not None
+        and hasattr(importlib.import_module("collection.service"), "clearance"),
+    )
+
+
+def evaluate_alerts(*, now: datetime, settings: MonitorSettings) -> dict[str, list[str]]:
+    """One evaluation in its own transaction (the DAG's first task); the keys raised, resolved, open."""
+    from registry.db import session_scope
+
+    with session_scope() as session:
+        done = alerts.evaluate(session=session, now=now, settings=settings)
+        return {
+            "raised": [a.key for a in done.raised],
+            "resolved": [a.key for a in done.resolved],
+            "open": [a.key for a in done.still_open + done.raised],
+        }
+
+
+def notify_alerts(*, settings: MonitorSettings) -> int:
+    """Deliver undelivered alert states to the webhook in its own transaction (the DAG's second task)."""
+    from registry.db import session_scope
+
+    with session_scope() as session:
+        return alerts.notify(session=session, settings=settings)
