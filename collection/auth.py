@@ -1,0 +1,104 @@
+"""Officers' credentials: argon2 password hashes, signed expiring session cookies, login throttling."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from collection.config import collection_settings
+from collection.models import LoginFailure, Officer
+from registry.audit import record_audit
+
+COOKIE = "popex_collection"
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when the password matches the hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class LoginThrottled(Exception):
+    """Too many failed logins for this account from this address."""
+
+
+def login(*, session: Session, officer_no: str, password: str, ip: str) -> Officer | None:
+    """The officer when the credentials are right; None (and a failure counted) when not.
+
+    Raises LoginThrottled after max_failures failures in the window, without checking the password.
+    """
+    settings = collection_settings()
+    window_start = func.now() - timedelta(minutes=settings.failure_window_minutes)
+    failures = session.scalar(
+        select(func.count())
+        .select_from(LoginFailure)
+        .where(LoginFailure.officer_no == officer_no, LoginFailure.ip == ip, LoginFailure.at > window_start)
+    )
+    actor = f"officer:{officer_no}"
+    if (failures or 0) >= settings.max_failures:
+        record_audit(session=session, actor=actor, action="collection.login.throttled", detail={"ip": ip})
+        raise LoginThrottled
+    officer = session.scalar(select(Officer).where(Officer.officer_no == officer_no))
+    if officer is None or not officer.active or not verify_password(officer.password_hash, password):
+        session.add(LoginFailure(officer_no=officer_no[:64], ip=ip[:64]))
+        record_audit(session=session, actor=actor, action="collection.login.failed", detail={"ip": ip})
+        return None
+    if _hasher.check_needs_rehash(officer.password_hash):
+        officer.password_hash = hash_password(password)
+    record_audit(session=session, actor=actor, action="collection.login", detail={"ip": ip})
+    return officer
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """What the signed cookie carries: who, their CSRF token, and which password they logged in with."""
+
+    officer_id: int
+    csrf: str
+    password_version: float
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(collection_settings().secret_key, salt="popex.collection.session")
+
+
+def password_version(officer: Officer) -> float:
+    """Changes when the password is reset, which ends every session opened with the old one."""
+    return officer.password_changed_at.timestamp()
+
+
+def issue_session(officer: Officer) -> tuple[str, SessionData]:
+    """A new signed cookie value (with a fresh CSRF token) for the officer."""
+    data = SessionData(officer.id, secrets.token_urlsafe(24), password_version(officer))
+    return _serializer().dumps([data.officer_id, data.csrf, data.password_version]), data
+
+
+def read_session(cookie: str | None) -> SessionData | None:
+    """The session in a cookie; None when missing, forged or older than session_minutes."""
+    if not cookie:
+        return None
+    try:
+        officer_id, csrf, version = _serializer().loads(
+            cookie, max_age=collection_settings().session_minutes * 60
+        )
+    except (BadSignature, ValueError, TypeError):
+        return None  # SignatureExpired is a BadSignature
+    return SessionData(int(officer_id), str(csrf), float(version))
+
+
+def csrf_ok(data: SessionData, token: str | None) -> bool:
+    """The token sent with a form or request equals the session's (constant-time comparison)."""
+    return bool(token) and secrets.compare_digest(data.csrf, token or "")

@@ -1,0 +1,64 @@
+"""Nightly jobs (what the collection_daily DAG calls): forward the day's accepted rows, then clearance."""
+
+import csv
+import io
+import tempfile
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from collection import service
+from collection.models import SubmissionRow
+from exchange.flows import SessionFactory, ingest_file, transaction
+from registry.models import Batch
+
+
+def forward_day(factory: SessionFactory, day: date) -> int | None:
+    """Write the day's accepted, not yet forwarded rows as one sq_cj CSV and ingest it with the exchange.
+
+    The file goes through receive → parse → gate → resolve → merge → publish (channel "collection"),
+    so the change events subscribed departments read come from the same path as every department's.
+    A re-run after a failure writes the same bytes, which the exchange recognises: nothing twice.
+    Returns the batch id, or None when there was nothing to forward.
+    """
+    columns = service.spec().column_names
+    with transaction(factory) as session:
+        rows = session.execute(
+            select(SubmissionRow.id, SubmissionRow.raw)
+            .where(
+                SubmissionRow.work_date == day,
+                SubmissionRow.status == "accepted",
+                SubmissionRow.batch_id.is_(None),
+            )
+            .order_by(SubmissionRow.id)
+        ).all()
+        earlier = session.scalar(
+            select(func.count())
+            .select_from(Batch)
+            .where(Batch.source == service.SOURCE, Batch.as_of_date == day)
+        )
+    if not rows:
+        return None
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[raw.get(c, "") for c in columns] for _, raw in rows])
+    seq = (earlier or 0) + 1
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{service.SOURCE}_{day:%Y%m%d}{f'_{seq}' if seq > 1 else ''}.csv"
+        path.write_bytes(out.getvalue().encode("utf-8-sig"))
+        ingested = ingest_file(factory, path, channel="collection")
+    with transaction(factory) as session:
+        session.execute(
+            update(SubmissionRow)
+            .where(SubmissionRow.id.in_([row_id for row_id, _ in rows]))
+            .values(batch_id=ingested.batch_id)
+        )
+    return ingested.batch_id
+
+
+def clear_day(factory: SessionFactory, day: date) -> dict[str, bool]:
+    """Store every community's clearance of the day; community code → cleared."""
+    with transaction(factory) as session:
+        return {c.community_code: c.cleared for c in service.record_clearance(session=session, day=day)}

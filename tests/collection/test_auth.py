@@ -1,0 +1,79 @@
+"""Officers' login: throttling, session expiry, password reset and CSRF."""
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from collection import service
+from collection.models import SubmissionRow
+from tests.collection.conftest import PASSWORD, log_in, person_form
+
+
+def test_login_sets_an_http_only_session_and_bad_password_is_refused(client: TestClient, officers) -> None:
+    bad = client.post("/collection/login", data={"officer_no": "A001", "password": "wrong"})
+    assert bad.status_code == 401 and "工号或密码不正确" in bad.text
+    good = client.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD})
+    assert good.status_code == 303 and good.headers["location"] == "/collection"
+    cookie = good.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=28800" in cookie
+
+
+def test_fifth_failure_throttles_the_account_from_that_address(client: TestClient, officers) -> None:
+    codes = [
+        client.post("/collection/login", data={"officer_no": "A001", "password": f"guess{i}"}).status_code
+        for i in range(6)
+    ]
+    assert codes == [401, 401, 401, 401, 401, 429]
+    refused = client.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD})
+    assert refused.status_code == 429 and "登录失败次数过多，请 15 分钟后再试" in refused.text
+    # Another account from the same address is not locked out by A's failures.
+    assert (
+        client.post("/collection/login", data={"officer_no": "B001", "password": PASSWORD}).status_code == 303
+    )
+
+
+def test_session_expires(client: TestClient, officers, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 8 * 3600 - 60)  # signed 8 h 1 min ago
+    log_in_response = client.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD})
+    assert log_in_response.status_code == 303
+    monkeypatch.setattr(time, "time", real)
+    page = client.get("/collection")
+    assert page.status_code == 303 and page.headers["location"] == "/collection/login"
+    assert client.post("/collection/api/check", json={"values": {}}).status_code == 401
+
+
+def test_forged_cookie_and_password_reset_end_the_session(
+    client: TestClient, session: Session, officers
+) -> None:
+    log_in(client)
+    service.reset_password(session=session, officer_no="A001", password="another-pass-1")
+    session.flush()
+    assert client.get("/collection").status_code == 303
+    client.cookies.set("popex_collection", "eyJmb3JnZWQiOjF9.forged.sig", path="/collection")
+    assert client.get("/collection").status_code == 303
+
+
+def test_disabled_officer_is_logged_out(client: TestClient, session: Session, officers) -> None:
+    log_in(client)
+    service.disable_officer(session=session, officer_no="A001")
+    session.flush()
+    assert client.get("/collection").status_code == 303
+    assert (
+        client.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD}).status_code == 401
+    )
+
+
+def test_form_without_the_session_csrf_token_is_refused_and_writes_nothing(
+    client: TestClient, session: Session, officers
+) -> None:
+    log_in(client)
+    missing = client.post("/collection/form", data=person_form())
+    wrong = client.post("/collection/form", data={**person_form(), "csrf": "not-the-token"})
+    check = client.post("/collection/api/check", json={"values": {}}, headers={"X-CSRF-Token": "nope"})
+    assert (missing.status_code, wrong.status_code, check.status_code) == (403, 403, 403)
+    assert "CSRF" in wrong.text
+    assert session.scalar(select(func.count()).select_from(SubmissionRow)) == 0
