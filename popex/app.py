@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from collection.router import pages as collection_pages
 from decision import router as decision_router
 from exchange.dependencies import SessionFactory, get_factory
 from exchange.exceptions import PushError
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
     """Build the app with every platform mounted."""
     application = FastAPI(title="popex 人口信息交换平台", version="0.1.0", docs_url="/docs")
     application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    application.include_router(collection_pages)
     application.include_router(decision_router.pages)
     application.include_router(decision_router.api, prefix="/api/v1")
     application.include_router(exchange_router, prefix="/api/v1")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from collection.cli import officers_app
 from exchange.cli import departments_app
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ db_app = typer.Typer(help="数据库：迁移、嵌入式 PostgreSQL", no_args_i
 areas_app = typer.Typer(help="区划参考数据", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(areas_app, name="areas")
+app.add_typer(officers_app, name="officers")
 console = Console()
 err = Console(stderr=True)
 
