@@ -5,16 +5,18 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from collection import service
 from collection.dependencies import get_session
 from collection.models import Officer
-from collection.router import work_date
-from popex.app import create_app
+from collection.router import pages, work_date
+from popex.web import ROOT
 
-TODAY = date(2026, 11, 20)
+TODAY = date.today()
 PASSWORD = "correct-horse-9"
 ZHANG = "330102198001010018"  # valid check character
 ZHANG_BAD = "330102198001010019"
@@ -33,10 +35,18 @@ def officers(session: Session, areas: list[str]) -> tuple[Officer, Officer]:
     return a, b
 
 
+def collection_app() -> FastAPI:
+    """The collection pages and the shared static files, as popex.app mounts them (without the other platforms)."""
+    app = FastAPI()
+    app.mount("/static", StaticFiles(directory=ROOT / "popex" / "static"), name="static")
+    app.include_router(pages)
+    return app
+
+
 @pytest.fixture
 def client(session: Session) -> Iterator[TestClient]:
     """The app with the collection pages on the test's session and a fixed working day."""
-    app = create_app()
+    app = collection_app()
     app.dependency_overrides[get_session] = lambda: session
     app.dependency_overrides[work_date] = lambda: TODAY
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as c:
