@@ -17,7 +17,8 @@ and works on batch ids, so a retried task redoes only what its batches still nee
 4. **resolve** – link every accepted record to one person (ID, then scored candidates, then new).
 5. **merge** – golden records, provenance and versions.
 6. **publish** – change events for the sharing service.
-7. **receipts** – 回执 CSV per batch into the outbox.
+7. **statistics** – the decision platform's aggregates, refreshed incrementally per merged batch.
+8. **receipts** – 回执 CSV per batch into the outbox.
 """
 
 
@@ -81,6 +82,13 @@ def exchange_daily() -> None:
         return batch_ids
 
     @task
+    def statistics(batch_ids: list[int]) -> int:
+        from decision.service import refresh_batches
+        from exchange.flows import session_factory
+
+        return len(refresh_batches(factory=session_factory(), batch_ids=batch_ids))
+
+    @task
     def receipts(batch_ids: list[int], params: dict | None = None) -> list[str]:
         from pathlib import Path
 
@@ -90,7 +98,9 @@ def exchange_daily() -> None:
         outbox = Path((params or {}).get("outbox") or storage_settings().outbox_dir)
         return [str(p) for p in write_receipts(session_factory(), batch_ids, outbox)]
 
-    receipts(publish(merge(resolve(gate(parse(detect()))))))  # type: ignore[arg-type]
+    merged = merge(resolve(gate(parse(detect()))))  # type: ignore[arg-type]
+    statistics(merged)  # type: ignore[arg-type]
+    receipts(publish(merged))  # type: ignore[arg-type]
 
 
 exchange_daily()

@@ -86,6 +86,17 @@ def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     lines = receipt.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0] == "row,record_key,status,person_id,reasons" and lines[1].startswith("1,D1,accepted,P")
 
+    # The decision platform's aggregates were refreshed from the merged batches and agree with a recount.
+    from decision.service import aggregate_cells, recount
+    from registry.db import session_scope
+
+    with session_scope() as session:
+        applied = session.execute(text("SELECT count(*) FROM decision.applied_batch")).scalar_one()
+        assert applied == 2
+        assert aggregate_cells(session=session, as_of=date(2026, 11, 2)) == recount(
+            session=session, as_of=date(2026, 11, 2)
+        )
+
     # The same day again (a retried run): nothing new anywhere.
     before = counts(popex_db)
     again = dag.test(logical_date=datetime(2026, 11, 2, tzinfo=UTC), run_conf=conf)
