@@ -1,0 +1,84 @@
+"""The collection DAG with dag.test(): the day's accepted rows reach the one database, clearance is stored."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+DAY = date(2026, 11, 20)
+
+
+def test_collection_day_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from collection import service
+    from registry.areas import load_areas
+    from registry.db import session_scope
+
+    areas = tmp_path / "areas.csv"
+    areas.write_text(
+        "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
+        "330102001001,清波社区,community,330102001\n330102001002,柳翠社区,community,330102001\n",
+        encoding="utf-8",
+    )
+    cells = {"性别": "男", "现住址": "清波街1号", "人口类型": "户籍", "居住状态": "在住"}
+    with session_scope() as session:
+        load_areas(session=session, path=areas)
+        a = service.add_officer(
+            session=session, officer_no="A001", name="甲", community_code="330102001001", password="x" * 10
+        )
+        service.add_officer(
+            session=session, officer_no="B001", name="乙", community_code="330102001002", password="x" * 10
+        )
+        good = service.store_form(
+            session=session,
+            officer=a,
+            values={**cells, "姓名": "张伟", "身份证号": "330102198001010018"},
+            work_date=DAY,
+        )
+        bad = service.store_form(
+            session=session,
+            officer=a,
+            values={**cells, "姓名": "王五", "身份证号": "330102198001010019"},
+            work_date=DAY,
+        )
+        for sub in (good, bad):
+            service.validate_submission(session=session, submission_id=sub.id)
+        session.execute(text("UPDATE collection_row SET created_at = '2026-11-20 10:00'"))
+
+    dag = DagBag().dags["collection_daily"]
+    assert set(dag.tags) == {"collection", "popex"}
+    run = dag.test(logical_date=datetime(2026, 11, 20, tzinfo=UTC))
+    assert run.state == "success"
+
+    engine = create_engine(popex_db)
+    try:
+        with engine.connect() as conn:
+            batch = conn.execute(text("SELECT id, source, channel, state, rows_accepted FROM batch")).one()
+            assert tuple(batch[1:]) == ("sq_cj", "collection", "published", 1)
+            person = conn.execute(text("SELECT name, id_no, community_code FROM person")).one()
+            assert tuple(person) == ("张伟", "330102198001010018", "330102001001")
+            events = conn.execute(text("SELECT event_type FROM change_event")).scalars().all()
+            assert events == ["person_created"]
+            forwarded = conn.execute(text("SELECT status, batch_id FROM collection_row ORDER BY id")).all()
+            assert [tuple(r) for r in forwarded] == [("accepted", batch[0]), ("rejected", None)]
+            cleared = conn.execute(
+                text(
+                    "SELECT community_code, submitted, accepted, rejected, still_open, cleared "
+                    "FROM collection_clearance ORDER BY community_code"
+                )
+            ).all()
+            assert [tuple(r) for r in cleared] == [
+                ("330102001001", 2, 1, 1, 1, False),
+                ("330102001002", 0, 0, 0, 0, True),
+            ]
+        # A retried run forwards nothing again.
+        again = dag.test(logical_date=datetime(2026, 11, 20, tzinfo=UTC))
+        assert again.state == "success"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM batch")).scalar_one() == 1
+            assert conn.execute(text("SELECT count(*) FROM person")).scalar_one() == 1
+    finally:
+        engine.dispose()
