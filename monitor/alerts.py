@@ -58,9 +58,10 @@ class Evaluation:
 
 
 def window(now: datetime, settings: MonitorSettings) -> tuple[date, date]:
-    """The as-of dates the rules look at: the window_days before `now`'s date."""
+    """The as-of dates the rules look at: the window_days before `now`'s date (none before expected_from)."""
     end = now.date() - timedelta(days=1)
-    return end - timedelta(days=settings.window_days - 1), end
+    start = end - timedelta(days=settings.window_days - 1)
+    return (max(start, settings.expected_from) if settings.expected_from else start), end
 
 
 def _batch_link(batch_id: int) -> str:

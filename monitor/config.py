@@ -1,5 +1,6 @@
 """Monitoring settings (env prefix POPEX_MONITOR_): alert thresholds, the webhook, the Airflow link."""
 
+from datetime import date
 from functools import lru_cache
 
 from pydantic import Field
@@ -12,6 +13,7 @@ class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POPEX_MONITOR_")
 
     window_days: int = Field(default=7, ge=1)  # as-of days looked at, counted back from the day before `now`
+    expected_from: date | None = None  # the first as-of date feeds are expected for (go-live)
     reject_rate: float = Field(
         default=0.3, ge=0, le=1
     )  # a batch rejecting more than this share of rows alerts

@@ -1,15 +1,16 @@
 """The monitor's units of work: the dashboard as of a moment, and alert evaluation / delivery (the DAG's)."""
 
-import importlib.util
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collection import service as collection_service
 from monitor import alerts, batches, health, timeliness
 from monitor.config import MonitorSettings
 from monitor.models import MonitorAlert
+from registry.models import Area
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Dashboard:
     feeds: list[tuple[str, str, list[timeliness.FeedDay]]]  # source, title, one FeedDay per day
     departments: list[timeliness.DepartmentDays]
     chart: dict[str, list[object]]
-    batches: list[batches.BatchSummary]
+    batch_rows: list[batches.BatchSummary]
     reasons: list[batches.Reason]
     review: batches.ReviewQueue
     open_alerts: list[MonitorAlert]
@@ -32,7 +33,7 @@ class Dashboard:
     audit: list[health.AuditDay]
     airflow: list[health.DagRunRow] | None
     airflow_note: str
-    clearance_available: bool
+    clearance: list[tuple[str, str, list[collection_service.Clearance | None]]]  # None: cut-off ahead
 
 
 def build_dashboard(*, session: Session, now: datetime, settings: MonitorSettings) -> Dashboard:
@@ -63,7 +64,7 @@ def build_dashboard(*, session: Session, now: datetime, settings: MonitorSetting
         feeds=list(feeds.values()),
         departments=timeliness.by_department(feed_days),
         chart=chart,
-        batches=listed,
+        batch_rows=listed,
         reasons=batches.ranked_reasons(session=session, batch_ids=[b.id for b in listed], limit=10),
         review=batches.review_queue(session=session, now=now, max_days=settings.review_max_days),
         open_alerts=list(
@@ -85,9 +86,22 @@ def build_dashboard(*, session: Session, now: datetime, settings: MonitorSetting
         audit=health.audit_volume(session=session, start=recent, end=now),
         airflow=airflow_runs,
         airflow_note=note,
-        clearance_available=importlib.util.find_spec("collection.service") is not None
-        and hasattr(importlib.import_module("collection.service"), "clearance"),
+        clearance=community_clearance(session=session, days=days, now=now),
     )
+
+
+def community_clearance(
+    *, session: Session, days: list[date], now: datetime
+) -> list[tuple[str, str, list[collection_service.Clearance | None]]]:
+    """一日一清 per community and day, from the collection platform (None where the cut-off is ahead)."""
+    out = []
+    for area in session.scalars(select(Area).where(Area.level == "community").order_by(Area.code)):
+        row: list[collection_service.Clearance | None] = []
+        for day in days:
+            c = collection_service.clearance(session=session, community_code=area.code, day=day)
+            row.append(c if c.cutoff_at <= now else None)
+        out.append((area.code, area.name, row))
+    return out
 
 
 def evaluate_alerts(*, now: datetime, settings: MonitorSettings) -> dict[str, list[str]]:
