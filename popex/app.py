@@ -15,6 +15,7 @@ from exchange.exceptions import PushError
 from exchange.pages import pages as exchange_pages
 from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
+from monitor import router as monitor_router
 from popex.web import render
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +48,8 @@ def create_app() -> FastAPI:
     application.include_router(collection_pages)
     application.include_router(decision_router.pages)
     application.include_router(decision_router.api, prefix="/api/v1")
+    application.include_router(monitor_router.pages)
+    application.include_router(monitor_router.metrics_router)
     application.include_router(exchange_router, prefix="/api/v1")
     application.include_router(exchange_pages)
     application.add_exception_handler(PushError, push_error_response)
