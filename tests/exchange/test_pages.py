@@ -21,7 +21,7 @@ def test_exchange_and_registry_pages(session, factory, areas, tmp_path) -> None:
     assert "姓名和证件号码均为空，无法识别是谁" in page  # the rejection reason, ranked
     assert "张伟" not in page  # aggregates only: no personal data on the operator page
     registry = client.get("/registry").text
-    assert "在册人员" in registry and "<strong>1</strong>" in registry
+    assert "<span>在册人员</span><strong>1</strong>" in registry
     landing = client.get("/").text
     for href in ("/registry", "/exchange", "/collection", "/docs", "/decision", "/monitor"):
         assert f'href="{href}"' in landing
