@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from collection.cli import officers_app
 from exchange.cli import departments_app
+from collection.cli import officers_app
 
 if TYPE_CHECKING:
     from exchange.flows import Ingested
@@ -339,7 +339,7 @@ def person_split(
 @app.command()
 def demo(
     persons: Annotated[int, typer.Option(help="合成城市人口数")] = 3000,
-    days: Annotated[int, typer.Option(help="日增量天数")] = 4,
+    days: Annotated[int, typer.Option(help="日增量天数")] = 5,
     seed: Annotated[int, typer.Option(help="随机种子")] = 7,
     serve: Annotated[bool, typer.Option(help="完成后启动网页")] = True,
 ) -> None:
