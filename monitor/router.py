@@ -52,14 +52,24 @@ def batch_page(request: Request, batch_id: int, session: SessionDep, now: NowDep
 @pages.get("/scorecard", response_class=HTMLResponse)
 def scorecard_page(request: Request, session: SessionDep, now: NowDep, period: PeriodParam) -> HTMLResponse:
     """The scorecard of a month or a year."""
-    card = scorecard.build(session=session, period=scorecard.Period.parse(period), now=now)
+    card = scorecard.build(
+        session=session,
+        period=scorecard.Period.parse(period),
+        now=now,
+        expected_from=monitor_settings().expected_from,
+    )
     return render(request, "monitor/scorecard.html", {"c": card, "period": period, "now": now})
 
 
 @pages.get("/scorecard.xlsx")
 def scorecard_xlsx(session: SessionDep, now: NowDep, period: PeriodParam) -> Response:
     """The scorecard of a month or a year as XLSX."""
-    card = scorecard.build(session=session, period=scorecard.Period.parse(period), now=now)
+    card = scorecard.build(
+        session=session,
+        period=scorecard.Period.parse(period),
+        now=now,
+        expected_from=monitor_settings().expected_from,
+    )
     return Response(
         scorecard.to_xlsx(card),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

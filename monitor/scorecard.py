@@ -83,9 +83,11 @@ class Scorecard:
     communities: list[CommunityScore]
 
 
-def build(*, session: Session, period: Period, now: datetime) -> Scorecard:
-    """The scorecard of a period as known at `now` (days whose deadline is still ahead are not counted)."""
-    days = timeliness.feed_days(session=session, start=period.start, end=period.end, now=now)
+def build(*, session: Session, period: Period, now: datetime, expected_from: date | None = None) -> Scorecard:
+    """The scorecard of a period as known at `now` (days whose deadline is still ahead, or before
+    expected_from, are not counted)."""
+    start = max(period.start, expected_from) if expected_from else period.start
+    days = timeliness.feed_days(session=session, start=start, end=period.end, now=now)
     departments = {d.code: DepartmentScore(d.code, d.name, d.total) for d in timeliness.by_department(days)}
     dept_of = {fd.source: fd.department_code for fd in days}
     params = {"start": period.start, "end": period.end, "now": now}
