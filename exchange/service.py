@@ -218,31 +218,28 @@ def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = 
     return batch
 
 
-def resolve_batch(*, session: Session, batch_id: int) -> Batch:
-    """Link the batch's accepted records to persons (registry.resolve)."""
+def _advance(session: Session, batch_id: int, ready: str, step: Callable[..., object]) -> Batch:
+    """Run a registry step on the batch when it is in the state that step needs; else leave it."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
-    if batch.state == "gated":
-        resolve.resolve_batch(session=session, batch_id=batch_id)
+    if batch.state == ready:
+        step(session=session, batch_id=batch_id)
         session.refresh(batch)
     return batch
+
+
+def resolve_batch(*, session: Session, batch_id: int) -> Batch:
+    """Link the batch's accepted records to persons (registry.resolve)."""
+    return _advance(session, batch_id, "gated", resolve.resolve_batch)
 
 
 def merge_batch(*, session: Session, batch_id: int) -> Batch:
     """Recompute the golden records the batch touched (registry.merge)."""
-    batch = session.get_one(Batch, batch_id, with_for_update=True)
-    if batch.state == "resolved":
-        merge.merge_batch(session=session, batch_id=batch_id)
-        session.refresh(batch)
-    return batch
+    return _advance(session, batch_id, "resolved", merge.merge_batch)
 
 
 def publish_batch(*, session: Session, batch_id: int) -> Batch:
     """Write the batch's change events for the sharing service (registry.events)."""
-    batch = session.get_one(Batch, batch_id, with_for_update=True)
-    if batch.state == "merged":
-        events.publish_batch(session=session, batch_id=batch_id)
-        session.refresh(batch)
-    return batch
+    return _advance(session, batch_id, "merged", events.publish_batch)
 
 
 @dataclass
