@@ -2,7 +2,7 @@
 
     python -m popex.bench --persons 1000000 --days 10
 
-Generates (or reuses) the city under var/bench/, loads it into a fresh database `popex_bench` on the
+Generates (or reuses) the city under var/bench/, loads it into a fresh database `popex_bench_exchange` on the
 configured server, ingests the initial snapshots and then each daily increment with the same code
 as `popex ingest` (receive → parse → gate → resolve → merge → publish), and prints records/s per
 phase and per step, the peak memory of this process, pairwise precision / recall / F1 of person
@@ -79,7 +79,7 @@ def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
         started = time.perf_counter()
         generate_city(city, persons=persons, days=days, seed=seed, start=start)
         figures["synth_seconds"] = round(time.perf_counter() - started, 1)
-    url = fresh_database("popex_bench")
+    url = fresh_database("popex_bench_exchange")
     os.environ["POPEX_ARCHIVE_DIR"] = str(BENCH_DIR / "archive")
     engine = create_engine(url, pool_size=2)
     with engine.begin() as conn:
