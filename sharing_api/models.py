@@ -1,0 +1,42 @@
+"""The sharing service's own tables: member departments' API clients with their policies."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db import Base
+from registry.models import AuditLog
+
+
+class ApiClient(Base):
+    """A department's system that calls the API: its hashed key and the policy it works under."""
+
+    __tablename__ = "api_client"
+    __table_args__ = (CheckConstraint("status IN ('active', 'disabled')", name="status"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str]
+    department_code: Mapped[str | None] = mapped_column(ForeignKey("department.code"))
+    # SHA-256 of the key, hex; the key itself is shown once, at creation or rotation (see clients.py).
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_expires_at: Mapped[datetime | None]
+    key_rotated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    # A sharing_api.policy.Policy as JSON, validated whenever it is written.
+    policy: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+# "Who looked at me": a person's access history finds the audit records whose detail lists their
+# number (detail @> '{"person_nos": ["P…"]}'); jsonb_path_ops keeps this index small and cheap to write.
+Index(
+    "ix_audit_log_detail",
+    AuditLog.__table__.c.detail,
+    postgresql_using="gin",
+    postgresql_ops={"detail": "jsonb_path_ops"},
+)
