@@ -17,6 +17,7 @@ from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
 from monitor import router as monitor_router
 from popex.web import render
+from sharing_api.router import router as sharing_router
 
 HERE = Path(__file__).resolve().parent
 REGISTRY_FIGURES = """
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
     application.include_router(decision_router.api, prefix="/api/v1")
     application.include_router(monitor_router.pages)
     application.include_router(monitor_router.metrics_router)
+    application.include_router(sharing_router, prefix="/api/v1")
     application.include_router(exchange_router, prefix="/api/v1")
     application.include_router(exchange_pages)
     application.add_exception_handler(PushError, push_error_response)

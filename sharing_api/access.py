@@ -1,0 +1,75 @@
+"""One request's access: the client, the end user and purpose it cites, and the checks of its policy.
+
+Every refusal of personal data by policy (field, area) is audited like an access, then raised.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from sharing_api.audit import AccessAudit, AccessEntry
+from sharing_api.clients import ClientContext
+from sharing_api.exceptions import ErrorCode, SharingError
+from sharing_api.policy import Operation, PersonField, Policy
+
+
+@dataclass(frozen=True)
+class Access:
+    """The checked context of one request: who, for whom, why, doing what."""
+
+    client: ClientContext
+    end_user: str
+    purpose: str
+    operation: Operation
+    audit: AccessAudit
+
+    @property
+    def policy(self) -> Policy:
+        """The client's policy."""
+        return self.client.policy
+
+    def record(
+        self,
+        *,
+        outcome: str,
+        person_nos: list[str] | None = None,
+        fields: list[str] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Write this request's audit record (committed before returning)."""
+        try:
+            self.audit.write(
+                AccessEntry(
+                    client=self.client.code,
+                    end_user=self.end_user,
+                    purpose=self.purpose,
+                    operation=self.operation.value,
+                    outcome=outcome,
+                    person_nos=person_nos or [],
+                    fields=fields or [],
+                    extra=dict(extra),
+                )
+            )
+        except Exception as exc:
+            raise SharingError(ErrorCode.AUDIT_UNAVAILABLE) from exc
+
+    def refuse(self, code: ErrorCode, message: str | None = None, **detail: Any) -> SharingError:
+        """Audit a refusal and return the error to raise."""
+        self.record(outcome="refused", code=code.value, **detail)
+        return SharingError(code, message, detail=detail or None)
+
+    def fields(self, requested: list[PersonField] | None) -> list[str]:
+        """The fields to return: those requested, or every granted one; a field not granted is refused."""
+        granted = [f.value for f in self.policy.fields]
+        if requested is None:
+            return granted
+        denied = sorted({f.value for f in requested} - set(granted))
+        if denied:
+            raise self.refuse(
+                ErrorCode.FIELD_NOT_GRANTED, f"请求的字段未获授权：{', '.join(denied)}", fields=denied
+            )
+        return [f for f in granted if f in requested]  # policy order, no duplicates
+
+    def area(self, area: str | None) -> None:
+        """Refuse an explicit area filter outside the granted areas."""
+        if area is not None and not self.policy.covers_area(area):
+            raise self.refuse(ErrorCode.AREA_NOT_GRANTED, area=area)

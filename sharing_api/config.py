@@ -1,0 +1,24 @@
+"""Settings of the sharing service (environment prefix POPEX_SHARING_)."""
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SharingSettings(BaseSettings):
+    """Connection pool and client cache of one server process."""
+
+    model_config = SettingsConfigDict(env_prefix="POPEX_SHARING_")
+
+    # Connections per server process: as many as requests the process works on at once. Sized so that
+    # a burst never opens and closes overflow connections (a new PostgreSQL backend per request).
+    pool_size: int = 16
+    # How long a process trusts a client it has authenticated: disabling a client, rotating its key or
+    # changing its policy takes effect within this many seconds (0: check the database every request).
+    client_cache_seconds: float = 5.0
+
+
+@lru_cache
+def sharing_settings() -> SharingSettings:
+    """The sharing settings of this process."""
+    return SharingSettings()

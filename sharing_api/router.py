@@ -1,0 +1,214 @@
+"""The sharing API's routes (mounted under /api/v1): parse, call a service, return a response model."""
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from sharing_api import service
+from sharing_api.access import Access
+from sharing_api.dependencies import access_for, get_session
+from sharing_api.exceptions import ErrorCode, ErrorOut, SharingError, error_responses
+from sharing_api.policy import Operation, PersonField
+from sharing_api.schemas import (
+    AccessHistory,
+    BaselinePage,
+    BatchVerifyQuery,
+    BatchVerifyResult,
+    ChangeFeed,
+    DocumentQuery,
+    EventType,
+    PersonOut,
+    SearchQuery,
+    SearchResult,
+    SingleVerifyQuery,
+    VerifyResult,
+)
+
+MAX_CURSOR = 2**63 - 1  # bigint
+
+
+def _json(model: BaseModel) -> Response:
+    """The response body of a model, without the fields left unset (those not granted or not asked).
+
+    Routes return a Response, not the model, so that FastAPI does not validate its own output again
+    in a second trip through the thread pool; that trip would also make a request that still holds
+    its pooled connection wait for a thread, and under load threads wait for connections.
+    """
+    return Response(model.model_dump_json(exclude_unset=True), media_type="application/json")
+
+
+def _error(status: int, body: ErrorOut, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+class SharingRoute(APIRoute):
+    """Every error of these routes, including request validation, is JSON with a stable code."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SharingError as exc:
+                return _error(exc.status_code, exc.body(), exc.headers)
+            except RequestValidationError as exc:
+                # loc, msg and type only: the input is not echoed back (it may be personal data).
+                errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+                return _error(422, SharingError(ErrorCode.VALIDATION_ERROR, detail=errors).body())
+
+        return route_handler
+
+
+# Every route can answer with these: credentials, headers, policy, validation, audit.
+COMMON = tuple(c for c in ErrorCode if c not in (ErrorCode.PERSON_NOT_FOUND, ErrorCode.BATCH_TOO_LARGE))
+router = APIRouter(route_class=SharingRoute, tags=["信息共享"], responses=error_responses(*COMMON))
+NOT_FOUND = error_responses(ErrorCode.PERSON_NOT_FOUND)
+
+SessionDep = Annotated[Session, Depends(get_session)]
+Fields = Annotated[
+    list[PersonField] | None,
+    Query(description="要返回的字段（可重复）；缺省为本单位获授权的全部字段。未获授权的字段会被拒绝"),
+]
+Area = Annotated[
+    str | None,
+    Query(pattern=r"^(\d{6}|\d{9}|\d{12})$", description="区划代码：区 6 位、街道 9 位、社区 12 位"),
+]
+
+
+@router.get(
+    "/persons/{person_no}",
+    response_model=PersonOut,
+    responses=NOT_FOUND,
+    summary="按统一人口编号查询",
+)
+def get_person(
+    person_no: Annotated[str, Path(pattern=r"^P\d{11}$", description="统一人口编号")],
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.LOOKUP))],
+    fields: Fields = None,
+) -> Response:
+    """A person by unified person number; a number merged into another answers with the surviving record."""
+    return _json(service.lookup_by_number(session=session, access=access, person_no=person_no, fields=fields))
+
+
+@router.post(
+    "/persons/lookup",
+    response_model=PersonOut,
+    responses=NOT_FOUND,
+    summary="按证件号码查询",
+)
+def lookup_person(
+    query: DocumentQuery,
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.LOOKUP))],
+    fields: Fields = None,
+) -> Response:
+    """A person by identity document number (in the body, so that it stays out of URLs and logs)."""
+    return _json(service.lookup_by_document(session=session, access=access, query=query, fields=fields))
+
+
+@router.post("/persons/search", response_model=SearchResult, summary="按姓名和出生日期查找")
+def search_persons(
+    query: SearchQuery,
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.SEARCH))],
+    fields: Fields = None,
+) -> Response:
+    """Persons with exactly this name and birth date (optionally in an area), at most 20."""
+    return _json(service.search(session=session, access=access, query=query, fields=fields))
+
+
+@router.post("/verify", response_model=VerifyResult, summary="核验")
+def verify_one(
+    query: SingleVerifyQuery,
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.VERIFY))],
+) -> Response:
+    """Does this document number belong to this name and birth date (and is the person alive, resident)?
+
+    Answers yes or no and nothing more: a number that does not match gets `match: false` whether the
+    number is unknown, belongs to someone else, or to someone outside this client's scope.
+    """
+    return _json(service.verify(session=session, access=access, items=[query], checks=query.checks)[0])
+
+
+@router.post(
+    "/verify/batch",
+    response_model=BatchVerifyResult,
+    summary="批量核验（每次最多 1000 条）",
+    responses=error_responses(ErrorCode.BATCH_TOO_LARGE),
+)
+def verify_batch(
+    query: BatchVerifyQuery,
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.VERIFY))],
+) -> Response:
+    """Up to 1,000 verifications in one call, answered in the order given."""
+    return _json(service.verify_batch(session=session, access=access, items=query.items, checks=query.checks))
+
+
+@router.get("/changes", response_model=ChangeFeed, summary="变更订阅")
+def get_changes(
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.CHANGES))],
+    since: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="上次收到的 next_cursor；首次为 0")] = 0,
+    event_type: Annotated[list[EventType] | None, Query(description="事件类型（可重复）")] = None,
+    area: Area = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    fields: Fields = None,
+) -> Response:
+    """Change events after the cursor, oldest first, within this client's scope and the filters."""
+    return _json(
+        service.changes(
+            session=session,
+            access=access,
+            since=since,
+            event_types=event_type,
+            area=area,
+            limit=limit,
+            fields=fields,
+        )
+    )
+
+
+@router.get("/baseline", response_model=BaselinePage, summary="基线数据")
+def get_baseline(
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.BASELINE))],
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="上一页的 next_cursor；首页为 0")] = 0,
+    area: Area = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    fields: Fields = None,
+) -> Response:
+    """Every current record in this client's scope, page by page, for a newly subscribed department."""
+    return _json(
+        service.baseline(session=session, access=access, after=after, area=area, limit=limit, fields=fields)
+    )
+
+
+@router.get(
+    "/persons/{person_no}/access-history",
+    response_model=AccessHistory,
+    summary="个人被访问记录",
+    responses=NOT_FOUND,
+)
+def get_access_history(
+    person_no: Annotated[str, Path(pattern=r"^P\d{11}$", description="统一人口编号")],
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.ACCESS_HISTORY))],
+    before: Annotated[int | None, Query(ge=1, le=MAX_CURSOR, description="上一页的 next_before")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    """Who looked at this person, when and why (newest first)."""
+    return _json(
+        service.access_history(
+            session=session, access=access, person_no=person_no, before=before, limit=limit
+        )
+    )

@@ -1,0 +1,408 @@
+"""The sharing service's units of work: read golden records under a policy, and audit every access.
+
+Each function checks what the policy asks of its parameters, reads with SQL shaped for the path
+(one indexed query per request; one query per batch), shows only granted fields, masked unless
+granted in clear, and writes exactly one audit record before returning. Persons outside the client's
+population types or areas are indistinguishable from persons who do not exist.
+"""
+
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, Select, String, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+from registry.models import AuditLog, ChangeEvent, Person, PersonIdentifier
+from sharing_api.access import Access
+from sharing_api.exceptions import ErrorCode, SharingError
+from sharing_api.policy import PersonField
+from sharing_api.schemas import (
+    MAX_BATCH,
+    AccessHistory,
+    AccessOut,
+    BaselinePage,
+    BatchVerifyResult,
+    ChangeFeed,
+    ChangeOut,
+    Check,
+    DocumentQuery,
+    EventType,
+    PersonOut,
+    SearchQuery,
+    SearchResult,
+    VerifyQuery,
+    VerifyResult,
+)
+
+MAX_SEARCH = 20
+MAX_MERGE_HOPS = 8
+
+# Everything a response can show, plus what the scope and merge checks need; never provenance.
+PERSON_COLUMNS = (
+    Person.id,
+    Person.person_no,
+    Person.status,
+    Person.merged_into,
+    *(getattr(Person, f.value) for f in PersonField if f.value not in ("status",)),
+)
+
+
+# The single-person reads, built once: the hot path only binds parameters.
+_PERSON = select(*PERSON_COLUMNS)
+BY_ID = _PERSON.where(Person.id == bindparam("id"))
+BY_NUMBER = _PERSON.where(Person.person_no == bindparam("person_no"))
+BY_DOCUMENT = _PERSON.join(PersonIdentifier, PersonIdentifier.person_id == Person.id).where(
+    PersonIdentifier.id_type == bindparam("id_type"), PersonIdentifier.id_no == bindparam("id_no")
+)
+
+
+def _one(session: Session, stmt: Select[Any], **params: Any) -> Row[Any] | None:
+    """One row of a Core statement (run on the session's connection: no ORM work for plain columns)."""
+    return session.connection().execute(stmt, params).one_or_none()
+
+
+def clean_document(value: str) -> str:
+    """Full-width to half-width, no whitespace, upper case: how the registry stores numbers."""
+    return "".join(unicodedata.normalize("NFKC", value).split()).upper()
+
+
+def clean_name(value: str) -> str:
+    """Full-width to half-width and no whitespace, for an exact comparison of Chinese names."""
+    return "".join(unicodedata.normalize("NFKC", value).split())
+
+
+def _follow_merges(session: Session, row: Row[Any] | None) -> Row[Any] | None:
+    """A retired record's surviving record (numbers merged into another stay answerable)."""
+    hops = 0
+    while (
+        row is not None and row.status == "retired" and row.merged_into is not None and hops < MAX_MERGE_HOPS
+    ):
+        row = _one(session, BY_ID, id=row.merged_into)
+        hops += 1
+    return row
+
+
+def _in_scope(access: Access, row: Row[Any]) -> bool:
+    return row.status != "retired" and access.policy.covers(
+        population_type=row.population_type, community_code=row.community_code
+    )
+
+
+def _person_out(
+    access: Access, row: Row[Any], fields: list[str], merged_from: str | None = None
+) -> PersonOut:
+    shown = access.policy.show(dict(row._mapping), fields)
+    if merged_from is not None:
+        shown["merged_from"] = merged_from
+    return PersonOut(person_no=row.person_no, **shown)
+
+
+def _answer_one(
+    access: Access, row: Row[Any] | None, fields: list[str], requested_no: str | None
+) -> PersonOut:
+    """The audited answer of a single-person lookup."""
+    if row is None or not _in_scope(access, row):
+        touched = [row.person_no] if row is not None else []
+        access.record(outcome="not_found", person_nos=touched)
+        raise SharingError(ErrorCode.PERSON_NOT_FOUND)
+    merged_from = requested_no if requested_no and requested_no != row.person_no else None
+    access.record(outcome="ok", person_nos=[row.person_no], fields=fields)
+    return _person_out(access, row, fields, merged_from)
+
+
+def lookup_by_number(
+    *, session: Session, access: Access, person_no: str, fields: list[PersonField] | None
+) -> PersonOut:
+    """A person by unified person number (a retired number answers with the surviving record)."""
+    shown = access.fields(fields)
+    row = _one(session, BY_NUMBER, person_no=person_no)
+    return _answer_one(access, _follow_merges(session, row), shown, person_no)
+
+
+def lookup_by_document(
+    *, session: Session, access: Access, query: DocumentQuery, fields: list[PersonField] | None
+) -> PersonOut:
+    """A person by identity document number."""
+    shown = access.fields(fields)
+    row = _one(session, BY_DOCUMENT, id_type=query.id_type, id_no=clean_document(query.id_no))
+    return _answer_one(access, _follow_merges(session, row), shown, None)
+
+
+def search(
+    *, session: Session, access: Access, query: SearchQuery, fields: list[PersonField] | None
+) -> SearchResult:
+    """Persons with exactly this name and birth date, in the client's scope (and the area asked)."""
+    shown = access.fields(fields)
+    access.area(query.area)
+    stmt = (
+        select(*PERSON_COLUMNS)
+        .where(
+            Person.birth_date == query.birth_date,
+            Person.name == clean_name(query.name),
+            Person.status != "retired",
+            access.policy.scope_sql(
+                population_type=Person.population_type, community_code=Person.community_code
+            ),
+        )
+        .order_by(Person.id)
+        .limit(MAX_SEARCH + 1)
+    )
+    if query.area:
+        stmt = stmt.where(Person.community_code.startswith(query.area))
+    rows = session.execute(stmt).all()
+    items = [_person_out(access, r, shown) for r in rows[:MAX_SEARCH]]
+    access.record(
+        outcome="ok" if items else "not_found", person_nos=[p.person_no for p in items], fields=shown
+    )
+    return SearchResult(items=items, truncated=len(rows) > MAX_SEARCH)
+
+
+# One query for a whole batch: the items as arrays, unnested with their position.
+_ITEMS = (
+    func.unnest(bindparam("id_types", type_=ARRAY(String)), bindparam("id_nos", type_=ARRAY(String)))
+    .table_valued("id_type", "id_no", with_ordinality="n")
+    .render_derived(name="item")
+)
+_VERIFY_SQL = (
+    select(_ITEMS.c.n, *PERSON_COLUMNS)
+    .select_from(_ITEMS)
+    .join(
+        PersonIdentifier,
+        (PersonIdentifier.id_type == _ITEMS.c.id_type) & (PersonIdentifier.id_no == _ITEMS.c.id_no),
+    )
+    .join(Person, Person.id == PersonIdentifier.person_id)
+)
+
+
+def _checks(access: Access, requested: list[Check] | None) -> list[Check]:
+    """Alive and resident reveal the status: asked for, they need `status` granted."""
+    status_granted = PersonField.STATUS in access.policy.fields
+    if requested is None:
+        return list(Check) if status_granted else []
+    if requested and not status_granted:
+        raise access.refuse(
+            ErrorCode.FIELD_NOT_GRANTED, "核验生存、在本市居住状态须获授权读取 status 字段", fields=["status"]
+        )
+    return sorted(set(requested), key=list(Check).index)
+
+
+def _verify_rows(session: Session, items: Sequence[VerifyQuery]) -> dict[int, Row[Any]]:
+    """Position (1-based) → the (surviving) person holding that document, for the items found."""
+    found = (
+        session.connection()
+        .execute(
+            _VERIFY_SQL,
+            {"id_types": [i.id_type for i in items], "id_nos": [clean_document(i.id_no) for i in items]},
+        )
+        .all()
+    )
+    rows: dict[int, Row[Any]] = {}
+    for r in found:
+        survivor = _follow_merges(session, r) if r.status == "retired" else r
+        if survivor is not None:
+            rows[r.n] = survivor
+    return rows
+
+
+def _verdict(access: Access, item: VerifyQuery, row: Row[Any] | None, checks: list[Check]) -> VerifyResult:
+    match = (
+        row is not None
+        and _in_scope(access, row)
+        and row.name == clean_name(item.name)
+        and row.birth_date == item.birth_date
+    )
+    answers: dict[str, Any] = {} if item.ref is None else {"ref": item.ref}
+    if not match or row is None:  # nothing more is said about a number that does not match
+        return VerifyResult(match=False, **answers)
+    if Check.ALIVE in checks:
+        answers["alive"] = row.status != "dead" and row.death_date is None
+    if Check.RESIDENT in checks:
+        answers["resident"] = row.status == "active"
+    return VerifyResult(match=True, **answers)
+
+
+def verify(
+    *, session: Session, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
+) -> list[VerifyResult]:
+    """Yes/no verification of up to MAX_BATCH documents against names and birth dates."""
+    if len(items) > MAX_BATCH:
+        raise access.refuse(ErrorCode.BATCH_TOO_LARGE, items=len(items))
+    asked = _checks(access, checks)
+    rows = _verify_rows(session, items) if items else {}
+    results = [_verdict(access, item, rows.get(n), asked) for n, item in enumerate(items, start=1)]
+    touched = sorted({r.person_no for r in rows.values()})
+    matched = sum(r.match for r in results)
+    access.record(
+        outcome="ok",
+        person_nos=touched,
+        fields=["match", *asked],
+        items=len(items),
+        matched=matched,
+    )
+    return results
+
+
+def verify_batch(
+    *, session: Session, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
+) -> BatchVerifyResult:
+    """Batch verification: one result per item, in order."""
+    results = verify(session=session, access=access, items=items, checks=checks)
+    return BatchVerifyResult(results=results, matched=sum(r.match for r in results))
+
+
+def _payload(access: Access, payload: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """The event's changed attributes this client may see (masked as usual); anything else dropped."""
+    granted = set(fields)
+    shown = access.policy.show(payload, [k for k in payload if k in granted])
+    changed = payload.get("changed")
+    if isinstance(changed, list):
+        shown["changed"] = [name for name in changed if name in granted]
+    return shown
+
+
+def changes(
+    *,
+    session: Session,
+    access: Access,
+    since: int,
+    event_types: list[EventType] | None,
+    area: str | None,
+    limit: int,
+    fields: list[PersonField] | None,
+) -> ChangeFeed:
+    """Change events after a cursor, in order, within the client's scope and the filters asked."""
+    shown = access.fields(fields)
+    access.area(area)
+    stmt = (
+        select(
+            ChangeEvent.id,
+            ChangeEvent.event_type,
+            ChangeEvent.event_date,
+            ChangeEvent.recorded_at,
+            ChangeEvent.community_code,
+            ChangeEvent.payload,
+            Person.person_no,
+        )
+        .join(Person, Person.id == ChangeEvent.person_id)
+        .where(
+            ChangeEvent.id > since,
+            access.policy.scope_sql(
+                population_type=Person.population_type, community_code=ChangeEvent.community_code
+            ),
+        )
+        .order_by(ChangeEvent.id)
+        .limit(limit + 1)
+    )
+    if event_types:
+        stmt = stmt.where(ChangeEvent.event_type.in_([e.value for e in event_types]))
+    if area:
+        stmt = stmt.where(ChangeEvent.community_code.startswith(area))
+    rows = session.execute(stmt).all()
+    page = rows[:limit]
+    show_community = PersonField.COMMUNITY_CODE.value in shown
+    items = [
+        ChangeOut(
+            cursor=r.id,
+            event_type=r.event_type,
+            event_date=r.event_date,
+            recorded_at=r.recorded_at,
+            person_no=r.person_no,
+            payload=_payload(access, r.payload or {}, shown),
+            **({"community_code": r.community_code} if show_community else {}),
+        )
+        for r in page
+    ]
+    access.record(
+        outcome="ok",
+        person_nos=sorted({r.person_no for r in page}),
+        fields=shown,
+        since=since,
+        events=len(items),
+    )
+    return ChangeFeed(items=items, next_cursor=page[-1].id if page else since, has_more=len(rows) > limit)
+
+
+def baseline(
+    *,
+    session: Session,
+    access: Access,
+    after: int,
+    area: str | None,
+    limit: int,
+    fields: list[PersonField] | None,
+) -> BaselinePage:
+    """A page of every current record in the client's scope, for a newly subscribed department."""
+    shown = access.fields(fields)
+    access.area(area)
+    change_cursor = session.scalar(select(func.coalesce(func.max(ChangeEvent.id), 0)))
+    stmt = (
+        select(*PERSON_COLUMNS)
+        .where(
+            Person.id > after,
+            Person.status != "retired",
+            access.policy.scope_sql(
+                population_type=Person.population_type, community_code=Person.community_code
+            ),
+        )
+        .order_by(Person.id)
+        .limit(limit + 1)
+    )
+    if area:
+        stmt = stmt.where(Person.community_code.startswith(area))
+    rows = session.execute(stmt).all()
+    page = rows[:limit]
+    items = [_person_out(access, r, shown) for r in page]
+    access.record(outcome="ok", person_nos=[p.person_no for p in items], fields=shown, after=after)
+    return BaselinePage(
+        items=items,
+        next_cursor=page[-1].id if page else None,
+        has_more=len(rows) > limit,
+        change_cursor=change_cursor or 0,
+    )
+
+
+def _numbers_of(session: Session, row: Row[Any]) -> list[str]:
+    """A person's number and every retired number merged into it."""
+    retired = session.scalars(select(Person.person_no).where(Person.merged_into == row.id))
+    return [row.person_no, *retired]
+
+
+def access_records(*, session: Session, numbers: list[str], before: int | None, limit: int) -> list[Row[Any]]:
+    """Audit records (id, at, detail) that touched any of these person numbers, newest first."""
+    touched = or_(*(AuditLog.detail.contains({"person_nos": [n]}) for n in numbers))
+    stmt = (
+        select(AuditLog.id, AuditLog.at, AuditLog.detail)
+        .where(touched)
+        .order_by(AuditLog.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        stmt = stmt.where(AuditLog.id < before)
+    return list(session.execute(stmt).all())
+
+
+def access_history(
+    *, session: Session, access: Access, person_no: str, before: int | None, limit: int
+) -> AccessHistory:
+    """Who looked at a person (under any of their numbers), when and why, newest first."""
+    row = _follow_merges(session, _one(session, BY_NUMBER, person_no=person_no))
+    if row is None or not _in_scope(access, row):
+        access.record(outcome="not_found", person_nos=[row.person_no] if row is not None else [])
+        raise SharingError(ErrorCode.PERSON_NOT_FOUND)
+    rows = access_records(session=session, numbers=_numbers_of(session, row), before=before, limit=limit)
+    items = [
+        AccessOut(
+            at=r.at,
+            **{
+                k: str(r.detail.get(k, "")) for k in ("client", "end_user", "purpose", "operation", "outcome")
+            },
+            fields=r.detail.get("fields") or [],
+        )
+        for r in rows
+    ]
+    access.record(outcome="ok", person_nos=[row.person_no], fields=list(AccessOut.model_fields))
+    return AccessHistory(
+        person_no=row.person_no, items=items, next_before=rows[-1].id if len(rows) == limit else None
+    )
