@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from exchange.cli import departments_app
 from collection.cli import officers_app
+from sharing_api.cli import audit_app, clients_app
 
 if TYPE_CHECKING:
     from exchange.flows import Ingested
@@ -22,6 +23,8 @@ areas_app = typer.Typer(help="区划参考数据", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(areas_app, name="areas")
 app.add_typer(officers_app, name="officers")
+app.add_typer(clients_app, name="clients")
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 
