@@ -4,10 +4,12 @@ import itertools
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from registry.models import AuditLog, ChangeEvent, Person, PersonVersion
+from sharing_api.clients import hash_key
+from sharing_api.models import ApiClient
 from sharing_api.policy import Operation, PersonField, Policy
 from tests.factories import make_person
 
@@ -68,16 +70,20 @@ def event(session: Session, who: Person, event_type: str, **fields: Any) -> Chan
 
 
 def audit_rows(session: Session, after: int = 0) -> list[AuditLog]:
-    """The audit records of the sharing service written after an id."""
-    return list(
-        session.scalars(
-            select(AuditLog)
-            .where(AuditLog.id > after, AuditLog.action.like("sharing.%"))
-            .order_by(AuditLog.id)
-        )
+    """The sharing service's access records written after an id (client administration left out)."""
+    rows = session.scalars(
+        select(AuditLog).where(AuditLog.id > after, AuditLog.action.like("sharing.%")).order_by(AuditLog.id)
     )
+    return [r for r in rows if r.detail["purpose"] != "administration"]
 
 
 def last_audit_id(session: Session) -> int:
     """The newest audit id (0 when there is none)."""
     return session.scalar(text("SELECT coalesce(max(id), 0) FROM audit_log")) or 0
+
+
+def client_code(session: Session, headers: dict[str, str]) -> str:
+    """The code of the client whose key the headers carry."""
+    code = session.scalar(select(ApiClient.code).where(ApiClient.key_hash == hash_key(headers["X-API-Key"])))
+    assert code is not None
+    return code
