@@ -58,6 +58,11 @@ BY_DOCUMENT = _PERSON.join(PersonIdentifier, PersonIdentifier.person_id == Perso
 )
 
 
+def _aware(column: Any) -> Any:
+    """A timestamp column (stored without zone, in the database's time zone) as a timestamp with zone."""
+    return func.timezone(func.current_setting("TimeZone"), column).label(column.key)
+
+
 def _one(session: Session, stmt: Select[Any], **params: Any) -> Row[Any] | None:
     """One row of a Core statement (run on the session's connection: no ORM work for plain columns)."""
     return session.connection().execute(stmt, params).one_or_none()
@@ -280,7 +285,7 @@ def changes(
             ChangeEvent.id,
             ChangeEvent.event_type,
             ChangeEvent.event_date,
-            ChangeEvent.recorded_at,
+            _aware(ChangeEvent.recorded_at),
             ChangeEvent.community_code,
             ChangeEvent.payload,
             Person.person_no,
@@ -373,7 +378,7 @@ def access_records(*, session: Session, numbers: list[str], before: int | None, 
     """Audit records (id, at, detail) that touched any of these person numbers, newest first."""
     touched = or_(*(AuditLog.detail.contains({"person_nos": [n]}) for n in numbers))
     stmt = (
-        select(AuditLog.id, AuditLog.at, AuditLog.detail)
+        select(AuditLog.id, _aware(AuditLog.at), AuditLog.detail)
         .where(touched)
         .order_by(AuditLog.id.desc())
         .limit(limit)
