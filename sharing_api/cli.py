@@ -198,23 +198,23 @@ def verify() -> None:
 def history(
     person_no: Annotated[str, typer.Argument(help="统一人口编号")],
     limit: Annotated[int, typer.Option(help="最多显示条数")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """Who looked at a person, when and why (newest first)."""
     from registry.db import session_scope
     from sharing_api.service import access_records
 
+    keys = ("client", "end_user", "purpose", "operation", "outcome")
     with session_scope() as session:
-        rows = access_records(session=session, numbers=[person_no], before=None, limit=limit)
+        rows = [
+            {"at": r.at.isoformat(timespec="seconds"), **{k: str(r.detail.get(k, "")) for k in keys},
+             "fields": list(r.detail.get("fields") or [])}
+            for r in access_records(session=session, numbers=[person_no], before=None, limit=limit)
+        ]  # fmt: skip
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
     table = Table("时间", "接入单位", "操作人员", "用途", "操作", "结果", "字段")
     for r in rows:
-        d = r.detail
-        table.add_row(
-            r.at.isoformat(timespec="seconds"),
-            str(d.get("client", "")),
-            str(d.get("end_user", "")),
-            str(d.get("purpose", "")),
-            str(d.get("operation", "")),
-            str(d.get("outcome", "")),
-            ", ".join(d.get("fields") or []),
-        )
+        table.add_row(r["at"], *(r[k] for k in keys), ", ".join(r["fields"]))
     console.print(table)
