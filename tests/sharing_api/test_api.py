@@ -3,6 +3,7 @@
 from datetime import date
 
 import pytest
+
 from registry.audit import verify_chain
 from sharing_api.schemas import MAX_BATCH
 from tests.sharing_api.support import AWAY, audit_rows, event, last_audit_id, person

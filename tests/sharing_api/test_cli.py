@@ -1,0 +1,126 @@
+"""`popex clients …` and `popex audit …` on the test's session."""
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from popex.cli import app
+from sharing_api.clients import authenticate
+from sharing_api.exceptions import ErrorCode, SharingError
+from sharing_api.models import ApiClient
+from tests.sharing_api.support import person
+
+runner = CliRunner()
+KEY = re.compile(r"pxk_[A-Za-z0-9_-]{43}")
+
+POLICY_YAML = """
+# 人社局社保中心：核验与死亡订阅
+operations: [verify, changes]
+purposes: [pension_payment]
+fields: [name, birth_date, status, death_date, id_no]
+unmasked: [id_no]
+population_types: [registered, floating]
+areas: ["330102"]
+rate_limit: {per_second: 20, burst: 40}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cli_on_test_session(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    @contextmanager
+    def scope() -> Iterator[Session]:
+        yield session
+        session.commit()
+
+    monkeypatch.setattr("registry.db.session_scope", scope)
+
+
+def _invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_create_from_yaml_prints_a_working_key_once(session, tmp_path: Path) -> None:
+    policy_file = tmp_path / "rs.yaml"
+    policy_file.write_text(POLICY_YAML, encoding="utf-8")
+    out = _invoke("clients", "create", "rs_sbj", "--name", "人社局社保中心", "--policy", str(policy_file))
+    [key] = KEY.findall(out)
+    client = authenticate(session=session, key=key)
+    assert client.code == "rs_sbj"
+    assert [o.value for o in client.policy.operations] == ["verify", "changes"]
+    assert client.policy.unmasked == ["id_no"] and client.policy.rate_limit.per_second == 20
+    stored = session.scalar(select(ApiClient).where(ApiClient.code == "rs_sbj"))
+    assert stored is not None and key not in json.dumps(stored.policy) and stored.key_hash != key
+
+
+def test_create_from_options_and_list(session) -> None:
+    _invoke(
+        "clients", "create", "wj_fy", "--name", "卫健委妇幼处",
+        "--operation", "lookup", "--purpose", "birth_registration", "--field", "name",
+        "--population-type", "registered", "--area", "*", "--rate", "5", "--burst", "10", "--key-days", "0",
+    )  # fmt: skip
+    [row] = [r for r in json.loads(_invoke("clients", "list", "--json")) if r["code"] == "wj_fy"]
+    assert row["status"] == "active" and row["key_expires_at"] is None
+    assert row["policy"]["areas"] == ["*"] and row["policy"]["rate_limit"] == {"per_second": 5.0, "burst": 10}
+
+
+def test_invalid_policy_is_refused_with_reasons(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY_YAML.replace("unmasked: [id_no]", "unmasked: [phone]"), encoding="utf-8")
+    result = runner.invoke(app, ["clients", "create", "x", "--name", "x", "--policy", str(bad)])
+    assert result.exit_code == 2 and "授权策略不合法" in result.output
+
+
+def test_rotate_and_disable(session, tmp_path: Path) -> None:
+    policy_file = tmp_path / "p.yaml"
+    policy_file.write_text(POLICY_YAML, encoding="utf-8")
+    [old] = KEY.findall(_invoke("clients", "create", "gaj", "--name", "公安局", "--policy", str(policy_file)))
+    [new] = KEY.findall(_invoke("clients", "rotate", "gaj"))
+    with pytest.raises(SharingError) as refused:
+        authenticate(session=session, key=old)
+    assert refused.value.code == ErrorCode.CREDENTIAL_INVALID
+    assert authenticate(session=session, key=new).code == "gaj"
+    _invoke("clients", "disable", "gaj")
+    with pytest.raises(SharingError) as disabled:
+        authenticate(session=session, key=new)
+    assert disabled.value.code == ErrorCode.CLIENT_DISABLED
+    result = runner.invoke(app, ["clients", "disable", "nobody"])
+    assert result.exit_code == 1 and "nobody" in result.output
+
+
+def test_audit_verify_passes_then_detects_a_tampered_row(http, session, new_client) -> None:
+    p = person(session)
+    headers = new_client()
+    for _ in range(3):
+        http.get(f"/api/v1/persons/{p.person_no}", headers=headers)
+    assert "校验通过" in _invoke("audit", "verify")
+    ids = session.scalars(text("SELECT id FROM audit_log ORDER BY id")).all()
+    session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+    session.execute(
+        text("UPDATE audit_log SET detail = jsonb_set(detail, '{purpose}', '\"other\"') WHERE id = :id"),
+        {"id": ids[2]},
+    )
+    session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 1 and f"id={ids[2]}" in result.output
+
+
+def test_audit_history_lists_accesses(http, session, new_client) -> None:
+    p = person(session)
+    http.get(f"/api/v1/persons/{p.person_no}", headers=new_client())
+    [row] = json.loads(_invoke("audit", "history", p.person_no, "--json"))
+    assert (row["operation"], row["purpose"], row["end_user"], row["outcome"]) == (
+        "lookup",
+        "social_security",
+        "clerk-007",
+        "ok",
+    )
+    assert "lookup" in _invoke("audit", "history", p.person_no)
