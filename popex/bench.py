@@ -67,7 +67,8 @@ def fresh_database(name: str) -> str:
 
 def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
     """The benchmark; returns the figures."""
-    from exchange.flows import ingest_file, landing_files
+    from exchange.flows import ingest_file, landing_files, process_batch
+    from exchange.gate import release_batch
     from popex.synth import generate_city
     from registry.areas import load_areas
     from registry.evaluate import evaluate_links, write_errors
@@ -93,6 +94,13 @@ def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
             phase = "initial" if path.name.split("_")[-1].startswith(start.strftime("%Y%m%d")) else "daily"
             started = time.perf_counter()
             result = ingest_file(factory, path)
+            if result.state == "quarantined":
+                # An operator would look at the gate's figures and release it; the benchmark does so at
+                # once, counts it, and lets the batch through like every other.
+                with factory.begin() as session:
+                    release_batch(session=session, batch_id=result.batch_id, actor="bench", note="benchmark")
+                process_batch(factory, result.batch_id)
+                figures["released_quarantines"] = figures.get("released_quarantines", 0) + 1
             elapsed = time.perf_counter() - started
             with factory() as session:
                 rows, steps, state = session.execute(
