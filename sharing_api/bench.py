@@ -6,6 +6,9 @@ Loads N synthetic persons set-wise (INSERT … SELECT generate_series) into a de
 uvicorn on 127.0.0.1 (a free port, one worker per core), drives POST /api/v1/persons/lookup with wrk
 (a Lua script rotating ID numbers and end users), then times verification batches, then checks that
 every request left one audit record and that the audit chain still verifies. Loopback only.
+A second, paced run offers a fixed rate (each connection pauses between requests, as real clients do)
+and reports its latency: in the first, closed-loop run 64 connections always wait, so its mean latency
+is 64 / throughput by Little's law and a p99 of 20 ms would need over 3,200 req/s.
 Targets (issue 6): >= 1,500 req/s, p99 <= 20 ms at 64 connections on 2 cores; batch <= 200 ms.
 """
 
@@ -66,7 +69,12 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-API-Key"] = key
 wrk.headers["X-Purpose"] = "benchmark"
+local pause = {pause}
 math.randomseed(os.time())
+delay = function()
+  if pause == 0 then return 0 end
+  return math.random(math.floor(pause / 2), pause + math.floor(pause / 2))
+end
 request = function()
   local g = math.random(1, n)
   wrk.headers["X-End-User"] = "clerk-" .. (g % 100)
@@ -103,6 +111,12 @@ class BenchResult:
     batch_ms_median: float
     batch_ms_max: float
     batch_matched: int
+    paced_rate: int  # offered load of the paced run (0: none); each connection waits between requests
+    paced_requests_per_second: float
+    paced_p50_ms: float
+    paced_p99_ms: float
+    server_cpu_ms_per_request: float  # uvicorn processes only, during the unpaced run
+    load_average: float  # of the machine (1 min) before the run: other work shares the 2 cores
     requests_sent: int  # warm-up, measured run and batches (wrk does not count those cut off at its end)
     audit_rows: int
     audit_chain_ok: bool
@@ -179,6 +193,14 @@ def _start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("uvicorn did not start within 60 s")
 
 
+def _server_cpu(server: subprocess.Popen[bytes]) -> float:
+    """CPU seconds used so far by uvicorn and its worker processes."""
+    import psutil
+
+    procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+
 def _wrk(port: int, script: Path, *, seconds: int, connections: int, threads: int) -> dict[str, int]:
     assert WRK is not None
     out = subprocess.run(  # noqa: S603 (a fixed command line of our own)
@@ -229,6 +251,7 @@ def run_benchmark(
     workers: int = 2,
     threads: int = 2,
     batch_rounds: int = 20,
+    paced_rate: int = 1500,
     keep: bool = False,
 ) -> BenchResult:
     """Load, serve, measure, check the audit; the dedicated database is dropped unless keep."""
@@ -246,11 +269,20 @@ def run_benchmark(
         key = _create_client(url)
         port = _free_port()
         server = _start_server(url, port, workers)
+        load_average = os.getloadavg()[0]
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "lookup.lua"
-            script.write_text(WRK_SCRIPT.format(n=persons, key=key))
+            script.write_text(WRK_SCRIPT.format(n=persons, key=key, pause=0))
             warm_up = _wrk(port, script, seconds=5, connections=connections, threads=threads)
+            cpu_before = _server_cpu(server)
             figures = _wrk(port, script, seconds=seconds, connections=connections, threads=threads)
+            cpu_ms = (_server_cpu(server) - cpu_before) * 1000 / max(figures["requests"], 1)
+            paced = {"requests": 0, "duration_us": 1, "p50_us": 0, "p99_us": 0}
+            if paced_rate:
+                script.write_text(
+                    WRK_SCRIPT.format(n=persons, key=key, pause=connections * 1000 // paced_rate)
+                )
+                paced = _wrk(port, script, seconds=seconds, connections=connections, threads=threads)
         batch_ms, matched = _batches(port, key, persons, batch_rounds)
         engine = create_engine(url)
         with engine.connect() as conn:
@@ -287,7 +319,13 @@ def run_benchmark(
         batch_ms_median=round(statistics.median(batch_ms), 1),
         batch_ms_max=round(max(batch_ms), 1),
         batch_matched=matched,
-        requests_sent=warm_up["requests"] + figures["requests"] + batch_rounds,
+        paced_rate=paced_rate,
+        paced_requests_per_second=round(paced["requests"] / (paced["duration_us"] / 1e6), 1),
+        paced_p50_ms=paced["p50_us"] / 1000,
+        paced_p99_ms=paced["p99_us"] / 1000,
+        server_cpu_ms_per_request=round(cpu_ms, 3),
+        load_average=round(load_average, 2),
+        requests_sent=warm_up["requests"] + figures["requests"] + paced["requests"] + batch_rounds,
         audit_rows=audit_rows,
         audit_chain_ok=chain_ok,
         load_seconds=round(load_seconds, 1),
@@ -299,11 +337,17 @@ def main(
     seconds: Annotated[int, typer.Option(help="压测时长（秒）")] = 30,
     connections: Annotated[int, typer.Option(help="并发连接数")] = 64,
     workers: Annotated[int, typer.Option(help="uvicorn 进程数")] = 2,
+    paced_rate: Annotated[int, typer.Option(help="限速压测的目标请求率（0 为不做）")] = 1500,
     keep: Annotated[bool, typer.Option(help="保留压测数据库 popex_bench")] = False,
 ) -> None:
     """Run the benchmark and print its figures as JSON."""
     result = run_benchmark(
-        persons=persons, seconds=seconds, connections=connections, workers=workers, keep=keep
+        persons=persons,
+        seconds=seconds,
+        connections=connections,
+        workers=workers,
+        paced_rate=paced_rate,
+        keep=keep,
     )
     print(json.dumps(asdict(result), ensure_ascii=False, indent=2))
 
