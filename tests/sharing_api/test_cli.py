@@ -124,3 +124,12 @@ def test_audit_history_lists_accesses(http, session, new_client) -> None:
         "ok",
     )
     assert "lookup" in _invoke("audit", "history", p.person_no)
+
+
+def test_example_policy_file_is_valid(session) -> None:
+    example = Path(__file__).resolve().parents[2] / "sharing_api" / "example_policy.yaml"
+    [key] = KEY.findall(
+        _invoke("clients", "create", "rs_example", "--name", "示例", "--policy", str(example))
+    )
+    policy = authenticate(session=session, key=key).policy
+    assert policy.whole_city and policy.unmasked == ["id_no"] and "pension_payment" in policy.purposes
