@@ -31,15 +31,25 @@ def gaj_key(session) -> str:
 
 def upload(client: TestClient, path, key: str | None, **params) -> dict:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    response = client.post("/api/v1/exchange/files", files={"file": (path.name, path.read_bytes())},
-                           headers=headers, params=params)
+    response = client.post(
+        "/api/v1/exchange/files",
+        files={"file": (path.name, path.read_bytes())},
+        headers=headers,
+        params=params,
+    )
     return {"status": response.status_code, **response.json()}
 
 
 def snapshot(tmp_path):
-    return write_feed(tmp_path, "gaj_hj", date(2026, 11, 1),
-                      [hj("H1", "330102198001010018", "张伟", "男", "1980-01-01"),
-                       hj("H2", "330102198505050021", "李娜", "女", "1985-05-05")])
+    return write_feed(
+        tmp_path,
+        "gaj_hj",
+        date(2026, 11, 1),
+        [
+            hj("H1", "330102198001010018", "张伟", "男", "1980-01-01"),
+            hj("H2", "330102198505050021", "李娜", "女", "1985-05-05"),
+        ],
+    )
 
 
 def test_push_process_and_read_the_receipt(client, gaj_key, tmp_path) -> None:
@@ -70,8 +80,9 @@ def test_push_needs_a_valid_key(client, tmp_path, key, status, code) -> None:
     assert (result["status"], result["code"]) == (status, code)
 
 
-def test_a_department_pushes_only_its_own_sources_and_reads_only_its_receipts(client, session, gaj_key,
-                                                                               tmp_path) -> None:
+def test_a_department_pushes_only_its_own_sources_and_reads_only_its_receipts(
+    client, session, gaj_key, tmp_path
+) -> None:
     health_key = new_push_key(session=session, department="wjw")
     refused = upload(client, snapshot(tmp_path), health_key)
     assert (refused["status"], refused["code"]) == (403, "SOURCE_NOT_YOURS")
@@ -80,7 +91,9 @@ def test_a_department_pushes_only_its_own_sources_and_reads_only_its_receipts(cl
     assert other.status_code == 404 and other.json()["code"] == "BATCH_NOT_FOUND"
 
 
-def test_upload_over_the_limit_is_refused_and_nothing_registered(client, gaj_key, tmp_path, monkeypatch) -> None:
+def test_upload_over_the_limit_is_refused_and_nothing_registered(
+    client, gaj_key, tmp_path, monkeypatch
+) -> None:
     monkeypatch.setenv("POPEX_MAX_UPLOAD_BYTES", "100")
     storage_settings.cache_clear()
     result = upload(client, snapshot(tmp_path), gaj_key)
