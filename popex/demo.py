@@ -39,8 +39,9 @@ def summary() -> Table:
     table = Table("指标", "数量", title="统一人口库概况")
     queries = {
         "人员（在册金色记录）": "SELECT count(*) FROM person WHERE status <> 'retired'",
-        "其中 户籍/流动/境外": "SELECT string_agg(n::text, ' / ' ORDER BY t) FROM (SELECT population_type t, count(*) n"
-        " FROM person WHERE status <> 'retired' GROUP BY 1) x",
+        "其中 户籍/流动/境外": "SELECT count(*) FILTER (WHERE population_type = 'registered') || ' / ' ||"
+        " count(*) FILTER (WHERE population_type = 'floating') || ' / ' ||"
+        " count(*) FILTER (WHERE population_type = 'foreign') FROM person WHERE status <> 'retired'",
         "死亡 / 离开": "SELECT count(*) FILTER (WHERE status = 'dead') || ' / ' || count(*) FILTER (WHERE status = 'left')"
         " FROM person",
         "批次（接收文件）": "SELECT count(*) FROM batch",
