@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from exchange.cli import departments_app
 from collection.cli import officers_app
+from exchange.cli import departments_app
 from sharing_api.cli import audit_app, clients_app
 
 if TYPE_CHECKING:
