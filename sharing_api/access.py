@@ -1,15 +1,19 @@
 """One request's access: the client, the end user and purpose it cites, and the checks of its policy.
 
-Every refusal of personal data by policy (field, area) is audited like an access, then raised.
+The service records what a request touched (`record`), and every refusal of personal data by policy
+(field, area) like an access (`refuse`); the route commits those records (`commit`) before its
+response leaves, and a request whose records cannot be committed gets no data.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sharing_api.audit import AccessAudit, AccessEntry
 from sharing_api.clients import ClientContext
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.policy import Operation, PersonField, Policy
+from sharing_api.reads import PersonReader
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class Access:
     purpose: str
     operation: Operation
     audit: AccessAudit
+    reader: Callable[[], PersonReader]  # the single-person routes' reads (the event loop's connection)
+    entries: list[AccessEntry] = field(default_factory=list)
 
     @property
     def policy(self) -> Policy:
@@ -35,20 +41,28 @@ class Access:
         fields: list[str] | None = None,
         **extra: Any,
     ) -> None:
-        """Write this request's audit record (committed before returning)."""
-        try:
-            self.audit.write(
-                AccessEntry(
-                    client=self.client.code,
-                    end_user=self.end_user,
-                    purpose=self.purpose,
-                    operation=self.operation.value,
-                    outcome=outcome,
-                    person_nos=person_nos or [],
-                    fields=fields or [],
-                    extra=dict(extra),
-                )
+        """Note this request's audit record; `commit` writes it."""
+        self.entries.append(
+            AccessEntry(
+                client=self.client.code,
+                end_user=self.end_user,
+                purpose=self.purpose,
+                operation=self.operation.value,
+                outcome=outcome,
+                person_nos=person_nos or [],
+                fields=fields or [],
+                extra=dict(extra),
             )
+        )
+
+    async def commit(self) -> None:
+        """Write the records noted so far; AUDIT_UNAVAILABLE when they cannot be written."""
+        if not self.entries:
+            return
+        entries = list(self.entries)
+        self.entries.clear()
+        try:
+            await self.audit.write(entries)
         except Exception as exc:
             raise SharingError(ErrorCode.AUDIT_UNAVAILABLE) from exc
 

@@ -1,45 +1,39 @@
 """Audit of every access to personal data, written to the hash-chained audit_log before data leaves.
 
-One INSERT per request (not per person): the person numbers touched go in the record's detail, which
-the GIN index `ix_audit_log_detail` makes searchable for a person's access history.
+One INSERT per group of requests (not per person): the person numbers touched go in the record's
+detail, which the GIN index `ix_audit_log_detail` makes searchable for a person's access history.
 
-Two writers share `append_access`:
-- `SessionAudit` writes in the request's own session and commits (tests, CLI).
-- `GroupCommitAudit` (the server's) hands the record to one writer thread per process that inserts
-  every record waiting at that moment in one statement and one commit, then releases the requests.
-  The chain's trigger serialises every audit insert until commit, so one commit per request would
-  cap the whole service at one fsync per request; grouping keeps the audit durable before the
-  response is sent (the request waits for the commit) at a fraction of the cost.
+Writers share one statement (`INSERT_SQL`, pyformat, for psycopg2 and psycopg alike):
+- `SessionAudit` writes in the request's own session and commits (tests).
+- `GroupCommitAudit` (the server's) is one asyncio task per server process with a connection of its
+  own: every record queued while it commits goes in its next INSERT, one transaction for the group.
+  The chain's trigger serialises audit inserts until commit, so one commit per request would cap
+  the service at one chain step per request; grouping keeps each record durable before its response
+  is sent (the request awaits the commit) at a fraction of the cost. Being a task, not a thread, it
+  costs the event loop no lock hand-over (a thread waits for the interpreter lock under load).
 """
 
+import asyncio
 import logging
-import queue
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, create_engine, text
-from sqlalchemy.dialects.postgresql import JSONB
+import orjson
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
-# The advisory lock is the one the chain trigger takes; taking it before the INSERT makes the ids
-# (drawn from the sequence as each row is formed) follow the order of the chain. Without it two
-# concurrent writers can draw ids in one order and take the lock in the other, and the chain, which
-# verify_chain reads in id order, would no longer verify.
-INSERT_SQL = text(
-    """
-    INSERT INTO audit_log (actor, action, object_type, object_id, detail, prev_hash, hash)
-    SELECT r.actor, r.action, r.object_type, r.object_id, r.detail, '', ''
-    FROM (SELECT pg_advisory_xact_lock(hashtext('audit_log'))) AS chain_lock,
-         ROWS FROM (jsonb_to_recordset(:rows)
-                    AS (actor text, action text, object_type text, object_id text, detail jsonb))
-             WITH ORDINALITY AS r(actor, action, object_type, object_id, detail, n)
-    ORDER BY r.n
-    """
-).bindparams(bindparam("rows", type_=JSONB))
+# The trigger takes the chain's lock, draws the id under it and links the row to the one before, so
+# rows inserted in the order of `n` follow each other in the chain.
+INSERT_SQL = """
+INSERT INTO audit_log (actor, action, object_type, object_id, detail, prev_hash, hash)
+SELECT r.actor, r.action, r.object_type, r.object_id, r.detail, '', ''
+FROM ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb)
+                AS (actor text, action text, object_type text, object_id text, detail jsonb))
+     WITH ORDINALITY AS r(actor, action, object_type, object_id, detail, n)
+ORDER BY r.n
+"""
 
 
 @dataclass(frozen=True)
@@ -76,16 +70,21 @@ class AccessEntry:
         }
 
 
+def _rows_json(entries: list[AccessEntry]) -> str:
+    return orjson.dumps([e.row() for e in entries]).decode()
+
+
 def append_access(conn: Connection | Session, entries: list[AccessEntry]) -> None:
-    """Append entries to the audit chain, in order, with one statement."""
-    conn.execute(INSERT_SQL, {"rows": [e.row() for e in entries]})
+    """Append entries to the audit chain, in order, with one statement (in the caller's transaction)."""
+    connection = conn.connection() if isinstance(conn, Session) else conn
+    connection.exec_driver_sql(INSERT_SQL, {"rows": _rows_json(entries)})
 
 
 class AccessAudit(Protocol):
-    """Where a request's audit record goes; `write` returns once the record is committed."""
+    """Where a request's audit records go; `write` returns once they are committed."""
 
-    def write(self, entry: AccessEntry) -> None:
-        """Append and commit one entry, or raise."""
+    async def write(self, entries: list[AccessEntry]) -> None:
+        """Append and commit the entries, or raise."""
 
 
 class SessionAudit:
@@ -94,56 +93,71 @@ class SessionAudit:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def write(self, entry: AccessEntry) -> None:
-        """Append and commit one entry."""
-        append_access(self.session, [entry])
+    async def write(self, entries: list[AccessEntry]) -> None:
+        """Append and commit the entries."""
+        append_access(self.session, entries)
         self.session.commit()
 
 
 class GroupCommitAudit:
-    """One writer thread per process: every entry queued while it commits goes in its next commit."""
+    """One writer task per event loop: every entry queued while it commits goes in its next commit."""
 
-    def __init__(self, url: str, *, max_group: int = 500, timeout: float = 10.0) -> None:
-        # A connection of its own: requests wait for this thread while holding pooled connections,
-        # so taking one from their pool could wait for ever.
-        self.engine = create_engine(url, pool_size=1, max_overflow=0)
+    def __init__(self, conninfo: str, *, max_group: int = 500, timeout: float = 10.0) -> None:
+        self.conninfo = conninfo
         self.max_group = max_group
         self.timeout = timeout
-        self._queue: queue.SimpleQueue[tuple[AccessEntry, Future[None]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._queue: asyncio.Queue[tuple[list[AccessEntry], asyncio.Future[None]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def write(self, entry: AccessEntry) -> None:
-        """Queue the entry and wait until its group is committed."""
-        self._ensure_thread()
-        done: Future[None] = Future()
-        self._queue.put((entry, done))
-        done.result(timeout=self.timeout)
+    async def write(self, entries: list[AccessEntry]) -> None:
+        """Queue the entries and wait until their group is committed (at most `timeout` seconds)."""
+        loop = asyncio.get_running_loop()
+        queue = self._ensure_task(loop)
+        done: asyncio.Future[None] = loop.create_future()
+        queue.put_nowait((entries, done))
+        await asyncio.wait_for(asyncio.shield(done), self.timeout)
 
-    def _ensure_thread(self) -> None:
-        # Started on first use, so that each server worker process (forked) has its own thread.
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-                self._thread.start()
+    def _ensure_task(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Queue[tuple[list[AccessEntry], asyncio.Future[None]]]:
+        # Started on first use in each loop: each server worker process (and each test client) has
+        # its own loop, and a task or connection belongs to the loop that made it.
+        if self._queue is None or self._loop is not loop or self._task is None or self._task.done():
+            self._loop = loop
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._run(self._queue), name="audit-writer")
+        return self._queue
 
-    def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[tuple[list[AccessEntry], asyncio.Future[None]]]) -> None:
+        import psycopg  # the asyncio driver: imported by the server only
+
+        conn: psycopg.AsyncConnection[Any] | None = None
         while True:
-            group = [self._queue.get()]
-            while len(group) < self.max_group:
-                try:
-                    group.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            group = [await queue.get()]
+            while not queue.empty() and len(group) < self.max_group:
+                group.append(queue.get_nowait())
             try:
-                with self.engine.begin() as conn:
-                    append_access(conn, [entry for entry, _ in group])
+                if conn is None or conn.closed:
+                    conn = await psycopg.AsyncConnection.connect(
+                        self.conninfo,
+                        autocommit=True,  # one statement, one transaction: the group's commit
+                        connect_timeout=max(int(self.timeout), 2),
+                        options=f"-c statement_timeout={int(self.timeout * 1000)}",
+                        application_name="popex-audit",
+                    )
+                await conn.execute(
+                    INSERT_SQL, {"rows": _rows_json([e for entries, _ in group for e in entries])}
+                )
             except Exception as exc:  # every waiting request fails closed: no audit, no data
-                log.exception("audit write failed for %d entries", len(group))
+                log.exception("audit write failed for %d requests", len(group))
+                if conn is not None:
+                    await conn.close()
+                    conn = None
                 for _, done in group:
-                    done.set_exception(exc)
+                    if not done.done():
+                        done.set_exception(exc)
             else:
                 for _, done in group:
-                    done.set_result(None)
+                    if not done.done():
+                        done.set_result(None)

@@ -6,7 +6,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SharingSettings(BaseSettings):
-    """Connection pool and client cache of one server process."""
+    """Connection pool, event-loop reads and client cache of one server process."""
 
     model_config = SettingsConfigDict(env_prefix="POPEX_SHARING_")
 
@@ -16,6 +16,9 @@ class SharingSettings(BaseSettings):
     # How long a process trusts a client it has authenticated: disabling a client, rotating its key or
     # changing its policy takes effect within this many seconds (0: check the database every request).
     client_cache_seconds: float = 5.0
+    # The longest a single-person read may hold the event loop (seconds); a read that takes longer is
+    # cancelled by PostgreSQL and answered DATABASE_UNAVAILABLE.
+    loop_statement_timeout: float = 2.0
 
 
 @lru_cache

@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 
 
 STATUS = {
@@ -42,6 +43,7 @@ STATUS = {
     ErrorCode.BATCH_TOO_LARGE: 422,
     ErrorCode.VALIDATION_ERROR: 422,
     ErrorCode.AUDIT_UNAVAILABLE: 503,
+    ErrorCode.DATABASE_UNAVAILABLE: 503,
 }
 
 MESSAGES = {
@@ -60,6 +62,7 @@ MESSAGES = {
     ErrorCode.BATCH_TOO_LARGE: "批量核验每次最多 1000 条",
     ErrorCode.VALIDATION_ERROR: "请求参数不合法",
     ErrorCode.AUDIT_UNAVAILABLE: "审计日志暂时无法写入，为保证每次访问留痕，本次请求未予处理",
+    ErrorCode.DATABASE_UNAVAILABLE: "人口库暂时无法访问，请稍后重试",
 }
 
 

@@ -1,4 +1,10 @@
-"""The sharing API's routes (mounted under /api/v1): parse, call a service, return a response model."""
+"""The sharing API's routes (mounted under /api/v1): parse, call a service, return a response model.
+
+The single-person routes (lookup by number or document, one verification) are async and read on the
+event loop's own connection (`Access.reader`): one prepared indexed read, no thread hop. The others read
+more and run in the thread pool on a session. Either way the route class commits the request's audit
+records before the response leaves (`SharingRoute`).
+"""
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -12,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from sharing_api import service
 from sharing_api.access import Access
-from sharing_api.dependencies import access_for, get_session
+from sharing_api.dependencies import AUDIT_HEADERS, access_for, get_session
 from sharing_api.exceptions import ErrorCode, ErrorOut, SharingError, error_responses
 from sharing_api.policy import Operation, PersonField
+from sharing_api.reads import PersonReader
 from sharing_api.schemas import (
     AccessHistory,
     BaselinePage,
@@ -37,8 +44,7 @@ def _json(model: BaseModel) -> Response:
     """The response body of a model, without the fields left unset (those not granted or not asked).
 
     Routes return a Response, not the model, so that FastAPI does not validate its own output again
-    in a second trip through the thread pool; that trip would also make a request that still holds
-    its pooled connection wait for a thread, and under load threads wait for connections.
+    (for a plain `def` route, in a second trip through the thread pool).
     """
     return Response(model.model_dump_json(exclude_unset=True), media_type="application/json")
 
@@ -48,20 +54,32 @@ def _error(status: int, body: ErrorOut, headers: dict[str, str] | None = None) -
 
 
 class SharingRoute(APIRoute):
-    """Every error of these routes, including request validation, is JSON with a stable code."""
+    """Audit committed before any answer leaves; every error, validation included, JSON with a code."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # Every route is admitted by access_for, which reads these headers itself: document them.
+        kwargs["openapi_extra"] = {**AUDIT_HEADERS, **(kwargs.get("openapi_extra") or {})}
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route_handler(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except SharingError as exc:
-                return _error(exc.status_code, exc.body(), exc.headers)
+                response = _error(exc.status_code, exc.body(), exc.headers)
             except RequestValidationError as exc:
                 # loc, msg and type only: the input is not echoed back (it may be personal data).
                 errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-                return _error(422, SharingError(ErrorCode.VALIDATION_ERROR, detail=errors).body())
+                response = _error(422, SharingError(ErrorCode.VALIDATION_ERROR, detail=errors).body())
+            access: Access | None = getattr(request.state, "sharing_access", None)
+            if access is not None:
+                try:
+                    await access.commit()
+                except SharingError as exc:  # no audit, no data: the answer is withheld
+                    response = _error(exc.status_code, exc.body(), exc.headers)
+            return response
 
         return route_handler
 
@@ -88,14 +106,15 @@ Area = Annotated[
     responses=NOT_FOUND,
     summary="按统一人口编号查询",
 )
-def get_person(
+async def get_person(
     person_no: Annotated[str, Path(pattern=r"^P\d{11}$", description="统一人口编号")],
-    session: SessionDep,
     access: Annotated[Access, Depends(access_for(Operation.LOOKUP))],
     fields: Fields = None,
 ) -> Response:
     """A person by unified person number; a number merged into another answers with the surviving record."""
-    return _json(service.lookup_by_number(session=session, access=access, person_no=person_no, fields=fields))
+    return _json(
+        service.lookup_by_number(reader=access.reader(), access=access, person_no=person_no, fields=fields)
+    )
 
 
 @router.post(
@@ -104,14 +123,15 @@ def get_person(
     responses=NOT_FOUND,
     summary="按证件号码查询",
 )
-def lookup_person(
+async def lookup_person(
     query: DocumentQuery,
-    session: SessionDep,
     access: Annotated[Access, Depends(access_for(Operation.LOOKUP))],
     fields: Fields = None,
 ) -> Response:
     """A person by identity document number (in the body, so that it stays out of URLs and logs)."""
-    return _json(service.lookup_by_document(session=session, access=access, query=query, fields=fields))
+    return _json(
+        service.lookup_by_document(reader=access.reader(), access=access, query=query, fields=fields)
+    )
 
 
 @router.post("/persons/search", response_model=SearchResult, summary="按姓名和出生日期查找")
@@ -126,9 +146,8 @@ def search_persons(
 
 
 @router.post("/verify", response_model=VerifyResult, summary="核验")
-def verify_one(
+async def verify_one(
     query: SingleVerifyQuery,
-    session: SessionDep,
     access: Annotated[Access, Depends(access_for(Operation.VERIFY))],
 ) -> Response:
     """Does this document number belong to this name and birth date (and is the person alive, resident)?
@@ -136,7 +155,7 @@ def verify_one(
     Answers yes or no and nothing more: a number that does not match gets `match: false` whether the
     number is unknown, belongs to someone else, or to someone outside this client's scope.
     """
-    return _json(service.verify(session=session, access=access, items=[query], checks=query.checks)[0])
+    return _json(service.verify(reader=access.reader(), access=access, items=[query], checks=query.checks)[0])
 
 
 @router.post(
@@ -151,7 +170,8 @@ def verify_batch(
     access: Annotated[Access, Depends(access_for(Operation.VERIFY))],
 ) -> Response:
     """Up to 1,000 verifications in one call, answered in the order given."""
-    return _json(service.verify_batch(session=session, access=access, items=query.items, checks=query.checks))
+    reader = PersonReader.of_session(session)
+    return _json(service.verify_batch(reader=reader, access=access, items=query.items, checks=query.checks))
 
 
 @router.get("/changes", response_model=ChangeFeed, summary="变更订阅")

@@ -1,23 +1,25 @@
 """The sharing service's units of work: read golden records under a policy, and audit every access.
 
 Each function checks what the policy asks of its parameters, reads with SQL shaped for the path
-(one indexed query per request; one query per batch), shows only granted fields, masked unless
-granted in clear, and writes exactly one audit record before returning. Persons outside the client's
-population types or areas are indistinguishable from persons who do not exist.
+(one prepared, indexed query per request; one query per batch), shows only granted fields, masked
+unless granted in clear, and records exactly one audit record on the request's `Access`, which the
+route commits before the response leaves. Persons outside the client's population types or areas are
+indistinguishable from persons who do not exist.
 """
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, String, bindparam, func, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
-from registry.models import AuditLog, ChangeEvent, Person, PersonIdentifier
+from registry.models import AuditLog, ChangeEvent, Person
 from sharing_api.access import Access
 from sharing_api.exceptions import ErrorCode, SharingError
+from sharing_api.models import AUDIT_PERSON_NOS
 from sharing_api.policy import PersonField
+from sharing_api.reads import PERSON_COLUMNS, PersonReader
 from sharing_api.schemas import (
     MAX_BATCH,
     AccessHistory,
@@ -39,33 +41,10 @@ from sharing_api.schemas import (
 MAX_SEARCH = 20
 MAX_MERGE_HOPS = 8
 
-# Everything a response can show, plus what the scope and merge checks need; never provenance.
-PERSON_COLUMNS = (
-    Person.id,
-    Person.person_no,
-    Person.status,
-    Person.merged_into,
-    *(getattr(Person, f.value) for f in PersonField if f.value not in ("status",)),
-)
-
-
-# The single-person reads, built once: the hot path only binds parameters.
-_PERSON = select(*PERSON_COLUMNS)
-BY_ID = _PERSON.where(Person.id == bindparam("id"))
-BY_NUMBER = _PERSON.where(Person.person_no == bindparam("person_no"))
-BY_DOCUMENT = _PERSON.join(PersonIdentifier, PersonIdentifier.person_id == Person.id).where(
-    PersonIdentifier.id_type == bindparam("id_type"), PersonIdentifier.id_no == bindparam("id_no")
-)
-
 
 def _aware(column: Any) -> Any:
     """A timestamp column (stored without zone, in the database's time zone) as a timestamp with zone."""
     return func.timezone(func.current_setting("TimeZone"), column).label(column.key)
-
-
-def _one(session: Session, stmt: Select[Any], **params: Any) -> Row[Any] | None:
-    """One row of a Core statement (run on the session's connection: no ORM work for plain columns)."""
-    return session.connection().execute(stmt, params).one_or_none()
 
 
 def clean_document(value: str) -> str:
@@ -78,61 +57,64 @@ def clean_name(value: str) -> str:
     return "".join(unicodedata.normalize("NFKC", value).split())
 
 
-def _follow_merges(session: Session, row: Row[Any] | None) -> Row[Any] | None:
+def _follow_merges(reader: PersonReader, row: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """A retired record's surviving record (numbers merged into another stay answerable)."""
     hops = 0
     while (
-        row is not None and row.status == "retired" and row.merged_into is not None and hops < MAX_MERGE_HOPS
+        row is not None
+        and row["status"] == "retired"
+        and row["merged_into"] is not None
+        and hops < MAX_MERGE_HOPS
     ):
-        row = _one(session, BY_ID, id=row.merged_into)
+        row = reader.by_id(row["merged_into"])
         hops += 1
     return row
 
 
-def _in_scope(access: Access, row: Row[Any]) -> bool:
-    return row.status != "retired" and access.policy.covers(
-        population_type=row.population_type, community_code=row.community_code
+def _in_scope(access: Access, row: Mapping[str, Any]) -> bool:
+    return row["status"] != "retired" and access.policy.covers(
+        population_type=row["population_type"], community_code=row["community_code"]
     )
 
 
 def _person_out(
-    access: Access, row: Row[Any], fields: list[str], merged_from: str | None = None
+    access: Access, row: Mapping[str, Any], fields: list[str], merged_from: str | None = None
 ) -> PersonOut:
-    shown = access.policy.show(dict(row._mapping), fields)
+    shown = access.policy.show(row, fields)
     if merged_from is not None:
         shown["merged_from"] = merged_from
-    return PersonOut(person_no=row.person_no, **shown)
+    return PersonOut(person_no=row["person_no"], **shown)
 
 
 def _answer_one(
-    access: Access, row: Row[Any] | None, fields: list[str], requested_no: str | None
+    access: Access, row: Mapping[str, Any] | None, fields: list[str], requested_no: str | None
 ) -> PersonOut:
     """The audited answer of a single-person lookup."""
     if row is None or not _in_scope(access, row):
-        touched = [row.person_no] if row is not None else []
+        touched = [row["person_no"]] if row is not None else []
         access.record(outcome="not_found", person_nos=touched)
         raise SharingError(ErrorCode.PERSON_NOT_FOUND)
-    merged_from = requested_no if requested_no and requested_no != row.person_no else None
-    access.record(outcome="ok", person_nos=[row.person_no], fields=fields)
+    merged_from = requested_no if requested_no and requested_no != row["person_no"] else None
+    access.record(outcome="ok", person_nos=[row["person_no"]], fields=fields)
     return _person_out(access, row, fields, merged_from)
 
 
 def lookup_by_number(
-    *, session: Session, access: Access, person_no: str, fields: list[PersonField] | None
+    *, reader: PersonReader, access: Access, person_no: str, fields: list[PersonField] | None
 ) -> PersonOut:
     """A person by unified person number (a retired number answers with the surviving record)."""
     shown = access.fields(fields)
-    row = _one(session, BY_NUMBER, person_no=person_no)
-    return _answer_one(access, _follow_merges(session, row), shown, person_no)
+    row = reader.by_number(person_no)
+    return _answer_one(access, _follow_merges(reader, row), shown, person_no)
 
 
 def lookup_by_document(
-    *, session: Session, access: Access, query: DocumentQuery, fields: list[PersonField] | None
+    *, reader: PersonReader, access: Access, query: DocumentQuery, fields: list[PersonField] | None
 ) -> PersonOut:
     """A person by identity document number."""
     shown = access.fields(fields)
-    row = _one(session, BY_DOCUMENT, id_type=query.id_type, id_no=clean_document(query.id_no))
-    return _answer_one(access, _follow_merges(session, row), shown, None)
+    row = reader.by_document(query.id_type, clean_document(query.id_no))
+    return _answer_one(access, _follow_merges(reader, row), shown, None)
 
 
 def search(
@@ -157,28 +139,11 @@ def search(
     if query.area:
         stmt = stmt.where(Person.community_code.startswith(query.area))
     rows = session.execute(stmt).all()
-    items = [_person_out(access, r, shown) for r in rows[:MAX_SEARCH]]
+    items = [_person_out(access, dict(r._mapping), shown) for r in rows[:MAX_SEARCH]]
     access.record(
         outcome="ok" if items else "not_found", person_nos=[p.person_no for p in items], fields=shown
     )
     return SearchResult(items=items, truncated=len(rows) > MAX_SEARCH)
-
-
-# One query for a whole batch: the items as arrays, unnested with their position.
-_ITEMS = (
-    func.unnest(bindparam("id_types", type_=ARRAY(String)), bindparam("id_nos", type_=ARRAY(String)))
-    .table_valued("id_type", "id_no", with_ordinality="n")
-    .render_derived(name="item")
-)
-_VERIFY_SQL = (
-    select(_ITEMS.c.n, *PERSON_COLUMNS)
-    .select_from(_ITEMS)
-    .join(
-        PersonIdentifier,
-        (PersonIdentifier.id_type == _ITEMS.c.id_type) & (PersonIdentifier.id_no == _ITEMS.c.id_no),
-    )
-    .join(Person, Person.id == PersonIdentifier.person_id)
-)
 
 
 def _checks(access: Access, requested: list[Check] | None) -> list[Check]:
@@ -193,51 +158,50 @@ def _checks(access: Access, requested: list[Check] | None) -> list[Check]:
     return sorted(set(requested), key=list(Check).index)
 
 
-def _verify_rows(session: Session, items: Sequence[VerifyQuery]) -> dict[int, Row[Any]]:
+def _verify_rows(reader: PersonReader, items: Sequence[VerifyQuery]) -> dict[int, Mapping[str, Any]]:
     """Position (1-based) → the (surviving) person holding that document, for the items found."""
-    found = (
-        session.connection()
-        .execute(
-            _VERIFY_SQL,
-            {"id_types": [i.id_type for i in items], "id_nos": [clean_document(i.id_no) for i in items]},
-        )
-        .all()
-    )
-    rows: dict[int, Row[Any]] = {}
+    if len(items) == 1:  # the single verification: the prepared lookup, not the arrays
+        one = reader.by_document(items[0].id_type, clean_document(items[0].id_no))
+        found: list[Mapping[str, Any]] = [] if one is None else [{**one, "n": 1}]
+    else:
+        found = reader.by_documents([i.id_type for i in items], [clean_document(i.id_no) for i in items])
+    rows: dict[int, Mapping[str, Any]] = {}
     for r in found:
-        survivor = _follow_merges(session, r) if r.status == "retired" else r
+        survivor = _follow_merges(reader, r) if r["status"] == "retired" else r
         if survivor is not None:
-            rows[r.n] = survivor
+            rows[r["n"]] = survivor
     return rows
 
 
-def _verdict(access: Access, item: VerifyQuery, row: Row[Any] | None, checks: list[Check]) -> VerifyResult:
+def _verdict(
+    access: Access, item: VerifyQuery, row: Mapping[str, Any] | None, checks: list[Check]
+) -> VerifyResult:
     match = (
         row is not None
         and _in_scope(access, row)
-        and row.name == clean_name(item.name)
-        and row.birth_date == item.birth_date
+        and row["name"] == clean_name(item.name)
+        and row["birth_date"] == item.birth_date
     )
     answers: dict[str, Any] = {} if item.ref is None else {"ref": item.ref}
     if not match or row is None:  # nothing more is said about a number that does not match
         return VerifyResult(match=False, **answers)
     if Check.ALIVE in checks:
-        answers["alive"] = row.status != "dead" and row.death_date is None
+        answers["alive"] = row["status"] != "dead" and row["death_date"] is None
     if Check.RESIDENT in checks:
-        answers["resident"] = row.status == "active"
+        answers["resident"] = row["status"] == "active"
     return VerifyResult(match=True, **answers)
 
 
 def verify(
-    *, session: Session, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
+    *, reader: PersonReader, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
 ) -> list[VerifyResult]:
     """Yes/no verification of up to MAX_BATCH documents against names and birth dates."""
     if len(items) > MAX_BATCH:
         raise access.refuse(ErrorCode.BATCH_TOO_LARGE, items=len(items))
     asked = _checks(access, checks)
-    rows = _verify_rows(session, items) if items else {}
+    rows = _verify_rows(reader, items) if items else {}
     results = [_verdict(access, item, rows.get(n), asked) for n, item in enumerate(items, start=1)]
-    touched = sorted({r.person_no for r in rows.values()})
+    touched = sorted({r["person_no"] for r in rows.values()})
     matched = sum(r.match for r in results)
     access.record(
         outcome="ok",
@@ -250,10 +214,10 @@ def verify(
 
 
 def verify_batch(
-    *, session: Session, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
+    *, reader: PersonReader, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
 ) -> BatchVerifyResult:
     """Batch verification: one result per item, in order."""
-    results = verify(session=session, access=access, items=items, checks=checks)
+    results = verify(reader=reader, access=access, items=items, checks=checks)
     return BatchVerifyResult(results=results, matched=sum(r.match for r in results))
 
 
@@ -358,7 +322,7 @@ def baseline(
         stmt = stmt.where(Person.community_code.startswith(area))
     rows = session.execute(stmt).all()
     page = rows[:limit]
-    items = [_person_out(access, r, shown) for r in page]
+    items = [_person_out(access, dict(r._mapping), shown) for r in page]
     access.record(outcome="ok", person_nos=[p.person_no for p in items], fields=shown, after=after)
     return BaselinePage(
         items=items,
@@ -368,15 +332,15 @@ def baseline(
     )
 
 
-def _numbers_of(session: Session, row: Row[Any]) -> list[str]:
+def _numbers_of(session: Session, row: Mapping[str, Any]) -> list[str]:
     """A person's number and every retired number merged into it."""
-    retired = session.scalars(select(Person.person_no).where(Person.merged_into == row.id))
-    return [row.person_no, *retired]
+    retired = session.scalars(select(Person.person_no).where(Person.merged_into == row["id"]))
+    return [row["person_no"], *retired]
 
 
 def access_records(*, session: Session, numbers: list[str], before: int | None, limit: int) -> list[Row[Any]]:
     """Audit records (id, at, detail) that touched any of these person numbers, newest first."""
-    touched = or_(*(AuditLog.detail.contains({"person_nos": [n]}) for n in numbers))
+    touched = or_(*(AUDIT_PERSON_NOS.contains([n]) for n in numbers))
     stmt = (
         select(AuditLog.id, _aware(AuditLog.at), AuditLog.detail)
         .where(touched)
@@ -392,9 +356,10 @@ def access_history(
     *, session: Session, access: Access, person_no: str, before: int | None, limit: int
 ) -> AccessHistory:
     """Who looked at a person (under any of their numbers), when and why, newest first."""
-    row = _follow_merges(session, _one(session, BY_NUMBER, person_no=person_no))
+    reader = PersonReader.of_session(session)
+    row = _follow_merges(reader, reader.by_number(person_no))
     if row is None or not _in_scope(access, row):
-        access.record(outcome="not_found", person_nos=[row.person_no] if row is not None else [])
+        access.record(outcome="not_found", person_nos=[row["person_no"]] if row is not None else [])
         raise SharingError(ErrorCode.PERSON_NOT_FOUND)
     rows = access_records(session=session, numbers=_numbers_of(session, row), before=before, limit=limit)
     items = [
@@ -407,7 +372,7 @@ def access_history(
         )
         for r in rows
     ]
-    access.record(outcome="ok", person_nos=[row.person_no], fields=list(AccessOut.model_fields))
+    access.record(outcome="ok", person_nos=[row["person_no"]], fields=list(AccessOut.model_fields))
     return AccessHistory(
-        person_no=row.person_no, items=items, next_before=rows[-1].id if len(rows) == limit else None
+        person_no=row["person_no"], items=items, next_before=rows[-1].id if len(rows) == limit else None
     )

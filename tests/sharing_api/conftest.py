@@ -12,9 +12,8 @@ from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from popex.app import create_app
-from sharing_api.audit import SessionAudit
 from sharing_api.clients import create_client
-from sharing_api.dependencies import get_audit, get_session
+from sharing_api.dependencies import Backends, get_backends, get_session
 from sharing_api.policy import Policy
 from tests.sharing_api.support import PURPOSE, policy
 
@@ -26,7 +25,7 @@ def app(session: Session) -> FastAPI:
     """The whole app, its sharing routes reading and auditing through the test's session."""
     application = create_app()
     application.dependency_overrides[get_session] = lambda: session
-    application.dependency_overrides[get_audit] = lambda: SessionAudit(session)
+    application.dependency_overrides[get_backends] = lambda: Backends.of_session(session)
     return application
 
 
