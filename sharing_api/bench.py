@@ -6,12 +6,19 @@ Loads N synthetic persons set-wise (INSERT … SELECT generate_series) into a de
 uvicorn on 127.0.0.1 (a free port, one worker per core), drives POST /api/v1/persons/lookup with wrk
 (a Lua script rotating ID numbers and end users), then times verification batches, then checks that
 every request left one audit record and that the audit chain still verifies. Loopback only.
-A second, paced run offers a fixed rate (each connection pauses between requests, as real clients do)
-and reports its latency: in the first, closed-loop run 64 connections always wait, so its mean latency
-is 64 / throughput by Little's law and a p99 of 20 ms would need over 3,200 req/s.
+
+Two kinds of run, both over 64 connections:
+- closed loop (unpaced): every connection sends again as soon as it is answered: the throughput. Its
+  mean latency is 64 / throughput by Little's law (a p99 of 20 ms would need over 3,200 req/s), so
+  its latency says little.
+- paced: wrk keeps a fixed schedule of `rate` requests per second however the server answers, as
+  many independent clients would: the latency at that offered load. Each rate is run `repeats`
+  times, since other work on the 2 cores moves single runs.
+CPU per request is measured for every run: the server's processes, PostgreSQL's, and wrk's own.
 Targets (issue 6): >= 1,500 req/s, p99 <= 20 ms at 64 connections on 2 cores; batch <= 200 ms.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -62,18 +69,39 @@ LOAD_IDENTIFIERS = (
     "INSERT INTO person_identifier (id_type, id_no, person_id) SELECT id_type, id_no, id FROM person"
 )
 
+# wrk runs this in each of its threads. Unpaced (interval 0) every connection sends its next request
+# as soon as the last is answered (closed loop). Paced, the thread keeps a fixed schedule, one request
+# every `interval` ms over all its connections (LuaJIT's ffi reads the monotonic clock), so the offered
+# rate stays what was asked however slowly the server answers, as long as a connection is free.
 WRK_SCRIPT = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} popex_timespec;
+int clock_gettime(int clk, popex_timespec *tp);
+]]
+local ts = ffi.new("popex_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
 local n = {n}
-local key = "{key}"
+local interval = {interval_ms}
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-API-Key"] = key
+wrk.headers["X-API-Key"] = "{key}"
 wrk.headers["X-Purpose"] = "benchmark"
-local pause = {pause}
-math.randomseed(os.time())
+local next_at = nil
+init = function(args)
+  math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
+end
 delay = function()
-  if pause == 0 then return 0 end
-  return math.random(math.floor(pause / 2), pause + math.floor(pause / 2))
+  if interval == 0 then return 0 end
+  local now = now_ms()
+  if next_at == nil then next_at = now + math.random() * interval end
+  local wait = next_at - now
+  next_at = next_at + interval
+  if wait < 0 then return 0 end
+  return wait
 end
 request = function()
   local g = math.random(1, n)
@@ -93,13 +121,10 @@ end
 
 
 @dataclass
-class BenchResult:
-    """The figures of one run."""
+class LoadRun:
+    """One wrk run: offered rate (0: closed loop), what was achieved, latency, CPU per request."""
 
-    persons: int
-    workers: int
-    connections: int
-    seconds: int
+    rate: int
     requests: int
     requests_per_second: float
     p50_ms: float
@@ -108,16 +133,26 @@ class BenchResult:
     max_ms: float
     errors: int
     non_2xx: int
+    server_cpu_ms: float  # uvicorn processes, per request
+    postgres_cpu_ms: float  # every PostgreSQL process (reads, audit commits, background), per request
+    wrk_cpu_ms: float  # the load generator, per request
+
+
+@dataclass
+class BenchResult:
+    """The figures of the whole benchmark."""
+
+    persons: int
+    workers: int
+    connections: int
+    seconds: int
+    unpaced: LoadRun
+    paced: list[LoadRun]
     batch_ms_median: float
     batch_ms_max: float
     batch_matched: int
-    paced_rate: int  # offered load of the paced run (0: none); each connection waits between requests
-    paced_requests_per_second: float
-    paced_p50_ms: float
-    paced_p99_ms: float
-    server_cpu_ms_per_request: float  # uvicorn processes only, during the unpaced run
-    load_average: float  # of the machine (1 min) before the run: other work shares the 2 cores
-    requests_sent: int  # warm-up, measured run and batches (wrk does not count those cut off at its end)
+    load_average: float  # of the machine (1 min) before the runs: other work shares the 2 cores
+    requests_sent: int  # warm-up, measured runs and batches (wrk does not count those cut off at its end)
     audit_rows: int
     audit_chain_ok: bool
     load_seconds: float
@@ -193,12 +228,26 @@ def _start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("uvicorn did not start within 60 s")
 
 
-def _server_cpu(server: subprocess.Popen[bytes]) -> float:
-    """CPU seconds used so far by uvicorn and its worker processes."""
+def _cpu_seconds(server: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU seconds used so far: by uvicorn and its workers, by PostgreSQL, by finished children (wrk)."""
+    import resource
+
     import psutil
 
-    procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
-    return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+    def used(p: psutil.Process) -> float:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:  # gone meanwhile
+            return 0.0
+        return float(t.user + t.system)
+
+    root = psutil.Process(server.pid)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "server": used(root) + sum(used(p) for p in root.children(recursive=True)),
+        "postgres": sum(used(p) for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"),
+        "wrk": children.ru_utime + children.ru_stime,
+    }
 
 
 def _wrk(port: int, script: Path, *, seconds: int, connections: int, threads: int) -> dict[str, int]:
@@ -210,6 +259,43 @@ def _wrk(port: int, script: Path, *, seconds: int, connections: int, threads: in
     ).stdout  # fmt: skip
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
     return dict(json.loads(line.removeprefix("WRK_JSON ")))
+
+
+def _load_run(
+    server: subprocess.Popen[bytes],
+    port: int,
+    *,
+    key: str,
+    persons: int,
+    rate: int,
+    seconds: int,
+    connections: int,
+    threads: int,
+) -> LoadRun:
+    """One wrk run at an offered rate (0: closed loop), with the CPU every party used for it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "lookup.lua"
+        interval_ms = threads * 1000 / rate if rate else 0
+        script.write_text(WRK_SCRIPT.format(n=persons, key=key, interval_ms=interval_ms))
+        before = _cpu_seconds(server)
+        figures = _wrk(port, script, seconds=seconds, connections=connections, threads=threads)
+        after = _cpu_seconds(server)
+    n = max(figures["requests"], 1)
+    per_request = {k: round((after[k] - before[k]) * 1000 / n, 3) for k in before}
+    return LoadRun(
+        rate=rate,
+        requests=figures["requests"],
+        requests_per_second=round(figures["requests"] / (figures["duration_us"] / 1e6), 1),
+        p50_ms=figures["p50_us"] / 1000,
+        p90_ms=figures["p90_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        max_ms=figures["max_us"] / 1000,
+        errors=figures["errors"],
+        non_2xx=figures["non_2xx"],
+        server_cpu_ms=per_request["server"],
+        postgres_cpu_ms=per_request["postgres"],
+        wrk_cpu_ms=per_request["wrk"],
+    )
 
 
 def _batches(port: int, key: str, persons: int, rounds: int) -> tuple[list[float], int]:
@@ -249,9 +335,10 @@ def run_benchmark(
     seconds: int = 30,
     connections: int = 64,
     workers: int = 2,
-    threads: int = 2,
+    threads: int = 1,
     batch_rounds: int = 20,
-    paced_rate: int = 1500,
+    rates: tuple[int, ...] = (1000, 1500),
+    repeats: int = 3,
     keep: bool = False,
 ) -> BenchResult:
     """Load, serve, measure, check the audit; the dedicated database is dropped unless keep."""
@@ -270,19 +357,12 @@ def run_benchmark(
         port = _free_port()
         server = _start_server(url, port, workers)
         load_average = os.getloadavg()[0]
-        with tempfile.TemporaryDirectory() as tmp:
-            script = Path(tmp) / "lookup.lua"
-            script.write_text(WRK_SCRIPT.format(n=persons, key=key, pause=0))
-            warm_up = _wrk(port, script, seconds=5, connections=connections, threads=threads)
-            cpu_before = _server_cpu(server)
-            figures = _wrk(port, script, seconds=seconds, connections=connections, threads=threads)
-            cpu_ms = (_server_cpu(server) - cpu_before) * 1000 / max(figures["requests"], 1)
-            paced = {"requests": 0, "duration_us": 1, "p50_us": 0, "p99_us": 0}
-            if paced_rate:
-                script.write_text(
-                    WRK_SCRIPT.format(n=persons, key=key, pause=connections * 1000 // paced_rate)
-                )
-                paced = _wrk(port, script, seconds=seconds, connections=connections, threads=threads)
+        run = functools.partial(
+            _load_run, server, port, key=key, persons=persons, connections=connections, threads=threads
+        )
+        warm_up = run(rate=0, seconds=5)
+        unpaced = run(rate=0, seconds=seconds)
+        paced = [run(rate=rate, seconds=seconds) for rate in rates for _ in range(repeats)]
         batch_ms, matched = _batches(port, key, persons, batch_rounds)
         engine = create_engine(url)
         with engine.connect() as conn:
@@ -308,24 +388,13 @@ def run_benchmark(
         workers=workers,
         connections=connections,
         seconds=seconds,
-        requests=figures["requests"],
-        requests_per_second=round(figures["requests"] / (figures["duration_us"] / 1e6), 1),
-        p50_ms=figures["p50_us"] / 1000,
-        p90_ms=figures["p90_us"] / 1000,
-        p99_ms=figures["p99_us"] / 1000,
-        max_ms=figures["max_us"] / 1000,
-        errors=figures["errors"],
-        non_2xx=figures["non_2xx"],
+        unpaced=unpaced,
+        paced=paced,
         batch_ms_median=round(statistics.median(batch_ms), 1),
         batch_ms_max=round(max(batch_ms), 1),
         batch_matched=matched,
-        paced_rate=paced_rate,
-        paced_requests_per_second=round(paced["requests"] / (paced["duration_us"] / 1e6), 1),
-        paced_p50_ms=paced["p50_us"] / 1000,
-        paced_p99_ms=paced["p99_us"] / 1000,
-        server_cpu_ms_per_request=round(cpu_ms, 3),
         load_average=round(load_average, 2),
-        requests_sent=warm_up["requests"] + figures["requests"] + paced["requests"] + batch_rounds,
+        requests_sent=sum(r.requests for r in (warm_up, unpaced, *paced)) + batch_rounds,
         audit_rows=audit_rows,
         audit_chain_ok=chain_ok,
         load_seconds=round(load_seconds, 1),
@@ -334,10 +403,11 @@ def run_benchmark(
 
 def main(
     persons: Annotated[int, typer.Option(help="合成人口数")] = 1_000_000,
-    seconds: Annotated[int, typer.Option(help="压测时长（秒）")] = 30,
+    seconds: Annotated[int, typer.Option(help="每轮压测时长（秒）")] = 30,
     connections: Annotated[int, typer.Option(help="并发连接数")] = 64,
     workers: Annotated[int, typer.Option(help="uvicorn 进程数")] = 2,
-    paced_rate: Annotated[int, typer.Option(help="限速压测的目标请求率（0 为不做）")] = 1500,
+    rate: Annotated[list[int] | None, typer.Option(help="限速压测的目标请求率（可重复）")] = None,
+    repeats: Annotated[int, typer.Option(help="每个请求率重复的轮数")] = 3,
     keep: Annotated[bool, typer.Option(help="保留压测数据库 popex_bench")] = False,
 ) -> None:
     """Run the benchmark and print its figures as JSON."""
@@ -346,7 +416,8 @@ def main(
         seconds=seconds,
         connections=connections,
         workers=workers,
-        paced_rate=paced_rate,
+        rates=tuple(rate or (1000, 1500)),
+        repeats=repeats,
         keep=keep,
     )
     print(json.dumps(asdict(result), ensure_ascii=False, indent=2))
