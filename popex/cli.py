@@ -120,11 +120,12 @@ def synth(
 def serve(
     host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="端口")] = 8000,
+    workers: Annotated[int, typer.Option(help="工作进程数（建议每个 CPU 核一个）")] = 1,
 ) -> None:
     """Serve the web app (every platform) until Ctrl-C."""
     import uvicorn
 
-    uvicorn.run("popex.app:app", host=host, port=port, log_level="warning")
+    uvicorn.run("popex.app:app", host=host, port=port, workers=workers, log_level="warning")
 
 
 batch_app = typer.Typer(help="批次：放行被隔离的批次", no_args_is_help=True)
