@@ -25,7 +25,8 @@ class Access:
     purpose: str
     operation: Operation
     audit: AccessAudit
-    reader: Callable[[], PersonReader]  # the single-person routes' reads (the event loop's connection)
+    # The single-person routes' reader: the event loop's own connection, so for async routes only.
+    reader: Callable[[], PersonReader]
     entries: list[AccessEntry] = field(default_factory=list)
 
     @property

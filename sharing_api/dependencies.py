@@ -3,8 +3,9 @@
 Tests override `get_session` (with the test's session) and `get_backends` (with `Backends.of_session`:
 reads, client look-ups and audit records in the test's transaction).
 
-Each dependency costs FastAPI a resolution per request (about 40 µs here), so the single-person routes
-take exactly one, `access_for(...)`, which reads its headers itself and gets the reader through it.
+FastAPI resolves every dependency again on each request (with six, that took a third of a lookup's
+Python time), so the single-person routes take one, `access_for(...)`, which reads its headers itself
+and hands the route its reader.
 """
 
 import contextlib
@@ -32,6 +33,9 @@ from sharing_api.ratelimit import RateLimiter
 from sharing_api.reads import LoopConnection, PersonReader
 
 MAX_HEADER = 128
+# Where admit leaves the request's Access for the route class (the scope is the request's own;
+# request.state may share a dict with the app's lifespan state).
+ACCESS_SCOPE_KEY = "popex.sharing.access"
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="接入单位的 API 密钥（由平台管理员发放，只显示一次）"
@@ -191,7 +195,7 @@ def access_for(operation: Operation) -> Callable[..., Coroutine[Any, Any, Access
         if not why:
             raise SharingError(ErrorCode.PURPOSE_REQUIRED)
         access = Access(client, user, why[:MAX_HEADER], operation, backends.audit, backends.reader)
-        request.state.sharing_access = access  # the route commits its audit records
+        request.scope[ACCESS_SCOPE_KEY] = access  # the route commits its audit records
         if why not in client.policy.purposes:
             raise access.refuse(ErrorCode.PURPOSE_NOT_ALLOWED, f"用途“{why[:MAX_HEADER]}”未获授权")
         if operation not in client.policy.operations:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from sharing_api import service
 from sharing_api.access import Access
-from sharing_api.dependencies import AUDIT_HEADERS, access_for, get_session
+from sharing_api.dependencies import ACCESS_SCOPE_KEY, AUDIT_HEADERS, access_for, get_session
 from sharing_api.exceptions import ErrorCode, ErrorOut, SharingError, error_responses
 from sharing_api.policy import Operation, PersonField
 from sharing_api.reads import PersonReader
@@ -73,7 +73,7 @@ class SharingRoute(APIRoute):
                 # loc, msg and type only: the input is not echoed back (it may be personal data).
                 errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
                 response = _error(422, SharingError(ErrorCode.VALIDATION_ERROR, detail=errors).body())
-            access: Access | None = getattr(request.state, "sharing_access", None)
+            access: Access | None = request.scope.get(ACCESS_SCOPE_KEY)
             if access is not None:
                 try:
                     await access.commit()
