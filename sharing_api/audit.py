@@ -3,14 +3,18 @@
 One INSERT per group of requests (not per person): the person numbers touched go in the record's
 detail, which the GIN index `ix_audit_log_detail` makes searchable for a person's access history.
 
-Writers share one statement (`INSERT_SQL`, pyformat, for psycopg2 and psycopg alike):
+Writers share one statement (`INSERT_SQL`):
 - `SessionAudit` writes in the request's own session and commits (tests).
-- `GroupCommitAudit` (the server's) is one asyncio task per server process with a connection of its
-  own: every record queued while it commits goes in its next INSERT, one transaction for the group.
-  The chain's trigger serialises audit inserts until commit, so one commit per request would cap
-  the service at one chain step per request; grouping keeps each record durable before its response
-  is sent (the request awaits the commit) at a fraction of the cost. Being a task, not a thread, it
-  costs the event loop no lock hand-over (a thread waits for the interpreter lock under load).
+- `GroupCommitAudit` (the server's) commits, once per pass of the event loop, every record the
+  requests of that pass have queued: one INSERT, one transaction, on a connection of its own. The
+  chain's trigger serialises audit inserts until commit, so one commit per request would cap the
+  service at one chain step per request; grouping keeps each record durable before its response is
+  sent (the request awaits the commit) at a fraction of the cost.
+
+  The commit runs on the loop itself, like the single-person reads (about 0.2 ms, bounded by
+  statement_timeout). Measured at 1,500 lookups/s on 2 cores, the alternatives waited longer: an
+  asyncio task with an asynchronous driver waited its turn on the busy loop three times per commit
+  (p50 4–12 ms of audit wait per request), a writer thread waited for the interpreter lock.
 """
 
 import asyncio
@@ -100,64 +104,50 @@ class SessionAudit:
 
 
 class GroupCommitAudit:
-    """One writer task per event loop: every entry queued while it commits goes in its next commit."""
+    """Per event loop pass, one commit of every entry its requests queued (one loop per process)."""
 
-    def __init__(self, conninfo: str, *, max_group: int = 500, timeout: float = 10.0) -> None:
-        self.conninfo = conninfo
-        self.max_group = max_group
-        self.timeout = timeout
-        self._queue: asyncio.Queue[tuple[list[AccessEntry], asyncio.Future[None]]] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def __init__(self, url: str, *, statement_timeout: float = 10.0) -> None:
+        self.url = url
+        self.statement_timeout = statement_timeout
+        self._pending: list[tuple[list[AccessEntry], asyncio.Future[None]]] = []
+        self._connection: Any = None
 
     async def write(self, entries: list[AccessEntry]) -> None:
-        """Queue the entries and wait until their group is committed (at most `timeout` seconds)."""
+        """Queue the entries and wait until the loop pass's commit has them."""
         loop = asyncio.get_running_loop()
-        queue = self._ensure_task(loop)
         done: asyncio.Future[None] = loop.create_future()
-        queue.put_nowait((entries, done))
-        await asyncio.wait_for(asyncio.shield(done), self.timeout)
+        if not self._pending:  # the first of this pass: commit after the requests ready in it
+            loop.call_soon(self._commit)
+        self._pending.append((entries, done))
+        await done
 
-    def _ensure_task(
-        self, loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Queue[tuple[list[AccessEntry], asyncio.Future[None]]]:
-        # Started on first use in each loop: each server worker process (and each test client) has
-        # its own loop, and a task or connection belongs to the loop that made it.
-        if self._queue is None or self._loop is not loop or self._task is None or self._task.done():
-            self._loop = loop
-            self._queue = asyncio.Queue()
-            self._task = loop.create_task(self._run(self._queue), name="audit-writer")
-        return self._queue
+    def _connect(self) -> Any:
+        import psycopg2
 
-    async def _run(self, queue: asyncio.Queue[tuple[list[AccessEntry], asyncio.Future[None]]]) -> None:
-        import psycopg  # the asyncio driver: imported by the server only
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg2.connect(
+                self.url,
+                connect_timeout=5,
+                options=f"-c statement_timeout={int(self.statement_timeout * 1000)}",
+                application_name="popex-audit",
+            )
+            self._connection.autocommit = True  # one statement, one transaction: the group's commit
+        return self._connection
 
-        conn: psycopg.AsyncConnection[Any] | None = None
-        while True:
-            group = [await queue.get()]
-            while not queue.empty() and len(group) < self.max_group:
-                group.append(queue.get_nowait())
-            try:
-                if conn is None or conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(
-                        self.conninfo,
-                        autocommit=True,  # one statement, one transaction: the group's commit
-                        connect_timeout=max(int(self.timeout), 2),
-                        options=f"-c statement_timeout={int(self.timeout * 1000)}",
-                        application_name="popex-audit",
-                    )
-                await conn.execute(
-                    INSERT_SQL, {"rows": _rows_json([e for entries, _ in group for e in entries])}
-                )
-            except Exception as exc:  # every waiting request fails closed: no audit, no data
-                log.exception("audit write failed for %d requests", len(group))
-                if conn is not None:
-                    await conn.close()
-                    conn = None
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in group:
-                    if not done.done():
-                        done.set_result(None)
+    def _commit(self) -> None:
+        group, self._pending = self._pending, []
+        try:
+            with self._connect().cursor() as cur:
+                cur.execute(INSERT_SQL, {"rows": _rows_json([e for entries, _ in group for e in entries])})
+        except Exception as exc:  # every waiting request fails closed: no audit, no data
+            log.exception("audit write failed for %d requests", len(group))
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in group:
+                if not done.done():
+                    done.set_result(None)

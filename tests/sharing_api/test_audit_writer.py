@@ -115,6 +115,6 @@ def test_a_failed_audit_write_refuses_the_request(app, http, session, new_client
 
 
 def test_writer_reports_an_unreachable_database() -> None:
-    writer = GroupCommitAudit("postgresql://nobody@127.0.0.1:1/none", timeout=5)
+    writer = GroupCommitAudit("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(Exception, match=r"(?i)connect"):
         asyncio.run(writer.write([_entry(1)]))
