@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,16 +41,25 @@ def drop_database(url: str, admin: str | None = None) -> None:
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def db_url() -> Iterator[str]:
-    """A migrated throwaway database for this test session."""
-    url = create_database()
+@contextmanager
+def migrated_database(prefix: str = "popex_test") -> Iterator[str]:
+    """A new database with the whole schema, dropped afterwards; yields its URL."""
+    url = create_database(prefix)
     engine = create_engine(url)
     with engine.begin() as conn:
         upgrade(conn)
     engine.dispose()
-    yield url
-    drop_database(url)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def db_url() -> Iterator[str]:
+    """A migrated throwaway database for this test session."""
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, func
+from sqlalchemy import BigInteger, Index, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,6 +14,8 @@ class AuditLog(Base):
     """One audited action; rows are never updated or deleted (a trigger forbids it)."""
 
     __tablename__ = "audit_log"
+    # Rows arrive in time order and are never changed: a block-range index serves time ranges.
+    __table_args__ = (Index("ix_audit_log_at", "at", postgresql_using="brin"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     at: Mapped[datetime] = mapped_column(server_default=func.now())

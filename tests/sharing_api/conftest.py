@@ -15,9 +15,17 @@ from popex.app import create_app
 from sharing_api.clients import create_client
 from sharing_api.dependencies import Backends, get_backends, get_session
 from sharing_api.policy import Policy
+from tests.conftest import migrated_database
 from tests.sharing_api.support import PURPOSE, policy
 
 _codes = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def own_db() -> Iterator[str]:
+    """A database of the test module's own, for writers that commit from their own connections."""
+    with migrated_database("popex_sharing") as url:
+        yield url
 
 
 @pytest.fixture

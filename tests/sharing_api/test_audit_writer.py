@@ -2,30 +2,15 @@
 
 import asyncio
 import threading
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from registry.audit import record_audit, verify_chain
-from registry.migrate import upgrade
 from sharing_api.audit import AccessEntry, GroupCommitAudit
 from sharing_api.dependencies import Backends, get_backends
-from tests.conftest import create_database, drop_database
 from tests.sharing_api.support import person
-
-
-@pytest.fixture(scope="module")
-def own_db() -> Iterator[str]:
-    """A database of its own: the writer commits, from its own connections."""
-    url = create_database("popex_audit")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        upgrade(conn)
-    engine.dispose()
-    yield url
-    drop_database(url)
 
 
 def _conninfo(url: str) -> str:

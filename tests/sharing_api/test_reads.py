@@ -1,17 +1,14 @@
 """The person reads: prepared once per connection, rows as the Core statements shape them, and the
 event loop's connection dropped and answered DATABASE_UNAVAILABLE when it breaks."""
 
-from collections.abc import Iterator
 from datetime import date
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from registry.migrate import upgrade
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.reads import BY_DOCUMENT, LoopConnection, PersonReader, Statement
-from tests.conftest import create_database, drop_database
 from tests.sharing_api.support import person
 
 
@@ -49,17 +46,6 @@ def test_named_parameters_become_positional_in_order_of_first_use() -> None:
     )
     assert "person.name = $1 AND person.sex = $2" in st.prepare_sql
     assert st.execute_sql == "EXECUTE popex_t(%(b)s, %(a)s)"
-
-
-@pytest.fixture(scope="module")
-def own_db() -> Iterator[str]:
-    url = create_database("popex_reads")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        upgrade(conn)
-    engine.dispose()
-    yield url
-    drop_database(url)
 
 
 def test_a_broken_loop_connection_is_dropped_and_replaced(own_db: str) -> None:
