@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -103,3 +104,20 @@ def test_writer_reports_an_unreachable_database() -> None:
     writer = GroupCommitAudit("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(Exception, match=r"(?i)connect"):
         asyncio.run(writer.write([_entry(1)]))
+
+
+def test_a_chain_lock_held_elsewhere_fails_the_group_closed_within_the_lock_timeout(own_db: str) -> None:
+    engine = create_engine(own_db)
+    writer = GroupCommitAudit(_conninfo(own_db), lock_timeout=0.3)
+    with Session(engine) as clerk:  # appended to the chain and left open: it holds the chain's lock
+        record_audit(session=clerk, actor="clerk", action="person.merge", detail={})
+        started = time.monotonic()
+        with pytest.raises(Exception, match=r"(?i)lock timeout"):
+            asyncio.run(writer.write([_entry(90007)]))
+        waited = time.monotonic() - started
+        clerk.rollback()
+    asyncio.run(writer.write([_entry(90008)]))  # the lock gone, the next group commits
+    engine.dispose()
+    assert 0.3 <= waited < 3
+    ok, _, users = _chain(own_db)
+    assert ok and "u90008" in users and "u90007" not in users
