@@ -1,11 +1,12 @@
 """FastAPI dependencies: the database session, the backends (reader, audit), the client, the access.
 
-Tests override `get_session` (with the test's session) and `get_backends` (with `Backends.of_session`:
-reads, client look-ups and audit records in the test's transaction).
+Tests override `get_session` (with the test's session) and set `app.state.sharing_backends` (to
+`Backends.of_session`: reads, client look-ups and audit records in the test's transaction).
 
 FastAPI resolves every dependency again on each request (with six, that took a third of a lookup's
-Python time), so the single-person routes take one, `access_for(...)`, which reads its headers itself
-and hands the route its reader.
+Python time), so the single-person routes take none: they call `admit` and `requested_fields`
+themselves, and declare for OpenAPI what those read (`SINGLE_PERSON_DOCS`). The other routes take
+`access_for(...)`, the same admission as a dependency.
 """
 
 import contextlib
@@ -16,7 +17,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import Depends, Request, Security
+from fastapi import Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine, create_engine, make_url
@@ -28,7 +29,7 @@ from sharing_api.audit import AccessAudit, GroupCommitAudit
 from sharing_api.clients import ClientCache, ClientContext
 from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
-from sharing_api.policy import Operation
+from sharing_api.policy import Operation, PersonField
 from sharing_api.ratelimit import RateLimiter
 from sharing_api.reads import LoopConnection, PersonReader
 
@@ -112,9 +113,10 @@ def _server_backends() -> Backends:
     )
 
 
-async def get_backends() -> Backends:
-    """This server process's backends: its loop connection, its audit writer, its pool."""
-    return _server_backends()
+def backends_of(request: Request) -> Backends:
+    """The backends the app was given (`app.state.sharing_backends`, tests), else this process's own."""
+    given: Backends | None = getattr(request.app.state, "sharing_backends", None)
+    return given if given is not None else _server_backends()
 
 
 def _load_client(backends: Backends, key: str) -> ClientContext | SharingError:
@@ -174,32 +176,69 @@ AUDIT_HEADERS: dict[str, Any] = {
 }
 
 
-def access_for(operation: Operation) -> Callable[..., Coroutine[Any, Any, Access]]:
-    """The dependency that admits a request for one operation: client, end user, purpose, policy.
+async def admit(request: Request, operation: Operation) -> Access:
+    """Admit a request for one operation: client, rate limit, end user, purpose, policy.
 
-    Async, so that admitting a request costs no thread hop: the checks are in memory, and the one
-    that needs the database (a client not cached) goes to the thread pool. A refusal is recorded on
-    the access, and committed by the route like any other audit record.
+    The checks are in memory; the one that needs the database (a client not cached) goes to the
+    thread pool. A refusal is recorded on the access, and committed by the route like any other
+    audit record.
     """
+    backends = backends_of(request)
+    client = await current_client(backends=backends, api_key=request.headers.get("x-api-key"))
+    user = _header_text(request.headers.get("x-end-user"))
+    why = _header_text(request.headers.get("x-purpose"))
+    if not user or len(user) > MAX_HEADER or not user.isprintable():
+        raise SharingError(ErrorCode.END_USER_REQUIRED)
+    if not why:
+        raise SharingError(ErrorCode.PURPOSE_REQUIRED)
+    access = Access(client, user, why[:MAX_HEADER], operation, backends.audit, backends.reader)
+    request.scope[ACCESS_SCOPE_KEY] = access  # the route commits its audit records
+    if why not in client.policy.purposes:
+        raise access.refuse(ErrorCode.PURPOSE_NOT_ALLOWED, f"用途“{why[:MAX_HEADER]}”未获授权")
+    if operation not in client.policy.operations:
+        raise access.refuse(ErrorCode.OPERATION_NOT_GRANTED)
+    return access
 
-    async def admit(
-        request: Request,
-        api_key: Annotated[str | None, Security(api_key_header)],
-        backends: Annotated[Backends, Depends(get_backends)],
-    ) -> Access:
-        client = await current_client(backends=backends, api_key=api_key)
-        user = _header_text(request.headers.get("x-end-user"))
-        why = _header_text(request.headers.get("x-purpose"))
-        if not user or len(user) > MAX_HEADER or not user.isprintable():
-            raise SharingError(ErrorCode.END_USER_REQUIRED)
-        if not why:
-            raise SharingError(ErrorCode.PURPOSE_REQUIRED)
-        access = Access(client, user, why[:MAX_HEADER], operation, backends.audit, backends.reader)
-        request.scope[ACCESS_SCOPE_KEY] = access  # the route commits its audit records
-        if why not in client.policy.purposes:
-            raise access.refuse(ErrorCode.PURPOSE_NOT_ALLOWED, f"用途“{why[:MAX_HEADER]}”未获授权")
-        if operation not in client.policy.operations:
-            raise access.refuse(ErrorCode.OPERATION_NOT_GRANTED)
-        return access
 
-    return admit
+def access_for(operation: Operation) -> Callable[..., Coroutine[Any, Any, Access]]:
+    """`admit` as a dependency (the routes that read more than one person)."""
+
+    async def admitted(request: Request, _: Annotated[str | None, Security(api_key_header)]) -> Access:
+        return await admit(request, operation)
+
+    return admitted
+
+
+_FIELD_VALUES = {f.value: f for f in PersonField}
+
+
+def requested_fields(request: Request) -> list[PersonField] | None:
+    """The `fields` query parameter (repeatable) as person fields; None when absent."""
+    values = request.query_params.getlist("fields")
+    if not values:
+        return None
+    bad = [
+        {"loc": ["query", "fields", i], "msg": f"不是可返回的字段：{v[:32]}", "type": "enum"}
+        for i, v in enumerate(values)
+        if v not in _FIELD_VALUES
+    ]
+    if bad:
+        raise SharingError(ErrorCode.VALIDATION_ERROR, detail=bad)
+    return [_FIELD_VALUES[v] for v in values]
+
+
+# What the single-person routes read from the request themselves, for the OpenAPI document.
+SINGLE_PERSON_DOCS: dict[str, Any] = {
+    "security": [{"APIKeyHeader": []}],
+    "parameters": [
+        {
+            "name": "fields",
+            "in": "query",
+            "required": False,
+            "description": "要返回的字段（可重复）；缺省为本单位获授权的全部字段。未获授权的字段会被拒绝",
+            "schema": {"type": "array", "items": {"type": "string", "enum": list(_FIELD_VALUES)}},
+            "style": "form",
+            "explode": True,
+        }
+    ],
+}

@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from sharing_api import service
 from sharing_api.access import Access
-from sharing_api.dependencies import ACCESS_SCOPE_KEY, AUDIT_HEADERS, access_for, get_session
+from sharing_api.dependencies import (
+    ACCESS_SCOPE_KEY,
+    AUDIT_HEADERS,
+    SINGLE_PERSON_DOCS,
+    access_for,
+    admit,
+    get_session,
+    requested_fields,
+)
 from sharing_api.exceptions import ErrorCode, ErrorOut, SharingError, error_responses
 from sharing_api.policy import Operation, PersonField
 from sharing_api.reads import PersonReader
@@ -57,8 +65,13 @@ class SharingRoute(APIRoute):
     """Audit committed before any answer leaves; every error, validation included, JSON with a code."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        # Every route is admitted by access_for, which reads these headers itself: document them.
-        kwargs["openapi_extra"] = {**AUDIT_HEADERS, **(kwargs.get("openapi_extra") or {})}
+        # Every route is admitted by `admit`, which reads these headers itself: document them.
+        # (include_router builds each route again from its openapi_extra: add them once.)
+        extra = kwargs.get("openapi_extra") or {}
+        given = extra.get("parameters", [])
+        names = {p["name"] for p in given}
+        headers = [h for h in AUDIT_HEADERS["parameters"] if h["name"] not in names]
+        kwargs["openapi_extra"] = {**extra, "parameters": headers + given}
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -105,13 +118,14 @@ Area = Annotated[
     response_model=PersonOut,
     responses=NOT_FOUND,
     summary="按统一人口编号查询",
+    openapi_extra=SINGLE_PERSON_DOCS,
 )
 async def get_person(
-    person_no: Annotated[str, Path(pattern=r"^P\d{11}$", description="统一人口编号")],
-    access: Annotated[Access, Depends(access_for(Operation.LOOKUP))],
-    fields: Fields = None,
+    person_no: Annotated[str, Path(pattern=r"^P\d{11}$", description="统一人口编号")], request: Request
 ) -> Response:
     """A person by unified person number; a number merged into another answers with the surviving record."""
+    access = await admit(request, Operation.LOOKUP)
+    fields = requested_fields(request)
     return _json(
         service.lookup_by_number(reader=access.reader(), access=access, person_no=person_no, fields=fields)
     )
@@ -122,13 +136,12 @@ async def get_person(
     response_model=PersonOut,
     responses=NOT_FOUND,
     summary="按证件号码查询",
+    openapi_extra=SINGLE_PERSON_DOCS,
 )
-async def lookup_person(
-    query: DocumentQuery,
-    access: Annotated[Access, Depends(access_for(Operation.LOOKUP))],
-    fields: Fields = None,
-) -> Response:
+async def lookup_person(query: DocumentQuery, request: Request) -> Response:
     """A person by identity document number (in the body, so that it stays out of URLs and logs)."""
+    access = await admit(request, Operation.LOOKUP)
+    fields = requested_fields(request)
     return _json(
         service.lookup_by_document(reader=access.reader(), access=access, query=query, fields=fields)
     )
@@ -145,16 +158,14 @@ def search_persons(
     return _json(service.search(session=session, access=access, query=query, fields=fields))
 
 
-@router.post("/verify", response_model=VerifyResult, summary="核验")
-async def verify_one(
-    query: SingleVerifyQuery,
-    access: Annotated[Access, Depends(access_for(Operation.VERIFY))],
-) -> Response:
+@router.post("/verify", response_model=VerifyResult, summary="核验", openapi_extra=SINGLE_PERSON_DOCS)
+async def verify_one(query: SingleVerifyQuery, request: Request) -> Response:
     """Does this document number belong to this name and birth date (and is the person alive, resident)?
 
     Answers yes or no and nothing more: a number that does not match gets `match: false` whether the
     number is unknown, belongs to someone else, or to someone outside this client's scope.
     """
+    access = await admit(request, Operation.VERIFY)
     return _json(service.verify(reader=access.reader(), access=access, items=[query], checks=query.checks)[0])
 
 

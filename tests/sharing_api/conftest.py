@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from popex.app import create_app
 from sharing_api.clients import create_client
-from sharing_api.dependencies import Backends, get_backends, get_session
+from sharing_api.dependencies import Backends, get_session
 from sharing_api.policy import Policy
 from tests.conftest import migrated_database
 from tests.sharing_api.support import PURPOSE, policy
@@ -33,7 +33,7 @@ def app(session: Session) -> FastAPI:
     """The whole app, its sharing routes reading and auditing through the test's session."""
     application = create_app()
     application.dependency_overrides[get_session] = lambda: session
-    application.dependency_overrides[get_backends] = lambda: Backends.of_session(session)
+    application.state.sharing_backends = Backends.of_session(session)
     return application
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from registry.audit import record_audit, verify_chain
 from sharing_api.audit import AccessEntry, GroupCommitAudit
-from sharing_api.dependencies import Backends, get_backends
+from sharing_api.dependencies import Backends
 from tests.sharing_api.support import person
 
 
@@ -86,7 +86,7 @@ def test_a_failed_audit_write_refuses_the_request(app, http, session, new_client
 
     p = person(session, name="保密")
     backends = Backends.of_session(session)
-    app.dependency_overrides[get_backends] = lambda: Backends(backends.session, backends.reader, Broken())
+    app.state.sharing_backends = Backends(backends.session, backends.reader, Broken())
     for response in (
         http.get(f"/api/v1/persons/{p.person_no}", headers=new_client()),
         http.post(
