@@ -5,7 +5,7 @@ Tests override `get_session` (with the test's session) and set `app.state.sharin
 
 FastAPI resolves every dependency again on each request (with six, that took a third of a lookup's
 Python time), so the single-person routes take none: they call `admit` and `requested_fields`
-themselves, and declare for OpenAPI what those read (`SINGLE_PERSON_DOCS`). The other routes take
+themselves, and declare for OpenAPI what those read (`KEY_DOCS`, `LOOKUP_DOCS`). The other routes take
 `access_for(...)`, the same admission as a dependency.
 """
 
@@ -227,9 +227,11 @@ def requested_fields(request: Request) -> list[PersonField] | None:
     return [_FIELD_VALUES[v] for v in values]
 
 
-# What the single-person routes read from the request themselves, for the OpenAPI document.
-SINGLE_PERSON_DOCS: dict[str, Any] = {
-    "security": [{"APIKeyHeader": []}],
+# What the single-person routes read from the request themselves, for the OpenAPI document: the key
+# (the scheme access_for declares) and, for the lookups, `fields`.
+KEY_DOCS: dict[str, Any] = {"security": [{"APIKeyHeader": []}]}
+LOOKUP_DOCS: dict[str, Any] = {
+    **KEY_DOCS,
     "parameters": [
         {
             "name": "fields",

@@ -21,7 +21,8 @@ from sharing_api.access import Access
 from sharing_api.dependencies import (
     ACCESS_SCOPE_KEY,
     AUDIT_HEADERS,
-    SINGLE_PERSON_DOCS,
+    KEY_DOCS,
+    LOOKUP_DOCS,
     access_for,
     admit,
     get_session,
@@ -118,7 +119,7 @@ Area = Annotated[
     response_model=PersonOut,
     responses=NOT_FOUND,
     summary="按统一人口编号查询",
-    openapi_extra=SINGLE_PERSON_DOCS,
+    openapi_extra=LOOKUP_DOCS,
 )
 async def get_person(
     person_no: Annotated[str, Path(pattern=r"^P\d{11}$", description="统一人口编号")], request: Request
@@ -136,7 +137,7 @@ async def get_person(
     response_model=PersonOut,
     responses=NOT_FOUND,
     summary="按证件号码查询",
-    openapi_extra=SINGLE_PERSON_DOCS,
+    openapi_extra=LOOKUP_DOCS,
 )
 async def lookup_person(query: DocumentQuery, request: Request) -> Response:
     """A person by identity document number (in the body, so that it stays out of URLs and logs)."""
@@ -158,7 +159,7 @@ def search_persons(
     return _json(service.search(session=session, access=access, query=query, fields=fields))
 
 
-@router.post("/verify", response_model=VerifyResult, summary="核验", openapi_extra=SINGLE_PERSON_DOCS)
+@router.post("/verify", response_model=VerifyResult, summary="核验", openapi_extra=KEY_DOCS)
 async def verify_one(query: SingleVerifyQuery, request: Request) -> Response:
     """Does this document number belong to this name and birth date (and is the person alive, resident)?
 

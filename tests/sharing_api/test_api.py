@@ -306,3 +306,20 @@ def test_invalid_requests_are_json_422_without_echoing_input(body, http, session
     payload = response.json()
     assert payload["code"] == "VALIDATION_ERROR"
     assert all("input" not in d for d in payload["detail"])
+
+
+def test_openapi_documents_key_headers_and_fields_once_per_route(app) -> None:
+    paths = app.openapi()["paths"]
+    sharing = {
+        (path, method): op
+        for path, methods in paths.items()
+        if path.startswith("/api/v1/") and not path.startswith(("/api/v1/stats", "/api/v1/exchange"))
+        for method, op in methods.items()
+        if "信息共享" in op.get("tags", [])
+    }
+    assert len(sharing) == 8  # two lookups, search, verify, batch, changes, baseline, access history
+    for (path, method), op in sharing.items():
+        names = [p["name"] for p in op.get("parameters", [])]
+        assert op.get("security") == [{"APIKeyHeader": []}], (path, method)
+        assert names.count("X-End-User") == 1 and names.count("X-Purpose") == 1, (path, method, names)
+        assert names.count("fields") == (0 if "verify" in path or "history" in path else 1), (path, names)
