@@ -154,8 +154,8 @@ def _header_text(value: str | None) -> str:
     return unquote(value).strip()
 
 
-# The two headers every request must carry, read by `access_for` from the request itself; declared
-# here for the OpenAPI document (each route passes them as `openapi_extra`).
+# The two headers every request must carry, read by `admit` from the request itself; declared here
+# for the OpenAPI document (SharingRoute adds them to every route's `openapi_extra`).
 AUDIT_HEADERS: dict[str, Any] = {
     "parameters": [
         {
@@ -210,6 +210,7 @@ def access_for(operation: Operation) -> Callable[..., Coroutine[Any, Any, Access
 
 
 _FIELD_VALUES = {f.value: f for f in PersonField}
+FIELDS_DESCRIPTION = "要返回的字段（可重复）；缺省为本单位获授权的全部字段。未获授权的字段会被拒绝"
 
 
 def requested_fields(request: Request) -> list[PersonField] | None:
@@ -237,7 +238,7 @@ LOOKUP_DOCS: dict[str, Any] = {
             "name": "fields",
             "in": "query",
             "required": False,
-            "description": "要返回的字段（可重复）；缺省为本单位获授权的全部字段。未获授权的字段会被拒绝",
+            "description": FIELDS_DESCRIPTION,
             "schema": {"type": "array", "items": {"type": "string", "enum": list(_FIELD_VALUES)}},
             "style": "form",
             "explode": True,

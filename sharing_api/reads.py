@@ -90,6 +90,15 @@ BY_DOCUMENTS = Statement.of(
 _prepared: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
 
 
+def execute_prepared(cursor: Any, statement: Statement, params: dict[str, Any]) -> None:
+    """Run a statement on a psycopg2 cursor, preparing it first on a connection that has not."""
+    done = _prepared.setdefault(cursor.connection, set())
+    if statement.name not in done:
+        cursor.execute(statement.prepare_sql)
+        done.add(statement.name)
+    cursor.execute(statement.execute_sql, params)
+
+
 class PersonReader:
     """Golden records by id, person number or document, on one psycopg2 connection."""
 
@@ -104,12 +113,8 @@ class PersonReader:
 
     def _rows(self, statement: Statement, params: dict[str, Any]) -> list[Row]:
         try:
-            done = _prepared.setdefault(self._conn, set())
             with self._conn.cursor() as cur:
-                if statement.name not in done:
-                    cur.execute(statement.prepare_sql)
-                    done.add(statement.name)
-                cur.execute(statement.execute_sql, params)
+                execute_prepared(cur, statement, params)
                 names = [d.name for d in cur.description]
                 return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:

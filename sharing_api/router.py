@@ -21,6 +21,7 @@ from sharing_api.access import Access
 from sharing_api.dependencies import (
     ACCESS_SCOPE_KEY,
     AUDIT_HEADERS,
+    FIELDS_DESCRIPTION,
     KEY_DOCS,
     LOOKUP_DOCS,
     access_for,
@@ -106,7 +107,7 @@ NOT_FOUND = error_responses(ErrorCode.PERSON_NOT_FOUND)
 SessionDep = Annotated[Session, Depends(get_session)]
 Fields = Annotated[
     list[PersonField] | None,
-    Query(description="要返回的字段（可重复）；缺省为本单位获授权的全部字段。未获授权的字段会被拒绝"),
+    Query(description=FIELDS_DESCRIPTION),
 ]
 Area = Annotated[
     str | None,
