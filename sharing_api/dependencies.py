@@ -219,7 +219,7 @@ def requested_fields(request: Request) -> list[PersonField] | None:
     if not values:
         return None
     bad = [
-        {"loc": ["query", "fields", i], "msg": f"不是可返回的字段：{v[:32]}", "type": "enum"}
+        {"loc": ["query", "fields", i], "msg": "不是可返回的字段", "type": "enum"}
         for i, v in enumerate(values)
         if v not in _FIELD_VALUES
     ]

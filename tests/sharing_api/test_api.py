@@ -323,3 +323,19 @@ def test_openapi_documents_key_headers_and_fields_once_per_route(app) -> None:
         assert op.get("security") == [{"APIKeyHeader": []}], (path, method)
         assert names.count("X-End-User") == 1 and names.count("X-Purpose") == 1, (path, method, names)
         assert names.count("fields") == (0 if "verify" in path or "history" in path else 1), (path, names)
+
+
+def test_unknown_field_is_a_json_422_naming_its_place_not_its_value(http, session, new_client) -> None:
+    p = person(session)
+    headers = new_client()
+    for response in (
+        http.get(f"/api/v1/persons/{p.person_no}", headers=headers, params={"fields": ["name", "王小明"]}),
+        http.post(
+            "/api/v1/persons/lookup", json={"id_no": p.id_no}, headers=headers, params={"fields": ["王小明"]}
+        ),
+    ):
+        assert response.status_code == 422
+        body = response.json()
+        assert body["code"] == "VALIDATION_ERROR"
+        assert body["detail"][0]["loc"][:2] == ["query", "fields"]
+        assert "王小明" not in response.text and p.person_no not in response.text
