@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 import zipfile
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -63,6 +62,12 @@ def write_xlsx(path: Path, rows: Sequence[Sequence[object]]) -> Path:
         sheet.append(row)
     book.save(path)
     return path
+
+
+def _bytes_read() -> int:
+    """What this process has read so far, in bytes (Linux counts every read call)."""
+    io = Path("/proc/self/io").read_text()
+    return int(io.split("rchar:")[1].split()[0])
 
 
 def refused(path: Path, spec: FeedSpec, **kwargs: int) -> FeedFileError:
@@ -338,9 +343,9 @@ def test_two_gigabytes_of_garbage_is_refused_from_a_small_sample(tmp_path: Path,
     with path.open("wb") as f:
         f.write(os.urandom(64 * 1024))
         f.truncate(2 * 1024**3)  # sparse: no disk used, nothing to read beyond the sample
-    started = time.perf_counter()
+    before = _bytes_read()
     error = refused(path, hj(), max_bytes=4 * 1024**3)
-    assert time.perf_counter() - started < 1
+    assert _bytes_read() - before < 16 * 1024**2  # of 2 GiB: a sample, not the file
     assert error.code == IssueCode.FILE_FORMAT
     assert str(error) in {
         "文件 gaj_hj_20260102.csv 不是文本文件（含有二进制内容）",
@@ -565,21 +570,3 @@ def test_xlsx_header_only(tmp_path: Path) -> None:
 )
 def test_safe_cell(value: str, expected: str) -> None:
     assert safe_cell(value) == expected
-
-
-# Speed
-
-
-@pytest.mark.slow
-def test_csv_reading_speed(tmp_path: Path) -> None:
-    count = 200_000
-    path = tmp_path / "gaj_hj_20260102.csv"
-    body = "".join(HJ_ROW.replace("R001", f"R{i:07d}") + "\r\n" for i in range(count))
-    path.write_bytes((HJ_HEADER + "\r\n" + body).encode("gb18030"))
-    started = time.perf_counter()
-    read = sum(1 for _ in read_rows(path, hj()))
-    rate = read / (time.perf_counter() - started)
-    assert read == count
-    assert (
-        rate > 100_000
-    )  # measured ≈ 240k rows/s (GB18030) and ≈ 300k (UTF-8); half of that guards against slips
