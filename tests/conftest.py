@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session
 
@@ -14,6 +15,10 @@ from popex.settings import storage_settings
 from registry.db import database_url
 from registry.migrate import upgrade
 from tests.factories import make_areas
+
+# No per-example deadline: a test here checks results, never time (a loaded CI machine is not a failure).
+settings.register_profile("popex", deadline=None)
+settings.load_profile("popex")
 
 
 def admin_url() -> str:
