@@ -1,12 +1,15 @@
 """Settings of the sharing service (environment prefix POPEX_SHARING_)."""
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from popex.settings import ROOT
+
 
 class SharingSettings(BaseSettings):
-    """Connection pool, event-loop reads and client cache of one server process."""
+    """Connection pool, event-loop reads, client cache and rate-limit file of the server processes."""
 
     model_config = SettingsConfigDict(env_prefix="POPEX_SHARING_")
 
@@ -19,6 +22,8 @@ class SharingSettings(BaseSettings):
     # The longest a single-person read may hold the event loop (seconds); a read that takes longer is
     # cancelled by PostgreSQL and answered DATABASE_UNAVAILABLE.
     loop_statement_timeout: float = 2.0
+    # The clients' token buckets, shared by every server process on this host (sharing_api/ratelimit.py).
+    rate_file: Path = ROOT / "var" / "sharing" / "rate-buckets"
 
 
 @lru_cache

@@ -41,8 +41,13 @@ ACCESS_SCOPE_KEY = "popex.sharing.access"
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="接入单位的 API 密钥（由平台管理员发放，只显示一次）"
 )
-rate_limiter = RateLimiter()
 client_cache = ClientCache()
+
+
+@lru_cache
+def rate_limiter() -> RateLimiter:
+    """This process's view of the host's rate-limit buckets."""
+    return RateLimiter(sharing_settings().rate_file)
 
 
 @lru_cache
@@ -137,7 +142,7 @@ async def current_client(*, backends: Backends, api_key: str | None) -> ClientCo
         client = await run_in_threadpool(_load_client, backends, api_key)
     if isinstance(client, SharingError):
         raise SharingError(client.code)
-    wait = rate_limiter.take(client.code, client.policy.rate_limit)
+    wait = rate_limiter().take(client.code, client.policy.rate_limit)
     if wait:
         error = SharingError(ErrorCode.RATE_LIMITED)
         error.headers["Retry-After"] = str(math.ceil(wait))

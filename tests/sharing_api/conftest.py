@@ -1,6 +1,7 @@
 """Fixtures for the sharing API: the app from create_app on the test's session, clients with policies."""
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,12 +14,25 @@ from sqlalchemy.orm import Session
 
 from popex.app import create_app
 from sharing_api.clients import create_client
-from sharing_api.dependencies import Backends, get_session
+from sharing_api.config import sharing_settings
+from sharing_api.dependencies import Backends, get_session, rate_limiter
 from sharing_api.policy import Policy
 from tests.conftest import migrated_database
 from tests.sharing_api.support import PURPOSE, policy
 
 _codes = itertools.count(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rate_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """This test session's own rate-limit buckets (client codes repeat from one session to the next)."""
+    os.environ["POPEX_SHARING_RATE_FILE"] = str(tmp_path_factory.mktemp("sharing") / "rate-buckets")
+    sharing_settings.cache_clear()
+    rate_limiter.cache_clear()
+    yield
+    del os.environ["POPEX_SHARING_RATE_FILE"]
+    sharing_settings.cache_clear()
+    rate_limiter.cache_clear()
 
 
 @pytest.fixture(scope="module")
