@@ -156,6 +156,21 @@ class BenchResult:
     audit_rows: int
     audit_chain_ok: bool
     load_seconds: float
+    machine: str  # CPU model, cores, memory: figures from different machines differ a lot
+
+
+def _machine() -> str:
+    import platform
+
+    import psutil
+
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next(
+        (x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), platform.processor()
+    )
+    memory = psutil.virtual_memory().total / 2**30
+    return f"{model}, {psutil.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}"
 
 
 def _free_port() -> int:
@@ -400,6 +415,7 @@ def run_benchmark(
         audit_rows=audit_rows,
         audit_chain_ok=chain_ok,
         load_seconds=round(load_seconds, 1),
+        machine=_machine(),
     )
 
 
