@@ -111,3 +111,12 @@ def archive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def areas(session: Session) -> list[str]:
     """Two communities of one street of one district."""
     return make_areas(session)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Chromium for the browser tests (tests/browser.py), launched once per test session."""
+    from tests.browser import chromium
+
+    with chromium() as launched:
+        yield launched

@@ -1,35 +1,23 @@
 """The officer's day in headless Chromium at desktop and phone width: log in, a form with a bad ID
 number corrected, a spreadsheet with bad rows. Screenshots are kept under artifacts/screenshots/."""
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from collection import service
 from collection.dependencies import get_session
 from registry.migrate import upgrade
+from tests.browser import MARKS, WIDTHS, offline_page, served
 from tests.collection.conftest import LI, PASSWORD, ZHANG, ZHANG_BAD, collection_app
 from tests.collection.test_pages import GOOD, sheet
 from tests.conftest import create_database, drop_database
 from tests.factories import make_areas, make_person
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install -y chromium"
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
@@ -57,64 +45,21 @@ def base_url() -> Iterator[str]:
 
         app = collection_app()
         app.dependency_overrides[get_session] = session_for_request
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-        server.should_exit = True
-        thread.join(timeout=10)
+        with served(app) as address:
+            yield address
     finally:
         engine.dispose()
         drop_database(url)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_officer_day(base_url: str, browser, width: str, tmp_path: Path) -> None:
-    w, h = WIDTHS[width]
-    page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
-    errors: list[str] = []
-    outside: list[str] = []
-
-    def only_local(route) -> None:
-        if route.request.url.startswith(base_url):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    opened = offline_page(browser, base_url, width, console_errors=False)  # a refused submit logs one
+    page = opened.page
 
     def shot(name: str) -> None:
-        assert page.evaluate("document.documentElement.scrollWidth") <= w + 1, f"{name} scrolls sideways"
-        page.screenshot(path=str(SHOTS / f"collection_{name}_{width}.png"), full_page=True)
+        assert opened.fits(), f"{name} scrolls sideways"
+        opened.shot(f"collection_{name}_{width}")
 
     page.goto(f"{base_url}/collection")
     page.wait_for_url("**/collection/login")
@@ -170,5 +115,5 @@ def test_officer_day(base_url: str, browser, width: str, tmp_path: Path) -> None
     assert page.locator("#f-name").input_value() == "王五"
     page.goto(f"{base_url}/collection")
     shot("work_after")
-    assert outside == [] and errors == []
+    assert opened.outside == [] and opened.errors == []
     page.close()

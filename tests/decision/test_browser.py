@@ -2,15 +2,10 @@
 
 Screenshots are kept under artifacts/screenshots/ (gitignored)."""
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -18,19 +13,12 @@ from decision import bench, service
 from decision.dependencies import get_session
 from popex.app import create_app
 from registry.migrate import upgrade
+from tests.browser import MARKS, SHOTS, WIDTHS, offline_page, served
 from tests.conftest import create_database, drop_database
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 AS_OF = date(2026, 11, 15)
-WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install -y chromium"
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
@@ -59,61 +47,17 @@ def base_url() -> Iterator[str]:
 
         app = create_app()
         app.dependency_overrides[get_session] = session_for_request
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-        server.should_exit = True
-        thread.join(timeout=10)
+        with served(app) as address:
+            yield address
     finally:
         engine.dispose()
         drop_database(url)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_dashboard_draws_charts_offline_and_drills_down(base_url: str, browser, width: str) -> None:
-    w, h = WIDTHS[width]
-    page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
-    outside: list[str] = []
-    errors: list[str] = []
-
-    def only_local(route) -> None:
-        if route.request.url.startswith(base_url):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    opened = offline_page(browser, base_url, width)
+    page, w = opened.page, opened.width
 
     page.goto(f"{base_url}/decision?date={AS_OF}")
     page.wait_for_selector("html[data-charts='4']", timeout=15000)
@@ -146,5 +90,5 @@ def test_dashboard_draws_charts_offline_and_drills_down(base_url: str, browser, 
     page.goto(f"{base_url}/decision/lineage?date={AS_OF}&area=330101")
     assert "公安局" in page.locator("table.stats").inner_text()
     page.screenshot(path=str(SHOTS / f"decision_lineage_{width}.png"), full_page=True)
-    assert outside == [] and errors == []
+    assert opened.outside == [] and opened.errors == []
     page.close()

@@ -3,14 +3,9 @@
 Screenshots are kept under artifacts/screenshots/ (gitignored)."""
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,25 +14,17 @@ from monitor.dependencies import get_session
 from popex.app import create_app
 from popex.settings import storage_settings
 from registry.migrate import upgrade
+from tests.browser import MARKS, SHOTS, WIDTHS, offline_page, served
 from tests.conftest import create_database, drop_database
 from tests.factories import make_areas
 from tests.monitor.conftest import settings
 from tests.monitor.week import GATE_DAY, MISSING, NOW, build_week
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install -y chromium"
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, int]]]:
+def week_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, int]]]:
     """The app on a free local port over a committed database holding the week and its alerts."""
     url = create_database("popex_monitor_browser")
     engine = create_engine(url)
@@ -62,19 +49,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
 
         app = create_app()
         app.dependency_overrides[get_session] = session_for_request
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}", week
-        server.should_exit = True
-        thread.join(timeout=10)
+        with served(app) as address:
+            yield address, week
     finally:
         if old_archive is None:
             os.environ.pop("POPEX_ARCHIVE_DIR", None)
@@ -85,44 +61,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         drop_database(url)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.mark.parametrize("width", list(WIDTHS))
-def test_dashboard_shows_the_week_offline(served, browser, width: str) -> None:
-    base_url, week = served
-    w, h = WIDTHS[width]
-    page = browser.new_page(viewport={"width": w, "height": h}, device_scale_factor=1)
-    outside: list[str] = []
-    errors: list[str] = []
-
-    def only_local(route) -> None:
-        if route.request.url.startswith(base_url):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_dashboard_shows_the_week_offline(week_served, browser, width: str) -> None:
+    base_url, week = week_served
+    opened = offline_page(browser, base_url, width)
+    page, w = opened.page, opened.width
 
     page.goto(f"{base_url}/monitor?now=2026-11-09T12:00")
     page.wait_for_selector("html[data-charts='1']", timeout=15000)
@@ -153,5 +96,5 @@ def test_dashboard_shows_the_week_offline(served, browser, width: str) -> None:
     page.goto(f"{base_url}/monitor/scorecard?period=2026-11&now=2026-11-09T12:00")
     assert "民政局" in page.locator("#score-departments").inner_text()
     page.screenshot(path=str(SHOTS / f"monitor_scorecard_{width}.png"), full_page=True)
-    assert outside == [] and errors == []
+    assert opened.outside == [] and opened.errors == []
     page.close()
