@@ -365,3 +365,26 @@ def db_check() -> None:
         console.print(f"{'[green]通过[/green]' if count == 0 else f'[red]{count} 行不符[/red]'}  {name}")
     if any(found.values()):
         raise typer.Exit(1)
+
+
+def run() -> None:
+    """The `popex` command: the app; an unreachable or unmigrated database is one line, not a traceback."""
+    from rich.markup import escape
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        app()
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "pgcode", None) != "42P01":  # undefined_table: any other is a bug, shown whole
+            raise
+        err.print("[red]数据库尚未建表[/red]：请先运行 popex db upgrade（popex demo 会自动完成）。")
+        raise SystemExit(2) from None
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) is not None:  # the server answered: not a connection problem
+            raise
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        err.print(
+            f"[red]无法连接数据库[/red]：{escape(reason)}\n"
+            "请检查 POPEX_DATABASE_URL；不设置时使用内置的 PostgreSQL（数据在 var/pg）。"
+        )
+        raise SystemExit(2) from None

