@@ -1,5 +1,6 @@
-"""What every browser test shares: the app served on a free local port, headless Debian Chromium (the
-`browser` fixture, in tests/conftest.py), and pages that may load nothing from outside that server.
+"""What every browser test shares: the app served on a free local port, headless Debian Chromium
+(the `browser` fixture in tests/conftest.py, one per module), and pages that may load nothing from
+outside that server.
 
 Screenshots go to artifacts/screenshots/ (gitignored), to be looked at after a run.
 """

@@ -113,9 +113,11 @@ def areas(session: Session) -> list[str]:
     return make_areas(session)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Chromium for the browser tests (tests/browser.py), launched once per test session."""
+    """Headless Chromium for the browser tests (tests/browser.py), one per test module: Playwright's
+    sync API keeps an event loop running in this thread while it is open, and asyncio.run() (the
+    sharing service's audit writer tests) refuses to start inside one."""
     from tests.browser import chromium
 
     with chromium() as launched:
