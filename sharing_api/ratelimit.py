@@ -48,7 +48,6 @@ class RateLimiter:
 
     def take(self, client: str, limit: RateLimit, now: float | None = None) -> float:
         """Take a token for a client; 0 when allowed, else the seconds to wait."""
-        now = time.monotonic() if now is None else now
         with self._lock:
             table = self._table()
             found = self._slots.get(client)
@@ -56,6 +55,9 @@ class RateLimiter:
                 found = self._slots[client] = self._find(client)
             digest, offset = found
             with self._locked(offset):
+                # Read under the lock: a time read before it could be older than what another
+                # process wrote meanwhile, and would look like a clock gone back (a reboot).
+                now = time.monotonic() if now is None else now
                 _, rate, burst, tokens, updated = SLOT.unpack_from(table, offset)
                 if (rate, burst) != (limit.per_second, float(limit.burst)) or now < updated:
                     tokens, updated = float(limit.burst), now
