@@ -21,7 +21,7 @@ def test_four_processes_hammering_one_bucket_get_exactly_its_burst(tmp_path: Pat
     path = str(tmp_path / "buckets")
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         allowed = pool.starmap(_allowed, [(path, "rsj", 5000)] * 4)
-    assert sum(allowed) == SLOW.burst  # not 2 × burst: the buckets are the host's, not the process's
+    assert sum(allowed) == SLOW.burst  # not 4 × burst: the buckets are the host's, not the process's
 
 
 def test_clients_have_buckets_of_their_own(tmp_path: Path) -> None:
