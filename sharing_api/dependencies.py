@@ -114,7 +114,9 @@ def _api_session() -> Session:
 def _server_backends() -> Backends:
     conninfo = make_url(database_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     return Backends(
-        session=_api_session, reader=LoopConnection(loop_engine).reader, audit=GroupCommitAudit(conninfo)
+        session=_api_session,
+        reader=LoopConnection(loop_engine).reader,
+        audit=GroupCommitAudit(conninfo),
     )
 
 

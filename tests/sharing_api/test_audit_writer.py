@@ -121,3 +121,35 @@ def test_a_chain_lock_held_elsewhere_fails_the_group_closed_within_the_lock_time
     assert waited >= 0.3  # it waited for the lock; the message says the lock timeout, not another, ended it
     ok, _, users = _chain(own_db)
     assert ok and "u90008" in users and "u90007" not in users
+
+
+def _until_no_audit_insert_runs(engine) -> None:
+    deadline = time.monotonic() + 10
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'popex-audit' AND state = 'active'"
+    )
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.scalar(query) == 0:
+                return
+        time.sleep(0.02)
+    raise AssertionError("the cancelled audit INSERT is still running")
+
+
+def test_an_unanswered_commit_fails_the_group_closed_after_the_answer_timeout(own_db: str) -> None:
+    # The server's own timeouts set long: only this side's answer_timeout can end the wait.
+    writer = GroupCommitAudit(_conninfo(own_db), lock_timeout=30, statement_timeout=30, answer_timeout=0.3)
+    engine = create_engine(own_db)
+    with Session(engine) as clerk:  # holds the chain's lock: the group's INSERT is not answered
+        record_audit(session=clerk, actor="clerk", action="person.merge", detail={})
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="unanswered"):
+            asyncio.run(writer.write([_entry(90011)]))
+        waited = time.monotonic() - started
+        _until_no_audit_insert_runs(engine)  # the cancel has landed before the lock goes
+        clerk.rollback()
+    asyncio.run(writer.write([_entry(90012)]))  # a new connection; the abandoned INSERT is gone
+    engine.dispose()
+    assert waited >= 0.3
+    ok, _, users = _chain(own_db)
+    assert ok and "u90012" in users and "u90011" not in users
