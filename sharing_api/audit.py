@@ -18,10 +18,10 @@ Writers share one statement (`INSERT_SQL`):
   `lock_timeout`), `answer_timeout` on this side (a server that is gone).
 
   Measured with wrk, paced at 1,500 lookups/s on 2 cores, p99: sent without waiting against the
-  earlier commit inline on the loop (which blocked it for every round trip), seven interleaved pairs
-  of runs on one machine: 6.2–18.6 ms (7 of 7 under 20) against 10.5–29.2 ms (5 of 7); at 2,500/s
-  it does worse (26–33 ms against 15–28: a group waits for the busy loop to read its answer); the
-  closed-loop throughput is the same (4,757–4,908/s against 4,629–5,280/s). Rejected before: an
+  earlier commit inline on the loop (which blocked it for every round trip), ten interleaved pairs
+  of runs on one machine: 6.2–18.6 ms (10 of 10 under 20, median 11.0) against 8.1–29.2 ms (8 of 10,
+  median 13.7); at 2,500/s it does worse (26–33 ms against 15–28: a group waits for the busy loop
+  to read its answer); the closed-loop throughput is the same (4,757–4,908/s against 4,629–5,280/s). Rejected before: an
   asyncio task on psycopg 3, which waited its turn on the busy loop at every step (35–48 ms where the
   inline commit had 17–35 ms on the earlier machine), a writer thread, which waited for the
   interpreter lock (57–59 ms), a commit per request (91–121 ms).
