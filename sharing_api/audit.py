@@ -127,7 +127,7 @@ class GroupCommitAudit:
     """Group commits of every entry queued meanwhile, one in flight at a time (one loop per process).
 
     The group's INSERT is sent without waiting for the answer; the loop serves other requests until
-    PostgreSQL answers (`add_reader` on the connection's socket), then the group's requests go on
+    PostgreSQL answers (`add_reader`/`add_writer` on the connection's socket), then the group's requests go on
     and the entries queued in the meantime are sent as the next group.
     """
 
@@ -191,15 +191,20 @@ class GroupCommitAudit:
             self._cursor = connection.cursor()
             self._cursor.execute(sql, {"rows": rows})
             self._prepared = True
-            loop.add_reader(connection.fileno(), self._answered)
         except Exception as exc:
             self._finish(exc)
             return
         loop.call_later(self.answer_timeout, self._overdue, group)
+        self._poll()
 
-    def _answered(self) -> None:
+    def _poll(self) -> None:
+        """Advance the group's statement: wait to write the rest of it, wait for the answer, or done."""
         import psycopg2.extensions
 
+        loop = asyncio.get_running_loop()
+        fd = self._connection.fileno()
+        loop.remove_reader(fd)
+        loop.remove_writer(fd)
         try:
             state = self._connection.poll()
         except Exception as exc:  # the server's error (lock or statement timeout …) or a lost link
@@ -207,6 +212,10 @@ class GroupCommitAudit:
             return
         if state == psycopg2.extensions.POLL_OK:
             self._finish(None)
+        elif state == psycopg2.extensions.POLL_WRITE:  # a large group: the socket's buffer was full
+            loop.add_writer(fd, self._poll)
+        else:
+            loop.add_reader(fd, self._poll)
 
     def _overdue(self, group: list[tuple[list[AccessEntry], asyncio.Future[None]]]) -> None:
         if self._in_flight is group:
@@ -220,6 +229,7 @@ class GroupCommitAudit:
         group, self._in_flight, self._cursor = self._in_flight or [], None, None
         if self._connection is not None and not self._connection.closed:
             asyncio.get_running_loop().remove_reader(self._connection.fileno())
+            asyncio.get_running_loop().remove_writer(self._connection.fileno())
         if exc is not None:  # every waiting request fails closed: no audit, no data
             log.error("audit write failed for %d requests: %s", len(group), type(exc).__name__)
             if self._connection is not None:

@@ -1,6 +1,7 @@
 """The server's audit writer: grouped commits from many requests and processes keep the chain whole."""
 
 import asyncio
+import socket
 import threading
 import time
 
@@ -153,3 +154,34 @@ def test_an_unanswered_commit_fails_the_group_closed_after_the_answer_timeout(ow
     assert waited >= 0.3
     ok, _, users = _chain(own_db)
     assert ok and "u90012" in users and "u90011" not in users
+
+
+def test_a_group_larger_than_the_socket_buffer_is_written_whole(own_db: str) -> None:
+    # One entry naming 300,000 person numbers: ~5 MB of statement, many writes of the socket.
+    big = AccessEntry(
+        client="c",
+        end_user="u-big",
+        purpose="p",
+        operation="baseline",
+        outcome="ok",
+        person_nos=[f"P{i:011d}" for i in range(300_000)],
+    )
+    writer = GroupCommitAudit(_conninfo(own_db), answer_timeout=10)
+    # A small send buffer on the writer's socket, so that the statement cannot go in one write.
+    with socket.fromfd(writer._connect().fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    async def both() -> None:
+        await asyncio.gather(writer.write([big]), writer.write([_entry(90021)]))
+
+    asyncio.run(both())
+    engine = create_engine(own_db)
+    with engine.connect() as conn:
+        count = conn.scalar(
+            text(
+                "SELECT jsonb_array_length(detail -> 'person_nos') FROM audit_log WHERE detail->>'end_user' = 'u-big'"
+            )
+        )
+    engine.dispose()
+    ok, _, users = _chain(own_db)
+    assert count == 300_000 and ok and "u90021" in users
