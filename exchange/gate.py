@@ -2,7 +2,8 @@
 
 The suite is built from the feed spec: every required column filled (null rate ≤ max_null_rate),
 conformance per column kind (the share of filled cells the normalisers accepted ≥ min_conformance) and
-the row count against recent batches of the same source and kind (snapshot or increment). A failed
+the row count against recent batches of the same source and kind (snapshot or increment: within the
+spec's ratios of their median, or within VOLUME_SLACK_ROWS of it). A failed
 gate quarantines the batch with its reasons; an operator can release it.
 """
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 HISTORY = 7  # recent batches the volume check compares with
 MIN_HISTORY = 3  # fewer than this and the volume check is skipped
 SLACK_ROWS = 3  # a rate threshold never fails a batch for fewer bad rows than this (small daily files)
+# The volume check never fails a batch within this many rows of the median: a feed of a few rows a
+# day (deaths, births) varies by more than its ratios allow from one day to the next.
+VOLUME_SLACK_ROWS = 20
 
 CHECK_LABELS = {
     "expect_column_values_to_not_be_null": "必填列为空的比例超过上限",
@@ -81,7 +85,9 @@ def _volume_bounds(session: Session, batch: Batch, spec: FeedSpec, snapshot: boo
     if len(recent) < MIN_HISTORY:
         return None
     median = statistics.median(recent)
-    return int(median * spec.volume.min_rows_ratio), int(median * spec.volume.max_rows_ratio) + 1
+    low = min(int(median * spec.volume.min_rows_ratio), int(median) - VOLUME_SLACK_ROWS)
+    high = max(int(median * spec.volume.max_rows_ratio) + 1, int(median) + VOLUME_SLACK_ROWS)
+    return max(low, 0), high
 
 
 def run_gate(*, session: Session, batch_id: int) -> dict[str, Any]:
