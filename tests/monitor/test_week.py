@@ -107,7 +107,7 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
     assert '<li class="kpi" data-key="alerts"><span>未解除告警</span><strong>4</strong>' in html
     # the failed gate and the spike of rejects in the batch table, and as alerts linking to them
     assert f'<tr data-batch="{gate_batch}" class="quarantined">' in html
-    assert "行数与近期批次相比异常（实际 20）" in html
+    assert "行数与近期批次相比异常（实际 40）" in html
     assert (
         f'<a href="/monitor/batches/{gate_batch}">批次 {gate_batch}（gaj_hj 2026-11-06）未通过质量闸门，已隔离</a>'
         in html
@@ -120,7 +120,7 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
     assert "未配置 AIRFLOW_HOME" in html or 'id="dag-runs"' in html
 
     batch = client.get(f"/monitor/batches/{gate_batch}", params={"now": "2026-11-09T12:00"}).text
-    assert "未通过" in batch and "1–16 行" in batch and "已隔离" in batch
+    assert "未通过" in batch and "0–25 行" in batch and "已隔离" in batch
     spike = client.get(f"/monitor/batches/{spike_batch}", params={"now": "2026-11-09T12:00"}).text
     assert '<li class="kpi" data-key="rejected"><span>拒收</span><strong>4</strong>' in spike
     assert "按证件号关联" in spike or "新建人员" in spike

@@ -19,7 +19,7 @@ MISSING = ("wjw_sw", date(2026, 11, 4))  # never delivered
 LATE = ("mzj_hy", date(2026, 11, 3))  # delivered 11-04 15:30, deadline 11-04 09:00
 LATE_AT = datetime(2026, 11, 4, 15, 30)
 SPIKE_DAY = date(2026, 11, 5)  # gaj_hj: 4 of 10 rows rejected
-GATE_DAY = date(2026, 11, 6)  # gaj_hj: 20 rows against a median of 5: the volume check fails
+GATE_DAY = date(2026, 11, 6)  # gaj_hj: 40 rows against a median of 5: the volume check fails
 REVIEW_DAY = date(2026, 11, 3)  # a review item on gaj_hj's batch of the day, opened 11-04 10:00
 REVIEW_CREATED = datetime(2026, 11, 4, 10, 0)
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -41,7 +41,7 @@ def person(day: date, n: int) -> dict[str, str]:
 def gaj_rows(day: date) -> list[dict[str, str]]:
     """gaj_hj's file for the day."""
     if day == GATE_DAY:
-        return [person(day, n) for n in range(20)]
+        return [person(day, n) for n in range(40)]
     rows = [person(day, n) for n in range(5)]
     if day == SPIKE_DAY:
         rows += [rows[0], rows[1], rows[2]]  # the same lines again: DUPLICATE_ROW
