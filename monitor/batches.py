@@ -170,7 +170,8 @@ def batch_detail(
     return BatchDetail(
         summary=_summary(batch),
         received_at=batch.received_at,
-        checks=(batch.gate_result or {}).get("checks") or [],
+        # failed checks first: on a phone the gate's table is long and the failure is what to read
+        checks=sorted((batch.gate_result or {}).get("checks") or [], key=lambda c: bool(c["success"])),
         reasons=ranked_reasons(session=session, batch_ids=[batch_id]),
         review=review_queue(session=session, now=now, max_days=review_max_days, batch_id=batch_id),
         resolution=[(label, int(resolution[k])) for k, label in RESOLUTION_LABELS.items() if k in resolution],

@@ -121,6 +121,7 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
 
     batch = client.get(f"/monitor/batches/{gate_batch}", params={"now": "2026-11-09T12:00"}).text
     assert "未通过" in batch and "0–25 行" in batch and "已隔离" in batch
+    assert batch.index('<tr class="failed">') < batch.index("<td>通过</td>")  # the failure heads the table
     spike = client.get(f"/monitor/batches/{spike_batch}", params={"now": "2026-11-09T12:00"}).text
     assert '<li class="kpi" data-key="rejected"><span>拒收</span><strong>4</strong>' in spike
     assert "按证件号关联" in spike or "新建人员" in spike
