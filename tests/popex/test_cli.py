@@ -9,16 +9,20 @@ from sqlalchemy import make_url
 from tests.conftest import admin_url, create_database, drop_database
 
 
-def test_an_unreachable_database_is_said_in_one_line() -> None:
-    missing = make_url(admin_url()).set(database="popex_no_such_database")
-    env = {**os.environ, "POPEX_DATABASE_URL": missing.render_as_string(hide_password=False)}
-    done = subprocess.run(
+def _db_check(database_url: str) -> subprocess.CompletedProcess[str]:
+    """`popex db check` as the installed command runs it (popex.cli.run), on this database."""
+    return subprocess.run(
         [sys.executable, "-c", "from popex.cli import run; run()", "db", "check"],
-        env=env,
+        env={**os.environ, "POPEX_DATABASE_URL": database_url},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_an_unreachable_database_is_said_in_one_line() -> None:
+    missing = make_url(admin_url()).set(database="popex_no_such_database")
+    done = _db_check(missing.render_as_string(hide_password=False))
     assert done.returncode == 2
     assert "无法连接数据库" in done.stderr and "popex_no_such_database" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
@@ -27,13 +31,7 @@ def test_an_unreachable_database_is_said_in_one_line() -> None:
 def test_a_database_not_yet_migrated_is_said_in_one_line() -> None:
     empty = create_database("popex_cli_empty")
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", "from popex.cli import run; run()", "db", "check"],
-            env={**os.environ, "POPEX_DATABASE_URL": empty},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = _db_check(empty)
     finally:
         drop_database(empty)
     assert done.returncode == 2

@@ -1,7 +1,6 @@
 """Fixtures for the sharing API: the app from create_app on the test's session, clients with policies."""
 
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -26,11 +25,11 @@ _codes = itertools.count(1)
 @pytest.fixture(scope="session", autouse=True)
 def rate_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """This test session's own rate-limit buckets (client codes repeat from one session to the next)."""
-    os.environ["POPEX_SHARING_RATE_FILE"] = str(tmp_path_factory.mktemp("sharing") / "rate-buckets")
-    sharing_settings.cache_clear()
-    rate_limiter.cache_clear()
-    yield
-    del os.environ["POPEX_SHARING_RATE_FILE"]
+    with pytest.MonkeyPatch.context() as patch:  # restores a value the environment had before
+        patch.setenv("POPEX_SHARING_RATE_FILE", str(tmp_path_factory.mktemp("sharing") / "rate-buckets"))
+        sharing_settings.cache_clear()
+        rate_limiter.cache_clear()
+        yield
     sharing_settings.cache_clear()
     rate_limiter.cache_clear()
 
