@@ -5,7 +5,6 @@ The service records what a request touched (`record`), and every refusal of pers
 response leaves, and a request whose records cannot be committed gets no data.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +12,7 @@ from sharing_api.audit import AccessAudit, AccessEntry
 from sharing_api.clients import ClientContext
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.policy import Operation, PersonField, Policy
-from sharing_api.reads import PersonReader
+from sharing_api.reads import PersonReads
 
 
 @dataclass(frozen=True)
@@ -25,8 +24,8 @@ class Access:
     purpose: str
     operation: Operation
     audit: AccessAudit
-    # The single-person routes' reader: the event loop's own connection, so for async routes only.
-    reader: Callable[[], PersonReader]
+    # The single-person routes' reads, awaited on the event loop (async routes only).
+    reads: PersonReads
     entries: list[AccessEntry] = field(default_factory=list)
 
     @property

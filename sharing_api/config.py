@@ -19,8 +19,8 @@ class SharingSettings(BaseSettings):
     # How long a process trusts a client it has authenticated: disabling a client, rotating its key or
     # changing its policy takes effect within this many seconds (0: check the database every request).
     client_cache_seconds: float = 5.0
-    # The longest a single-person read may hold the event loop (seconds); a read that takes longer is
-    # cancelled by PostgreSQL and answered DATABASE_UNAVAILABLE.
+    # The longest the single-person reads of one loop pass may take (seconds); a read that takes longer
+    # is cancelled by PostgreSQL and answered DATABASE_UNAVAILABLE.
     loop_statement_timeout: float = 2.0
     # The clients' token buckets, shared by every server process on this host (sharing_api/ratelimit.py).
     rate_file: Path = ROOT / "var" / "sharing" / "rate-buckets"

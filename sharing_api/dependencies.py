@@ -31,7 +31,7 @@ from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.policy import Operation, PersonField
 from sharing_api.ratelimit import RateLimiter
-from sharing_api.reads import LoopConnection, PersonReader
+from sharing_api.reads import GroupedReads, InlineReads, PersonReader, PersonReads
 
 MAX_HEADER = 128
 # Where admit leaves the request's Access for the route class (the scope is the request's own;
@@ -73,25 +73,12 @@ async def get_session() -> AsyncIterator[Session]:
         yield session
 
 
-@lru_cache
-def loop_engine() -> Engine:
-    """The engine of the event loop's own connection (one, autocommit, reads bounded in time)."""
-    timeout_ms = int(sharing_settings().loop_statement_timeout * 1000)
-    return create_engine(
-        database_url(),
-        pool_size=1,
-        max_overflow=0,
-        isolation_level="AUTOCOMMIT",
-        connect_args={"options": f"-c statement_timeout={timeout_ms}", "connect_timeout": 5},
-    )
-
-
 @dataclass(frozen=True)
 class Backends:
-    """Where a request reads and audits: a session for a client look-up, the reader, the audit writer."""
+    """Where a request reads and audits: a session for a client look-up, the loop's reads, the audit writer."""
 
     session: Callable[[], contextlib.AbstractContextManager[Session]]
-    reader: Callable[[], PersonReader]
+    reads: PersonReads
     audit: AccessAudit
 
     @classmethod
@@ -101,7 +88,7 @@ class Backends:
 
         return cls(
             session=lambda: contextlib.nullcontext(session),
-            reader=lambda: PersonReader.of_session(session),
+            reads=InlineReads(PersonReader.of_session(session)),
             audit=SessionAudit(session),
         )
 
@@ -115,7 +102,7 @@ def _server_backends() -> Backends:
     conninfo = make_url(database_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     return Backends(
         session=_api_session,
-        reader=LoopConnection(loop_engine).reader,
+        reads=GroupedReads(conninfo, statement_timeout=sharing_settings().loop_statement_timeout),
         audit=GroupCommitAudit(conninfo),
     )
 
@@ -198,7 +185,7 @@ async def admit(request: Request, operation: Operation) -> Access:
         raise SharingError(ErrorCode.END_USER_REQUIRED)
     if not why:
         raise SharingError(ErrorCode.PURPOSE_REQUIRED)
-    access = Access(client, user, why[:MAX_HEADER], operation, backends.audit, backends.reader)
+    access = Access(client, user, why[:MAX_HEADER], operation, backends.audit, backends.reads)
     request.scope[ACCESS_SCOPE_KEY] = access  # the route commits its audit records
     if why not in client.policy.purposes:
         raise access.refuse(ErrorCode.PURPOSE_NOT_ALLOWED, f"用途“{why[:MAX_HEADER]}”未获授权")

@@ -1,29 +1,43 @@
-"""The sharing API's reads of golden records: prepared statements on a psycopg2 connection.
+"""The sharing API's reads of golden records: prepared statements, rows as plain dicts.
 
 Planning the lookup's join costs PostgreSQL about three times what running it does (measured with
 pgbench here: 9,100 lookups/s planned each time against 39,000/s prepared), so each connection
 prepares each statement once (PREPARE) and then only binds parameters (EXECUTE). The statements are
 SQLAlchemy Core, compiled once at import; rows come back as plain dicts, without ORM work.
 
-`PersonReader` works on any psycopg2 connection: the server's event loop has one of its own
-(`LoopConnection`), a request in the thread pool uses its session's, and so does a test, whose
-reads then see the test's transaction.
+Two readers:
+- `PersonReader` works on any psycopg2 connection, blocking: a request in the thread pool reads on
+  its session's (batch verification), and so does a test, whose reads then see its transaction.
+- `GroupedReads` (`PersonReads`, awaited) is the event loop's, for the single-person routes: the reads
+  queued in one loop pass go as one statement, sent without waiting (sharing_api/grouped.py).
+  `InlineReads` is the same interface over a `PersonReader` (tests).
 """
 
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg2
-from sqlalchemy import Engine, Select, String, bindparam, func, select
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Select,
+    String,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from registry.models import Person, PersonIdentifier
 from sharing_api.exceptions import ErrorCode, SharingError
+from sharing_api.grouped import GroupedStatement
 from sharing_api.policy import PersonField
 
 Row = Mapping[str, Any]
@@ -57,7 +71,7 @@ class Statement:
     execute_sql: str
 
     @classmethod
-    def of(cls, name: str, stmt: Select[Any]) -> "Statement":
+    def of(cls, name: str, stmt: Select[Any] | CompoundSelect) -> "Statement":
         """Compile a statement: its named parameters become $1, $2 … in order of first appearance."""
         sql = str(stmt.compile(dialect=_DIALECT))
         params = list(dict.fromkeys(_PARAM.findall(sql)))
@@ -74,6 +88,16 @@ BY_DOCUMENT = Statement.of(
         PersonIdentifier.id_type == bindparam("id_type"), PersonIdentifier.id_no == bindparam("id_no")
     ),
 )
+_NUMBERS = (
+    func.unnest(bindparam("person_nos", type_=ARRAY(String)))
+    .table_valued("person_no", with_ordinality="n")
+    .render_derived(name="number_item")
+)
+_IDS = (
+    func.unnest(bindparam("ids", type_=ARRAY(BigInteger)))
+    .table_valued("id", with_ordinality="n")
+    .render_derived(name="id_item")
+)
 BY_DOCUMENTS = Statement.of(
     "popex_person_by_documents",
     select(_ITEMS.c.n, *PERSON_COLUMNS)
@@ -83,6 +107,24 @@ BY_DOCUMENTS = Statement.of(
         (PersonIdentifier.id_type == _ITEMS.c.id_type) & (PersonIdentifier.id_no == _ITEMS.c.id_no),
     )
     .join(Person, Person.id == PersonIdentifier.person_id),
+)
+# The reads of one loop pass (GroupedReads), each row with its kind and its position among the keys of
+# that kind. Each part is a nested loop of index scans, like the single reads.
+BY_KEYS = Statement.of(
+    "popex_person_by_keys",
+    union_all(
+        select(literal_column("'document'").label("kind"), _ITEMS.c.n, *PERSON_COLUMNS)
+        .select_from(_ITEMS)
+        .join(
+            PersonIdentifier,
+            (PersonIdentifier.id_type == _ITEMS.c.id_type) & (PersonIdentifier.id_no == _ITEMS.c.id_no),
+        )
+        .join(Person, Person.id == PersonIdentifier.person_id),
+        select(literal_column("'number'"), _NUMBERS.c.n, *PERSON_COLUMNS).join(
+            Person, Person.person_no == _NUMBERS.c.person_no
+        ),
+        select(literal_column("'id'"), _IDS.c.n, *PERSON_COLUMNS).join(Person, Person.id == _IDS.c.id),
+    ),
 )
 
 # The statements each connection has prepared (PREPARE lasts as long as the connection, whatever
@@ -144,28 +186,93 @@ class PersonReader:
         return self._rows(BY_DOCUMENTS, {"id_types": list(id_types), "id_nos": list(id_nos)})
 
 
-class LoopConnection:
-    """The event loop's own connection, on which the single-person routes read inline.
+class PersonReads(Protocol):
+    """The single-person routes' reads, awaited on the event loop."""
 
-    One prepared, indexed read takes about 0.1 ms here, less than handing the request to a thread
-    and back, so these routes run it on the loop; `statement_timeout` bounds how long it can hold
-    the loop. A connection that fails is dropped and the next request opens a new one.
+    async def by_id(self, person_id: int) -> Row | None:
+        """The person with this internal id."""
+
+    async def by_number(self, person_no: str) -> Row | None:
+        """The person with this unified person number."""
+
+    async def by_document(self, id_type: str, id_no: str) -> Row | None:
+        """The person holding this document."""
+
+
+class InlineReads:
+    """`PersonReads` by a `PersonReader`, each read run at once (tests: in the test's transaction)."""
+
+    def __init__(self, reader: PersonReader) -> None:
+        self._reader = reader
+
+    async def by_id(self, person_id: int) -> Row | None:
+        """The person with this internal id."""
+        return self._reader.by_id(person_id)
+
+    async def by_number(self, person_no: str) -> Row | None:
+        """The person with this unified person number."""
+        return self._reader.by_number(person_no)
+
+    async def by_document(self, id_type: str, id_no: str) -> Row | None:
+        """The person holding this document."""
+        return self._reader.by_document(id_type, id_no)
+
+
+# One read: what is looked up, and by which key (id, person number, or document type and number).
+Key = tuple[str, Any]
+
+
+class GroupedReads(GroupedStatement[Key, "Row | None"]):
+    """The server's single-person reads: those of one loop pass in one statement (`BY_KEYS`).
+
+    Measured against one prepared read per request inline on the loop: see BENCHMARKS.md.
     """
 
-    def __init__(self, engine_factory: Callable[[], Engine]) -> None:
-        self._engine_factory = engine_factory
-        self._connection: Any = None
+    statement = BY_KEYS
+    application_name = "popex-reads"
+    # The statement's generic plan (a nested loop of index scans, whatever the arrays hold): planned
+    # for each group's arrays, as PostgreSQL chooses by default here, it cost 0.73 ms of PostgreSQL CPU
+    # for one key against 0.15 ms (0.10 ms for the single-key statement).
+    settings = (("plan_cache_mode", "force_generic_plan"),)
 
-    def reader(self) -> PersonReader:
-        """A reader on this process's connection, opened on first use (after the server forks)."""
-        if self._connection is None:
-            try:
-                self._connection = self._engine_factory().raw_connection()
-            except Exception as exc:
-                raise SharingError(ErrorCode.DATABASE_UNAVAILABLE) from exc
-        return PersonReader(self._connection.dbapi_connection, on_broken=self._drop)
+    async def _read(self, key: Key) -> Row | None:
+        try:
+            return await self.submit(key)
+        except Exception as exc:
+            raise SharingError(ErrorCode.DATABASE_UNAVAILABLE) from exc
 
-    def _drop(self) -> None:
-        if self._connection is not None:
-            self._connection.invalidate()
-            self._connection = None
+    async def by_id(self, person_id: int) -> Row | None:
+        """The person with this internal id."""
+        return await self._read(("id", person_id))
+
+    async def by_number(self, person_no: str) -> Row | None:
+        """The person with this unified person number (retired numbers included)."""
+        return await self._read(("number", person_no))
+
+    async def by_document(self, id_type: str, id_no: str) -> Row | None:
+        """The person holding this document (as the registry stores its number)."""
+        return await self._read(("document", (id_type, id_no)))
+
+    def parameters(self, items: list[Key]) -> dict[str, Any]:
+        """Each kind's keys as arrays, in the order queued (a kind not asked: empty arrays)."""
+        documents = [key for kind, key in items if kind == "document"]
+        return {
+            "id_types": [t for t, _ in documents],
+            "id_nos": [n for _, n in documents],
+            "person_nos": [key for kind, key in items if kind == "number"],
+            "ids": [key for kind, key in items if kind == "id"],
+        }
+
+    def results(self, items: list[Key], cursor: Any) -> list[Row | None]:
+        """Each key's row: the statement answers (kind, position within the kind) for those found."""
+        names = [d.name for d in cursor.description]
+        found: dict[tuple[str, int], Row] = {}
+        for values in cursor.fetchall():
+            row = dict(zip(names, values, strict=True))
+            found[(row.pop("kind"), row.pop("n"))] = row
+        seen: dict[str, int] = {}
+        answers: list[Row | None] = []
+        for kind, _ in items:
+            seen[kind] = seen.get(kind, 0) + 1
+            answers.append(found.get((kind, seen[kind])))
+        return answers

@@ -1,8 +1,8 @@
 """The sharing API's routes (mounted under /api/v1): parse, call a service, return a response model.
 
-The single-person routes (lookup by number or document, one verification) are async and read on the
-event loop's own connection (`Access.reader`): one prepared indexed read, no thread hop. The others read
-more and run in the thread pool on a session. Either way the route class commits the request's audit
+The single-person routes (lookup by number or document, one verification) are async and await their
+read on the event loop (`Access.reads`: the reads of one loop pass go as one statement, no thread
+hop). The others read more and run in the thread pool on a session. Either way the route class commits the request's audit
 records before the response leaves (`SharingRoute`).
 """
 
@@ -129,7 +129,7 @@ async def get_person(
     access = await admit(request, Operation.LOOKUP)
     fields = requested_fields(request)
     return _json(
-        service.lookup_by_number(reader=access.reader(), access=access, person_no=person_no, fields=fields)
+        await service.lookup_by_number(reads=access.reads, access=access, person_no=person_no, fields=fields)
     )
 
 
@@ -145,7 +145,7 @@ async def lookup_person(query: DocumentQuery, request: Request) -> Response:
     access = await admit(request, Operation.LOOKUP)
     fields = requested_fields(request)
     return _json(
-        service.lookup_by_document(reader=access.reader(), access=access, query=query, fields=fields)
+        await service.lookup_by_document(reads=access.reads, access=access, query=query, fields=fields)
     )
 
 
@@ -168,7 +168,7 @@ async def verify_one(query: SingleVerifyQuery, request: Request) -> Response:
     number is unknown, belongs to someone else, or to someone outside this client's scope.
     """
     access = await admit(request, Operation.VERIFY)
-    return _json(service.verify(reader=access.reader(), access=access, items=[query], checks=query.checks)[0])
+    return _json(await service.verify_one(reads=access.reads, access=access, item=query, checks=query.checks))
 
 
 @router.post(

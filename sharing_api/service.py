@@ -19,7 +19,7 @@ from sharing_api.access import Access
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.models import AUDIT_PERSON_NOS
 from sharing_api.policy import PersonField
-from sharing_api.reads import PERSON_COLUMNS, PersonReader
+from sharing_api.reads import PERSON_COLUMNS, PersonReader, PersonReads
 from sharing_api.schemas import (
     MAX_BATCH,
     AccessHistory,
@@ -60,15 +60,23 @@ def clean_name(value: str) -> str:
 def _follow_merges(reader: PersonReader, row: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """A retired record's surviving record (numbers merged into another stay answerable)."""
     hops = 0
-    while (
-        row is not None
-        and row["status"] == "retired"
-        and row["merged_into"] is not None
-        and hops < MAX_MERGE_HOPS
-    ):
-        row = reader.by_id(row["merged_into"])
+    while _retired(row) and hops < MAX_MERGE_HOPS:
+        row = reader.by_id(row["merged_into"])  # type: ignore[index]
         hops += 1
     return row
+
+
+async def _survivor(reads: PersonReads, row: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """`_follow_merges` on the event loop's reads."""
+    hops = 0
+    while _retired(row) and hops < MAX_MERGE_HOPS:
+        row = await reads.by_id(row["merged_into"])  # type: ignore[index]
+        hops += 1
+    return row
+
+
+def _retired(row: Mapping[str, Any] | None) -> bool:
+    return row is not None and row["status"] == "retired" and row["merged_into"] is not None
 
 
 def _in_scope(access: Access, row: Mapping[str, Any]) -> bool:
@@ -99,22 +107,22 @@ def _answer_one(
     return _person_out(access, row, fields, merged_from)
 
 
-def lookup_by_number(
-    *, reader: PersonReader, access: Access, person_no: str, fields: list[PersonField] | None
+async def lookup_by_number(
+    *, reads: PersonReads, access: Access, person_no: str, fields: list[PersonField] | None
 ) -> PersonOut:
     """A person by unified person number (a retired number answers with the surviving record)."""
     shown = access.fields(fields)
-    row = reader.by_number(person_no)
-    return _answer_one(access, _follow_merges(reader, row), shown, person_no)
+    row = await reads.by_number(person_no)
+    return _answer_one(access, await _survivor(reads, row), shown, person_no)
 
 
-def lookup_by_document(
-    *, reader: PersonReader, access: Access, query: DocumentQuery, fields: list[PersonField] | None
+async def lookup_by_document(
+    *, reads: PersonReads, access: Access, query: DocumentQuery, fields: list[PersonField] | None
 ) -> PersonOut:
     """A person by identity document number."""
     shown = access.fields(fields)
-    row = reader.by_document(query.id_type, clean_document(query.id_no))
-    return _answer_one(access, _follow_merges(reader, row), shown, None)
+    row = await reads.by_document(query.id_type, clean_document(query.id_no))
+    return _answer_one(access, await _survivor(reads, row), shown, None)
 
 
 def search(
@@ -160,14 +168,10 @@ def _checks(access: Access, requested: list[Check] | None) -> list[Check]:
 
 def _verify_rows(reader: PersonReader, items: Sequence[VerifyQuery]) -> dict[int, Mapping[str, Any]]:
     """Position (1-based) → the (surviving) person holding that document, for the items found."""
-    if len(items) == 1:  # the single verification: the prepared lookup, not the arrays
-        one = reader.by_document(items[0].id_type, clean_document(items[0].id_no))
-        found: list[Mapping[str, Any]] = [] if one is None else [{**one, "n": 1}]
-    else:
-        found = reader.by_documents([i.id_type for i in items], [clean_document(i.id_no) for i in items])
+    found = reader.by_documents([i.id_type for i in items], [clean_document(i.id_no) for i in items])
     rows: dict[int, Mapping[str, Any]] = {}
     for r in found:
-        survivor = _follow_merges(reader, r) if r["status"] == "retired" else r
+        survivor = _follow_merges(reader, r)
         if survivor is not None:
             rows[r["n"]] = survivor
     return rows
@@ -200,6 +204,22 @@ def verify(
         raise access.refuse(ErrorCode.BATCH_TOO_LARGE, items=len(items))
     asked = _checks(access, checks)
     rows = _verify_rows(reader, items) if items else {}
+    return _verdicts(access, items, rows, asked)
+
+
+async def verify_one(
+    *, reads: PersonReads, access: Access, item: VerifyQuery, checks: list[Check] | None
+) -> VerifyResult:
+    """One yes/no verification, read on the event loop."""
+    asked = _checks(access, checks)
+    row = await _survivor(reads, await reads.by_document(item.id_type, clean_document(item.id_no)))
+    return _verdicts(access, [item], {} if row is None else {1: row}, asked)[0]
+
+
+def _verdicts(
+    access: Access, items: Sequence[VerifyQuery], rows: dict[int, Mapping[str, Any]], asked: list[Check]
+) -> list[VerifyResult]:
+    """The results, in order, and the audit record of the persons whose documents were asked."""
     results = [_verdict(access, item, rows.get(n), asked) for n, item in enumerate(items, start=1)]
     touched = sorted({r["person_no"] for r in rows.values()})
     matched = sum(r.match for r in results)

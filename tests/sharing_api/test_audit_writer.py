@@ -87,7 +87,7 @@ def test_a_failed_audit_write_refuses_the_request(app, http, session, new_client
 
     p = person(session, name="保密")
     backends = Backends.of_session(session)
-    app.state.sharing_backends = Backends(backends.session, backends.reader, Broken())
+    app.state.sharing_backends = Backends(backends.session, backends.reads, Broken())
     for response in (
         http.get(f"/api/v1/persons/{p.person_no}", headers=new_client()),
         http.post(

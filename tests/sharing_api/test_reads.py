@@ -1,14 +1,19 @@
-"""The person reads: prepared once per connection, rows as the Core statements shape them, and the
-event loop's connection dropped and answered DATABASE_UNAVAILABLE when it breaks."""
+"""The person reads: prepared once per connection, rows as the Core statements shape them; the event
+loop's reads of one pass in one statement, each answered its own row, and DATABASE_UNAVAILABLE (the
+connection dropped and replaced) when the database breaks or does not answer."""
 
+import asyncio
+import time
 from datetime import date
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from psycopg2.extras import wait_select as psycopg2_wait
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from sharing_api.exceptions import ErrorCode, SharingError
-from sharing_api.reads import BY_DOCUMENT, LoopConnection, PersonReader, Statement
+from sharing_api.reads import BY_DOCUMENT, GroupedReads, PersonReader, Statement
 from tests.sharing_api.support import person
 
 
@@ -48,29 +53,110 @@ def test_named_parameters_become_positional_in_order_of_first_use() -> None:
     assert st.execute_sql == "EXECUTE popex_t(%(b)s, %(a)s)"
 
 
-def test_a_broken_loop_connection_is_dropped_and_replaced(own_db: str) -> None:
-    engine = create_engine(own_db, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT")
-    loop = LoopConnection(lambda: engine)
-    reader = loop.reader()
-    assert reader.by_number("P00000000001") is None
-    backend = reader._conn.get_backend_pid()
+def _conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class CountedReads(GroupedReads):
+    """GroupedReads that count the statements they send."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(_conninfo(url), statement_timeout=2.0)
+        self.sent: list[int] = []
+
+    def parameters(self, items: list[Any]) -> dict[str, Any]:
+        self.sent.append(len(items))
+        return super().parameters(items)
+
+
+def test_the_reads_of_one_loop_pass_share_one_statement(own_db: str) -> None:
+    engine = create_engine(own_db)
+    with Session(engine) as session:
+        a = person(session, name="甲", birth_date=date(1980, 1, 2))
+        b = person(session, name="乙", status="retired", merged_into=a.id)
+        session.commit()
+        a_id, a_no, a_doc, b_no, b_doc = a.id, a.person_no, a.id_no, b.person_no, b.id_no
+    engine.dispose()
+    reads = CountedReads(own_db)
+
+    async def one_pass() -> list[Any]:
+        return await asyncio.gather(
+            reads.by_document("RID", a_doc),
+            reads.by_number(b_no),
+            reads.by_id(a_id),
+            reads.by_document("RID", "330000000000000000"),
+            reads.by_document("PASSPORT", a_doc),  # the number, but not of this type
+            reads.by_number(a_no),
+            reads.by_document("RID", b_doc),
+            reads.by_number(a_no),  # the same key twice: each request its own answer
+            reads.by_id(2**62),
+        )
+
+    answers = asyncio.run(one_pass())
+    assert reads.sent == [9]
+    assert [None if r is None else r["person_no"] for r in answers] == [
+        a_no, b_no, a_no, None, None, a_no, b_no, a_no, None,
+    ]  # fmt: skip
+    assert answers[1]["merged_into"] == a_id and answers[0]["birth_date"] == date(1980, 1, 2)
+    assert "kind" not in answers[0] and "n" not in answers[0]
+
+    async def one_by_one() -> list[Any]:
+        return [await reads.by_number(a_no), await reads.by_id(a_id)]
+
+    assert [r["person_no"] for r in asyncio.run(one_by_one())] == [a_no, a_no]
+    assert reads.sent == [9, 1, 1]  # prepared once: the connection of the first pass is kept
+
+
+def test_a_broken_read_connection_fails_its_group_and_is_replaced(own_db: str) -> None:
+    reads = CountedReads(own_db)
+    assert asyncio.run(reads.by_number("P99999999999")) is None
+    backend = reads._connection.get_backend_pid()
     admin = create_engine(own_db, isolation_level="AUTOCOMMIT")
-    with admin.connect() as other:  # the database ends the loop's connection (a restart, a kill)
+    with admin.connect() as other:  # the database ends the connection (a restart, a kill)
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
     admin.dispose()
-    with pytest.raises(SharingError) as refused:
-        reader.by_number("P00000000001")
-    assert refused.value.code == ErrorCode.DATABASE_UNAVAILABLE
-    again = loop.reader()  # the next request opens a new connection, and prepares again
-    assert again.by_number("P00000000001") is None
-    assert again._conn.get_backend_pid() != backend
-    engine.dispose()
+
+    async def two() -> list[Any]:
+        return await asyncio.gather(
+            reads.by_number("P99999999999"), reads.by_id(2**62), return_exceptions=True
+        )
+
+    failed = asyncio.run(two())
+    assert [f.code for f in failed] == [ErrorCode.DATABASE_UNAVAILABLE] * 2
+    assert asyncio.run(reads.by_number("P99999999999")) is None  # a new connection, prepared again
+    assert reads._connection.get_backend_pid() != backend
 
 
 def test_an_unreachable_database_is_database_unavailable() -> None:
-    engine = create_engine(
-        "postgresql+psycopg2://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
-    )
+    reads = GroupedReads("postgresql://nobody@127.0.0.1:1/none", statement_timeout=1.0)
     with pytest.raises(SharingError) as refused:
-        LoopConnection(lambda: engine).reader()
+        asyncio.run(reads.by_number("P99999999999"))
     assert refused.value.code == ErrorCode.DATABASE_UNAVAILABLE
+
+
+def test_a_read_unanswered_in_time_is_cancelled_and_database_unavailable(own_db: str) -> None:
+    # The person table locked by another transaction: the read waits on the lock, unanswered.
+    reads = GroupedReads(_conninfo(own_db), statement_timeout=30.0, answer_timeout=0.5)
+    assert asyncio.run(reads.by_id(2**62)) is None
+    engine = create_engine(own_db)
+    with engine.connect() as holder:
+        holder.execute(text("LOCK TABLE person IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        with pytest.raises(SharingError) as refused:
+            asyncio.run(reads.by_id(2**62))
+        waited = time.monotonic() - started
+        holder.rollback()
+    engine.dispose()
+    assert refused.value.code == ErrorCode.DATABASE_UNAVAILABLE
+    assert waited < 10  # the answer timeout, not the 30 s statement timeout
+    assert asyncio.run(reads.by_id(2**62)) is None
+
+
+def test_the_grouped_reads_use_the_generic_plan(own_db: str) -> None:
+    # Planned for each group's arrays, one read cost PostgreSQL five times as much (reads.py).
+    reads = GroupedReads(_conninfo(own_db), statement_timeout=2.0)
+    assert asyncio.run(reads.by_id(2**62)) is None
+    with reads._connection.cursor() as cur:  # the asynchronous connection is idle between groups
+        cur.execute("SHOW plan_cache_mode")
+        psycopg2_wait(reads._connection)
+        assert cur.fetchone() == ("force_generic_plan",)

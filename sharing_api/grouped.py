@@ -1,0 +1,169 @@
+"""One statement for every request of a loop pass, sent without waiting: the server's reads and audit.
+
+A server process has one event loop. The single-person routes need two round trips to PostgreSQL per
+request (the read, the audit commit); done inline, each blocks the loop for its round trip while
+PostgreSQL, on the same cores, works on it. Instead a request queues its item and awaits it; what
+the requests of one loop pass have queued goes to PostgreSQL as one statement on a connection of its
+own, in psycopg2's asynchronous mode: the loop serves other requests until the answer is readable
+(`add_reader`, or `add_writer` while a large statement is still being written), then the waiting
+requests go on and what was queued meanwhile is sent as the next group. One group is in flight per
+connection.
+
+Bounds: `statement_timeout` (and `lock_timeout`) on the server; `answer_timeout` here, for a server
+that is gone. An unanswered statement is cancelled before its connection is closed (a backend waiting
+on a lock would not notice its client gone, and would go on to commit), and its group fails. Any
+failure fails the whole group and drops the connection; the next group opens a new one.
+"""
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from sharing_api.reads import Statement
+
+log = logging.getLogger(__name__)
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+Waiting = list[tuple[ItemT, asyncio.Future[ResultT]]]
+
+
+class GroupedStatement(Generic[ItemT, ResultT]):
+    """Items queued in one loop pass, answered by one prepared statement; one group in flight.
+
+    Subclasses say what the statement is (`statement`), its parameters for a group (`parameters`) and
+    each item's result from the cursor (`results`).
+    """
+
+    statement: "Statement"
+    application_name = "popex"
+    settings: tuple[tuple[str, str], ...] = ()  # PostgreSQL settings of the connection (name, value)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        statement_timeout: float,
+        lock_timeout: float | None = None,
+        answer_timeout: float | None = None,
+    ) -> None:
+        self.url = url
+        self.statement_timeout = statement_timeout
+        self.lock_timeout = lock_timeout
+        # statement_timeout ends a slow statement on the server; this ends a wait on a server that is gone.
+        self.answer_timeout = statement_timeout + 1 if answer_timeout is None else answer_timeout
+        self._pending: Waiting[ItemT, ResultT] = []
+        self._in_flight: Waiting[ItemT, ResultT] | None = None
+        self._connection: Any = None
+        self._cursor: Any = None  # kept while a group is in flight: psycopg2 polls through it
+        self._prepared = False
+
+    def parameters(self, items: list[ItemT]) -> dict[str, Any]:
+        """The statement's parameters for these items."""
+        raise NotImplementedError
+
+    def results(self, items: list[ItemT], cursor: Any) -> list[ResultT]:
+        """Each item's result, in order, from the answered statement's cursor."""
+        raise NotImplementedError
+
+    async def submit(self, item: ItemT) -> ResultT:
+        """Queue the item and wait for its group's answer (raises what failed the group)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[ResultT] = loop.create_future()
+        if not self._pending and self._in_flight is None:  # after the requests ready in this pass
+            loop.call_soon(self._send)
+        self._pending.append((item, done))
+        return await done
+
+    def _connect(self) -> Any:
+        import psycopg2
+        import psycopg2.extras
+
+        if self._connection is None or self._connection.closed:
+            options = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+            if self.lock_timeout is not None:
+                options += f" -c lock_timeout={int(self.lock_timeout * 1000)}"
+            options += "".join(f" -c {name}={value}" for name, value in self.settings)
+            connection = psycopg2.connect(
+                self.url,
+                connect_timeout=5,
+                options=options,
+                application_name=self.application_name,
+                async_=True,  # autocommit: one statement, one transaction
+            )
+            psycopg2.extras.wait_select(connection)  # a new connection only: blocking, bounded
+            self._connection, self._prepared = connection, False
+        return self._connection
+
+    def _send(self) -> None:
+        if self._in_flight is not None or not self._pending:
+            return
+        group, self._pending = self._pending, []
+        self._in_flight = group
+        loop = asyncio.get_running_loop()
+        try:
+            parameters = self.parameters([item for item, _ in group])
+            connection = self._connect()
+            st = self.statement
+            sql = st.execute_sql if self._prepared else f"{st.prepare_sql}; {st.execute_sql}"
+            self._cursor = connection.cursor()
+            self._cursor.execute(sql, parameters)
+            self._prepared = True
+        except Exception as exc:
+            self._finish(exc)
+            return
+        loop.call_later(self.answer_timeout, self._overdue, group)
+        self._poll()
+
+    def _poll(self) -> None:
+        """Advance the group's statement: wait to write the rest of it, wait for the answer, or done."""
+        import psycopg2.extensions
+
+        loop = asyncio.get_running_loop()
+        fd = self._connection.fileno()
+        loop.remove_reader(fd)
+        loop.remove_writer(fd)
+        try:
+            state = self._connection.poll()
+        except Exception as exc:  # the server's error (lock or statement timeout …) or a lost link
+            self._finish(exc)
+            return
+        if state == psycopg2.extensions.POLL_OK:
+            self._finish(None)
+        elif state == psycopg2.extensions.POLL_WRITE:  # a large group: the socket's buffer was full
+            loop.add_writer(fd, self._poll)
+        else:
+            loop.add_reader(fd, self._poll)
+
+    def _overdue(self, group: Waiting[ItemT, ResultT]) -> None:
+        if self._in_flight is group:
+            with contextlib.suppress(Exception):
+                self._connection.cancel()
+            self._finish(TimeoutError(f"{self.application_name}: unanswered after {self.answer_timeout} s"))
+
+    def _finish(self, exc: Exception | None) -> None:
+        group, cursor = self._in_flight or [], self._cursor
+        self._in_flight, self._cursor = None, None
+        if self._connection is not None and not self._connection.closed:
+            asyncio.get_running_loop().remove_reader(self._connection.fileno())
+            asyncio.get_running_loop().remove_writer(self._connection.fileno())
+        results: list[ResultT] = []
+        if exc is None:
+            try:
+                results = self.results([item for item, _ in group], cursor)
+            except Exception as failed:
+                exc = failed
+        if exc is not None:  # every waiting request fails
+            log.error("%s failed for %d requests: %s", self.application_name, len(group), type(exc).__name__)
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+        for i, (_, done) in enumerate(group):
+            if not done.done():
+                if exc is None:
+                    done.set_result(results[i])
+                else:
+                    done.set_exception(exc)
+        self._send()  # what was queued meanwhile

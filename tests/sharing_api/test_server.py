@@ -1,0 +1,119 @@
+"""The server's own backends over real HTTP: reads grouped per loop pass, audit grouped per commit.
+
+The other API tests read and audit in the test's transaction (`Backends.of_session`); here the app is
+served by uvicorn as in production, on a database of the module's own, and many requests arrive at
+once, so that groups form: every request must get its own person's answer and leave its own record.
+"""
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from popex.app import create_app
+from popex.settings import database_settings
+from registry.audit import verify_chain
+from sharing_api.clients import create_client
+from sharing_api.dependencies import _server_backends, api_engine, client_cache
+from tests.browser import served
+from tests.sharing_api.support import AWAY, PURPOSE, person, policy
+
+
+@pytest.fixture
+def server_on(own_db: str) -> Iterator[str]:
+    """The app with the server's backends on own_db, served on a free port; yields its base URL."""
+
+    def reset() -> None:
+        if _server_backends.cache_info().currsize:
+            backends = _server_backends()
+            for grouped in (backends.reads, backends.audit):
+                connection = getattr(grouped, "_connection", None)
+                if connection is not None:
+                    connection.close()
+        _server_backends.cache_clear()
+        if api_engine.cache_info().currsize:
+            api_engine().dispose()
+        api_engine.cache_clear()
+        database_settings.cache_clear()
+        client_cache.clear()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POPEX_DATABASE_URL", own_db)
+        reset()
+        try:
+            with served(create_app()) as address:
+                yield address
+        finally:
+            reset()
+    database_settings.cache_clear()
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_audit_record(own_db: str, server_on: str) -> None:
+    engine = create_engine(own_db)
+    with Session(engine) as session:
+        people = [person(session, name=f"甲{i}") for i in range(20)]
+        survivor = people[0]
+        retired = [person(session, name="乙", status="retired", merged_into=survivor.id) for _ in range(5)]
+        away = [person(session, name="丙", community_code=AWAY) for _ in range(5)]
+        _, key = create_client(
+            session=session, code="server_t", name="服务测试", policy=policy(), operator="t"
+        )
+        session.commit()
+        docs = {p.id_no: (p.person_no, p.name, p.birth_date.isoformat()) for p in people}
+        retired_nos = [p.person_no for p in retired]
+        away_docs = [p.id_no for p in away]
+        survivor_no = survivor.person_no
+        before = session.scalar(text("SELECT count(*) FROM audit_log")) or 0
+    headers = {"X-API-Key": key, "X-End-User": "clerk-9", "X-Purpose": PURPOSE}
+
+    async def all_at_once() -> list[tuple[str, Any, httpx.Response]]:
+        async with httpx.AsyncClient(base_url=server_on, headers=headers, timeout=30) as http:
+            asks: list[tuple[str, Any, Any]] = []
+            for doc in docs:
+                asks.append(("lookup", doc, http.post("/api/v1/persons/lookup", json={"id_no": doc})))
+                _, name, born = docs[doc]
+                wrong = name if doc.endswith(("0", "2", "4", "6", "8")) else "别人"
+                body = {"id_no": doc, "name": wrong, "birth_date": born}
+                asks.append(("verify", (doc, wrong == name), http.post("/api/v1/verify", json=body)))
+            for no in retired_nos:
+                asks.append(("merged", no, http.get(f"/api/v1/persons/{no}")))
+            for doc in away_docs:
+                asks.append(("away", doc, http.post("/api/v1/persons/lookup", json={"id_no": doc})))
+            answers = await asyncio.gather(*(call for _, _, call in asks))
+            return [(kind, what, answer) for (kind, what, _), answer in zip(asks, answers, strict=True)]
+
+    answered = asyncio.run(all_at_once())
+    assert len(answered) == 20 + 20 + 5 + 5
+    for kind, what, response in answered:
+        if kind == "lookup":
+            assert response.status_code == 200, response.text
+            assert response.json()["person_no"] == docs[what][0]
+            assert response.json()["name"] == docs[what][1]
+        elif kind == "verify":
+            assert response.status_code == 200, response.text
+            assert response.json()["match"] is what[1]
+        elif kind == "merged":
+            assert response.status_code == 200, response.text
+            assert response.json()["person_no"] == survivor_no
+            assert response.json()["merged_from"] == what
+        else:
+            assert response.status_code == 404
+            assert response.json()["code"] == "PERSON_NOT_FOUND"
+
+    with Session(engine) as session:
+        rows = session.execute(
+            text("SELECT detail FROM audit_log WHERE id > 0 ORDER BY id OFFSET :n"), {"n": before}
+        ).scalars()
+        details = [d for d in rows if d.get("client") == "server_t"]
+        assert verify_chain(session=session).ok
+    engine.dispose()
+    assert len(details) == len(answered)  # one record per request, none doubled
+    looked_up = sorted(
+        d["person_nos"][0] for d in details if d["operation"] == "lookup" and d["outcome"] == "ok"
+    )
+    assert looked_up == sorted([docs[d][0] for d in docs] + [survivor_no] * 5)
+    assert sum(d["outcome"] == "not_found" for d in details) == 5
