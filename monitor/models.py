@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, SmallInteger, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,3 +43,31 @@ class MonitorAlert(Base):
     # The state last delivered to the webhook; differs from `state` until a delivery succeeds.
     notified_state: Mapped[str | None] = mapped_column(String(8))
     notify_error: Mapped[str | None]
+
+
+class AuditHourly(Base):
+    """Audit records per hour, platform area (the action's prefix) and client, rolled up from audit_log.
+
+    The monitor's counts over days of audit records read these instead of every record
+    (monitor/health.py); rows of audit_log after the roll-up's `last_id` are counted from audit_log.
+    """
+
+    __tablename__ = "audit_hourly"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    area: Mapped[str] = mapped_column(primary_key=True)
+    client: Mapped[str] = mapped_column(primary_key=True)  # detail's client, else the actor
+    records: Mapped[int] = mapped_column(BigInteger)
+    refused: Mapped[int] = mapped_column(BigInteger)
+    not_found: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditRollup(Base):
+    """How far audit_hourly has rolled audit_log up: every record with id <= last_id, none after."""
+
+    __tablename__ = "audit_rollup"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    rolled_at: Mapped[datetime]

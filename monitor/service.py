@@ -37,7 +37,8 @@ class Dashboard:
 
 
 def build_dashboard(*, session: Session, now: datetime, settings: MonitorSettings) -> Dashboard:
-    """The dashboard over the alert window ending the day before `now`."""
+    """The dashboard over the alert window ending the day before `now` (moves the audit roll-up on)."""
+    health.roll_up(session=session)
     start, end = alerts.window(now, settings)
     feed_days = timeliness.feed_days(session=session, start=start, end=end, now=now)
     days = timeliness.days_between(start, end)
@@ -109,6 +110,7 @@ def evaluate_alerts(*, now: datetime, settings: MonitorSettings) -> dict[str, li
     from registry.db import session_scope
 
     with session_scope() as session:
+        health.roll_up(session=session)
         done = alerts.evaluate(session=session, now=now, settings=settings)
         return {
             "raised": [a.key for a in done.raised],
