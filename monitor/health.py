@@ -123,6 +123,21 @@ def _window(session: Session, start: datetime, end: datetime) -> dict[str, objec
     return {"start": start, "end": end, "a": a, "b": b, "last": last}
 
 
+def audit_records(*, session: Session) -> int:
+    """Records in the audit log: the rolled-up ones and those after the roll-up's last id."""
+    return int(
+        session.scalar(
+            text(
+                """
+                SELECT (SELECT coalesce(sum(records), 0) FROM audit_hourly)
+                     + (SELECT count(*) FROM audit_log WHERE id > (SELECT last_id FROM audit_rollup WHERE id = 1))
+                """
+            )
+        )
+        or 0
+    )
+
+
 def api_usage(*, session: Session, start: datetime, end: datetime) -> list[ClientUsage]:
     """Requests per client in start … end from the sharing service's audit records (action sharing.*).
 

@@ -1,5 +1,6 @@
 """The monitor's audit counts: the hourly roll-up plus audit_log give exactly what counting audit_log
-gives, whenever the roll-up last ran and whatever the window; a roll-up running elsewhere is skipped."""
+gives, whenever the roll-up last ran and whatever the window (the log's total too); a roll-up running
+elsewhere is skipped."""
 
 import json
 from datetime import datetime, timedelta
@@ -63,6 +64,7 @@ def test_counts_are_those_of_audit_log_whenever_the_roll_up_ran(
         _insert(session, before)
         health.roll_up(session=session)  # part of the records rolled up, the rest after its last id
         _insert(session, after)
+        assert health.audit_records(session=session) == session.scalar(text("SELECT count(*) FROM audit_log"))
         for start, end in windows:
             params = {"start": start, "end": end}
             usage = [
