@@ -58,6 +58,7 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         self._in_flight: Waiting[ItemT, ResultT] | None = None
         self._connection: Any = None
         self._cursor: Any = None  # kept while a group is in flight: psycopg2 polls through it
+        self._deadline: asyncio.TimerHandle | None = None  # the in-flight group's answer timeout
         self._prepared = False
 
     def parameters(self, items: list[ItemT]) -> dict[str, Any]:
@@ -114,7 +115,7 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         except Exception as exc:
             self._finish(exc)
             return
-        loop.call_later(self.answer_timeout, self._overdue, group)
+        self._deadline = loop.call_later(self.answer_timeout, self._overdue, group)
         self._poll()
 
     def _poll(self) -> None:
@@ -146,6 +147,9 @@ class GroupedStatement(Generic[ItemT, ResultT]):
     def _finish(self, exc: Exception | None) -> None:
         group, cursor = self._in_flight or [], self._cursor
         self._in_flight, self._cursor = None, None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self._connection is not None and not self._connection.closed:
             asyncio.get_running_loop().remove_reader(self._connection.fileno())
             asyncio.get_running_loop().remove_writer(self._connection.fileno())

@@ -15,11 +15,10 @@ Two readers:
 
 import re
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import psycopg2
 from sqlalchemy import (
     BigInteger,
     CompoundSelect,
@@ -144,9 +143,8 @@ def execute_prepared(cursor: Any, statement: Statement, params: dict[str, Any]) 
 class PersonReader:
     """Golden records by id, person number or document, on one psycopg2 connection."""
 
-    def __init__(self, dbapi_connection: Any, on_broken: Callable[[], None] | None = None) -> None:
+    def __init__(self, dbapi_connection: Any) -> None:
         self._conn = dbapi_connection
-        self._on_broken = on_broken
 
     @classmethod
     def of_session(cls, session: Session) -> "PersonReader":
@@ -154,16 +152,10 @@ class PersonReader:
         return cls(session.connection().connection.dbapi_connection)
 
     def _rows(self, statement: Statement, params: dict[str, Any]) -> list[Row]:
-        try:
-            with self._conn.cursor() as cur:
-                execute_prepared(cur, statement, params)
-                names = [d.name for d in cur.description]
-                return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            if self._on_broken is None:
-                raise
-            self._on_broken()
-            raise SharingError(ErrorCode.DATABASE_UNAVAILABLE) from exc
+        with self._conn.cursor() as cur:
+            execute_prepared(cur, statement, params)
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def _one(self, statement: Statement, params: dict[str, Any]) -> Row | None:
         rows = self._rows(statement, params)

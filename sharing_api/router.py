@@ -6,9 +6,12 @@ hop). The others read more and run in the thread pool on a session. Either way t
 records before the response leaves (`SharingRoute`).
 """
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import psycopg2
+import sqlalchemy.exc
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -48,6 +51,14 @@ from sharing_api.schemas import (
 )
 
 MAX_CURSOR = 2**63 - 1  # bigint
+# What a lost or slow database raises through SQLAlchemy or psycopg2: answered DATABASE_UNAVAILABLE.
+DATABASE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
+log = logging.getLogger(__name__)
 
 
 def _json(model: BaseModel) -> Response:
@@ -84,6 +95,9 @@ class SharingRoute(APIRoute):
                 response = await handler(request)
             except SharingError as exc:
                 response = _error(exc.status_code, exc.body(), exc.headers)
+            except DATABASE_ERRORS as exc:  # the thread-pool routes' session, after a restart or a timeout
+                log.error("sharing request failed on the database: %s", type(exc).__name__)
+                response = _error(503, SharingError(ErrorCode.DATABASE_UNAVAILABLE).body())
             except RequestValidationError as exc:
                 # loc, msg and type only: the input is not echoed back (it may be personal data).
                 errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]

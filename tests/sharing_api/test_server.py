@@ -117,3 +117,33 @@ def test_concurrent_requests_each_get_their_own_answer_and_audit_record(own_db: 
     )
     assert looked_up == sorted([docs[d][0] for d in docs] + [survivor_no] * 5)
     assert sum(d["outcome"] == "not_found" for d in details) == 5
+
+
+def test_after_a_database_restart_a_thread_pool_route_answers_503_json_then_recovers(
+    own_db: str, server_on: str
+) -> None:
+    engine = create_engine(own_db)
+    with Session(engine) as session:
+        p = person(session, name="丁一")
+        _, key = create_client(
+            session=session, code="server_r", name="重启测试", policy=policy(), operator="t"
+        )
+        session.commit()
+        search = {"name": "丁一", "birth_date": p.birth_date.isoformat()}
+    headers = {"X-API-Key": key, "X-End-User": "clerk-9", "X-Purpose": PURPOSE}
+    with httpx.Client(base_url=server_on, headers=headers, timeout=30) as http:
+        assert http.post("/api/v1/persons/search", json=search).json()["items"][0]["name"] == "丁一"
+        with engine.connect() as conn:  # the pooled connections of the API die, as in a restart
+            ended = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND application_name NOT IN ('popex-audit', 'popex-reads')"
+                )
+            ).all()
+        assert ended
+        failed = http.post("/api/v1/persons/search", json=search)
+        assert failed.status_code == 503
+        assert failed.json()["code"] == "DATABASE_UNAVAILABLE" and "丁一" not in failed.text
+        again = http.post("/api/v1/persons/search", json=search)  # the pool opened new connections
+        assert again.status_code == 200 and again.json()["items"][0]["name"] == "丁一"
+    engine.dispose()
