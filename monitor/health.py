@@ -76,12 +76,15 @@ SELECT coalesce(sum(records), 0) FROM added
 # (about 1,000,000 records: ids have gaps) keep a dashboard view that rolls up within about 2 s.
 ROLL_UP_STEP = 2_000_000
 # The records of (start, end]: the whole hours [a, b) from the roll-up plus the records after its
-# last id, and the part-hours (start, a) and [b, end] from audit_log (its BRIN index on `at`).
+# last id, and the part-hours (start, a) and [b, end] from audit_log (its BRIN index on `at`). The
+# last id is read in the same statement as the roll-up's rows: one snapshot, so a roll-up committed
+# meanwhile cannot have its records counted twice.
 _COUNTED = f"""
     SELECT hour, area, client, records, refused, not_found
     FROM audit_hourly WHERE hour >= :a AND hour < :b
     UNION ALL
-    SELECT {_RECORD_COLUMNS} FROM audit_log WHERE id > :last AND at >= :a AND at < :b
+    SELECT {_RECORD_COLUMNS} FROM audit_log
+    WHERE id > (SELECT last_id FROM audit_rollup WHERE id = 1) AND at >= :a AND at < :b
     UNION ALL
     SELECT {_RECORD_COLUMNS} FROM audit_log WHERE at > :start AND at < :a
     UNION ALL
@@ -95,7 +98,7 @@ def roll_up(*, session: Session, step: int = ROLL_UP_STEP) -> int:
 
     Audit ids become visible in id order (drawn under the chain's lock, which is held until commit),
     so every record up to the largest id seen is there to be counted, and none after it is. A roll-up
-    in progress elsewhere is skipped, not waited for (the counts stay exact either way: see _window).
+    in progress elsewhere is skipped, not waited for (the counts stay exact either way: see _COUNTED).
     """
     last = session.scalar(text("SELECT last_id FROM audit_rollup WHERE id = 1 FOR UPDATE SKIP LOCKED"))
     if last is None:
@@ -113,14 +116,13 @@ def roll_up(*, session: Session, step: int = ROLL_UP_STEP) -> int:
     return int(added)
 
 
-def _window(session: Session, start: datetime, end: datetime) -> dict[str, object]:
-    """The parameters of _COUNTED for (start, end]: its whole hours [a, b) and the roll-up's last id."""
+def _window(start: datetime, end: datetime) -> dict[str, object]:
+    """The parameters of _COUNTED for (start, end]: its whole hours [a, b)."""
     a = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     b = end.replace(minute=0, second=0, microsecond=0)
     if a > b:  # no whole hour: (start, end) and [end, end] from audit_log
         a = b = end
-    last = session.scalar(text("SELECT last_id FROM audit_rollup WHERE id = 1")) or 0
-    return {"start": start, "end": end, "a": a, "b": b, "last": last}
+    return {"start": start, "end": end, "a": a, "b": b}
 
 
 def audit_records(*, session: Session) -> int:
@@ -154,7 +156,7 @@ def api_usage(*, session: Session, start: datetime, end: datetime) -> list[Clien
             GROUP BY client ORDER BY n DESC, client
             """
         ),
-        _window(session, start, end),
+        _window(start, end),
     )
     return [ClientUsage(r.client, int(r.n), int(r.refused), int(r.not_found)) for r in rows]
 
@@ -171,7 +173,7 @@ def audit_volume(*, session: Session, start: datetime, end: datetime) -> list[Au
             GROUP BY 1, 2 ORDER BY 1, 2
             """
         ),
-        _window(session, start, end),
+        _window(start, end),
     )
     return [AuditDay(r.day, r.area, int(r.n)) for r in rows]
 
