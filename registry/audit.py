@@ -1,5 +1,6 @@
 """Write to and verify the hash-chained audit log."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ def record_audit(
 class ChainCheck:
     """The outcome of verifying the chain."""
 
-    rows: int
+    rows: int  # rows read: the whole log when it verifies, up to the chunk of the first bad row if not
     first_bad_id: int | None
 
     @property
@@ -47,19 +48,44 @@ class ChainCheck:
 
 
 # Recomputes each row's hash with the same SQL function the insert trigger used, and checks the link
-# to the row before it; the first row where either disagrees was changed (or a row was removed).
-VERIFY_SQL = text(
+# to the row before it; the first row where either disagrees was changed (or a row was removed). One
+# chunk of rows in id order at a time: the first row's link is checked against the last hash of the
+# chunk before (`before`), so chunks verify the chain exactly as one pass over it would.
+VERIFY_CHUNK_SQL = text(
     """
-    SELECT count(*) AS rows,
+    SELECT count(*) AS rows, max(id) AS last_id,
            min(id) FILTER (WHERE hash <> audit_log_hash(prev_hash, id, at, actor, action, object_type,
                                                         object_id, detail)
-                              OR prev_hash <> coalesce(prev, repeat('0', 64))) AS first_bad_id
-    FROM (SELECT *, lag(hash) OVER (ORDER BY id) AS prev FROM audit_log) AS chain
+                              OR prev_hash <> coalesce(prev, :before)) AS first_bad_id
+    FROM (SELECT *, lag(hash) OVER (ORDER BY id) AS prev
+          FROM (SELECT * FROM audit_log WHERE id > :after ORDER BY id LIMIT :n) AS part) AS chain
     """
 )
+GENESIS = "0" * 64  # the link of the first row
+VERIFY_CHUNK = 200_000  # rows per statement: about 2 s here (100,000 rows/s)
 
 
-def verify_chain(*, session: Session) -> ChainCheck:
-    """Verify the whole chain and report the first row that does not verify."""
-    rows, first_bad = session.execute(VERIFY_SQL).one()
-    return ChainCheck(rows, first_bad)
+def verify_chain(
+    *,
+    session: Session,
+    chunk: int = VERIFY_CHUNK,
+    progress: Callable[[int, int], None] | None = None,
+) -> ChainCheck:
+    """Verify the whole chain and report the first row that does not verify.
+
+    Reads the log in chunks of `chunk` rows in id order; after each, `progress(last_id, max_id)` (ids,
+    not rows: counting a large log would be a pass of its own). Stops at the first bad row.
+    """
+    newest = session.scalar(text("SELECT max(id) FROM audit_log")) or 0
+    rows, after, before = 0, 0, GENESIS
+    while True:
+        n, last_id, first_bad = session.execute(
+            VERIFY_CHUNK_SQL, {"after": after, "before": before, "n": chunk}
+        ).one()
+        rows += n
+        if first_bad is not None or not n:
+            return ChainCheck(rows, first_bad)
+        after = last_id
+        before = session.scalar(text("SELECT hash FROM audit_log WHERE id = :id"), {"id": last_id})
+        if progress is not None:
+            progress(last_id, max(newest, last_id))

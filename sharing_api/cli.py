@@ -181,14 +181,20 @@ def policy(
 @audit_app.command("verify")
 def verify() -> None:
     """Verify the whole hash chain; exit 1 and name the first bad row if it does not verify."""
+    from popex.cli import progress_bar
     from registry.audit import verify_chain
     from registry.db import session_scope
 
-    with session_scope() as session:
-        check = verify_chain(session=session)
+    with session_scope() as session, progress_bar() as bar:
+        task = bar.add_task("校验审计日志（按记录 id）", total=None)
+
+        def report(done: int, last: int) -> None:
+            bar.update(task, completed=done, total=last)
+
+        check = verify_chain(session=session, progress=report)
     if not check.ok:
         err.print(
-            f"[red]审计日志校验失败：第一条异常记录 id={check.first_bad_id}（共 {check.rows} 条）[/red]"
+            f"[red]审计日志校验失败：第一条异常记录 id={check.first_bad_id}（已读 {check.rows} 条）[/red]"
         )
         raise typer.Exit(1)
     console.print(f"审计日志校验通过：共 {check.rows} 条记录，哈希链完整")

@@ -35,3 +35,35 @@ def test_tampered_row_is_detected(session) -> None:
     session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
     check = verify_chain(session=session)
     assert not check.ok and check.first_bad_id == ids[2]
+
+
+def _chain(session, n: int) -> list[int]:
+    for i in range(n):
+        record_audit(session=session, actor="tester", action="test.write", object_id=str(i))
+    return list(session.scalars(text("SELECT id FROM audit_log ORDER BY id")))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 11, 100])
+def test_chunks_verify_the_chain_as_one_pass_would(session, chunk: int) -> None:
+    ids = _chain(session, 11)
+    seen: list[tuple[int, int]] = []
+    check = verify_chain(session=session, chunk=chunk, progress=lambda done, last: seen.append((done, last)))
+    assert check.ok and check.rows == 11
+    assert seen[-1] == (ids[-1], ids[-1]) and len(seen) == -(-11 // chunk)  # one report per chunk
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+    # A removed row breaks the link of the row after it, wherever the chunks end.
+    session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+    session.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": ids[5]})
+    session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
+    assert verify_chain(session=session, chunk=chunk).first_bad_id == ids[6]
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 5, 100])
+def test_a_tampered_row_is_found_whatever_the_chunk(session, chunk: int) -> None:
+    ids = _chain(session, 9)
+    session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+    session.execute(text("UPDATE audit_log SET detail = '{\"x\": 1}' WHERE id = :id"), {"id": ids[4]})
+    session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
+    check = verify_chain(session=session, chunk=chunk)
+    assert not check.ok and check.first_bad_id == ids[4]
