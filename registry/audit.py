@@ -58,7 +58,7 @@ VERIFY_CHUNK_SQL = text(
                                                         object_id, detail)
                               OR prev_hash <> coalesce(prev, :before)) AS first_bad_id
     FROM (SELECT *, lag(hash) OVER (ORDER BY id) AS prev
-          FROM (SELECT * FROM audit_log WHERE id > :after ORDER BY id LIMIT :n) AS part) AS chain
+          FROM (SELECT * FROM audit_log WHERE id > :after AND id <= :upto ORDER BY id LIMIT :n) AS part) AS chain
     """
 )
 GENESIS = "0" * 64  # the link of the first row
@@ -73,14 +73,15 @@ def verify_chain(
 ) -> ChainCheck:
     """Verify the whole chain and report the first row that does not verify.
 
-    Reads the log in chunks of `chunk` rows in id order; after each, `progress(last_id, max_id)` (ids,
-    not rows: counting a large log would be a pass of its own). Stops at the first bad row.
+    Reads the log as it is when called (records appended meanwhile are left for the next run), in
+    chunks of `chunk` rows in id order; after each, `progress(last_id, max_id)` (ids, not rows:
+    counting a large log would be a pass of its own). Stops at the first bad row.
     """
     newest = session.scalar(text("SELECT max(id) FROM audit_log")) or 0
     rows, after, before = 0, 0, GENESIS
     while True:
         n, last_id, first_bad = session.execute(
-            VERIFY_CHUNK_SQL, {"after": after, "before": before, "n": chunk}
+            VERIFY_CHUNK_SQL, {"after": after, "upto": newest, "before": before, "n": chunk}
         ).one()
         rows += n
         if first_bad is not None or not n:
@@ -88,4 +89,4 @@ def verify_chain(
         after = last_id
         before = session.scalar(text("SELECT hash FROM audit_log WHERE id = :id"), {"id": last_id})
         if progress is not None:
-            progress(last_id, max(newest, last_id))
+            progress(last_id, newest)

@@ -67,3 +67,13 @@ def test_a_tampered_row_is_found_whatever_the_chunk(session, chunk: int) -> None
     session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
     check = verify_chain(session=session, chunk=chunk)
     assert not check.ok and check.first_bad_id == ids[4]
+
+
+def test_records_appended_during_a_verification_are_left_for_the_next(session) -> None:
+    _chain(session, 4)
+
+    def meanwhile(done: int, last: int) -> None:  # a request audited while the check runs
+        record_audit(session=session, actor="tester", action="test.write", object_id="late")
+
+    assert verify_chain(session=session, chunk=2, progress=meanwhile).rows == 4
+    assert verify_chain(session=session).rows == 6
