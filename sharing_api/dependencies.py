@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from fastapi import Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from registry.db import database_url
@@ -99,11 +99,10 @@ def _api_session() -> Session:
 
 @lru_cache
 def _server_backends() -> Backends:
-    conninfo = make_url(database_url()).set(drivername="postgresql").render_as_string(hide_password=False)
     return Backends(
         session=_api_session,
-        reads=GroupedReads(conninfo, statement_timeout=sharing_settings().loop_statement_timeout),
-        audit=GroupCommitAudit(conninfo),
+        reads=GroupedReads(database_url(), statement_timeout=sharing_settings().loop_statement_timeout),
+        audit=GroupCommitAudit(database_url()),
     )
 
 

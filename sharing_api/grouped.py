@@ -20,6 +20,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from sqlalchemy import make_url
+
 if TYPE_CHECKING:
     from sharing_api.reads import Statement
 
@@ -49,7 +51,8 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         lock_timeout: float | None = None,
         answer_timeout: float | None = None,
     ) -> None:
-        self.url = url
+        # The project's database URL (SQLAlchemy's form, postgresql+psycopg2://…) as libpq reads it.
+        self.url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.statement_timeout = statement_timeout
         self.lock_timeout = lock_timeout
         # statement_timeout ends a slow statement on the server; this ends a wait on a server that is gone.

@@ -6,17 +6,13 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from registry.audit import record_audit, verify_chain
 from sharing_api.audit import AccessEntry, GroupCommitAudit
 from sharing_api.dependencies import Backends
 from tests.sharing_api.support import person
-
-
-def _conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _entry(i: int) -> AccessEntry:
@@ -38,7 +34,7 @@ def test_concurrent_writers_keep_the_chain_in_id_order(own_db: str) -> None:
     # Two writers, each with its own connection, stand for two server processes; 320 requests
     # await them at once, and a clerk's operation (an ORM insert through the same trigger) writes
     # from a thread meanwhile.
-    writers = [GroupCommitAudit(_conninfo(own_db)), GroupCommitAudit(_conninfo(own_db))]
+    writers = [GroupCommitAudit(own_db), GroupCommitAudit(own_db)]
 
     def clerk() -> None:
         engine = create_engine(own_db)
@@ -63,7 +59,7 @@ def test_concurrent_writers_keep_the_chain_in_id_order(own_db: str) -> None:
 
 
 def test_requests_waiting_together_share_a_commit(own_db: str) -> None:
-    writer = GroupCommitAudit(_conninfo(own_db))
+    writer = GroupCommitAudit(own_db)
     engine = create_engine(own_db)
     with engine.connect() as conn:
         before = conn.scalar(text("SELECT count(DISTINCT at) FROM audit_log"))
@@ -109,7 +105,7 @@ def test_writer_reports_an_unreachable_database() -> None:
 
 def test_a_chain_lock_held_elsewhere_fails_the_group_closed_within_the_lock_timeout(own_db: str) -> None:
     engine = create_engine(own_db)
-    writer = GroupCommitAudit(_conninfo(own_db), lock_timeout=0.3)
+    writer = GroupCommitAudit(own_db, lock_timeout=0.3)
     with Session(engine) as clerk:  # appended to the chain and left open: it holds the chain's lock
         record_audit(session=clerk, actor="clerk", action="person.merge", detail={})
         started = time.monotonic()
@@ -139,7 +135,7 @@ def _until_no_audit_insert_runs(engine) -> None:
 
 def test_an_unanswered_commit_fails_the_group_closed_after_the_answer_timeout(own_db: str) -> None:
     # The server's own timeouts set long: only this side's answer_timeout can end the wait.
-    writer = GroupCommitAudit(_conninfo(own_db), lock_timeout=30, statement_timeout=30, answer_timeout=0.3)
+    writer = GroupCommitAudit(own_db, lock_timeout=30, statement_timeout=30, answer_timeout=0.3)
     engine = create_engine(own_db)
     with Session(engine) as clerk:  # holds the chain's lock: the group's INSERT is not answered
         record_audit(session=clerk, actor="clerk", action="person.merge", detail={})
@@ -166,7 +162,7 @@ def test_a_group_larger_than_the_socket_buffer_is_written_whole(own_db: str) -> 
         outcome="ok",
         person_nos=[f"P{i:011d}" for i in range(300_000)],
     )
-    writer = GroupCommitAudit(_conninfo(own_db), answer_timeout=10)
+    writer = GroupCommitAudit(own_db, answer_timeout=10)
     # A small send buffer on the writer's socket, so that the statement cannot go in one write.
     with socket.fromfd(writer._connect().fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from psycopg2.extras import wait_select as psycopg2_wait
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from sharing_api.exceptions import ErrorCode, SharingError
@@ -53,15 +53,11 @@ def test_named_parameters_become_positional_in_order_of_first_use() -> None:
     assert st.execute_sql == "EXECUTE popex_t(%(b)s, %(a)s)"
 
 
-def _conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 class CountedReads(GroupedReads):
     """GroupedReads that count the statements they send."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(_conninfo(url), statement_timeout=2.0)
+        super().__init__(url, statement_timeout=2.0)
         self.sent: list[int] = []
 
     def parameters(self, items: list[Any]) -> dict[str, Any]:
@@ -136,7 +132,7 @@ def test_an_unreachable_database_is_database_unavailable() -> None:
 
 def test_a_read_unanswered_in_time_is_cancelled_and_database_unavailable(own_db: str) -> None:
     # The person table locked by another transaction: the read waits on the lock, unanswered.
-    reads = GroupedReads(_conninfo(own_db), statement_timeout=30.0, answer_timeout=0.5)
+    reads = GroupedReads(own_db, statement_timeout=30.0, answer_timeout=0.5)
     assert asyncio.run(reads.by_id(2**62)) is None
     engine = create_engine(own_db)
     with engine.connect() as holder:
@@ -154,7 +150,7 @@ def test_a_read_unanswered_in_time_is_cancelled_and_database_unavailable(own_db:
 
 def test_the_grouped_reads_use_the_generic_plan(own_db: str) -> None:
     # Planned for each group's arrays, one read cost PostgreSQL five times as much (reads.py).
-    reads = GroupedReads(_conninfo(own_db), statement_timeout=2.0)
+    reads = GroupedReads(own_db, statement_timeout=2.0)
     assert asyncio.run(reads.by_id(2**62)) is None
     with reads._connection.cursor() as cur:  # the asynchronous connection is idle between groups
         cur.execute("SHOW plan_cache_mode")
