@@ -375,7 +375,14 @@ def run() -> None:
     try:
         app()
     except ProgrammingError as exc:
-        if getattr(exc.orig, "pgcode", None) != "42P01":  # undefined_table: any other is a bug, shown whole
+        code = getattr(exc.orig, "pgcode", None)
+        if code == "42501":  # insufficient_privilege: PostgreSQL's words name the object, not the data
+            diag = getattr(exc.orig, "diag", None)
+            hint = getattr(diag, "message_hint", None)
+            primary = getattr(diag, "message_primary", None) or "permission denied"
+            err.print(f"[red]数据库权限不足[/red]：{escape(primary)}" + (f"\n{escape(hint)}" if hint else ""))
+            raise SystemExit(2) from None
+        if code != "42P01":  # undefined_table: any other is a bug, shown whole
             raise
         err.print("[red]数据库尚未建表[/red]：请先运行 popex db upgrade（popex demo 会自动完成）。")
         raise SystemExit(2) from None

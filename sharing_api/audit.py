@@ -134,9 +134,14 @@ class GroupCommitAudit(GroupedStatement[list[AccessEntry], None]):
         lock_timeout: float = 2.0,
         statement_timeout: float = 5.0,
         answer_timeout: float | None = None,
+        role: str = "",
     ) -> None:
         super().__init__(
-            url, statement_timeout=statement_timeout, lock_timeout=lock_timeout, answer_timeout=answer_timeout
+            url,
+            statement_timeout=statement_timeout,
+            lock_timeout=lock_timeout,
+            answer_timeout=answer_timeout,
+            role=role,
         )
 
     async def write(self, entries: list[AccessEntry]) -> None:

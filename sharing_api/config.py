@@ -3,13 +3,14 @@
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from popex.settings import ROOT
 
 
 class SharingSettings(BaseSettings):
-    """Connection pool, event-loop reads, client cache and rate-limit file of the server processes."""
+    """Connection pool and role, event-loop reads, client cache and rate-limit file of the server processes."""
 
     model_config = SettingsConfigDict(env_prefix="POPEX_SHARING_")
 
@@ -22,6 +23,10 @@ class SharingSettings(BaseSettings):
     # The longest the single-person reads of one loop pass may take (seconds); a read that takes longer
     # is cancelled by PostgreSQL and answered DATABASE_UNAVAILABLE.
     loop_statement_timeout: float = 2.0
+    # The PostgreSQL role the server's connections act as (set at connect): it reads the population
+    # and appends to the audit log, and may change nothing (sharing_api/migrations 0103). Empty: the
+    # login role's own privileges, for a server that logs in with a role of its own.
+    database_role: str = Field(default="popex_sharing", pattern=r"^([a-z_][a-z0-9_]*)?$")
     # The clients' token buckets, shared by every server process on this host (sharing_api/ratelimit.py).
     rate_file: Path = ROOT / "var" / "sharing" / "rate-buckets"
 

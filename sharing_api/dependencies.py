@@ -29,6 +29,7 @@ from sharing_api.audit import AccessAudit, GroupCommitAudit
 from sharing_api.clients import ClientCache, ClientContext
 from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
+from sharing_api.grouped import role_option
 from sharing_api.policy import Operation, PersonField
 from sharing_api.ratelimit import RateLimiter
 from sharing_api.reads import GroupedReads, InlineReads, PersonReader, PersonReads
@@ -58,8 +59,13 @@ def api_engine() -> Engine:
     pre-ping either (a round trip per request): after a database restart the first request on each
     stale connection fails and the pool replaces the connections.
     """
+    settings = sharing_settings()
     return create_engine(
-        database_url(), pool_size=sharing_settings().pool_size, max_overflow=0, isolation_level="AUTOCOMMIT"
+        database_url(),
+        pool_size=settings.pool_size,
+        max_overflow=0,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"options": role_option(settings.database_role)},
     )
 
 
@@ -99,10 +105,13 @@ def _api_session() -> Session:
 
 @lru_cache
 def _server_backends() -> Backends:
+    settings = sharing_settings()
     return Backends(
         session=_api_session,
-        reads=GroupedReads(database_url(), statement_timeout=sharing_settings().loop_statement_timeout),
-        audit=GroupCommitAudit(database_url()),
+        reads=GroupedReads(
+            database_url(), statement_timeout=settings.loop_statement_timeout, role=settings.database_role
+        ),
+        audit=GroupCommitAudit(database_url(), role=settings.database_role),
     )
 
 

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
 STATUS = {
@@ -44,6 +45,7 @@ STATUS = {
     ErrorCode.VALIDATION_ERROR: 422,
     ErrorCode.AUDIT_UNAVAILABLE: 503,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
 }
 
 MESSAGES = {
@@ -63,6 +65,7 @@ MESSAGES = {
     ErrorCode.VALIDATION_ERROR: "请求参数不合法",
     ErrorCode.AUDIT_UNAVAILABLE: "审计日志暂时无法写入，为保证每次访问留痕，本次请求未予处理",
     ErrorCode.DATABASE_UNAVAILABLE: "人口库暂时无法访问，请稍后重试",
+    ErrorCode.INTERNAL_ERROR: "服务内部错误，已记入服务日志，请联系平台管理员",
 }
 
 

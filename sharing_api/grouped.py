@@ -32,6 +32,11 @@ ResultT = TypeVar("ResultT")
 Waiting = list[tuple[ItemT, asyncio.Future[ResultT]]]
 
 
+def role_option(role: str) -> str:
+    """libpq's connection options for acting as `role` ("": the login role's own privileges)."""
+    return f"-c role={role}" if role else ""
+
+
 class GroupedStatement(Generic[ItemT, ResultT]):
     """Items queued in one loop pass, answered by one prepared statement; one group in flight.
 
@@ -50,11 +55,13 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         statement_timeout: float,
         lock_timeout: float | None = None,
         answer_timeout: float | None = None,
+        role: str = "",
     ) -> None:
         # The project's database URL (SQLAlchemy's form, postgresql+psycopg2://…) as libpq reads it.
         self.url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.statement_timeout = statement_timeout
         self.lock_timeout = lock_timeout
+        self.role = role  # the PostgreSQL role the connection acts as ("": the login role)
         # statement_timeout ends a slow statement on the server; this ends a wait on a server that is gone.
         self.answer_timeout = statement_timeout + 1 if answer_timeout is None else answer_timeout
         self._pending: Waiting[ItemT, ResultT] = []
@@ -90,6 +97,7 @@ class GroupedStatement(Generic[ItemT, ResultT]):
             if self.lock_timeout is not None:
                 options += f" -c lock_timeout={int(self.lock_timeout * 1000)}"
             options += "".join(f" -c {name}={value}" for name, value in self.settings)
+            options += f" {role_option(self.role)}"
             connection = psycopg2.connect(
                 self.url,
                 connect_timeout=5,

@@ -7,12 +7,13 @@ records before the response leaves (`SharingRoute`).
 """
 
 import logging
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import psycopg2
 import sqlalchemy.exc
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -74,6 +75,22 @@ def _error(status: int, body: ErrorOut, headers: dict[str, str] | None = None) -
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
+def _log_fault(request: Request, exc: Exception) -> None:
+    """Where it failed, for the operators, without the exception's message: a database error's message
+    carries the statement's parameters (document numbers, names). The SQLSTATE names the cause."""
+    route = getattr(request.scope.get("route"), "path", "?")
+    sqlstate = getattr(getattr(exc, "orig", exc), "pgcode", None)
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error(
+        "sharing request %s %s failed: %s (SQLSTATE %s)\n%s",
+        request.method,
+        route,
+        type(exc).__name__,
+        sqlstate,
+        frames,
+    )
+
+
 class SharingRoute(APIRoute):
     """Audit committed before any answer leaves; every error, validation included, JSON with a code."""
 
@@ -102,6 +119,11 @@ class SharingRoute(APIRoute):
                 # loc, msg and type only: the input is not echoed back (it may be personal data).
                 errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
                 response = _error(422, SharingError(ErrorCode.VALIDATION_ERROR, detail=errors).body())
+            except HTTPException:
+                raise
+            except Exception as exc:  # a fault of ours (a missing grant of the server's role, say)
+                _log_fault(request, exc)
+                response = _error(500, SharingError(ErrorCode.INTERNAL_ERROR).body())
             access: Access | None = request.scope.get(ACCESS_SCOPE_KEY)
             if access is not None:
                 try:

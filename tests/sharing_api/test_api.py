@@ -1,10 +1,14 @@
 """The sharing API's answers: masking, verification, batches, change feed, baseline, audit, history."""
 
+import logging
 from datetime import date
 
+import psycopg2.errors
 import pytest
+import sqlalchemy.exc
 
 from registry.audit import verify_chain
+from sharing_api import service
 from sharing_api.schemas import MAX_BATCH
 from tests.sharing_api.support import AWAY, audit_rows, event, last_audit_id, person
 
@@ -339,3 +343,25 @@ def test_unknown_field_is_a_json_422_naming_its_place_not_its_value(http, sessio
         assert body["code"] == "VALIDATION_ERROR"
         assert body["detail"][0]["loc"][:2] == ["query", "fields"]
         assert "王小明" not in response.text and p.person_no not in response.text
+
+
+def test_a_fault_of_the_service_is_a_json_500_whose_log_names_no_personal_data(
+    http, session, new_client, monkeypatch, caplog
+) -> None:
+    p = person(session, name="周九")
+    headers = new_client()
+
+    def fails(**_: object) -> None:
+        raise sqlalchemy.exc.ProgrammingError(
+            "SELECT … WHERE id_no = %(n)s", {"n": p.id_no}, psycopg2.errors.InsufficientPrivilege()
+        )
+
+    monkeypatch.setattr(service, "changes", fails)
+    with caplog.at_level(logging.ERROR, logger="sharing_api.router"):
+        answer = http.get("/api/v1/changes", headers=headers)
+    assert answer.status_code == 500
+    assert answer.json()["code"] == "INTERNAL_ERROR" and p.id_no not in answer.text
+    assert "GET /api/v1/changes failed: ProgrammingError" in caplog.text
+    assert p.id_no not in caplog.text and "周九" not in caplog.text
+    looked_up = http.get(f"/api/v1/persons/{p.person_no}", headers=headers)  # the next request is served
+    assert looked_up.status_code == 200 and looked_up.json()["name"] == "周九"

@@ -20,7 +20,7 @@ from registry.audit import verify_chain
 from sharing_api.clients import create_client
 from sharing_api.dependencies import _server_backends, api_engine, client_cache
 from tests.browser import served
-from tests.sharing_api.support import AWAY, PURPOSE, person, policy
+from tests.sharing_api.support import AWAY, PURPOSE, event, person, policy
 
 
 @pytest.fixture
@@ -147,3 +147,44 @@ def test_after_a_database_restart_a_thread_pool_route_answers_503_json_then_reco
         again = http.post("/api/v1/persons/search", json=search)  # the pool opened new connections
         assert again.status_code == 200 and again.json()["items"][0]["name"] == "丁一"
     engine.dispose()
+
+
+def test_every_endpoint_answers_through_the_servers_database_role(own_db: str, server_on: str) -> None:
+    """The served app connects as popex_sharing (migration 0103): every endpoint still has what it reads."""
+    engine = create_engine(own_db)
+    with Session(engine) as session:
+        p = person(session, name="戊一")
+        event(session, p, "died")
+        _, key = create_client(
+            session=session, code="server_role", name="角色测试", policy=policy(), operator="t"
+        )
+        session.commit()
+        no, doc, born = p.person_no, p.id_no, p.birth_date.isoformat()
+    engine.dispose()
+    headers = {"X-API-Key": key, "X-End-User": "clerk-9", "X-Purpose": PURPOSE}
+    verify = {"id_no": doc, "name": "戊一", "birth_date": born}
+    with httpx.Client(base_url=server_on, headers=headers, timeout=30) as http:
+        answers = {
+            "number": http.get(f"/api/v1/persons/{no}"),
+            "document": http.post("/api/v1/persons/lookup", json={"id_no": doc}),
+            "search": http.post("/api/v1/persons/search", json={"name": "戊一", "birth_date": born}),
+            "verify": http.post("/api/v1/verify", json=verify),
+            "batch": http.post("/api/v1/verify/batch", json={"items": [verify, {**verify, "name": "别人"}]}),
+            "changes": http.get("/api/v1/changes", params={"event_type": "died"}),
+            "baseline": http.get("/api/v1/baseline"),
+            "history": http.get(f"/api/v1/persons/{no}/access-history"),
+        }
+    for what, answer in answers.items():
+        assert answer.status_code == 200, (what, answer.text)
+    assert answers["number"].json()["name"] == answers["document"].json()["name"] == "戊一"
+    assert [i["person_no"] for i in answers["search"].json()["items"]] == [no]
+    assert answers["verify"].json()["match"] is True
+    assert [r["match"] for r in answers["batch"].json()["results"]] == [True, False]
+    assert ("died", no) in [(i["event_type"], i["person_no"]) for i in answers["changes"].json()["items"]]
+    assert no in [
+        i["person_no"] for i in answers["baseline"].json()["items"]
+    ]  # module's database: others too
+    # The seven requests before it, each audited through the role, are in the person's history.
+    assert len(answers["history"].json()["items"]) == 7
+    with api_engine().connect() as conn:
+        assert conn.scalar(text("SELECT current_user")) == "popex_sharing"
