@@ -63,7 +63,7 @@ def create(
 ) -> None:
     """Register a client with its policy (from a file, from options, or both) and print its key once."""
     from registry.db import session_scope
-    from sharing_api.clients import create_client
+    from sharing_api.clients import ClientRefused, create_client
 
     options: dict[str, Any] = {
         "operations": operation,
@@ -75,16 +75,20 @@ def create(
         "rate_limit": {"per_second": rate, "burst": burst} if rate and burst else None,
     }
     checked = _policy(policy, options)
-    with session_scope() as session:
-        _, key = create_client(
-            session=session,
-            code=code,
-            name=name,
-            policy=checked,
-            department_code=department,
-            key_days=key_days or None,
-            operator=operator or getpass.getuser(),
-        )
+    try:
+        with session_scope() as session:
+            _, key = create_client(
+                session=session,
+                code=code,
+                name=name,
+                policy=checked,
+                department_code=department,
+                key_days=key_days or None,
+                operator=operator or getpass.getuser(),
+            )
+    except ClientRefused as exc:
+        err.print(f"[red]未登记：[/red]{exc}")
+        raise typer.Exit(2) from exc
     _show_key(code, key)
 
 

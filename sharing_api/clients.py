@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from registry.feeds import sync_feeds
+from registry.models import Department
 from sharing_api.audit import AccessEntry, append_access
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.models import ApiClient
@@ -99,6 +101,10 @@ class ClientNotFound(LookupError):
     """No client has this code."""
 
 
+class ClientRefused(ValueError):
+    """A client that cannot be registered as asked; the message says why, in Chinese."""
+
+
 def _admin_audit(session: Session, *, code: str, operator: str, operation: str, **extra: object) -> None:
     append_access(
         session,
@@ -137,6 +143,15 @@ def create_client(
     operator: str,
 ) -> tuple[ApiClient, str]:
     """Register a client; returns it and its key (shown once: only the hash is kept)."""
+    if session.scalar(select(ApiClient.id).where(ApiClient.code == code)) is not None:
+        raise ClientRefused(f"接入单位代码 {code} 已被使用（换发密钥：popex clients rotate {code}）")
+    if department_code is not None:
+        sync_feeds(session=session)  # the member departments are those of the feed specs
+        rows = session.execute(select(Department.code, Department.name).order_by(Department.code))
+        known = {department: title for department, title in rows}
+        if department_code not in known:
+            listed = "、".join(f"{c}（{n}）" for c, n in known.items())
+            raise ClientRefused(f"成员单位代码 {department_code} 不存在；成员单位有：{listed}")
     key = new_key()
     client = ApiClient(
         code=code,

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,10 +127,33 @@ def test_audit_history_lists_accesses(http, session, new_client) -> None:
     assert "lookup" in _invoke("audit", "history", p.person_no)
 
 
-def test_example_policy_file_is_valid(session) -> None:
-    example = Path(__file__).resolve().parents[2] / "sharing_api" / "example_policy.yaml"
-    [key] = KEY.findall(
-        _invoke("clients", "create", "rs_example", "--name", "示例", "--policy", str(example))
-    )
-    policy = authenticate(session=session, key=key).policy
+def test_the_example_policy_files_own_command_registers_the_client(session, monkeypatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    example = root / "sharing_api" / "example_policy.yaml"
+    [command] = [
+        line[2:] for line in example.read_text(encoding="utf-8").splitlines() if "popex clients" in line
+    ]
+    words = shlex.split(command)
+    assert words[0] == "popex"
+    monkeypatch.chdir(root)  # the command names the file relative to the project
+    [key] = KEY.findall(_invoke(*words[1:]))
+    client = authenticate(session=session, key=key)
+    assert client.code == "rs_sbj"
+    assert session.scalar(select(ApiClient.department_code).where(ApiClient.code == "rs_sbj")) == "rsj"
+    policy = client.policy
     assert policy.whole_city and policy.unmasked == ["id_no"] and "pension_payment" in policy.purposes
+
+
+def test_an_unknown_department_or_a_code_in_use_is_refused_in_one_line(session, tmp_path: Path) -> None:
+    policy_file = tmp_path / "p.yaml"
+    policy_file.write_text(POLICY_YAML, encoding="utf-8")
+    create = ["clients", "create", "mz_hy", "--name", "民政局婚姻处", "--policy", str(policy_file)]
+    unknown = runner.invoke(app, [*create, "--department", "mz"])
+    said = "".join(unknown.output.split())  # rich wraps at the terminal's width
+    assert unknown.exit_code == 2, unknown.output
+    assert "成员单位代码mz不存在" in said and "mzj（民政局）" in said and "Traceback" not in said
+    assert session.scalar(select(ApiClient.id).where(ApiClient.code == "mz_hy")) is None
+    _invoke(*create, "--department", "mzj")
+    again = runner.invoke(app, [*create, "--department", "mzj"])
+    said = "".join(again.output.split())
+    assert again.exit_code == 2 and "接入单位代码mz_hy已被使用" in said and "popexclientsrotatemz_hy" in said
