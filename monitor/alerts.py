@@ -7,6 +7,7 @@ Rules:
 - gate_failed     a batch failed its gate (quarantined)
 - review_aged     a batch has review items open for more than N days
 - api_error_rate  an API client's refused share over the last hours is above the threshold
+- api_failures    an API client's requests failed on the server's side (a fault, the database away)
 A condition that clears (file arrives, batch released, reviews decided …) resolves its alert.
 """
 
@@ -30,6 +31,7 @@ RULE_LABELS = {
     "gate_failed": "质量闸门未通过",
     "review_aged": "审核积压",
     "api_error_rate": "接口错误率过高",
+    "api_failures": "接口服务故障",
 }
 
 
@@ -170,6 +172,17 @@ def find_conditions(*, session: Session, now: datetime, settings: MonitorSetting
                     title=f"接口客户端 {usage.client} 近 {settings.api_window_hours} 小时被拒 {usage.refused}/{usage.requests} 次（{usage.error_rate:.0%}）",
                     link=f"/monitor?now={now:%Y-%m-%dT%H:%M}#api",
                     detail={"requests": usage.requests, "refused": usage.refused},
+                )
+            )
+        if usage.failed >= settings.api_failures_min:  # however few the requests: the service is at fault
+            found.append(
+                Condition(
+                    rule="api_failures",
+                    key=f"api_failures:{usage.client}",
+                    severity="critical",
+                    title=f"接口客户端 {usage.client} 近 {settings.api_window_hours} 小时有 {usage.failed}/{usage.requests} 次请求因服务故障未获答复",
+                    link=f"/monitor?now={now:%Y-%m-%dT%H:%M}#api",
+                    detail={"requests": usage.requests, "failed": usage.failed},
                 )
             )
     return found

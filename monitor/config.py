@@ -23,6 +23,7 @@ class MonitorSettings(BaseSettings):
         default=0.2, ge=0, le=1
     )  # refused API requests over the last api_window_hours
     api_min_requests: int = Field(default=20, ge=1)
+    api_failures_min: int = Field(default=1, ge=1)  # requests failed on the server's side that alert
     api_window_hours: int = Field(default=1, ge=1)
     webhook_url: str | None = None  # alerts are POSTed here as JSON (and always logged)
     webhook_timeout: float = 5.0

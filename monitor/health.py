@@ -21,6 +21,7 @@ class ClientUsage:
     requests: int
     refused: int
     not_found: int
+    failed: int = 0  # requests the service could not answer (a fault of its own, the database away)
 
     @property
     def error_rate(self) -> float:
@@ -55,20 +56,23 @@ _RECORD_COLUMNS = """
     date_trunc('hour', at) AS hour, split_part(action, '.', 1) AS area,
     coalesce(detail ->> 'client', actor) AS client, 1 AS records,
     coalesce((detail ->> 'outcome' = 'refused')::int, 0) AS refused,
-    coalesce((detail ->> 'outcome' = 'not_found')::int, 0) AS not_found
+    coalesce((detail ->> 'outcome' = 'not_found')::int, 0) AS not_found,
+    coalesce((detail ->> 'outcome' = 'error')::int, 0) AS failed
 """
 ROLL_UP = f"""
 WITH added AS (
-    SELECT hour, area, client, sum(records) AS records, sum(refused) AS refused, sum(not_found) AS not_found
+    SELECT hour, area, client, sum(records) AS records, sum(refused) AS refused, sum(not_found) AS not_found,
+           sum(failed) AS failed
     FROM (SELECT {_RECORD_COLUMNS} FROM audit_log WHERE id > :last AND id <= :upto) AS r
     GROUP BY hour, area, client
 ), rolled AS (
-    INSERT INTO audit_hourly (hour, area, client, records, refused, not_found)
+    INSERT INTO audit_hourly (hour, area, client, records, refused, not_found, failed)
     SELECT * FROM added
     ON CONFLICT (hour, area, client) DO UPDATE
     SET records = audit_hourly.records + excluded.records,
         refused = audit_hourly.refused + excluded.refused,
-        not_found = audit_hourly.not_found + excluded.not_found
+        not_found = audit_hourly.not_found + excluded.not_found,
+        failed = audit_hourly.failed + excluded.failed
 )
 SELECT coalesce(sum(records), 0) FROM added
 """
@@ -80,7 +84,7 @@ ROLL_UP_STEP = 2_000_000
 # last id is read in the same statement as the roll-up's rows: one snapshot, so a roll-up committed
 # meanwhile cannot have its records counted twice.
 _COUNTED = f"""
-    SELECT hour, area, client, records, refused, not_found
+    SELECT hour, area, client, records, refused, not_found, failed
     FROM audit_hourly WHERE hour >= :a AND hour < :b
     UNION ALL
     SELECT {_RECORD_COLUMNS} FROM audit_log
@@ -150,7 +154,8 @@ def api_usage(*, session: Session, start: datetime, end: datetime) -> list[Clien
     rows = session.execute(
         text(
             f"""
-            SELECT client, sum(records) AS n, sum(refused) AS refused, sum(not_found) AS not_found
+            SELECT client, sum(records) AS n, sum(refused) AS refused, sum(not_found) AS not_found,
+                   sum(failed) AS failed
             FROM ({_COUNTED}) AS c
             WHERE area = 'sharing'
             GROUP BY client ORDER BY n DESC, client
@@ -158,7 +163,7 @@ def api_usage(*, session: Session, start: datetime, end: datetime) -> list[Clien
         ),
         _window(start, end),
     )
-    return [ClientUsage(r.client, int(r.n), int(r.refused), int(r.not_found)) for r in rows]
+    return [ClientUsage(r.client, int(r.n), int(r.refused), int(r.not_found), int(r.failed)) for r in rows]
 
 
 def audit_volume(*, session: Session, start: datetime, end: datetime) -> list[AuditDay]:

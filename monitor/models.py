@@ -60,6 +60,9 @@ class AuditHourly(Base):
     records: Mapped[int] = mapped_column(BigInteger)
     refused: Mapped[int] = mapped_column(BigInteger)
     not_found: Mapped[int] = mapped_column(BigInteger)
+    failed: Mapped[int] = mapped_column(
+        BigInteger, server_default="0"
+    )  # server-side failures (outcome error)
 
 
 class AuditRollup(Base):

@@ -6,6 +6,7 @@ hop). The others read more and run in the thread pool on a session. Either way t
 records before the response leaves (`SharingRoute`).
 """
 
+import contextlib
 import logging
 import traceback
 from collections.abc import Callable, Coroutine
@@ -108,13 +109,16 @@ class SharingRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route_handler(request: Request) -> Response:
+            failure: SharingError | None = None  # unanswered by a fault on our side (5xx)
             try:
                 response = await handler(request)
             except SharingError as exc:
+                failure = exc if exc.status_code >= 500 else None
                 response = _error(exc.status_code, exc.body(), exc.headers)
             except DATABASE_ERRORS as exc:  # the thread-pool routes' session, after a restart or a timeout
                 log.error("sharing request failed on the database: %s", type(exc).__name__)
-                response = _error(503, SharingError(ErrorCode.DATABASE_UNAVAILABLE).body())
+                failure = SharingError(ErrorCode.DATABASE_UNAVAILABLE)
+                response = _error(failure.status_code, failure.body())
             except RequestValidationError as exc:
                 # loc, msg and type only: the input is not echoed back (it may be personal data).
                 errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
@@ -123,13 +127,23 @@ class SharingRoute(APIRoute):
                 raise
             except Exception as exc:  # a fault of ours (a missing grant of the server's role, say)
                 _log_fault(request, exc)
-                response = _error(500, SharingError(ErrorCode.INTERNAL_ERROR).body())
+                failure = SharingError(ErrorCode.INTERNAL_ERROR)
+                response = _error(failure.status_code, failure.body())
             access: Access | None = request.scope.get(ACCESS_SCOPE_KEY)
-            if access is not None:
-                try:
+            if access is None:
+                return response
+            if failure is not None:
+                # One record saying so, none of data that did not leave; the monitor counts these
+                # (monitor/alerts.py api_failures). The database may be what failed: then none.
+                access.entries.clear()
+                access.record(outcome="error", code=failure.code.value)
+                with contextlib.suppress(SharingError):
                     await access.commit()
-                except SharingError as exc:  # no audit, no data: the answer is withheld
-                    response = _error(exc.status_code, exc.body(), exc.headers)
+                return response
+            try:
+                await access.commit()
+            except SharingError as exc:  # no audit, no data: the answer is withheld
+                response = _error(exc.status_code, exc.body(), exc.headers)
             return response
 
         return route_handler

@@ -39,9 +39,9 @@ def test_a_client_refused_too_often_raises_the_alert_and_shows_on_the_dashboard(
 
     html = client.get("/monitor", params={"now": f"{now:%Y-%m-%dT%H:%M}"}).text
     table = html[html.index('id="api"') :]
-    assert "<tr><th>gongan</th><td>45</td><td>0</td><td>5</td><td>0%</td></tr>" in table
-    assert "<tr><th>yibao</th><td>31</td><td>13</td><td>0</td><td>42%</td></tr>" in table
-    assert "<tr><th>jiaoyu</th><td>10</td><td>10</td><td>0</td><td>100%</td></tr>" in table
+    assert "<tr><th>gongan</th><td>45</td><td>0</td><td>5</td><td>0%</td><td>0</td></tr>" in table
+    assert "<tr><th>yibao</th><td>31</td><td>13</td><td>0</td><td>42%</td><td>0</td></tr>" in table
+    assert "<tr><th>jiaoyu</th><td>10</td><td>10</td><td>0</td><td>100%</td><td>0</td></tr>" in table
     body = client.get("/metrics", params={"now": f"{now:%Y-%m-%dT%H:%M}"}).text
     assert 'popex_alerts_open{rule="api_error_rate"} 1.0' in body
     total = session.scalar(text("SELECT count(*) FROM audit_log"))
@@ -49,3 +49,33 @@ def test_a_client_refused_too_often_raises_the_alert_and_shows_on_the_dashboard(
     assert session.scalars(select(MonitorAlert.key).where(MonitorAlert.state == "open")).all() == [
         "api_error_rate:yibao"
     ]
+
+
+def test_requests_failed_on_the_servers_side_raise_a_critical_alert_however_few(session, client) -> None:
+    append_access(session, _entries("minzheng", "ok", 3) + _entries("minzheng", "error", 1))
+    append_access(session, _entries("yibao", "ok", 5))
+    session.flush()
+    health.roll_up(session=session)
+    append_access(session, _entries("minzheng", "error", 1))  # after the roll-up's last id
+    written = session.scalar(text("SELECT max(at) FROM audit_log"))
+    now = written.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+    done = alerts.evaluate(session=session, now=now, settings=settings(expected_from=now.date()))
+    assert [(a.rule, a.key, a.severity, a.detail) for a in done.raised] == [
+        ("api_failures", "api_failures:minzheng", "critical", {"requests": 5, "failed": 2})
+    ]
+    assert "minzheng" in done.raised[0].title and "2/5" in done.raised[0].title
+    html = client.get("/monitor", params={"now": f"{now:%Y-%m-%dT%H:%M}"}).text
+    table = html[html.index('id="api"') :]
+    assert (
+        '<tr><th>minzheng</th><td>5</td><td>0</td><td>0</td><td>0%</td><td class="failed">2</td></tr>'
+        in table
+    )
+    assert "<tr><th>yibao</th><td>5</td><td>0</td><td>0</td><td>0%</td><td>0</td></tr>" in table
+    later = now + timedelta(hours=2)  # an hour without failures: the alert resolves
+    assert [
+        a.key
+        for a in alerts.evaluate(
+            session=session, now=later, settings=settings(expected_from=now.date())
+        ).resolved
+    ] == ["api_failures:minzheng"]

@@ -15,13 +15,14 @@ from monitor import health
 T0 = datetime(2026, 11, 28, 0, 0)
 SPAN = 3 * 86400  # seconds of audit records
 ACTIONS = ["sharing.lookup", "sharing.verify", "batch.release", "review.decide"]
-OUTCOMES = ["ok", "refused", "not_found", None]
+OUTCOMES = ["ok", "refused", "not_found", "error", None]
 
 # What the monitor counted before the roll-up: every audit record of the window.
 REFERENCE_USAGE = """
 SELECT coalesce(detail ->> 'client', actor) AS client, count(*) AS n,
        count(*) FILTER (WHERE detail ->> 'outcome' = 'refused') AS refused,
-       count(*) FILTER (WHERE detail ->> 'outcome' = 'not_found') AS not_found
+       count(*) FILTER (WHERE detail ->> 'outcome' = 'not_found') AS not_found,
+       count(*) FILTER (WHERE detail ->> 'outcome' = 'error') AS failed
 FROM audit_log WHERE action LIKE 'sharing.%' AND at > :start AND at <= :end
 GROUP BY 1 ORDER BY n DESC, client
 """
@@ -68,7 +69,7 @@ def test_counts_are_those_of_audit_log_whenever_the_roll_up_ran(
         for start, end in windows:
             params = {"start": start, "end": end}
             usage = [
-                (u.client, u.requests, u.refused, u.not_found)
+                (u.client, u.requests, u.refused, u.not_found, u.failed)
                 for u in health.api_usage(session=session, **params)
             ]
             volume = [(v.day, v.area, v.records) for v in health.audit_volume(session=session, **params)]

@@ -357,10 +357,14 @@ def test_a_fault_of_the_service_is_a_json_500_whose_log_names_no_personal_data(
         )
 
     monkeypatch.setattr(service, "changes", fails)
+    before = last_audit_id(session)
     with caplog.at_level(logging.ERROR, logger="sharing_api.router"):
         answer = http.get("/api/v1/changes", headers=headers)
     assert answer.status_code == 500
     assert answer.json()["code"] == "INTERNAL_ERROR" and p.id_no not in answer.text
+    [record] = audit_rows(session, after=before)  # unanswered, and audited so: the monitor counts it
+    assert record.action == "sharing.changes" and record.detail["outcome"] == "error"
+    assert record.detail["code"] == "INTERNAL_ERROR" and record.detail["person_nos"] == []
     assert "GET /api/v1/changes failed: ProgrammingError" in caplog.text
     assert p.id_no not in caplog.text and "周九" not in caplog.text
     looked_up = http.get(f"/api/v1/persons/{p.person_no}", headers=headers)  # the next request is served

@@ -146,7 +146,15 @@ def test_after_a_database_restart_a_thread_pool_route_answers_503_json_then_reco
         assert failed.json()["code"] == "DATABASE_UNAVAILABLE" and "丁一" not in failed.text
         again = http.post("/api/v1/persons/search", json=search)  # the pool opened new connections
         assert again.status_code == 200 and again.json()["items"][0]["name"] == "丁一"
+    with engine.connect() as conn:  # the audit writer's own connection lived: the failure is on record
+        outcomes = conn.execute(
+            text(
+                "SELECT detail ->> 'outcome', detail ->> 'code' FROM audit_log"
+                " WHERE detail ->> 'client' = 'server_r' AND detail ->> 'purpose' <> 'administration' ORDER BY id"
+            )
+        ).all()
     engine.dispose()
+    assert [tuple(o) for o in outcomes] == [("ok", None), ("error", "DATABASE_UNAVAILABLE"), ("ok", None)]
 
 
 def test_every_endpoint_answers_through_the_servers_database_role(own_db: str, server_on: str) -> None:
