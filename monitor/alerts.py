@@ -30,7 +30,7 @@ RULE_LABELS = {
     "reject_rate": "拒收率过高",
     "gate_failed": "质量闸门未通过",
     "review_aged": "审核积压",
-    "api_error_rate": "接口错误率过高",
+    "api_error_rate": "接口被拒率过高",
     "api_failures": "接口服务故障",
 }
 
