@@ -19,7 +19,7 @@ STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css")}
 
 pages = APIRouter(prefix="/decision", include_in_schema=False)
 api = APIRouter(
-    prefix="/stats", tags=["decision"], responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+    prefix="/stats", tags=["决策分析"], responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 )
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -133,7 +133,7 @@ def _lineage(session: Session, area: str, day: date | None, indicator: str) -> L
         raise _error(404, "UNKNOWN_AREA", f"区划代码 {exc.args[0]} 不存在") from exc
 
 
-@api.get("/dashboard", response_model=Dashboard)
+@api.get("/dashboard", response_model=Dashboard, summary="统计看板（某区域、某日）")
 def api_dashboard(
     session: SessionDep, area: AreaParam = "", day: DateParam = None, months: Months = 12
 ) -> Dashboard:
@@ -141,7 +141,7 @@ def api_dashboard(
     return dashboard_for(session, area, day, months)
 
 
-@api.get("/tables/{key}", response_model=StatTable)
+@api.get("/tables/{key}", response_model=StatTable, summary="统计表")
 def api_table(key: str, session: SessionDep, area: AreaParam = "", day: DateParam = None) -> StatTable:
     """One table: type_sex, pyramid, school_elderly, ratios, change, age_structure, origin, sub_areas,
     trend or flows."""
@@ -152,7 +152,7 @@ def api_table(key: str, session: SessionDep, area: AreaParam = "", day: DatePara
     return table
 
 
-@api.get("/areas", response_model=list[AreaOut])
+@api.get("/areas", response_model=list[AreaOut], summary="下级区划")
 def api_areas(session: SessionDep, parent: AreaParam = "") -> list[AreaOut]:
     """The areas one level below parent (the districts when parent is empty)."""
     try:
@@ -161,7 +161,7 @@ def api_areas(session: SessionDep, parent: AreaParam = "") -> list[AreaOut]:
         raise _error(404, "UNKNOWN_AREA", f"区划代码 {parent} 不存在") from exc
 
 
-@api.get("/lineage", response_model=Lineage)
+@api.get("/lineage", response_model=Lineage, summary="指标来源（数据血缘）")
 def api_lineage(
     session: SessionDep, area: AreaParam = "", day: DateParam = None, indicator: str = "population"
 ) -> Lineage:

@@ -59,7 +59,7 @@ def error_response(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
 
 
-@router.post("/files", response_model=PushResult, status_code=202)
+@router.post("/files", response_model=PushResult, status_code=202, summary="推送数据文件")
 def push_file(
     department: Annotated[str, Depends(current_department)],
     factory: Annotated[SessionFactory, Depends(get_factory)],
@@ -117,7 +117,7 @@ def _receipt(factory: SessionFactory, department: str, batch_id: int) -> service
         return service.build_receipt(session=session, batch_id=batch_id)
 
 
-@router.get("/batches/{batch_id}/receipt", response_model=ReceiptOut)
+@router.get("/batches/{batch_id}/receipt", response_model=ReceiptOut, summary="批次回执")
 def get_receipt(
     batch_id: int,
     department: Annotated[str, Depends(current_department)],
@@ -131,7 +131,7 @@ def get_receipt(
     )
 
 
-@router.get("/batches/{batch_id}/receipt.csv", response_class=PlainTextResponse)
+@router.get("/batches/{batch_id}/receipt.csv", response_class=PlainTextResponse, summary="批次回执（CSV）")
 def get_receipt_csv(
     batch_id: int,
     department: Annotated[str, Depends(current_department)],

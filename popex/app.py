@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from collection.router import pages as collection_pages
@@ -60,8 +61,15 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     """Build the app with every platform mounted."""
-    application = FastAPI(
-        title="popex 人口信息交换平台", version="0.1.0", docs_url="/docs", lifespan=lifespan
+    # Swagger UI served from the package's own files, not a CDN: the platform runs on networks that
+    # reach no CDN, where FastAPI's default /docs is a blank page. No ReDoc: its page still fetches
+    # its logo from redoc.ly.
+    application = FastAPIOffline(
+        title="popex 人口信息交换平台",
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
     )
     # The sharing API first: routes are matched in order, and its lookups are the busiest path.
     application.include_router(sharing_router, prefix="/api/v1")
