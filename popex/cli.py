@@ -229,10 +229,13 @@ def receipt(
 
 @export_app.command("persons")
 def export_persons(
+    purpose: Annotated[str, typer.Option(help="导出用途（记入审计日志），如 人口普查比对")],
     fmt: Annotated[str, typer.Option("--format", help="csv")] = "csv",
     out: Annotated[Path | None, typer.Option(help="输出文件（默认标准输出）")] = None,
+    actor: Annotated[str | None, typer.Option(help="操作人员（记入审计日志），缺省为当前系统用户")] = None,
 ) -> None:
     """Write the golden records as CSV (unmasked: an audited operator export)."""
+    import getpass
     import sys
 
     from registry.db import session_scope
@@ -241,13 +244,18 @@ def export_persons(
     if fmt != "csv":
         err.print("[red]目前只支持 --format csv[/red]")
         raise typer.Exit(2)
+    who = actor or getpass.getuser()
     with session_scope() as session:
         if out is None:
-            count = write_persons_csv(session=session, stream=sys.stdout)
+            count = write_persons_csv(
+                session=session, stream=sys.stdout, actor=who, purpose=purpose, destination="stdout"
+            )
         else:
             with out.open("w", encoding="utf-8-sig", newline="") as fh:
-                count = write_persons_csv(session=session, stream=fh)
-    err.print(f"已导出 {count} 人")
+                count = write_persons_csv(
+                    session=session, stream=fh, actor=who, purpose=purpose, destination=str(out.resolve())
+                )
+    err.print(f"已导出 {count} 人（已记入审计日志）")
 
 
 @batch_app.command("release")

@@ -25,8 +25,17 @@ def _safe(value: object) -> str:
     return f"'{text_value}" if text_value.startswith(("=", "+", "-", "@", "\t", "\r")) else text_value
 
 
-def write_persons_csv(*, session: Session, stream: TextIO, actor: str = "operator") -> int:
-    """Every current golden record (retired numbers left out), streamed; the export is audited."""
+def write_persons_csv(*, session: Session, stream: TextIO, actor: str, purpose: str, destination: str) -> int:
+    """Every current golden record (retired numbers left out), streamed; returns the rows written.
+
+    Unmasked personal data leaves here, so the export is audited before its first row is written
+    (committed: an export that fails part-way, or is stopped, is still on record, with who, why and
+    where to) and again with its row count when it is complete.
+    """
+    record_audit(
+        session=session, actor=actor, action="export.persons", detail={"purpose": purpose, "to": destination}
+    )
+    session.commit()
     writer = csv.writer(stream)
     writer.writerow(PERSON_COLUMNS)
     rows = session.execute(
@@ -39,5 +48,10 @@ def write_persons_csv(*, session: Session, stream: TextIO, actor: str = "operato
     for row in rows:
         writer.writerow([_safe(v) for v in row])
         count += 1
-    record_audit(session=session, actor=actor, action="export.persons", detail={"rows": count})
+    record_audit(
+        session=session,
+        actor=actor,
+        action="export.persons.finished",
+        detail={"rows": count, "to": destination},
+    )
     return count
