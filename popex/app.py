@@ -21,6 +21,7 @@ from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
 from monitor import router as monitor_router
 from popex.web import render
+from registry.review import KIND_LABELS
 from sharing_api.router import router as sharing_router
 
 HERE = Path(__file__).resolve().parent
@@ -106,10 +107,7 @@ def create_app() -> FastAPI:
             {
                 "figures": list(zip(labels, figures, strict=True)),
                 "review": review,
-                "review_labels": {
-                    "id_conflict": "证件号码与姓名/出生日期矛盾",
-                    "probable_match": "疑似同一人",
-                },
+                "review_labels": KIND_LABELS,
             },
         )
 

@@ -301,6 +301,82 @@ def review_list(limit: Annotated[int, typer.Option(help="最多显示条数")] =
     console.print(table)
 
 
+COMPARISON_LABELS = {
+    "name": "姓名",
+    "birth_date": "出生日期",
+    "sex": "性别",
+    "id_no": "证件号码",
+    "community": "社区",
+    "phone": "电话",
+}
+LEVEL_LABELS = {
+    "exact": "相同",
+    "same": "相同",
+    "same_sound": "同音",
+    "similar": "相近",
+    "day_month_swapped": "月日颠倒",
+    "one_part_differs": "年月日之一不同",
+    "one_or_two_edits": "差一两位",
+    "different": "不同",
+    "ok": "一致",
+}
+
+
+STATE_LABELS = {"open": "待处理", "accepted": "已确认为同一人", "rejected": "已确认不是同一人"}
+CODE_LABELS = {
+    "1": "男",
+    "2": "女",
+    "registered": "户籍",
+    "floating": "流动",
+    "foreign": "境外",
+    "RID": "居民身份证",
+}
+
+
+def _weighed(name: str, value: object) -> str:
+    """One comparison of a review item: [level, weight in bits] from the match model, or a bare level
+    (an ID-number conflict: the number agrees, the name or birth date does not)."""
+    level, weight = (value[0], value[1]) if isinstance(value, list) else (value, None)
+    said = f"{COMPARISON_LABELS.get(name, name)} {LEVEL_LABELS.get(str(level), str(level))}"
+    return said if weight is None else f"{said}（{weight:+.1f} 比特）"
+
+
+@review_app.command("show")
+def review_show(
+    item: int,
+    actor: Annotated[str, typer.Option(help="查看人（记入审计日志）")],
+    unmasked: Annotated[bool, typer.Option(help="证件号码、电话显示明文（记入审计日志）")] = False,
+) -> None:
+    """The record beside the proposed person, field by field, and how the match model weighed them."""
+    from rich.table import Table
+
+    from registry import review
+    from registry.db import session_scope
+
+    try:
+        with session_scope() as session:
+            shown = review.compare_item(session=session, item_id=item, actor=actor, unmasked=unmasked)
+    except review.ReviewError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    score = "" if shown.score is None else f"，得分 {shown.score:.1f}"
+    console.print(
+        f"待核查事项 {shown.item_id}：{shown.kind}（{STATE_LABELS.get(shown.state, shown.state)}{score}）"
+    )
+    console.print(f"来源：{shown.batch} 第 {shown.row_no} 行；候选人员 {shown.person_no or '无'}")
+    table = Table("字段", "源记录", "候选人员", "")
+    for label, mine, theirs in shown.fields:
+        same = "" if mine is None or theirs is None else ("=" if mine == theirs else "≠")
+        mine, theirs = mine or "", theirs or ""
+        table.add_row(label, CODE_LABELS.get(mine, mine), CODE_LABELS.get(theirs, theirs), same)
+    console.print(table)
+    if shown.levels:
+        console.print("比对：" + "；".join(_weighed(name, value) for name, value in shown.levels.items()))
+    console.print(
+        f"决定：popex review accept {item} --actor {actor}  或  popex review reject {item} --actor {actor}"
+    )
+
+
 def _review_op(op: str, **kwargs: object) -> None:
     from registry import review
     from registry.db import session_scope

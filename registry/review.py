@@ -5,12 +5,15 @@ and recomputes the golden records it touched. A retired person number keeps poin
 (person.merged_into) and is never given to anybody else.
 """
 
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from registry.audit import record_audit
+from registry.masking import mask_id_no, mask_phone
 from registry.merge import merge_persons
 from registry.models import Link, NonMatch, Person, ReviewItem, SourceRecord
 from registry.resolve import update_counts
@@ -274,3 +277,80 @@ def current_person(*, session: Session, person_no: str) -> Person | None:
         seen.add(person.id)
         person = session.get(Person, person.merged_into)
     return person
+
+
+# What a clerk compares, in this order: (label, source_record attribute, person attribute).
+COMPARED = (
+    ("姓名", "name", "name"),
+    ("性别", "sex", "sex"),
+    ("出生日期", "birth_date", "birth_date"),
+    ("证件类型", "id_type", "id_type"),
+    ("证件号码", "id_no", "id_no"),
+    ("民族", "ethnicity", "ethnicity"),
+    ("电话", "phone", "phone"),
+    ("住址", "address", "address"),
+    ("社区", "community_code", "community_code"),
+    ("人口类型", "population_type", "population_type"),
+)
+MASKED = {"id_no": mask_id_no, "phone": mask_phone}
+KIND_LABELS = {"id_conflict": "证件号码与姓名/出生日期矛盾", "probable_match": "疑似同一人"}
+
+
+@dataclass(frozen=True)
+class ItemComparison:
+    """A review item as a clerk decides it: the record beside the proposed person, field by field."""
+
+    item_id: int
+    kind: str
+    state: str
+    batch: str  # source, file and as-of date of the record's batch
+    row_no: int
+    person_no: str | None
+    score: float | None
+    fields: list[tuple[str, str | None, str | None]]  # label, record's value, person's value
+    levels: dict[str, Any]  # the match model's comparison per attribute: [level, weight in bits]
+
+
+def compare_item(*, session: Session, item_id: int, actor: str, unmasked: bool = False) -> ItemComparison:
+    """The record and its candidate side by side; ID and phone numbers masked unless `unmasked`.
+
+    Showing them is a read of personal data, so it is audited (who, which item and person, masked
+    or not) in the caller's transaction.
+    """
+    item = session.get(ReviewItem, item_id)
+    if item is None:
+        raise ReviewError(f"待核查事项 {item_id} 不存在")
+    record = session.get_one(SourceRecord, item.source_record_id)
+    batch = session.execute(
+        text("SELECT source, file_name, as_of_date FROM batch WHERE id = :b"), {"b": item.batch_id}
+    ).one()
+    person = session.get(Person, item.candidate_person_id) if item.candidate_person_id else None
+
+    def shown(obj: object, attribute: str) -> str | None:
+        value = getattr(obj, attribute, None) if obj is not None else None
+        text_value = None if value is None else str(value)
+        return text_value if unmasked or attribute not in MASKED else MASKED[attribute](text_value)
+
+    record_audit(
+        session=session,
+        actor=actor,
+        action="review.viewed",
+        object_type="review_item",
+        object_id=str(item.id),
+        detail={
+            "record": record.id,
+            "person_nos": [person.person_no] if person else [],
+            "unmasked": unmasked,
+        },
+    )
+    return ItemComparison(
+        item_id=item.id,
+        kind=KIND_LABELS.get(item.kind, item.kind),
+        state=item.state,
+        batch=f"{batch.source} {batch.file_name} {batch.as_of_date}",
+        row_no=record.row_no,
+        person_no=person.person_no if person else None,
+        score=item.score,
+        fields=[(label, shown(record, r), shown(person, p)) for label, r, p in COMPARED],
+        levels=item.levels or {},
+    )

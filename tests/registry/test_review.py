@@ -112,3 +112,50 @@ def test_split_moves_records_to_a_new_person(session, conflict) -> None:
         review.split(
             session=session, person_no=new.person_no, record_ids=[conflict.source_record_id], actor="x"
         )
+
+
+def test_a_clerk_sees_the_record_beside_the_person_masked_and_the_viewing_is_audited(
+    session, conflict
+) -> None:
+    shown = review.compare_item(session=session, item_id=conflict.id, actor="clerk-2")
+    values = {label: (mine, theirs) for label, mine, theirs in shown.fields}
+    assert values["姓名"] == ("欧阳娜娜", "张伟")
+    assert values["出生日期"] == ("1980-01-01", "1980-01-01")
+    assert values["证件号码"] == ("330102***********8", "330102***********8")  # masked by default
+    assert values["电话"] == ("137****7000", None)
+    assert shown.kind == "证件号码与姓名/出生日期矛盾" and shown.state == "open" and shown.row_no == 1
+    assert shown.batch.startswith("rsj_cb rsj_cb_20261102")
+    person_no = session.get_one(Person, conflict.candidate_person_id).person_no
+    assert shown.person_no == person_no
+    clear = review.compare_item(session=session, item_id=conflict.id, actor="clerk-2", unmasked=True)
+    assert dict((label, mine) for label, mine, _ in clear.fields)["证件号码"] == ZHANG
+    viewed = session.scalars(
+        select(AuditLog.detail).where(AuditLog.action == "review.viewed").order_by(AuditLog.id)
+    ).all()
+    assert [(d["person_nos"], d["unmasked"]) for d in viewed] == [([person_no], False), ([person_no], True)]
+    with pytest.raises(review.ReviewError, match="待核查事项 999999 不存在"):
+        review.compare_item(session=session, item_id=999999, actor="clerk-2")
+
+
+def test_review_show_prints_the_comparison_and_how_to_decide(session, conflict, monkeypatch) -> None:
+    from contextlib import contextmanager
+
+    from typer.testing import CliRunner
+
+    from popex.cli import app
+
+    @contextmanager
+    def scope():
+        yield session
+        session.commit()
+
+    monkeypatch.setattr("registry.db.session_scope", scope)
+    done = CliRunner().invoke(
+        app, ["review", "show", str(conflict.id), "--actor", "clerk-2"], env={"COLUMNS": "200"}
+    )
+    assert done.exit_code == 0, done.output
+    said = "".join(done.output.split())  # rich wraps at the terminal's width
+    assert "欧阳娜娜" in said and "张伟" in said and ZHANG not in said and "（待处理" in said
+    assert f"popexreviewaccept{conflict.id}--actorclerk-2" in said
+    missing = CliRunner().invoke(app, ["review", "show", "999999", "--actor", "clerk-2"])
+    assert missing.exit_code == 1 and "不存在" in missing.output
