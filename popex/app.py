@@ -20,6 +20,7 @@ from exchange.pages import pages as exchange_pages
 from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
 from monitor import router as monitor_router
+from popex.faults import FaultBarrier
 from popex.web import render
 from registry.review import KIND_LABELS
 from sharing_api.router import router as sharing_router
@@ -72,6 +73,8 @@ def create_app() -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    # The only middleware: plain ASGI, no per-request cost to speak of (popex/faults.py).
+    application.add_middleware(FaultBarrier)
     # The sharing API first: routes are matched in order, and its lookups are the busiest path.
     application.include_router(sharing_router, prefix="/api/v1")
     application.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

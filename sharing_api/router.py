@@ -8,7 +8,6 @@ records before the response leaves (`SharingRoute`).
 
 import contextlib
 import logging
-import traceback
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from popex.faults import log_fault
 from sharing_api import service
 from sharing_api.access import Access
 from sharing_api.dependencies import (
@@ -76,22 +76,6 @@ def _error(status: int, body: ErrorOut, headers: dict[str, str] | None = None) -
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-def _log_fault(request: Request, exc: Exception) -> None:
-    """Where it failed, for the operators, without the exception's message: a database error's message
-    carries the statement's parameters (document numbers, names). The SQLSTATE names the cause."""
-    route = getattr(request.scope.get("route"), "path", "?")
-    sqlstate = getattr(getattr(exc, "orig", exc), "pgcode", None)
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error(
-        "sharing request %s %s failed: %s (SQLSTATE %s)\n%s",
-        request.method,
-        route,
-        type(exc).__name__,
-        sqlstate,
-        frames,
-    )
-
-
 class SharingRoute(APIRoute):
     """Audit committed before any answer leaves; every error, validation included, JSON with a code."""
 
@@ -126,7 +110,7 @@ class SharingRoute(APIRoute):
             except HTTPException:
                 raise
             except Exception as exc:  # a fault of ours (a missing grant of the server's role, say)
-                _log_fault(request, exc)
+                log_fault(request.scope, exc, what="sharing request")
                 failure = SharingError(ErrorCode.INTERNAL_ERROR)
                 response = _error(failure.status_code, failure.body())
             access: Access | None = request.scope.get(ACCESS_SCOPE_KEY)
