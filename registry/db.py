@@ -36,8 +36,14 @@ def database_url() -> str:
 
 @lru_cache
 def get_engine() -> Engine:
-    """The process-wide engine."""
-    return create_engine(database_url(), pool_pre_ping=True, pool_size=10, max_overflow=20)
+    """The process-wide engine.
+
+    Statement parameters are left out of SQLAlchemy's error messages and logs (`hide_parameters`):
+    they are ID numbers and names, and an error's message ends up in logs (Airflow's task logs too).
+    """
+    return create_engine(
+        database_url(), pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 @lru_cache

@@ -66,6 +66,7 @@ def api_engine() -> Engine:
         max_overflow=0,
         isolation_level="AUTOCOMMIT",
         connect_args={"options": role_option(settings.database_role)},
+        hide_parameters=True,  # no document numbers in error messages (registry/db.py)
     )
 
 

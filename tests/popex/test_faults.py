@@ -48,3 +48,15 @@ def test_a_page_fault_is_a_chinese_page(http: TestClient, caplog: pytest.LogCapt
     assert answer.status_code == 500 and answer.headers["content-type"].startswith("text/html")
     assert "服务内部错误" in answer.text and 'href="/"' in answer.text
     assert ID_NO not in caplog.text and "_boom" in caplog.text
+
+
+def test_the_engines_leave_statement_parameters_out_of_error_messages() -> None:
+    from sqlalchemy import text
+
+    from registry.db import get_engine
+    from sharing_api.dependencies import api_engine
+
+    for engine in (get_engine(), api_engine()):
+        with engine.connect() as conn, pytest.raises(sqlalchemy.exc.ProgrammingError) as failed:
+            conn.execute(text("SELECT name FROM no_such_table WHERE id_no = :n"), {"n": ID_NO})
+        assert "no_such_table" in str(failed.value) and ID_NO not in str(failed.value)
