@@ -296,9 +296,15 @@ def review_list(limit: Annotated[int, typer.Option(help="最多显示条数")] =
             ),
             {"n": limit},
         ).all()
-    for row in rows:
-        table.add_row(*(str(v) if v is not None else "" for v in row))
+    from registry.review import KIND_LABELS
+
+    for item_id, kind, *rest in rows:
+        table.add_row(
+            str(item_id), KIND_LABELS.get(kind, kind), *(str(v) if v is not None else "" for v in rest)
+        )
     console.print(table)
+    if rows:
+        console.print("逐项对照：popex review show 事项号 --actor 姓名")
 
 
 COMPARISON_LABELS = {

@@ -157,5 +157,9 @@ def test_review_show_prints_the_comparison_and_how_to_decide(session, conflict, 
     said = "".join(done.output.split())  # rich wraps at the terminal's width
     assert "欧阳娜娜" in said and "张伟" in said and ZHANG not in said and "（待处理" in said
     assert f"popexreviewaccept{conflict.id}--actorclerk-2" in said
+    listed = CliRunner().invoke(app, ["review", "list"]).output
+    [line] = [row for row in listed.splitlines() if row.startswith(f"│ {conflict.id} ")]
+    assert "证件号码与" in line and "id_conflict" not in listed  # the kind in words (wrapped in its column)
+    assert "popexreviewshow" in "".join(listed.split())
     missing = CliRunner().invoke(app, ["review", "show", "999999", "--actor", "clerk-2"])
     assert missing.exit_code == 1 and "不存在" in missing.output
