@@ -133,7 +133,12 @@ def _lineage(session: Session, area: str, day: date | None, indicator: str) -> L
         raise _error(404, "UNKNOWN_AREA", f"区划代码 {exc.args[0]} 不存在") from exc
 
 
-@api.get("/dashboard", response_model=Dashboard, summary="统计看板（某区域、某日）")
+@api.get(
+    "/dashboard",
+    response_model=Dashboard,
+    summary="统计看板（某区域、某日）",
+    description="某区域某日的全部指标：总量与各统计表，小数值单元格按规则隐藏。",
+)
 def api_dashboard(
     session: SessionDep, area: AreaParam = "", day: DateParam = None, months: Months = 12
 ) -> Dashboard:
@@ -141,7 +146,12 @@ def api_dashboard(
     return dashboard_for(session, area, day, months)
 
 
-@api.get("/tables/{key}", response_model=StatTable, summary="统计表")
+@api.get(
+    "/tables/{key}",
+    response_model=StatTable,
+    summary="统计表",
+    description="一张统计表：type_sex、pyramid、school_elderly、ratios、change、age_structure、origin、sub_areas、trend 或 flows。",
+)
 def api_table(key: str, session: SessionDep, area: AreaParam = "", day: DateParam = None) -> StatTable:
     """One table: type_sex, pyramid, school_elderly, ratios, change, age_structure, origin, sub_areas,
     trend or flows."""
@@ -152,7 +162,12 @@ def api_table(key: str, session: SessionDep, area: AreaParam = "", day: DatePara
     return table
 
 
-@api.get("/areas", response_model=list[AreaOut], summary="下级区划")
+@api.get(
+    "/areas",
+    response_model=list[AreaOut],
+    summary="下级区划",
+    description="parent 的下一级区划（parent 为空时为各区）。",
+)
 def api_areas(session: SessionDep, parent: AreaParam = "") -> list[AreaOut]:
     """The areas one level below parent (the districts when parent is empty)."""
     try:
@@ -161,7 +176,12 @@ def api_areas(session: SessionDep, parent: AreaParam = "") -> list[AreaOut]:
         raise _error(404, "UNKNOWN_AREA", f"区划代码 {parent} 不存在") from exc
 
 
-@api.get("/lineage", response_model=Lineage, summary="指标来源（数据血缘）")
+@api.get(
+    "/lineage",
+    response_model=Lineage,
+    summary="指标来源（数据血缘）",
+    description="常住人口（或其中一类）由哪些部门、数据项、批次而来，各有多少条记录。",
+)
 def api_lineage(
     session: SessionDep, area: AreaParam = "", day: DateParam = None, indicator: str = "population"
 ) -> Lineage:

@@ -59,7 +59,14 @@ def error_response(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
 
 
-@router.post("/files", response_model=PushResult, status_code=202, summary="推送数据文件")
+@router.post(
+    "/files",
+    response_model=PushResult,
+    status_code=202,
+    summary="推送数据文件",
+    description="成员单位按交换标准推送一个数据文件（Authorization: Bearer 部门推送密钥）：先存档并登记哈希，"
+    "同一内容重复推送不会处理两次；由每日流程校验、识别、合并（process=true 时立即处理），回执见 receipt_url。",
+)
 def push_file(
     department: Annotated[str, Depends(current_department)],
     factory: Annotated[SessionFactory, Depends(get_factory)],
@@ -117,7 +124,12 @@ def _receipt(factory: SessionFactory, department: str, batch_id: int) -> service
         return service.build_receipt(session=session, batch_id=batch_id)
 
 
-@router.get("/batches/{batch_id}/receipt", response_model=ReceiptOut, summary="批次回执")
+@router.get(
+    "/batches/{batch_id}/receipt",
+    response_model=ReceiptOut,
+    summary="批次回执",
+    description="批次的处理结果与逐行回执：接收 = 通过 + 拒收 + 待核查。",
+)
 def get_receipt(
     batch_id: int,
     department: Annotated[str, Depends(current_department)],
@@ -131,7 +143,12 @@ def get_receipt(
     )
 
 
-@router.get("/batches/{batch_id}/receipt.csv", response_class=PlainTextResponse, summary="批次回执（CSV）")
+@router.get(
+    "/batches/{batch_id}/receipt.csv",
+    response_class=PlainTextResponse,
+    summary="批次回执（CSV）",
+    description="逐行回执 CSV：row,record_key,status,person_id,reasons。",
+)
 def get_receipt_csv(
     batch_id: int,
     department: Annotated[str, Depends(current_department)],

@@ -154,6 +154,8 @@ Area = Annotated[
     response_model=PersonOut,
     responses=NOT_FOUND,
     summary="按统一人口编号查询",
+    description="按统一人口编号返回一人的金色记录；已合并注销的编号返回存续记录（merged_from 为原编号）。"
+    "只返回本单位获授权且请求的字段，证件号码、电话默认脱敏。每次查询记入审计日志。",
     openapi_extra=LOOKUP_DOCS,
 )
 async def get_person(
@@ -172,6 +174,8 @@ async def get_person(
     response_model=PersonOut,
     responses=NOT_FOUND,
     summary="按证件号码查询",
+    description="按证件类型和号码查询一人（号码放在请求体中，不出现在网址和日志里）；号码中的空格、小写 x 自动规范。"
+    "不在本单位授权范围内的人员与不存在一样答复 404。",
     openapi_extra=LOOKUP_DOCS,
 )
 async def lookup_person(query: DocumentQuery, request: Request) -> Response:
@@ -183,7 +187,12 @@ async def lookup_person(query: DocumentQuery, request: Request) -> Response:
     )
 
 
-@router.post("/persons/search", response_model=SearchResult, summary="按姓名和出生日期查找")
+@router.post(
+    "/persons/search",
+    response_model=SearchResult,
+    summary="按姓名和出生日期查找",
+    description="姓名与出生日期完全相同（可限定区域）的授权范围内人员，最多 20 人；truncated 表示还有更多。",
+)
 def search_persons(
     query: SearchQuery,
     session: SessionDep,
@@ -194,7 +203,14 @@ def search_persons(
     return _json(service.search(session=session, access=access, query=query, fields=fields))
 
 
-@router.post("/verify", response_model=VerifyResult, summary="核验", openapi_extra=KEY_DOCS)
+@router.post(
+    "/verify",
+    response_model=VerifyResult,
+    summary="核验",
+    description="回答“该证件号码是否属于此姓名和出生日期的人”（以及是否在世、是否在本市居住），只答是或否，"
+    "不透露其他信息：号码不存在、属于他人或不在授权范围内，一律答复 match=false。",
+    openapi_extra=KEY_DOCS,
+)
 async def verify_one(query: SingleVerifyQuery, request: Request) -> Response:
     """Does this document number belong to this name and birth date (and is the person alive, resident)?
 
@@ -209,6 +225,7 @@ async def verify_one(query: SingleVerifyQuery, request: Request) -> Response:
     "/verify/batch",
     response_model=BatchVerifyResult,
     summary="批量核验（每次最多 1000 条）",
+    description="一次核验至多 1000 条，按提交顺序逐条答复（ref 原样返回）；规则与单条核验相同。",
     responses=error_responses(ErrorCode.BATCH_TOO_LARGE),
 )
 def verify_batch(
@@ -221,7 +238,13 @@ def verify_batch(
     return _json(service.verify_batch(reader=reader, access=access, items=query.items, checks=query.checks))
 
 
-@router.get("/changes", response_model=ChangeFeed, summary="变更订阅")
+@router.get(
+    "/changes",
+    response_model=ChangeFeed,
+    summary="变更订阅",
+    description="游标之后的变更事件（出生、死亡、迁入迁出、婚姻、属性变更等），按时间先后，限本单位授权范围，"
+    "可按事件类型和区域筛选；下次以 next_cursor 作为 since 继续。",
+)
 def get_changes(
     session: SessionDep,
     access: Annotated[Access, Depends(access_for(Operation.CHANGES))],
@@ -245,7 +268,13 @@ def get_changes(
     )
 
 
-@router.get("/baseline", response_model=BaselinePage, summary="基线数据")
+@router.get(
+    "/baseline",
+    response_model=BaselinePage,
+    summary="基线数据",
+    description="新订阅单位的全量基线：授权范围内的全部现存记录，分页返回；取完后以第一页给出的 change_cursor "
+    "调用 /changes 接续，不漏不重。",
+)
 def get_baseline(
     session: SessionDep,
     access: Annotated[Access, Depends(access_for(Operation.BASELINE))],
@@ -264,6 +293,7 @@ def get_baseline(
     "/persons/{person_no}/access-history",
     response_model=AccessHistory,
     summary="个人被访问记录",
+    description="谁在何时、为何用途查看过此人（新的在前），来自哈希链审计日志。",
     responses=NOT_FOUND,
 )
 def get_access_history(
