@@ -1,6 +1,7 @@
 """Multi-step jobs: a received file through every step, each step its own transaction (what DAGs call)."""
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -135,19 +136,49 @@ def session_factory() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)
 
 
-def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[int]:
-    """Receive the landing folder's files for one as-of date; the batch ids in delivery order.
+RECEIVED_DIR = "_received"  # where a landing folder's files go once received: <folder>/_received/<as-of>/
 
-    Files already received (same bytes) give their existing batch, so a re-run adds nothing.
+
+def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[int]:
+    """The batches a day's run works on, in delivery order: the landing folder's files for this day or
+    an earlier one (late files too), each archived, registered and then moved out of the folder to
+    _received/<as-of>/, and every batch still only received (pushed through the API, or left by an
+    interrupted run) for this day or earlier.
+
+    Safe to retry: a file already received from a landing folder (same name and content, its move
+    interrupted) gives its batch without a second delivery, and moved files are not seen again.
     """
     batch_ids: list[int] = []
     for path in landing_files(folder):
-        if parse_file_name(path.name).as_of != as_of:
+        name = parse_file_name(path.name)
+        if name.as_of > as_of:
             continue
         with transaction(factory) as session:
-            received = service.receive_file(session=session, path=path, channel="landing")
-            batch_ids.append(received.batch.id)
-    return list(dict.fromkeys(batch_ids))
+            known = service.landed_before(session=session, path=path)
+            if known is None:
+                known = service.receive_file(session=session, path=path, channel="landing").batch.id
+        batch_ids.append(known)
+        _move_received(path, folder / RECEIVED_DIR / name.as_of.strftime("%Y%m%d"))
+    with transaction(factory) as session:
+        ordered = session.scalars(
+            text(
+                "SELECT id FROM batch WHERE id = ANY(:ids) OR (state = 'received' AND as_of_date <= :d) "
+                "ORDER BY as_of_date, source, coalesce(seq, 1), id"
+            ),
+            {"ids": batch_ids, "d": as_of},
+        ).all()
+    return list(ordered)
+
+
+def _move_received(path: Path, target_dir: Path) -> None:
+    """Out of the landing folder (it is archived by hash): a same-named file received earlier is kept."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / path.name
+    n = 1
+    while target.exists():
+        n += 1
+        target = target_dir / f"{path.stem}.{n}{path.suffix}"
+    shutil.move(path, target)
 
 
 def run_step_all(factory: SessionFactory, step: str, batch_ids: list[int]) -> dict[int, str]:

@@ -100,9 +100,8 @@ def push_file(
             batch_id, duplicate, state = received.batch.id, received.duplicate, received.batch.state
         if process and not duplicate:
             state = flows.process_batch(factory, batch_id)
-        elif not duplicate:
-            # The daily DAG takes it from the landing folder (same bytes → the batch just registered).
-            shutil.move(path, storage.landing_dir / name)
+        # Otherwise the daily run takes it up: it works on every batch still only received (the file
+        # is archived; nothing is left in a landing folder to be overwritten by a same-named push).
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     return PushResult(

@@ -81,6 +81,20 @@ def identify(path: Path, source: str | None, as_of: date | None) -> tuple[FileNa
     return name, spec
 
 
+def landed_before(*, session: Session, path: Path) -> int | None:
+    """The batch of this very file (same name, same content) if a landing folder delivered it before:
+    a retried run, or the move out of the folder interrupted (exchange.flows.receive_landing)."""
+    return session.scalar(
+        select(Delivery.batch_id)
+        .where(
+            Delivery.channel == "landing",
+            Delivery.file_name == path.name,
+            Delivery.sha256 == file_sha256(path),
+        )
+        .limit(1)
+    )
+
+
 def receive_file(
     *,
     session: Session,

@@ -86,7 +86,12 @@ def run_demo(*, persons: int, days: int, seed: int, start: date, serve: bool) ->
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"airflow\.")
 
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["exchange_daily"]
-    conf = {"landing": str(city / "landing"), "outbox": str(ROOT / "var" / "outbox")}
+    # The run moves the files it receives out of its landing folder: it gets a fresh copy of the
+    # city's files each time (a file received before is recognised by its hash, not applied twice).
+    landing = DEMO_DIR / "landing"
+    shutil.rmtree(landing, ignore_errors=True)
+    shutil.copytree(city / "landing", landing, ignore=shutil.ignore_patterns("_*"))
+    conf = {"landing": str(landing), "outbox": str(ROOT / "var" / "outbox")}
     for offset in range(days + 1):
         day = start + timedelta(days=offset)
         run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf)

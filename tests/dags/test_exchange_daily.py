@@ -18,7 +18,16 @@ def counts(url: str) -> dict[str, int]:
     with engine.connect() as conn:
         out = {
             t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
-            for t in ("batch", "source_record", "person", "link", "person_version", "change_event")
+            for t in (
+                "batch",
+                "delivery",
+                "source_record",
+                "person",
+                "link",
+                "person_version",
+                "change_event",
+                "audit_log",
+            )
         }
     engine.dispose()
     return out

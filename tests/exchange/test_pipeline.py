@@ -181,3 +181,51 @@ def test_unknown_source_is_refused_and_archived(session, factory, tmp_path, arch
     assert list((archive_dir / "_unidentified").rglob("xyz_ab_20261101.csv"))
     refused = session.scalars(select(AuditLog).where(AuditLog.action == "file.refused")).one()
     assert refused.object_id == "xyz_ab_20261101.csv" and refused.detail["code"] == "UNKNOWN_SOURCE"
+
+
+def test_a_days_run_takes_late_files_moves_what_it_received_and_adds_nothing_when_retried(
+    session, factory, areas, tmp_path
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    zhang = [hj("H1", "330102198001010018", "张伟", "男", "1980-01-01")]
+    write_feed(landing, "gaj_hj", date(2026, 11, 2), zhang)
+    late = write_feed(
+        landing,
+        "gaj_hj",
+        date(2026, 11, 1),
+        [*zhang, hj("H2", "330102198505050021", "李娜", "女", "1985-05-05")],
+    )
+    tomorrow = write_feed(
+        landing,
+        "gaj_hj",
+        date(2026, 11, 3),
+        [hj("H3", "330102199001010011", "王芳", "女", "1990-01-01")],
+        seq=2,
+    )
+
+    day = flows.receive_landing(factory, landing, date(2026, 11, 2))
+    names = session.scalars(select(Batch.file_name).where(Batch.id.in_(day))).all()
+    assert sorted(names) == ["gaj_hj_20261101.csv", "gaj_hj_20261102.csv"]  # the late one too, not tomorrow's
+    assert [session.get_one(Batch, b).as_of_date for b in day] == [date(2026, 11, 1), date(2026, 11, 2)]
+    assert sorted(p.name for p in landing.iterdir() if p.is_file()) == [tomorrow.name]
+    assert (landing / flows.RECEIVED_DIR / "20261101" / late.name).exists()
+
+    # The move was interrupted (the file is back): the retry finds it delivered, adds no delivery.
+    (landing / flows.RECEIVED_DIR / "20261101" / late.name).rename(late)
+    deliveries = session.scalar(select(func.count()).select_from(Delivery))
+    assert flows.receive_landing(factory, landing, date(2026, 11, 2)) == day
+    assert session.scalar(select(func.count()).select_from(Delivery)) == deliveries
+    assert not late.exists() and (landing / flows.RECEIVED_DIR / "20261101" / late.name).exists()
+
+    # A corrected file under the same name, dropped later: a batch of its own, kept beside the first.
+    write_feed(
+        landing,
+        "gaj_hj",
+        date(2026, 11, 1),
+        [*zhang, hj("H4", "330102197001010014", "赵强", "男", "1970-01-01")],
+    )
+    again = flows.receive_landing(factory, landing, date(2026, 11, 3))
+    assert len(set(again) - set(day)) == 2  # the correction and tomorrow's file
+    assert (landing / flows.RECEIVED_DIR / "20261101" / "gaj_hj_20261101.2.csv").exists()
+    assert (landing / flows.RECEIVED_DIR / "20261101" / late.name).exists()

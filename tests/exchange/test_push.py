@@ -5,7 +5,9 @@ from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from exchange import flows
 from exchange.cli import new_push_key
 from exchange.dependencies import get_factory
 from popex.app import create_app
@@ -65,10 +67,26 @@ def test_push_process_and_read_the_receipt(client, gaj_key, tmp_path) -> None:
     assert again["duplicate"] and again["batch_id"] == result["batch_id"]
 
 
-def test_push_without_processing_lands_for_the_daily_dag(client, gaj_key, tmp_path) -> None:
-    result = upload(client, snapshot(tmp_path), gaj_key)
-    assert result["state"] == "received"
-    assert (tmp_path / "landing" / "gaj_hj_20261101.csv").exists()
+def test_pushes_without_processing_are_taken_up_by_the_daily_run_however_named(
+    client, factory, session, gaj_key, tmp_path
+) -> None:
+    first = upload(client, snapshot(tmp_path), gaj_key)
+    assert first["state"] == "received"
+    # The same name again with other content (a correction sent without _2): a batch of its own,
+    # not an overwrite of the first one's file.
+    corrected = write_feed(
+        tmp_path, "gaj_hj", date(2026, 11, 1), [hj("H3", "330102199001010011", "王芳", "女", "1990-01-01")]
+    )
+    second = upload(client, corrected, gaj_key)
+    assert second["state"] == "received" and second["batch_id"] != first["batch_id"]
+    assert not list((tmp_path / "landing").glob("*.csv"))  # nothing left where a push could overwrite it
+
+    day = flows.receive_landing(factory, tmp_path / "landing", date(2026, 11, 1))
+    assert day == [first["batch_id"], second["batch_id"]]
+    states = [flows.process_batch(factory, b) for b in day]
+    assert states == ["published", "published"]
+    deliveries = session.scalar(text("SELECT count(*) FROM delivery WHERE batch_id = ANY(:b)"), {"b": day})
+    assert deliveries == 2  # one per push: the run adds none
 
 
 @pytest.mark.parametrize(
