@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import gate, service
 from exchange.readers import parse_file_name
-from registry.models import Batch
+from registry.models import Batch, Delivery
 
 log = logging.getLogger(__name__)
 SessionFactory = Callable[[], Session]
@@ -187,13 +187,22 @@ def run_step_all(factory: SessionFactory, step: str, batch_ids: list[int]) -> di
 
 
 def write_receipts(factory: SessionFactory, batch_ids: list[int], outbox: Path) -> list[Path]:
-    """Each batch's receipt CSV into outbox/<source>/<file name>.receipt.csv (rewritten if it exists)."""
+    """Each batch's receipt CSV into outbox/<source>/<file name>.receipt.csv, once for every name the
+    batch was delivered under (an empty daily file has the bytes of the day before's: one batch, a
+    receipt for each day's file); rewritten if it exists."""
     written = []
     for batch_id in batch_ids:
         with transaction(factory) as session:
             receipt = service.build_receipt(session=session, batch_id=batch_id)
-        target = outbox / receipt.source / f"{receipt.file_name}.receipt.csv"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(receipt.csv_text(), encoding="utf-8-sig")
-        written.append(target)
+            names = session.scalars(
+                select(Delivery.file_name)
+                .where(Delivery.batch_id == batch_id)
+                .distinct()
+                .order_by(Delivery.file_name)
+            ).all()
+        for name in names or [receipt.file_name]:
+            target = outbox / receipt.source / f"{name}.receipt.csv"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(receipt.csv_text(), encoding="utf-8-sig")
+            written.append(target)
     return written

@@ -229,3 +229,26 @@ def test_a_days_run_takes_late_files_moves_what_it_received_and_adds_nothing_whe
     assert len(set(again) - set(day)) == 2  # the correction and tomorrow's file
     assert (landing / flows.RECEIVED_DIR / "20261101" / "gaj_hj_20261101.2.csv").exists()
     assert (landing / flows.RECEIVED_DIR / "20261101" / late.name).exists()
+
+
+def test_an_empty_daily_file_gets_its_own_receipt_though_its_bytes_are_the_day_befores(
+    session, factory, areas, tmp_path
+) -> None:
+    landing, outbox = tmp_path / "landing", tmp_path / "outbox"
+    landing.mkdir()
+    write_feed(landing, "wjw_sw", date(2026, 11, 1), [])  # no deaths that day: the header alone
+    first = flows.receive_landing(factory, landing, date(2026, 11, 1))
+    write_feed(landing, "wjw_sw", date(2026, 11, 2), [])  # nor the next: the same bytes
+    second = flows.receive_landing(factory, landing, date(2026, 11, 2))
+    assert first == second and len(second) == 1  # one batch (one distinct content) …
+    for batch_id in second:
+        flows.process_batch(factory, batch_id)
+    written = flows.write_receipts(factory, second, outbox)
+    assert sorted(p.name for p in written) == [  # … a receipt for each day's file
+        "wjw_sw_20261101.csv.receipt.csv",
+        "wjw_sw_20261102.csv.receipt.csv",
+    ]
+    assert all(
+        p.read_text(encoding="utf-8-sig").splitlines() == ["row,record_key,status,person_id,reasons"]
+        for p in written
+    )
