@@ -11,9 +11,10 @@ One run per as-of day (the data interval's start). Each task calls one function 
 and works on batch ids, so a retried task redoes only what its batches still need:
 
 1. **detect** – archive (SHA-256) and register the landing folder's files for the day (and late
-   ones for earlier days), moving each to `_received/<as-of>/` once registered; add every batch
-   still only received (pushed through the API). A file already received is recognised by its
-   hash and not applied twice; a retried run adds no delivery.
+   ones for earlier days), moving each to `_received/<as-of>/` once registered (or `_refused/`
+   when the intake refuses it); add every unfinished batch (pushed through the API, or left by a
+   run that failed part-way). A file already received is recognised by its hash and not applied
+   twice; a retried run adds no delivery.
 2. **parse** – read (encoding detected), validate every row, COPY into `source_record`.
 3. **gate** – the feed's Great Expectations suite; a failure quarantines the batch.
 4. **resolve** – link every accepted record to one person (ID, then scored candidates, then new).

@@ -137,41 +137,53 @@ def session_factory() -> sessionmaker[Session]:
 
 
 RECEIVED_DIR = "_received"  # where a landing folder's files go once received: <folder>/_received/<as-of>/
+REFUSED_DIR = "_refused"  # … and those the intake refused (source, size): <folder>/_refused/<run's as-of>/
+UNFINISHED = ("received", "parsed", "gated", "resolved", "merged")  # states a later step moves on
 
 
 def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[int]:
     """The batches a day's run works on, in delivery order: the landing folder's files for this day or
     an earlier one (late files too), each archived, registered and then moved out of the folder to
-    _received/<as-of>/, and every batch still only received (pushed through the API, or left by an
-    interrupted run) for this day or earlier.
+    _received/<as-of>/, and every batch of this day or earlier that no run has finished (pushed
+    through the API, or left by a run that failed part-way).
+
+    A file the intake refuses (a source it does not know, over the size limit) is archived and audited
+    as refused there and moved to _refused/: it does not stop the other departments' files. (A file
+    whose name breaks the standard is left where it is, with a warning: it may still be being written.)
 
     Safe to retry: a file already received from a landing folder (same name and content, its move
     interrupted) gives its batch without a second delivery, and moved files are not seen again.
     """
+    refused = folder / REFUSED_DIR / as_of.strftime("%Y%m%d")
     batch_ids: list[int] = []
     for path in landing_files(folder):
         name = parse_file_name(path.name)
         if name.as_of > as_of:
             continue
-        with transaction(factory) as session:
-            known = service.landed_before(session=session, path=path)
-            if known is None:
-                known = service.receive_file(session=session, path=path, channel="landing").batch.id
+        try:
+            with transaction(factory) as session:
+                known = service.landed_before(session=session, path=path)
+                if known is None:
+                    known = service.receive_file(session=session, path=path, channel="landing").batch.id
+        except service.FeedFileError as exc:
+            log.warning("landing: %s refused (%s)", path.name, exc.code)
+            _move(path, refused)
+            continue
         batch_ids.append(known)
-        _move_received(path, folder / RECEIVED_DIR / name.as_of.strftime("%Y%m%d"))
+        _move(path, folder / RECEIVED_DIR / name.as_of.strftime("%Y%m%d"))
     with transaction(factory) as session:
         ordered = session.scalars(
             text(
-                "SELECT id FROM batch WHERE id = ANY(:ids) OR (state = 'received' AND as_of_date <= :d) "
-                "ORDER BY as_of_date, source, coalesce(seq, 1), id"
+                "SELECT id FROM batch WHERE id = ANY(:ids) OR (state = ANY(:open) AND as_of_date <= :d) "
+                "ORDER BY as_of_date, source, seq, id"
             ),
-            {"ids": batch_ids, "d": as_of},
+            {"ids": batch_ids, "open": list(UNFINISHED), "d": as_of},
         ).all()
     return list(ordered)
 
 
-def _move_received(path: Path, target_dir: Path) -> None:
-    """Out of the landing folder (it is archived by hash): a same-named file received earlier is kept."""
+def _move(path: Path, target_dir: Path) -> None:
+    """Out of the landing folder (it is archived by hash): a same-named file moved earlier is kept."""
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / path.name
     n = 1

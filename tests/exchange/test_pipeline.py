@@ -252,3 +252,27 @@ def test_an_empty_daily_file_gets_its_own_receipt_though_its_bytes_are_the_day_b
         p.read_text(encoding="utf-8-sig").splitlines() == ["row,record_key,status,person_id,reasons"]
         for p in written
     )
+
+
+def test_a_file_the_intake_refuses_is_set_aside_and_the_others_go_on(
+    session, factory, areas, tmp_path
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "abc_xx_20261101.csv").write_text(
+        "甲,乙\n1,2\n", encoding="utf-8"
+    )  # a source nobody publishes
+    good = write_feed(
+        landing, "gaj_hj", date(2026, 11, 1), [hj("H1", "330102198001010018", "张伟", "男", "1980-01-01")]
+    )
+    (landing / "户籍数据.csv").write_text("x\n", encoding="utf-8")  # not named to the standard: left alone
+
+    day = flows.receive_landing(factory, landing, date(2026, 11, 1))
+    assert [session.get_one(Batch, b).file_name for b in day] == [good.name]
+    assert (landing / flows.REFUSED_DIR / "20261101" / "abc_xx_20261101.csv").exists()
+    refusal = session.scalars(
+        select(AuditLog).where(AuditLog.action == "file.refused", AuditLog.object_id == "abc_xx_20261101.csv")
+    ).one()
+    assert refusal.detail["code"] == "UNKNOWN_SOURCE" and refusal.detail["archive"]
+    assert sorted(p.name for p in landing.iterdir() if p.is_file()) == ["户籍数据.csv"]
+    assert flows.process_batch(factory, day[0]) == "published"
