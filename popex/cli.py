@@ -329,13 +329,17 @@ LEVEL_LABELS = {
 
 
 STATE_LABELS = {"open": "待处理", "accepted": "已确认为同一人", "rejected": "已确认不是同一人"}
+# Codes in words, per compared field (review show).
 CODE_LABELS = {
-    "1": "男",
-    "2": "女",
-    "registered": "户籍",
-    "floating": "流动",
-    "foreign": "境外",
-    "RID": "居民身份证",
+    "性别": {"1": "男", "2": "女"},
+    "人口类型": {"registered": "户籍", "floating": "流动", "foreign": "境外"},
+    "证件类型": {
+        "RID": "居民身份证",
+        "PASSPORT": "护照",
+        "HKMO": "港澳居民来往内地通行证",
+        "TW": "台湾居民来往大陆通行证",
+        "FPR": "外国人永久居留身份证",
+    },
 }
 
 
@@ -371,10 +375,10 @@ def review_show(
     )
     console.print(f"来源：{shown.batch} 第 {shown.row_no} 行；候选人员 {shown.person_no or '无'}")
     table = Table("字段", "源记录", "候选人员", "")
-    for label, mine, theirs in shown.fields:
-        same = "" if mine is None or theirs is None else ("=" if mine == theirs else "≠")
-        mine, theirs = mine or "", theirs or ""
-        table.add_row(label, CODE_LABELS.get(mine, mine), CODE_LABELS.get(theirs, theirs), same)
+    for label, mine, theirs, same in shown.fields:
+        words = CODE_LABELS.get(label, {})
+        agree = "" if same is None else ("=" if same else "≠")
+        table.add_row(label, words.get(mine or "", mine or ""), words.get(theirs or "", theirs or ""), agree)
     console.print(table)
     if shown.levels:
         console.print("比对：" + "；".join(_weighed(name, value) for name, value in shown.levels.items()))

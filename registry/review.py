@@ -307,7 +307,9 @@ class ItemComparison:
     row_no: int
     person_no: str | None
     score: float | None
-    fields: list[tuple[str, str | None, str | None]]  # label, record's value, person's value
+    # label, record's value, person's value (as shown: masked unless asked), whether the values agree
+    # (compared unmasked; None when either is missing)
+    fields: list[tuple[str, str | None, str | None, bool | None]]
     levels: dict[str, Any]  # the match model's comparison per attribute: [level, weight in bits]
 
 
@@ -326,10 +328,17 @@ def compare_item(*, session: Session, item_id: int, actor: str, unmasked: bool =
     ).one()
     person = session.get(Person, item.candidate_person_id) if item.candidate_person_id else None
 
-    def shown(obj: object, attribute: str) -> str | None:
+    def raw(obj: object, attribute: str) -> str | None:
         value = getattr(obj, attribute, None) if obj is not None else None
-        text_value = None if value is None else str(value)
-        return text_value if unmasked or attribute not in MASKED else MASKED[attribute](text_value)
+        return None if value is None else str(value)
+
+    def shown(value: str | None, attribute: str) -> str | None:
+        return value if unmasked or attribute not in MASKED else MASKED[attribute](value)
+
+    def field(label: str, r: str, p: str) -> tuple[str, str | None, str | None, bool | None]:
+        mine, theirs = raw(record, r), raw(person, p)
+        same = None if mine is None or theirs is None else mine == theirs
+        return label, shown(mine, r), shown(theirs, p), same
 
     record_audit(
         session=session,
@@ -351,6 +360,6 @@ def compare_item(*, session: Session, item_id: int, actor: str, unmasked: bool =
         row_no=record.row_no,
         person_no=person.person_no if person else None,
         score=item.score,
-        fields=[(label, shown(record, r), shown(person, p)) for label, r, p in COMPARED],
+        fields=[field(label, r, p) for label, r, p in COMPARED],
         levels=item.levels or {},
     )

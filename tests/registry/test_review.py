@@ -118,7 +118,9 @@ def test_a_clerk_sees_the_record_beside_the_person_masked_and_the_viewing_is_aud
     session, conflict
 ) -> None:
     shown = review.compare_item(session=session, item_id=conflict.id, actor="clerk-2")
-    values = {label: (mine, theirs) for label, mine, theirs in shown.fields}
+    values = {label: (mine, theirs) for label, mine, theirs, _ in shown.fields}
+    agree = {label: same for label, _, _, same in shown.fields}
+    assert (agree["姓名"], agree["出生日期"], agree["证件号码"], agree["电话"]) == (False, True, True, None)
     assert values["姓名"] == ("欧阳娜娜", "张伟")
     assert values["出生日期"] == ("1980-01-01", "1980-01-01")
     assert values["证件号码"] == ("330102***********8", "330102***********8")  # masked by default
@@ -128,11 +130,18 @@ def test_a_clerk_sees_the_record_beside_the_person_masked_and_the_viewing_is_aud
     person_no = session.get_one(Person, conflict.candidate_person_id).person_no
     assert shown.person_no == person_no
     clear = review.compare_item(session=session, item_id=conflict.id, actor="clerk-2", unmasked=True)
-    assert dict((label, mine) for label, mine, _ in clear.fields)["证件号码"] == ZHANG
+    assert {label: mine for label, mine, _, _ in clear.fields}["证件号码"] == ZHANG
     viewed = session.scalars(
         select(AuditLog.detail).where(AuditLog.action == "review.viewed").order_by(AuditLog.id)
     ).all()
     assert [(d["person_nos"], d["unmasked"]) for d in viewed] == [([person_no], False), ([person_no], True)]
+    # Numbers that differ only where the mask hides them look alike masked: compared unmasked.
+    record = session.get_one(SourceRecord, conflict.source_record_id)
+    record.id_no = "330102198001019918"
+    session.flush()
+    masked = review.compare_item(session=session, item_id=conflict.id, actor="clerk-2")
+    [(_, mine, theirs, same)] = [f for f in masked.fields if f[0] == "证件号码"]
+    assert mine == theirs == "330102***********8" and same is False
     with pytest.raises(review.ReviewError, match="待核查事项 999999 不存在"):
         review.compare_item(session=session, item_id=999999, actor="clerk-2")
 
