@@ -3,7 +3,7 @@
 Starlette answers an unhandled exception with a plain-text 500 and raises it again for the server to
 log, and the server logs it whole: a database error's message carries the statement's parameters
 (ID numbers, names), which must not reach the logs. `FaultBarrier`, the app's outermost middleware
-but Starlette's own, logs where it failed instead (`log_fault`: the route, the exception's type, the
+(inside only Starlette's own error middleware), logs where it failed instead (`log_fault`: the route, the exception's type, the
 SQLSTATE and the frames, not the message) and answers 500: JSON with the stable code INTERNAL_ERROR
 under /api/, a short page elsewhere.
 """
