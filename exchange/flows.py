@@ -162,9 +162,10 @@ def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[
             continue
         try:
             with transaction(factory) as session:
-                known = service.landed_before(session=session, path=path)
-                if known is None:
-                    known = service.receive_file(session=session, path=path, channel="landing").batch.id
+                received = service.receive_file(
+                    session=session, path=path, channel="landing", once_per_name=True
+                )
+                known = received.batch.id
         except service.FeedFileError as exc:
             log.warning("landing: %s refused (%s)", path.name, exc.code)
             _move(path, refused)

@@ -81,20 +81,6 @@ def identify(path: Path, source: str | None, as_of: date | None) -> tuple[FileNa
     return name, spec
 
 
-def landed_before(*, session: Session, path: Path) -> int | None:
-    """The batch of this very file (same name, same content) if a landing folder delivered it before:
-    a retried run, or the move out of the folder interrupted (exchange.flows.receive_landing)."""
-    return session.scalar(
-        select(Delivery.batch_id)
-        .where(
-            Delivery.channel == "landing",
-            Delivery.file_name == path.name,
-            Delivery.sha256 == file_sha256(path),
-        )
-        .limit(1)
-    )
-
-
 def receive_file(
     *,
     session: Session,
@@ -103,11 +89,14 @@ def receive_file(
     actor: str = "operator",
     source: str | None = None,
     as_of: date | None = None,
+    once_per_name: bool = False,
 ) -> Received:
     """Archive the file with its hash first, then register it as a batch (once per distinct content).
 
     A file over the size limit is refused before anything is copied (it stays where it was sent, and
-    the refusal is audited), as the push API refuses it while streaming.
+    the refusal is audited), as the push API refuses it while streaming. With `once_per_name`, the
+    same name and content delivered before through the same channel add no delivery (a landing
+    folder's file seen again by a retried run, its move interrupted: exchange.flows.receive_landing).
     """
     size, limit = path.stat().st_size, storage_settings().max_upload_bytes
     if size > limit:
@@ -149,6 +138,12 @@ def receive_file(
     archived = archive_file(path, sha256, spec.source)
     sync_feeds(session=session)
     existing = session.scalar(select(Batch).where(Batch.sha256 == sha256))
+    if existing is not None and once_per_name:
+        seen = select(Delivery.id).where(
+            Delivery.batch_id == existing.id, Delivery.channel == channel, Delivery.file_name == path.name
+        )
+        if session.scalar(seen.limit(1)) is not None:
+            return Received(existing, True)
     batch = existing or Batch(
         source=spec.source,
         file_name=path.name,
