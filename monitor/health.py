@@ -21,7 +21,7 @@ class ClientUsage:
     requests: int
     refused: int
     not_found: int
-    failed: int = 0  # requests the service could not answer (a fault of its own, the database away)
+    failed: int  # requests the service could not answer (a fault of its own, the database away)
 
     @property
     def error_rate(self) -> float:

@@ -55,6 +55,12 @@ class Access:
             )
         )
 
+    def failed(self, code: ErrorCode) -> None:
+        """The request went unanswered by a fault on our side: one record saying so replaces what was
+        noted (no data left), for the monitor to count (monitor/alerts.py api_failures)."""
+        self.entries.clear()
+        self.record(outcome="error", code=code.value)
+
     async def commit(self) -> None:
         """Write the records noted so far; AUDIT_UNAVAILABLE when they cannot be written."""
         if not self.entries:

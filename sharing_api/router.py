@@ -117,11 +117,8 @@ class SharingRoute(APIRoute):
             if access is None:
                 return response
             if failure is not None:
-                # One record saying so, none of data that did not leave; the monitor counts these
-                # (monitor/alerts.py api_failures). The database may be what failed: then none.
-                access.entries.clear()
-                access.record(outcome="error", code=failure.code.value)
-                with contextlib.suppress(SharingError):
+                access.failed(failure.code)
+                with contextlib.suppress(SharingError):  # the database may be what failed: no record
                     await access.commit()
                 return response
             try:

@@ -84,13 +84,6 @@ def test_the_role_reads_the_population_and_appends_a_chained_audit_record(owner_
     assert len(last.prev_hash) == 64  # linked by the chain trigger, which ran as the role
 
 
-def _login(user: str) -> None:
-    admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE ROLE "{user}" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB'))
-    admin.dispose()
-
-
 def _as_admin(statement: str) -> None:
     admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -102,7 +95,7 @@ def _as_admin(statement: str) -> None:
 def unprivileged_owner() -> Iterator[tuple[str, str]]:
     """A database owned by a login role that may not create roles; yields (user, URL as that user)."""
     user = f"popex_t_{uuid.uuid4().hex[:8]}"
-    _login(user)
+    _as_admin(f'CREATE ROLE "{user}" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB')
     url = create_database("popex_roleowner")
     name = make_url(url).database
     _as_admin(f'ALTER DATABASE "{name}" OWNER TO "{user}"')
