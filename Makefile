@@ -24,7 +24,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy popex registry exchange collection sharing_api decision monitor schemas dags
+	$(BIN)/mypy base schemas registry synth exchange collection sharing_api decision monitor popex dags
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m popex.bench

@@ -27,8 +27,8 @@ def add(
     password: Password,
 ) -> None:
     """Add an officer of one community."""
+    from base.db import session_scope
     from collection import service
-    from registry.db import session_scope
 
     _check(password)
     try:
@@ -45,8 +45,8 @@ def add(
 @officers_app.command("list")
 def list_(community: Annotated[str | None, typer.Option(help="只列出此社区")] = None) -> None:
     """List officers."""
+    from base.db import session_scope
     from collection import service
-    from registry.db import session_scope
 
     table = Table("工号", "姓名", "社区代码", "状态", "创建时间")
     with session_scope() as session:
@@ -64,8 +64,8 @@ def list_(community: Annotated[str | None, typer.Option(help="只列出此社区
 @officers_app.command("disable")
 def disable(officer_no: Annotated[str, typer.Argument(help="信息员工号")]) -> None:
     """Disable an officer (their sessions end at once)."""
+    from base.db import session_scope
     from collection import service
-    from registry.db import session_scope
 
     try:
         with session_scope() as session:
@@ -79,8 +79,8 @@ def disable(officer_no: Annotated[str, typer.Argument(help="信息员工号")]) 
 @officers_app.command("reset-password")
 def reset(officer_no: Annotated[str, typer.Argument(help="信息员工号")], password: Password) -> None:
     """Set a new password (and enable the account); old sessions end."""
+    from base.db import session_scope
     from collection import service
-    from registry.db import session_scope
 
     _check(password)
     try:

@@ -1,22 +1,14 @@
 """FastAPI dependencies of the collection platform: the database session and the logged-in officer."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from base.db import get_session
 from collection.auth import COOKIE, SessionData, csrf_ok, password_version, read_session
 from collection.models import Officer
-from registry.db import session_scope
-
-
-def get_session() -> Iterator[Session]:
-    """A database session for one request (tests point it at their own database)."""
-    with session_scope() as session:
-        yield session
-
 
 SessionDep = Annotated[Session, Depends(get_session)]
 

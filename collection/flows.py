@@ -8,18 +8,21 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
+from base.db import SessionFactory, transaction
 from collection import service
 from collection.models import SubmissionRow
-from exchange.flows import SessionFactory, ingest_file, transaction
+from exchange import service as exchange_service
 from registry.models import Batch
 
 
 def forward_day(factory: SessionFactory, day: date) -> int | None:
-    """Write the day's accepted, not yet forwarded rows as one sq_cj CSV and ingest it with the exchange.
+    """Write the day's accepted, not yet forwarded rows as one sq_cj CSV and hand it to the exchange.
 
-    The file goes through receive → parse → gate → resolve → merge → publish (channel "collection"),
-    so the change events subscribed departments read come from the same path as every department's.
-    A re-run after a failure writes the same bytes, which the exchange recognises: nothing twice.
+    The file is received (archived, registered as a batch, channel "collection") in the same
+    transaction that marks the rows as forwarded: either both or neither. The caller (the DAG) then
+    runs the batch through parse → gate → resolve → merge → publish like every department's file,
+    so the change events subscribed departments read come from the same path. A re-run after a
+    failure writes the same bytes, which the exchange recognises: nothing twice.
     Returns the batch id, or None when there was nothing to forward.
     """
     columns = service.spec().column_names
@@ -48,14 +51,16 @@ def forward_day(factory: SessionFactory, day: date) -> int | None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{service.SOURCE}_{day:%Y%m%d}{f'_{seq}' if seq > 1 else ''}.csv"
         path.write_bytes(out.getvalue().encode("utf-8-sig"))
-        ingested = ingest_file(factory, path, channel="collection")
-    with transaction(factory) as session:
-        session.execute(
-            update(SubmissionRow)
-            .where(SubmissionRow.id.in_([row_id for row_id, _ in rows]))
-            .values(batch_id=ingested.batch_id)
-        )
-    return ingested.batch_id
+        with transaction(factory) as session:
+            batch_id = exchange_service.receive_file(
+                session=session, path=path, channel="collection"
+            ).batch.id
+            session.execute(
+                update(SubmissionRow)
+                .where(SubmissionRow.id.in_([row_id for row_id, _ in rows]))
+                .values(batch_id=batch_id)
+            )
+    return batch_id
 
 
 def clear_day(factory: SessionFactory, day: date) -> dict[str, bool]:

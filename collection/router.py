@@ -10,12 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from base.web import render
 from collection import auth, service
 from collection.config import collection_settings
 from collection.dependencies import ApiAuth, Auth, PageAuth, SessionDep
 from collection.models import SubmissionRow
 from collection.schemas import FORM_KEYS, CheckIn, CheckOut, PersonForm
-from popex.web import render
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from collection.auth import hash_password
 from collection.config import collection_settings
 from collection.models import Clearance, Officer, Submission, SubmissionRow
-from exchange import readers
+from exchange import service as exchange_service
 from registry.audit import record_audit
 from registry.models import Area, Person
 from registry.normalise.codes import ETHNICITIES
@@ -263,9 +263,9 @@ def store_upload(
 ) -> Submission:
     """Store every row of an uploaded sq_cj spreadsheet as typed (not yet validated)."""
     try:
-        feed = readers.open_feed_file(path, spec(), max_bytes=5 * 1024 * 1024)
+        feed = exchange_service.open_feed_file(path, spec(), max_bytes=5 * 1024 * 1024)
         rows = list(feed.rows())
-    except readers.FeedFileError as exc:
+    except exchange_service.FeedFileError as exc:
         raise UploadError(exc.message) from exc
     sub = Submission(
         officer_id=officer.id,

@@ -42,8 +42,9 @@ def exchange_daily() -> None:
     def detect(params: dict | None = None, data_interval_start: datetime | None = None) -> list[int]:
         from pathlib import Path
 
-        from exchange.flows import receive_landing, session_factory
-        from popex.settings import storage_settings
+        from base.db import session_factory
+        from base.settings import storage_settings
+        from exchange.flows import receive_landing
 
         assert data_interval_start is not None
         landing = Path((params or {}).get("landing") or storage_settings().landing_dir)
@@ -51,43 +52,48 @@ def exchange_daily() -> None:
 
     @task
     def parse(batch_ids: list[int]) -> list[int]:
-        from exchange.flows import run_step_all, session_factory
+        from base.db import session_factory
+        from exchange.flows import run_step_all
 
         run_step_all(session_factory(), "parse", batch_ids)
         return batch_ids
 
     @task
     def gate(batch_ids: list[int]) -> list[int]:
-        from exchange.flows import run_step_all, session_factory
+        from base.db import session_factory
+        from exchange.flows import run_step_all
 
         run_step_all(session_factory(), "gate", batch_ids)
         return batch_ids
 
     @task
     def resolve(batch_ids: list[int]) -> list[int]:
-        from exchange.flows import run_step_all, session_factory
+        from base.db import session_factory
+        from exchange.flows import run_step_all
 
         run_step_all(session_factory(), "resolve", batch_ids)
         return batch_ids
 
     @task
     def merge(batch_ids: list[int]) -> list[int]:
-        from exchange.flows import run_step_all, session_factory
+        from base.db import session_factory
+        from exchange.flows import run_step_all
 
         run_step_all(session_factory(), "merge", batch_ids)
         return batch_ids
 
     @task
     def publish(batch_ids: list[int]) -> list[int]:
-        from exchange.flows import run_step_all, session_factory
+        from base.db import session_factory
+        from exchange.flows import run_step_all
 
         run_step_all(session_factory(), "publish", batch_ids)
         return batch_ids
 
     @task
     def statistics(batch_ids: list[int]) -> int:
+        from base.db import session_factory
         from decision.service import refresh_batches
-        from exchange.flows import session_factory
 
         return len(refresh_batches(factory=session_factory(), batch_ids=batch_ids))
 
@@ -95,8 +101,9 @@ def exchange_daily() -> None:
     def receipts(batch_ids: list[int], params: dict | None = None) -> list[str]:
         from pathlib import Path
 
-        from exchange.flows import session_factory, write_receipts
-        from popex.settings import storage_settings
+        from base.db import session_factory
+        from base.settings import storage_settings
+        from exchange.flows import write_receipts
 
         outbox = Path((params or {}).get("outbox") or storage_settings().outbox_dir)
         return [str(p) for p in write_receipts(session_factory(), batch_ids, outbox)]

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
+from base.db import database_url
 from decision import aggregates, indicators, service
-from registry.db import database_url
 from registry.migrate import upgrade
 
 BENCH_BATCH_SOURCES = (("gaj", "公安局", "gaj_hj", "户籍人口"), ("gaj", "公安局", "gaj_ld", "流动人口登记"))

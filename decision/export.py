@@ -6,18 +6,13 @@ import io
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from base.tabular import safe_cell
 from decision.schemas import SUPPRESSED_MARK, StatTable
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-
-
-def safe_text(value: str) -> str:
-    """The cell as text a spreadsheet will not evaluate: a leading = + - @ gets an apostrophe."""
-    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def table_rows(table: StatTable, caption: str) -> list[list[str]]:
@@ -29,7 +24,7 @@ def table_rows(table: StatTable, caption: str) -> list[list[str]]:
     out.append([f"注：“{SUPPRESSED_MARK}”为按小数抑制规则隐藏的数值（含为防止推算而隐藏的数值）"])
     if table.note:
         out.append([f"注：{table.note}"])
-    return [[safe_text(c) for c in r] for r in out]
+    return [[safe_cell(c) for c in r] for r in out]
 
 
 def to_csv(table: StatTable, caption: str) -> bytes:

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from base.db import get_session
+from base.web import render
 from decision import aggregates, export, indicators
-from decision.dependencies import get_session
 from decision.schemas import AreaOut, Dashboard, ErrorOut, Lineage, StatTable
 from decision.suppression import DEFAULT_THRESHOLD
-from popex.web import render
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css")} if STATIC.is_dir() else set()

@@ -44,7 +44,7 @@ def new_push_key(*, session: Session, department: str, label: str | None = None)
 @departments_app.command("key")
 def create_key(department: str, label: Annotated[str | None, typer.Option(help="备注")] = None) -> None:
     """Create a push key for DEPARTMENT (gaj, wjw, rsj …); it is shown once."""
-    from registry.db import session_scope
+    from base.db import session_scope
 
     try:
         with session_scope() as session:
@@ -58,8 +58,8 @@ def create_key(department: str, label: Annotated[str | None, typer.Option(help="
 @departments_app.command("revoke")
 def revoke_keys(department: str) -> None:
     """Revoke every push key of DEPARTMENT."""
+    from base.db import session_scope
     from exchange.models import PushCredential
-    from registry.db import session_scope
 
     with session_scope() as session:
         done = (

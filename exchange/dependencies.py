@@ -1,23 +1,18 @@
 """FastAPI dependencies of the push API: the session factory and the pushing department."""
 
 import hashlib
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from base.db import SessionFactory, session_factory
 from exchange.exceptions import PushError
 from exchange.models import PushCredential
-
-SessionFactory = Callable[[], Session]
 
 
 def get_factory() -> SessionFactory:
     """Sessions on the configured database (tests override this)."""
-    from exchange.flows import session_factory
-
     return session_factory()
 
 

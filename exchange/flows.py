@@ -3,21 +3,19 @@
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session, sessionmaker
 
+from base.db import SessionFactory, transaction
 from exchange import gate, service
 from exchange.readers import parse_file_name
 from registry.models import Batch, Delivery
 
 log = logging.getLogger(__name__)
-SessionFactory = Callable[[], Session]
 STEPS: dict[str, Callable[..., object]] = {
     "parse": service.parse_batch,
     "gate": gate.run_gate,
@@ -25,20 +23,6 @@ STEPS: dict[str, Callable[..., object]] = {
     "merge": service.merge_batch,
     "publish": service.publish_batch,
 }
-
-
-@contextmanager
-def transaction(factory: SessionFactory) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # Tables a step writes in bulk. After a large batch their planner statistics are refreshed at once:
@@ -127,13 +111,6 @@ def landing_files(folder: Path) -> list[Path]:
             continue
         found.append(((name.as_of, name.source, name.seq), path))
     return [p for _, p in sorted(found)]
-
-
-def session_factory() -> sessionmaker[Session]:
-    """Sessions on the configured database."""
-    from registry.db import get_engine
-
-    return sessionmaker(get_engine(), expire_on_commit=False)
 
 
 RECEIVED_DIR = "_received"  # where a landing folder's files go once received: <folder>/_received/<as-of>/

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import text
 
+from base.web import render
 from exchange.dependencies import SessionFactory, get_factory
-from popex.web import render
 from registry.records import describe
 
 pages = APIRouter(include_in_schema=False)

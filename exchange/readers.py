@@ -47,7 +47,6 @@ _CONTROL_BYTES = bytes(b for b in range(256) if (b < 0x20 and b not in b"\t\n\f\
 _TEXT_BYTES = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
 _TWO_CJK = re.compile("[\u4e00-\u9fff].*[\u4e00-\u9fff]")
 _FORMULA_TAG = re.compile(rb"<(?:\w+:)?f[\s>/]")
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 _CELL_NOTES = {
     IssueCode.CELL_FORMULA: "是公式单元格，按公式原文读取，未计算",
@@ -213,11 +212,6 @@ def open_feed_file(path: Path, spec: FeedSpec, *, max_bytes: int = DEFAULT_MAX_B
 def read_rows(path: Path, spec: FeedSpec, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Row]:
     """Check the file as open_feed_file does (raising at once), then stream its rows."""
     return open_feed_file(path, spec, max_bytes=max_bytes).rows()
-
-
-def safe_cell(value: str) -> str:
-    """Text a spreadsheet will not run as a formula: a leading = + - @ tab or CR gets a ' in front."""
-    return f"'{value}" if value.startswith(_FORMULA_PREFIXES) else value
 
 
 def _error(code: IssueCode, file: str, message: str, **where: Any) -> FeedFileError:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
+from base.db import transaction
+from base.settings import storage_settings
 from exchange import flows, service
 from exchange.dependencies import SessionFactory, current_department, get_factory
 from exchange.exceptions import FeedFileError, PushError
 from exchange.readers import identify_file
-from popex.settings import storage_settings
 
 router = APIRouter(prefix="/exchange", tags=["部门数据交换"])
 CHUNK = 1024 * 1024
@@ -93,7 +94,7 @@ def push_file(
                 if size > storage.max_upload_bytes:
                     raise PushError(413, "FILE_TOO_LARGE", f"文件超过上限 {storage.max_upload_bytes} 字节")
                 out.write(chunk)
-        with flows.transaction(factory) as session:
+        with transaction(factory) as session:
             received = service.receive_file(
                 session=session, path=path, channel="push", actor=f"dept:{department}"
             )

@@ -19,10 +19,16 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from exchange.exceptions import FeedFileError, IssueCode
-from exchange.readers import FileName, identify_file, open_feed_file, safe_cell
+from base.settings import storage_settings
+
+# FeedFileError and open_feed_file are public here: the collection platform reads officers' sq_cj uploads
+# with the exchange standard's reader.
+from base.tabular import safe_cell
+from exchange.exceptions import FeedFileError as FeedFileError
+from exchange.exceptions import IssueCode
+from exchange.readers import FileName, identify_file
+from exchange.readers import open_feed_file as open_feed_file
 from exchange.staging import staged_chunks
-from popex.settings import storage_settings
 from registry import events, merge, resolve
 from registry.audit import record_audit
 from registry.feeds import sync_feeds

@@ -18,8 +18,8 @@ import typer
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
+from base.db import database_url
 from monitor import health
-from registry.db import database_url
 
 DATABASE = "popex_bench_monitor"
 END = datetime(2026, 12, 1)

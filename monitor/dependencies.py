@@ -1,19 +1,9 @@
 """FastAPI dependencies of the monitor."""
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query
-from sqlalchemy.orm import Session
-
-from registry.db import session_scope
-
-
-def get_session() -> Iterator[Session]:
-    """A database session for one request (tests point it at their own database)."""
-    with session_scope() as session:
-        yield session
 
 
 def as_of(

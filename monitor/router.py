@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from base.db import get_session
+from base.web import render
 from monitor import alerts, batches, metrics, scorecard, service, timeliness
 from monitor.config import monitor_settings
-from monitor.dependencies import as_of, get_session
-from popex.web import render
+from monitor.dependencies import as_of
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css")} if STATIC.is_dir() else set()

@@ -15,7 +15,7 @@ from openpyxl.styles import Font
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from exchange.readers import safe_cell
+from base.tabular import safe_cell
 from monitor import timeliness
 
 

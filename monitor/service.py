@@ -107,7 +107,7 @@ def community_clearance(
 
 def evaluate_alerts(*, now: datetime, settings: MonitorSettings) -> dict[str, list[str]]:
     """One evaluation in its own transaction (the DAG's first task); the keys raised, resolved, open."""
-    from registry.db import session_scope
+    from base.db import session_scope
 
     with session_scope() as session:
         health.roll_up(session=session)
@@ -121,7 +121,7 @@ def evaluate_alerts(*, now: datetime, settings: MonitorSettings) -> dict[str, li
 
 def notify_alerts(*, settings: MonitorSettings) -> int:
     """Deliver undelivered alert states to the webhook in its own transaction (the DAG's second task)."""
-    from registry.db import session_scope
+    from base.db import session_scope
 
     with session_scope() as session:
         return alerts.notify(session=session, settings=settings)

@@ -12,6 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
+from base.faults import FaultBarrier
+from base.web import render
 from collection.router import pages as collection_pages
 from decision import router as decision_router
 from exchange.dependencies import SessionFactory, get_factory
@@ -20,8 +22,6 @@ from exchange.pages import pages as exchange_pages
 from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
 from monitor import router as monitor_router
-from popex.faults import FaultBarrier
-from popex.web import render
 from registry.review import KIND_LABELS
 from sharing_api.router import router as sharing_router
 

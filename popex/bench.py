@@ -24,7 +24,7 @@ import psutil
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import sessionmaker
 
-from popex.settings import ROOT
+from base.settings import ROOT
 
 BENCH_DIR = ROOT / "var" / "bench"
 
@@ -54,7 +54,7 @@ class PeakMemory:
 
 def fresh_database(name: str) -> str:
     """Drop and create `name` on the configured server; its URL."""
-    from registry.db import database_url
+    from base.db import database_url
 
     admin = make_url(database_url())
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
@@ -69,10 +69,10 @@ def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
     """The benchmark; returns the figures."""
     from exchange.flows import ingest_file, landing_files, process_batch
     from exchange.gate import release_batch
-    from popex.synth import generate_city
     from registry.areas import load_areas
     from registry.evaluate import evaluate_links, write_errors
     from registry.migrate import upgrade
+    from synth import generate_city
 
     city = BENCH_DIR / f"city_{persons}_{days}_{seed}"
     figures: dict[str, Any] = {"persons": persons, "days": days, "seed": seed}

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 
+from base.progress import err, progress_bar
 from collection.cli import officers_app
 from exchange.cli import departments_app
 from sharing_api.cli import audit_app, clients_app
@@ -26,14 +27,6 @@ app.add_typer(officers_app, name="officers")
 app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
 console = Console()
-err = Console(stderr=True)
-
-
-def progress_bar() -> Progress:
-    """The progress bar every long command shows."""
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-    )
 
 
 @app.callback()
@@ -65,8 +58,8 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="目标版本")] =
 @db_app.command("stop")
 def db_stop() -> None:
     """Stop the embedded PostgreSQL, if one is running."""
-    from popex.settings import database_settings
-    from registry.embedded import stop_embedded
+    from base.embedded import stop_embedded
+    from base.settings import database_settings
 
     stopped = stop_embedded(database_settings().embedded_dir)
     console.print("嵌入式数据库已停止" if stopped else "没有正在运行的嵌入式数据库")
@@ -77,8 +70,8 @@ def areas_load(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="区划 CSV 文件")],
 ) -> None:
     """Load the area hierarchy; all rows or none, idempotent."""
+    from base.db import session_scope
     from registry.areas import AreaFileError, load_areas
-    from registry.db import session_scope
 
     try:
         with session_scope() as session:
@@ -100,7 +93,7 @@ def synth(
     start: Annotated[str, typer.Option(help="起始日期 YYYY-MM-DD")] = "2026-11-01",
 ) -> None:
     """Write a synthetic city: areas, daily department files with their mess, and ground truth."""
-    from popex.synth import generate_city
+    from synth import generate_city
 
     with progress_bar() as bar:
         tasks: dict[str, TaskID] = {}
@@ -142,7 +135,7 @@ app.add_typer(departments_app, name="departments")
 def _print_ingested(result: "Ingested") -> None:
     from sqlalchemy import select
 
-    from registry.db import session_scope
+    from base.db import session_scope
     from registry.models import Batch
 
     with session_scope() as session:
@@ -168,8 +161,9 @@ def ingest(
     as_of: Annotated[str | None, typer.Option(help="文件名不含日期时的数据日期 YYYY-MM-DD")] = None,
 ) -> None:
     """Ingest one file (or every new file of a landing folder, in date order) through the whole pipeline."""
+    from base.db import session_factory
     from exchange.exceptions import FeedFileError
-    from exchange.flows import ingest_file, landing_files, session_factory
+    from exchange.flows import ingest_file, landing_files
 
     if directory is not None:
         paths = landing_files(directory)
@@ -209,8 +203,8 @@ def receipt(
     fmt: Annotated[str, typer.Option("--format", help="csv 或 summary")] = "csv",
 ) -> None:
     """Print a batch's receipt (回执): a summary, or one CSV line per row."""
+    from base.db import session_scope
     from exchange.service import build_receipt, find_batch
-    from registry.db import session_scope
 
     with session_scope() as session:
         found = find_batch(session=session, ref=batch)
@@ -238,7 +232,7 @@ def export_persons(
     import getpass
     import sys
 
-    from registry.db import session_scope
+    from base.db import session_scope
     from registry.export import write_persons_csv
 
     if fmt != "csv":
@@ -265,7 +259,8 @@ def batch_release(
     actor: Annotated[str, typer.Option(help="操作人")] = "operator",
 ) -> None:
     """Release a quarantined batch and run the rest of its pipeline."""
-    from exchange.flows import process_batch, session_factory, transaction
+    from base.db import session_factory, transaction
+    from exchange.flows import process_batch
     from exchange.gate import release_batch
 
     factory = session_factory()
@@ -284,7 +279,7 @@ def review_list(limit: Annotated[int, typer.Option(help="最多显示条数")] =
     from rich.table import Table
     from sqlalchemy import text
 
-    from registry.db import session_scope
+    from base.db import session_scope
 
     table = Table("事项", "类型", "批次", "行", "候选人员", "得分", "创建时间")
     with session_scope() as session:
@@ -360,8 +355,8 @@ def review_show(
     """The record beside the proposed person, field by field, and how the match model weighed them."""
     from rich.table import Table
 
+    from base.db import session_scope
     from registry import review
-    from registry.db import session_scope
 
     try:
         with session_scope() as session:
@@ -388,8 +383,8 @@ def review_show(
 
 
 def _review_op(op: str, **kwargs: object) -> None:
+    from base.db import session_scope
     from registry import review
-    from registry.db import session_scope
 
     try:
         with session_scope() as session:
@@ -450,8 +445,8 @@ def demo(
 @db_app.command("check")
 def db_check() -> None:
     """Referential and accounting checks of the bulk tables (they carry no foreign keys)."""
+    from base.db import session_scope
     from registry.consistency import check_consistency
-    from registry.db import session_scope
 
     with session_scope() as session:
         found = check_consistency(session=session)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from popex.settings import ROOT
+from base.settings import ROOT
 
 console = Console()
 DEMO_DIR = ROOT / "var" / "demo"
@@ -35,7 +35,7 @@ def airflow_env(home: Path) -> None:
 
 def summary() -> Table:
     """Persons, source records, links, rejects and review items in the one database."""
-    from registry.db import session_scope
+    from base.db import session_scope
 
     table = Table("指标", "数量", title="统一人口库概况")
     queries = {
@@ -60,10 +60,10 @@ def summary() -> Table:
 
 def run_demo(*, persons: int, days: int, seed: int, start: date, serve: bool) -> None:
     """The whole demo; re-running it reuses the database and skips what is already done."""
-    from popex.synth import generate_city
+    from base.db import session_scope
     from registry.areas import load_areas
-    from registry.db import session_scope
     from registry.migrate import upgrade
+    from synth import generate_city
 
     console.print("[bold]1/5[/bold] 数据库迁移")
     upgrade()

@@ -35,8 +35,7 @@ import orjson
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from sharing_api.grouped import GroupedStatement
-from sharing_api.reads import Statement
+from sharing_api.grouped import GroupedStatement, Statement
 
 # The trigger takes the chain's lock, draws the id under it and links the row to the one before, so
 # rows inserted in the order of `n` follow each other in the chain.

@@ -36,7 +36,7 @@ import httpx
 import typer
 from sqlalchemy import create_engine, make_url, text
 
-from registry.db import database_url
+from base.db import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = shutil.which("wrk")

@@ -62,7 +62,7 @@ def create(
     operator: Operator = None,
 ) -> None:
     """Register a client with its policy (from a file, from options, or both) and print its key once."""
-    from registry.db import session_scope
+    from base.db import session_scope
     from sharing_api.clients import ClientRefused, create_client
 
     options: dict[str, Any] = {
@@ -95,7 +95,7 @@ def create(
 @clients_app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """Every client with its status, key expiry and policy."""
-    from registry.db import session_scope
+    from base.db import session_scope
     from sharing_api.clients import list_clients
 
     with session_scope() as session:
@@ -134,7 +134,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] =
 
 def _admin(action: str, code: str, **kwargs: Any) -> Any:
     """Run one client administration function, turning an unknown code into a clear error."""
-    from registry.db import session_scope
+    from base.db import session_scope
     from sharing_api import clients
 
     kwargs["operator"] = kwargs["operator"] or getpass.getuser()
@@ -185,9 +185,9 @@ def policy(
 @audit_app.command("verify")
 def verify() -> None:
     """Verify the whole hash chain; exit 1 and name the first bad row if it does not verify."""
-    from popex.cli import progress_bar
+    from base.db import session_scope
+    from base.progress import progress_bar
     from registry.audit import verify_chain
-    from registry.db import session_scope
 
     with session_scope() as session, progress_bar() as bar:
         task = bar.add_task("校验审计日志（按记录 id）", total=None)
@@ -211,7 +211,7 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """Who looked at a person, when and why (newest first)."""
-    from registry.db import session_scope
+    from base.db import session_scope
     from sharing_api.service import access_records
 
     keys = ("client", "end_user", "purpose", "operation", "outcome")

@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from popex.settings import ROOT
+from base.settings import ROOT
 
 
 class SharingSettings(BaseSettings):

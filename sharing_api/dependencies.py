@@ -23,7 +23,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
-from registry.db import database_url
+from base.db import database_url
 from sharing_api.access import Access
 from sharing_api.audit import AccessAudit, GroupCommitAudit
 from sharing_api.clients import ClientCache, ClientContext

@@ -18,18 +18,40 @@ failure fails the whole group and drops the connection; the next group opens a n
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+import re
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import make_url
-
-if TYPE_CHECKING:
-    from sharing_api.reads import Statement
+from sqlalchemy import CompoundSelect, Select, make_url
+from sqlalchemy.dialects import postgresql
 
 log = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 Waiting = list[tuple[ItemT, asyncio.Future[ResultT]]]
+
+
+_DIALECT = postgresql.psycopg2.dialect()  # type: ignore[attr-defined]
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A Core statement compiled once, with its PREPARE and EXECUTE forms."""
+
+    name: str
+    prepare_sql: str
+    execute_sql: str
+
+    @classmethod
+    def of(cls, name: str, stmt: Select[Any] | CompoundSelect[Any]) -> "Statement":
+        """Compile a statement: its named parameters become $1, $2 … in order of first appearance."""
+        sql = str(stmt.compile(dialect=_DIALECT))
+        params = list(dict.fromkeys(_PARAM.findall(sql)))
+        numbered = _PARAM.sub(lambda m: f"${params.index(m.group(1)) + 1}", sql)
+        arguments = ", ".join(f"%({p})s" for p in params)
+        return cls(name, f"PREPARE {name} AS {numbered}", f"EXECUTE {name}({arguments})")
 
 
 def role_option(role: str) -> str:
@@ -44,7 +66,7 @@ class GroupedStatement(Generic[ItemT, ResultT]):
     each item's result from the cursor (`results`).
     """
 
-    statement: "Statement"
+    statement: Statement
     application_name = "popex"
     settings: tuple[tuple[str, str], ...] = ()  # PostgreSQL settings of the connection (name, value)
 

@@ -13,16 +13,12 @@ Two readers:
   `InlineReads` is the same interface over a `PersonReader` (tests).
 """
 
-import re
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
-    CompoundSelect,
-    Select,
     String,
     bindparam,
     func,
@@ -30,13 +26,12 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from registry.models import Person, PersonIdentifier
 from sharing_api.exceptions import ErrorCode, SharingError
-from sharing_api.grouped import GroupedStatement
+from sharing_api.grouped import GroupedStatement, Statement
 from sharing_api.policy import PersonField
 
 Row = Mapping[str, Any]
@@ -56,28 +51,6 @@ _ITEMS = (
     .table_valued("id_type", "id_no", with_ordinality="n")
     .render_derived(name="item")
 )
-
-_DIALECT = postgresql.psycopg2.dialect()  # type: ignore[attr-defined]
-_PARAM = re.compile(r"%\((\w+)\)s")
-
-
-@dataclass(frozen=True)
-class Statement:
-    """A Core statement compiled once, with its PREPARE and EXECUTE forms."""
-
-    name: str
-    prepare_sql: str
-    execute_sql: str
-
-    @classmethod
-    def of(cls, name: str, stmt: Select[Any] | CompoundSelect) -> "Statement":
-        """Compile a statement: its named parameters become $1, $2 … in order of first appearance."""
-        sql = str(stmt.compile(dialect=_DIALECT))
-        params = list(dict.fromkeys(_PARAM.findall(sql)))
-        numbered = _PARAM.sub(lambda m: f"${params.index(m.group(1)) + 1}", sql)
-        arguments = ", ".join(f"%({p})s" for p in params)
-        return cls(name, f"PREPARE {name} AS {numbered}", f"EXECUTE {name}({arguments})")
-
 
 BY_ID = Statement.of("popex_person_by_id", _PERSON.where(Person.id == bindparam("id")))
 BY_NUMBER = Statement.of("popex_person_by_number", _PERSON.where(Person.person_no == bindparam("person_no")))

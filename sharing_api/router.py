@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from popex.faults import log_fault
+from base.faults import log_fault
 from sharing_api import service
 from sharing_api.access import Access
 from sharing_api.dependencies import (

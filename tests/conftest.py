@@ -11,8 +11,8 @@ from hypothesis import settings
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session
 
-from popex.settings import storage_settings
-from registry.db import database_url
+from base.db import database_url
+from base.settings import storage_settings
 from registry.migrate import upgrade
 from tests.factories import make_areas
 

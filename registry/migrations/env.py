@@ -2,7 +2,8 @@
 
 from alembic import context
 
-from registry.db import Base, database_url
+from base.db import database_url
+from registry.db import Base
 from registry.migrate import import_all_models
 
 import_all_models()  # registers every table on Base.metadata

@@ -5,7 +5,9 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
-_CHECK_CHARS = "10X98765432"
+# ISO 7064 MOD 11-2: the check character is CHECK_CHARS[sum(digit_i * CHECK_WEIGHTS[i]) % 11].
+CHECK_CHARS = "10X98765432"
+CHECK_WEIGHTS = tuple(2 ** (17 - i) % 11 for i in range(17))
 _PROVINCES = frozenset(
     str(code)
     for lo, hi in ((11, 15), (21, 23), (31, 37), (41, 46), (50, 54), (61, 65), (71, 71), (81, 82))
@@ -27,7 +29,7 @@ def _check(first17: str) -> str:
     The MOD 11-2 weights are 2**(17-i) mod 11, and 13 = 2 (mod 11), so the weighted sum is congruent
     to twice the digits read as a base-13 numeral: one C call instead of a Python loop over digits.
     """
-    return _CHECK_CHARS[2 * int(first17, 13) % 11]
+    return CHECK_CHARS[2 * int(first17, 13) % 11]
 
 
 def check_char(first17: str) -> str:

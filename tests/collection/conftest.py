@@ -10,11 +10,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from base.db import get_session
+from base.web import ROOT
 from collection import service
-from collection.dependencies import get_session
 from collection.models import Officer
 from collection.router import pages, work_date
-from popex.web import ROOT
 
 TODAY = date.today()
 PASSWORD = "correct-horse-9"

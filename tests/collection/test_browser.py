@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from base.db import get_session
 from collection import service
-from collection.dependencies import get_session
 from registry.migrate import upgrade
 from tests.browser import MARKS, WIDTHS, offline_page, served
 from tests.collection.conftest import LI, PASSWORD, ZHANG, ZHANG_BAD, collection_app

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from popex.settings import database_settings, storage_settings
-from registry import db
+from base import db
+from base.settings import database_settings, storage_settings
 from registry.migrate import upgrade
 from tests.conftest import admin_url, create_database, drop_database
 
@@ -48,10 +48,10 @@ def popex_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     engine.dispose()
     monkeypatch.setenv("POPEX_DATABASE_URL", url)
     monkeypatch.setenv("POPEX_ARCHIVE_DIR", str(tmp_path / "archive"))
-    for cached in (database_settings, storage_settings, db.get_engine, db._session_factory):
+    for cached in (database_settings, storage_settings, db.get_engine, db.session_factory):
         cached.cache_clear()
     yield url
     db.get_engine().dispose()
-    for cached in (database_settings, storage_settings, db.get_engine, db._session_factory):
+    for cached in (database_settings, storage_settings, db.get_engine, db.session_factory):
         cached.cache_clear()
     drop_database(url, admin)

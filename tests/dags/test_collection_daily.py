@@ -13,9 +13,9 @@ DAY = date(2026, 11, 20)
 def test_collection_day_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    from base.db import session_scope
     from collection import service
     from registry.areas import load_areas
-    from registry.db import session_scope
 
     areas = tmp_path / "areas.csv"
     areas.write_text(

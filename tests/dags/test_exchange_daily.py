@@ -36,8 +36,8 @@ def counts(url: str) -> dict[str, int]:
 def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    from base.db import session_scope
     from registry.areas import load_areas
-    from registry.db import session_scope
 
     areas = tmp_path / "areas.csv"
     areas.write_text(
@@ -96,8 +96,8 @@ def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     assert lines[0] == "row,record_key,status,person_id,reasons" and lines[1].startswith("1,D1,accepted,P")
 
     # The decision platform's aggregates were refreshed from the merged batches and agree with a recount.
+    from base.db import session_scope
     from decision.service import aggregate_cells, recount
-    from registry.db import session_scope
 
     with session_scope() as session:
         applied = session.execute(text("SELECT count(*) FROM decision.applied_batch")).scalar_one()

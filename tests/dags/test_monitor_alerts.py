@@ -12,9 +12,9 @@ pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 def test_alerts_dag_raises_missing_feeds_and_is_seen_in_metadata(airflow_home, popex_db, monkeypatch) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    from base.db import session_scope
     from monitor.config import monitor_settings
     from monitor.health import airflow_configured, airflow_runs
-    from registry.db import session_scope
     from registry.feeds import sync_feeds
 
     monkeypatch.setenv("POPEX_MONITOR_EXPECTED_FROM", "2026-11-02")

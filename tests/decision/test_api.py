@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
+from base.db import get_session
 from decision import service
-from decision.dependencies import get_session
 from popex.app import create_app
 from tests.decision.conftest import add_person
 from tests.factories import make_batch

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from base.db import get_session
 from decision import bench, service
-from decision.dependencies import get_session
 from popex.app import create_app
 from registry.migrate import upgrade
 from tests.browser import MARKS, SHOTS, WIDTHS, offline_page, served

@@ -9,8 +9,8 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
+from base.tabular import safe_cell
 from exchange import flows, service
-from exchange.readers import safe_cell
 from registry.models import AuditLog, Batch, Person, SourceRecord
 from schemas.feed_spec import get_feed_spec
 from tests.feedfiles import hj, write_feed

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from base.settings import storage_settings
 from exchange import flows
 from exchange.dependencies import get_factory
 from popex.app import create_app
-from popex.settings import storage_settings
 from tests.browser import MARKS, offline_page, served
 from tests.conftest import migrated_database
 from tests.factories import make_areas

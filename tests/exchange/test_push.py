@@ -7,11 +7,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from base.settings import storage_settings
 from exchange import flows
 from exchange.cli import new_push_key
 from exchange.dependencies import get_factory
 from popex.app import create_app
-from popex.settings import storage_settings
 from tests.feedfiles import hj, write_feed
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from base.db import get_session
 from monitor.config import MonitorSettings
-from monitor.dependencies import get_session
 from popex.app import create_app
 from tests.monitor.week import WEEK, build_week
 

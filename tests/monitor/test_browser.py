@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from base.db import get_session
+from base.settings import storage_settings
 from monitor import alerts
-from monitor.dependencies import get_session
 from popex.app import create_app
-from popex.settings import storage_settings
 from registry.migrate import upgrade
 from tests.browser import MARKS, SHOTS, WIDTHS, offline_page, served
 from tests.conftest import create_database, drop_database

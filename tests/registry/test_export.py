@@ -86,7 +86,7 @@ def test_the_command_needs_a_purpose_and_writes_a_file_excel_opens(
         yield session
         session.commit()
 
-    monkeypatch.setattr("registry.db.session_scope", scope)
+    monkeypatch.setattr("base.db.session_scope", scope)
     make_person(session, name="李雷")
     runner = CliRunner()
     refused = runner.invoke(app, ["export", "persons", "--out", str(tmp_path / "a.csv")])

@@ -158,7 +158,7 @@ def test_review_show_prints_the_comparison_and_how_to_decide(session, conflict, 
         yield session
         session.commit()
 
-    monkeypatch.setattr("registry.db.session_scope", scope)
+    monkeypatch.setattr("base.db.session_scope", scope)
     done = CliRunner().invoke(
         app, ["review", "show", str(conflict.id), "--actor", "clerk-2"], env={"COLUMNS": "200"}
     )

@@ -358,7 +358,7 @@ def test_a_fault_of_the_service_is_a_json_500_whose_log_names_no_personal_data(
 
     monkeypatch.setattr(service, "changes", fails)
     before = last_audit_id(session)
-    with caplog.at_level(logging.ERROR, logger="popex.faults"):
+    with caplog.at_level(logging.ERROR, logger="base.faults"):
         answer = http.get("/api/v1/changes", headers=headers)
     assert answer.status_code == 500
     assert answer.json()["code"] == "INTERNAL_ERROR" and p.id_no not in answer.text

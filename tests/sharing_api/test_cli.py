@@ -40,7 +40,7 @@ def _cli_on_test_session(session: Session, monkeypatch: pytest.MonkeyPatch) -> N
         yield session
         session.commit()
 
-    monkeypatch.setattr("registry.db.session_scope", scope)
+    monkeypatch.setattr("base.db.session_scope", scope)
 
 
 def _invoke(*args: str) -> str:

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from base.settings import database_settings
 from popex.app import create_app
-from popex.settings import database_settings
 from registry.audit import verify_chain
 from sharing_api.clients import create_client
 from sharing_api.dependencies import _server_backends, api_engine, client_cache

@@ -1,5 +1,5 @@
 """The synthetic city: a true world of people and the messy daily extracts its departments send."""
 
-from popex.synth.city import CitySummary, generate_city
+from synth.city import CitySummary, generate_city
 
 __all__ = ["CitySummary", "generate_city"]

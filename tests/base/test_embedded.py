@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from registry.embedded import stop_embedded
+from base.embedded import stop_embedded
 
 pytestmark = pytest.mark.embedded
 
 SCRIPT = """
 from sqlalchemy import text
-from registry.db import get_engine
+from base.db import get_engine
 from registry.migrate import upgrade
 upgrade()
 with get_engine().begin() as conn:

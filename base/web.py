@@ -1,4 +1,5 @@
-"""The shared web shell: one Jinja environment over popex/templates and every platform's templates."""
+"""The shared web shell: one Jinja environment over base.html (base/templates), the app's pages and every
+platform's templates (found by folder, not imported)."""
 
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,11 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DIRS = [ROOT / "popex" / "templates"] + [
+TEMPLATE_DIRS = [ROOT / "base" / "templates", ROOT / "popex" / "templates"] + [
     ROOT / p / "templates" for p in ("exchange", "collection", "sharing_api", "decision", "monitor")
 ]
 
-templates = Jinja2Templates(directory=ROOT / "popex" / "templates")
+templates = Jinja2Templates(directory=ROOT / "base" / "templates")
 templates.env.loader = ChoiceLoader([FileSystemLoader(str(d)) for d in TEMPLATE_DIRS if d.is_dir()])
 
 

@@ -1,17 +1,14 @@
-"""Resident ID numbers (GB 11643): region, birth date, sequence and the ISO 7064 MOD 11-2 check."""
+"""Resident ID numbers (GB 11643): region, birth date, sequence and the registry's MOD 11-2 check,
+vectorised."""
 
 import numpy as np
 
-from popex.synth.dates import ymd
+from registry.normalise.ids import CHECK_CHARS, CHECK_WEIGHTS
+from synth.dates import ymd
 
-_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_CHECK = "10X98765432"
+_WEIGHTS = np.array(CHECK_WEIGHTS, dtype=np.int64)
+_CHECK = np.array(list(CHECK_CHARS))
 _POWERS = 10 ** np.arange(16, -1, -1, dtype=np.int64)
-
-
-def check_char(body: str) -> str:
-    """The MOD 11-2 check character of a 17-digit body."""
-    return _CHECK[sum(int(c) * int(w) for c, w in zip(body, _WEIGHTS, strict=True)) % 11]
 
 
 def id_numbers(region: np.ndarray, birth: np.ndarray, seq: np.ndarray) -> np.ndarray:
@@ -19,7 +16,7 @@ def id_numbers(region: np.ndarray, birth: np.ndarray, seq: np.ndarray) -> np.nda
     y, m, d = ymd(birth)
     body = region.astype(np.int64) * 10**11 + (y * 10000 + m * 100 + d) * 1000 + seq.astype(np.int64)
     digits = (body[:, None] // _POWERS) % 10
-    check = np.array(list(_CHECK))[(digits @ _WEIGHTS) % 11]
+    check = _CHECK[(digits @ _WEIGHTS) % 11]
     return np.strings.add(np.strings.zfill(body.astype(str), 17), check)
 
 

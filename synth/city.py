@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from popex.synth import reference as ref
-from popex.synth.areas import build_areas, write_areas
-from popex.synth.dates import day_of, iso
-from popex.synth.population import World, build_world
-from popex.synth.streams import stream
-from popex.synth.timeline import Timeline
-from popex.synth.writers import Landing, person_ids, write_csv
+from synth import reference as ref
+from synth.areas import build_areas, write_areas
+from synth.dates import day_of, iso
+from synth.population import World, build_world
+from synth.streams import stream
+from synth.timeline import Timeline
+from synth.writers import Landing, person_ids, write_csv
 
 STATUSES = ("active", "dead", "left")
 _FILE = re.compile(r"(?P<source>.+)_\d{8}(?:_\d+)?\.\w+")

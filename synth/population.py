@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from popex.synth import reference as ref
-from popex.synth.areas import Areas, addresses
-from popex.synth.dates import NODATE, ymd
-from popex.synth.idcard import check_char, id_numbers, sequences
-from popex.synth.streams import stream
+from registry.normalise.ids import check_char
+from synth import reference as ref
+from synth.areas import Areas, addresses
+from synth.dates import NODATE, ymd
+from synth.idcard import id_numbers, sequences
+from synth.streams import stream
 
 HJ, LD, JW = 0, 1, 2
 ACTIVE, DEAD, LEFT = 0, 1, 2

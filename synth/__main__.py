@@ -1,11 +1,11 @@
-"""python -m popex.synth OUT --persons N --days D --seed S: generate a city and print its summary."""
+"""python -m synth OUT --persons N --days D --seed S: generate a city and print its summary."""
 
 import argparse
 import sys
 from datetime import date
 from pathlib import Path
 
-from popex.synth import generate_city
+from synth import generate_city
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -15,7 +15,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments, generate, print rows per source and file."""
-    parser = argparse.ArgumentParser(prog="python -m popex.synth", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--persons", type=int, required=True)
     parser.add_argument("--days", type=int, required=True)

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("popex.faults")
+log = logging.getLogger(__name__)
 
 MESSAGE = "服务内部错误，已记入服务日志，请联系平台管理员"
 PAGE = f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">

@@ -30,7 +30,7 @@ def http() -> TestClient:
 
 
 def test_an_api_fault_is_json_with_a_stable_code(http: TestClient, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="popex.faults"):
+    with caplog.at_level(logging.ERROR, logger="base.faults"):
         answer = http.get("/api/v1/_boom")
     assert answer.status_code == 500
     assert answer.json() == {
@@ -43,7 +43,7 @@ def test_an_api_fault_is_json_with_a_stable_code(http: TestClient, caplog: pytes
 
 
 def test_a_page_fault_is_a_chinese_page(http: TestClient, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="popex.faults"):
+    with caplog.at_level(logging.ERROR, logger="base.faults"):
         answer = http.get("/_boom")
     assert answer.status_code == 500 and answer.headers["content-type"].startswith("text/html")
     assert "服务内部错误" in answer.text and 'href="/"' in answer.text
@@ -53,7 +53,7 @@ def test_a_page_fault_is_a_chinese_page(http: TestClient, caplog: pytest.LogCapt
 def test_the_engines_leave_statement_parameters_out_of_error_messages() -> None:
     from sqlalchemy import text
 
-    from registry.db import get_engine
+    from base.db import get_engine
     from sharing_api.dependencies import api_engine
 
     for engine in (get_engine(), api_engine()):

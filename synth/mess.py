@@ -5,10 +5,10 @@ from typing import Any
 
 import numpy as np
 
-from popex.synth import reference as ref
-from popex.synth.dates import DATE_STYLES, NODATE, render, ymd
-from popex.synth.feeds import Table
-from popex.synth.idcard import to_15
+from synth import reference as ref
+from synth.dates import DATE_STYLES, NODATE, render, ymd
+from synth.feeds import Table
+from synth.idcard import to_15
 
 # Rates are shares of the cells (or rows, or files) that are eligible for that kind of dirt.
 MESS: dict[str, float] = {

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from popex.synth import reference as ref
-from popex.synth.dates import NODATE, ymd
-from popex.synth.population import RESIDENT_ID, YEAR, World
+from synth import reference as ref
+from synth.dates import NODATE, ymd
+from synth.population import RESIDENT_ID, YEAR, World
 
 
 @dataclass(frozen=True)

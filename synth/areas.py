@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from popex.synth import reference as ref
+from synth import reference as ref
 
 PERSONS_PER_COMMUNITY = 4000
 COMMUNITIES_PER_DISTRICT = 30

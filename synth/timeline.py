@@ -5,10 +5,10 @@ from typing import Any
 
 import numpy as np
 
-from popex.synth import reference as ref
-from popex.synth.areas import addresses
-from popex.synth.feeds import FEEDS, Extracts, Table
-from popex.synth.population import (
+from synth import reference as ref
+from synth.areas import addresses
+from synth.feeds import FEEDS, Extracts, Table
+from synth.population import (
     ACTIVE,
     DEAD,
     HJ,
@@ -32,7 +32,7 @@ from popex.synth.population import (
     settle,
     surnames,
 )
-from popex.synth.streams import stream
+from synth.streams import stream
 
 # Per person (of the group named in the comment) per year, unless said otherwise.
 RATES: dict[str, float] = {

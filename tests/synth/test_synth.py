@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from python_calamine import CalamineWorkbook
 
-from popex.synth import CitySummary, generate_city
+from synth import CitySummary, generate_city
 
 START = date(2026, 11, 1)
 # Columns exactly as in EXCHANGE-STANDARD-v1.md (written out here, not imported from the generator).

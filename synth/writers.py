@@ -15,9 +15,9 @@ from typing import Any, Self
 import numpy as np
 from openpyxl import Workbook
 
-from popex.synth.feeds import Feed, Table
-from popex.synth.mess import MESS, dirty_rows
-from popex.synth.streams import stream
+from synth.feeds import Feed, Table
+from synth.mess import MESS, dirty_rows
+from synth.streams import stream
 
 BUFFER = 1 << 20
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
