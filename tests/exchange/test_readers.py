@@ -21,7 +21,6 @@ from exchange.readers import (
     open_feed_file,
     parse_file_name,
     read_rows,
-    safe_cell,
 )
 from schemas.feed_spec import FeedSpec, get_feed_spec
 
@@ -552,21 +551,3 @@ def test_xlsx_header_only(tmp_path: Path) -> None:
 
 
 # Export safety
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("=1+2", "'=1+2"),
-        ("+8613800000000", "'+8613800000000"),
-        ("-5", "'-5"),
-        ("@SUM(A1)", "'@SUM(A1)"),
-        ("\tx", "'\tx"),
-        ("\rx", "'\rx"),
-        ("张三", "张三"),
-        ("", ""),
-        ("a=b", "a=b"),
-    ],
-)
-def test_safe_cell(value: str, expected: str) -> None:
-    assert safe_cell(value) == expected
