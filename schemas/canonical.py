@@ -128,6 +128,45 @@ _EVENT_LABELS = {
 }
 
 
+class BatchState(StrEnum):
+    """Where a received file (a batch) is on its way into the one database; `label` is its Chinese name.
+
+    The allowed moves between states live beside this enum (registry/batches.py applies them).
+    """
+
+    RECEIVED = "received"  # archived with its hash, nothing else done
+    REJECTED = "rejected"  # the file itself cannot be read (encoding, format, header …): error says why
+    PARSED = "parsed"  # rows read and validated into source_record
+    GATED = "gated"  # the batch gate passed
+    QUARANTINED = "quarantined"  # the batch gate failed: nothing merged, reasons in gate_result
+    RESOLVED = "resolved"  # every accepted row linked to a person or sent to review
+    MERGED = "merged"  # golden records and history updated
+    PUBLISHED = "published"  # change events written
+    COUNTED = "counted"  # the decision statistics include the batch
+    COMPLETED = "completed"  # the receipt is written: nothing left to do
+    FAILED = "failed"  # a step raised; error holds what happened, a rerun resumes that step
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _BATCH_STATE_LABELS[self]
+
+
+_BATCH_STATE_LABELS = {
+    BatchState.RECEIVED: "已接收",
+    BatchState.REJECTED: "整文件拒收",
+    BatchState.PARSED: "已解析",
+    BatchState.GATED: "已通过闸门",
+    BatchState.QUARANTINED: "已隔离",
+    BatchState.RESOLVED: "已识别",
+    BatchState.MERGED: "已合并",
+    BatchState.PUBLISHED: "已发布",
+    BatchState.COUNTED: "已计入统计",
+    BatchState.COMPLETED: "已完成",
+    BatchState.FAILED: "失败",
+}
+
+
 class ColumnKind(StrEnum):
     """What a column's values look like; the batch gate checks conformance per kind."""
 
