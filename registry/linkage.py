@@ -1,4 +1,8 @@
-"""Probabilistic record linkage, Fellegi–Sunter style: comparisons as data, one small engine.
+"""Probabilistic record linkage, Fellegi–Sunter style: the identity rules as data, one small engine.
+
+This module holds every rule that decides who is who: the blocking rules (which persons a record is
+compared with), the comparisons (levels with their m and u), the bands on the score and the runner-up
+margin. registry.resolve only runs them against the database.
 
 Each comparison is a list of levels tried in order (the first that holds decides), each with an
 m-probability (how often the level holds for the same person) and a u-probability (how often it holds
@@ -19,6 +23,7 @@ from typing import Any
 from rapidfuzz.distance import JaroWinkler, Levenshtein
 
 Pair = Mapping[str, Any]  # r_* fields of the record, p_* fields of the candidate person
+Test = Callable[[Pair], bool]
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class Level:
     """One agreement level of a comparison."""
 
     name: str
-    test: Callable[[Pair], bool]
+    test: Test
     m: float
     u: float
 
@@ -40,107 +45,144 @@ class Comparison:
     levels: tuple[Level, ...]
 
 
+@dataclass(frozen=True)
+class Key:
+    """A field, or the part of it from character `start` (1-based, as SQL's substr) of `length`."""
+
+    field: str
+    start: int = 1
+    length: int | None = None
+
+    def sql(self, alias: str) -> str:
+        """The key as an SQL expression on table `alias`."""
+        column = f"{alias}.{self.field}"
+        if self.start == 1 and self.length is None:
+            return column
+        return f"substr({column}, {self.start}{'' if self.length is None else f', {self.length}'})"
+
+    def of(self, record: Mapping[str, Any]) -> Any:
+        """The key of a record (its fields by name); None when the field is blank."""
+        value = record.get(self.field)
+        if value is None or (self.start == 1 and self.length is None):
+            return value
+        end = None if self.length is None else self.start - 1 + self.length
+        return value[self.start - 1 : end]
+
+
+@dataclass(frozen=True)
+class BlockingRule:
+    """Records and persons sharing every key are compared."""
+
+    name: str
+    keys: tuple[Key, ...]
+
+    def sql(self, person: str, record: str) -> str:
+        """The join condition between table aliases `person` and `record`."""
+        return " AND ".join(f"{k.sql(person)} = {k.sql(record)}" for k in self.keys)
+
+    def block(self, record: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The block a record falls in under this rule; None when a key is blank (SQL's NULL = NULL)."""
+        values = tuple(k.of(record) for k in self.keys)
+        return None if any(v is None for v in values) else values
+
+
 def _both(pair: Pair, field: str) -> bool:
     return pair[f"r_{field}"] is not None and pair[f"p_{field}"] is not None
 
 
-def _same(field: str) -> Callable[[Pair], bool]:
+# Level tests: small named pieces, so the tables below read as data.
+def exact(field: str) -> Test:
+    """Both sides equal."""
     return lambda p: p[f"r_{field}"] == p[f"p_{field}"]
 
 
-def _birth_swapped(p: Pair) -> bool:
+def same_prefix(field: str, length: int) -> Test:
+    """The first `length` characters equal (area codes: 6 district, 9 street)."""
+    return lambda p: p[f"r_{field}"][:length] == p[f"p_{field}"][:length]
+
+
+def within_edits(field: str, edits: int) -> Test:
+    """At most `edits` insertions, deletions or substitutions apart (characters, not bytes)."""
+    return lambda p: Levenshtein.distance(p[f"r_{field}"], p[f"p_{field}"]) <= edits
+
+
+def similar_name(p: Pair) -> bool:
+    """Pinyin nearly the same (Jaro-Winkler ≥ 0.95), or one character apart."""
+    return (
+        JaroWinkler.similarity(p["r_name_pinyin"] or "", p["p_name_pinyin"] or "") >= 0.95
+        or Levenshtein.distance(p["r_name"], p["p_name"]) == 1
+    )
+
+
+def day_month_swapped(p: Pair) -> bool:
+    """Same year, day and month exchanged."""
     a, b = p["r_birth_date"], p["p_birth_date"]
     return bool(a.year == b.year and a.month == b.day and a.day == b.month)
 
 
-def _birth_one_part(p: Pair) -> bool:
+def one_date_part_differs(p: Pair) -> bool:
+    """Two of year, month and day agree."""
     a, b = p["r_birth_date"], p["p_birth_date"]
     return (a.year == b.year) + (a.month == b.month) + (a.day == b.day) == 2
 
 
-def _always(_: Pair) -> bool:
+def anything(_: Pair) -> bool:
+    """The else level."""
     return True
 
 
+# fmt: off
 COMPARISONS: tuple[Comparison, ...] = (
-    Comparison(
-        "name",
-        ("name",),
-        (
-            Level("exact", _same("name"), 0.93, 1e-4),  # u replaced by the name's own frequency
-            Level("same_sound", _same("name_pinyin"), 0.04, 2e-4),
-            Level(
-                "similar",
-                lambda p: (
-                    JaroWinkler.similarity(p["r_name_pinyin"] or "", p["p_name_pinyin"] or "") >= 0.95
-                    or Levenshtein.distance(p["r_name"], p["p_name"]) == 1
-                ),
-                0.02,
-                4e-3,
-            ),
-            Level("different", _always, 0.01, 0.9957),
-        ),
-    ),
-    Comparison(
-        "birth_date",
-        ("birth_date",),
-        (
-            Level("exact", _same("birth_date"), 0.96, 4e-5),
-            Level("day_month_swapped", _birth_swapped, 0.01, 1e-5),
-            Level("one_part_differs", _birth_one_part, 0.02, 2e-3),
-            Level("different", _always, 0.01, 0.99795),
-        ),
-    ),
-    Comparison(
-        "sex",
-        ("sex",),
-        (
-            Level("same", _same("sex"), 0.995, 0.5),
-            Level("different", _always, 0.005, 0.5),
-        ),
-    ),
-    Comparison(
-        "id_no",
-        ("id_no",),
-        (
-            Level("exact", _same("id_no"), 0.90, 1e-7),
-            Level(
-                "one_or_two_edits",
-                lambda p: Levenshtein.distance(p["r_id_no"], p["p_id_no"]) <= 2,
-                0.09,
-                1e-5,
-            ),
-            Level("different", _always, 0.01, 0.99999),
-        ),
-    ),
-    Comparison(
-        "community",
-        ("community_code",),
-        (
-            Level("same", _same("community_code"), 0.75, 5e-3),
-            Level(
-                "same_street", lambda p: p["r_community_code"][:9] == p["p_community_code"][:9], 0.08, 0.03
-            ),
-            Level(
-                "same_district", lambda p: p["r_community_code"][:6] == p["p_community_code"][:6], 0.07, 0.15
-            ),
-            Level("different", _always, 0.10, 0.815),
-        ),
-    ),
-    Comparison(
-        "phone",
-        ("phone",),
-        (
-            Level("same", _same("phone"), 0.6, 1e-6),
-            Level("different", _always, 0.4, 0.999999),
-        ),
-    ),
+    Comparison("name", ("name",), (
+        Level("exact", exact("name"), 0.93, 1e-4),  # u replaced by the name's own frequency
+        Level("same_sound", exact("name_pinyin"), 0.04, 2e-4),
+        Level("similar", similar_name, 0.02, 4e-3),
+        Level("different", anything, 0.01, 0.9957),
+    )),
+    Comparison("birth_date", ("birth_date",), (
+        Level("exact", exact("birth_date"), 0.96, 4e-5),
+        Level("day_month_swapped", day_month_swapped, 0.01, 1e-5),
+        Level("one_part_differs", one_date_part_differs, 0.02, 2e-3),
+        Level("different", anything, 0.01, 0.99795),
+    )),
+    Comparison("sex", ("sex",), (
+        Level("same", exact("sex"), 0.995, 0.5),
+        Level("different", anything, 0.005, 0.5),
+    )),
+    Comparison("id_no", ("id_no",), (
+        Level("exact", exact("id_no"), 0.90, 1e-7),
+        Level("one_or_two_edits", within_edits("id_no", 2), 0.09, 1e-5),
+        Level("different", anything, 0.01, 0.99999),
+    )),
+    Comparison("community", ("community_code",), (
+        Level("same", exact("community_code"), 0.75, 5e-3),
+        Level("same_street", same_prefix("community_code", 9), 0.08, 0.03),
+        Level("same_district", same_prefix("community_code", 6), 0.07, 0.15),
+        Level("different", anything, 0.10, 0.815),
+    )),
+    Comparison("phone", ("phone",), (
+        Level("same", exact("phone"), 0.6, 1e-6),
+        Level("different", anything, 0.4, 0.999999),
+    )),
 )
+
+# Candidate persons for a record: those sharing every key of at least one rule (each rule is one
+# SELECT using an index on person; a blank key finds nobody). id_no[1:9] is SQL's substr(id_no, 1, 9).
+BLOCKING_RULES: tuple[BlockingRule, ...] = (
+    BlockingRule("birth_date+pinyin", (Key("birth_date"), Key("name_pinyin"))),
+    BlockingRule("pinyin+id_head", (Key("name_pinyin"), Key("id_no", 1, 9))),
+    BlockingRule("pinyin+id_tail", (Key("name_pinyin"), Key("id_no", 10))),
+    BlockingRule("community+birth_date+sex", (Key("community_code"), Key("birth_date"), Key("sex"))),
+)
+# fmt: on
 
 # Bands on the score (bits, prior included): at or above LINK the record joins the person; at or above
 # REVIEW a clerk decides; below, the record is somebody new. 7 bits is a match probability of 0.992.
 LINK_BITS = 7.0
 REVIEW_BITS = 0.0
+# A link also needs its best candidate this far ahead of the next: a close runner-up means the blocking
+# found two plausible persons, and a clerk decides.
+RUNNER_UP_BITS = 2.0
 
 
 @dataclass
@@ -221,6 +263,14 @@ def band(bits: float) -> str:
     if bits >= REVIEW_BITS:
         return "review"
     return "new"
+
+
+def decide(best: float, runner_up: float | None = None) -> str:
+    """The band of a record's best candidate, a link turned to review when the runner-up is close."""
+    decision = band(best)
+    if decision == "link" and runner_up is not None and runner_up >= best - RUNNER_UP_BITS:
+        return "review"
+    return decision
 
 
 def birth_key(value: date | None) -> str:

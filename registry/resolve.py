@@ -122,27 +122,17 @@ def _link_known_ids(conn: Connection, batch_id: int) -> tuple[int, int]:
     return linked, conflicts
 
 
-# Candidate persons for the probe records, one SELECT per blocking rule (each uses an index on person).
-BLOCKING_RULES = {
-    "birth_date+pinyin": "p.birth_date = pr.birth_date AND p.name_pinyin = pr.name_pinyin",
-    "pinyin+id_head": "p.name_pinyin = pr.name_pinyin AND substr(p.id_no, 1, 9) = substr(pr.id_no, 1, 9)",
-    "pinyin+id_tail": "p.name_pinyin = pr.name_pinyin AND substr(p.id_no, 10) = substr(pr.id_no, 10)",
-    "community+birth_date+sex": "p.community_code = pr.community_code AND p.birth_date = pr.birth_date"
-    " AND p.sex = pr.sex",
-}
-
-
 def _candidates(conn: Connection, *, only_without_id: bool) -> list[dict[str, Any]]:
-    """Pairs (probe record, person) from every blocking rule, with both sides' fields."""
+    """Pairs (probe record, person) from every blocking rule (one SELECT each), with both sides' fields."""
     extra = (
         " AND NOT EXISTS (SELECT 1 FROM person_identifier x WHERE x.person_id = p.id AND x.id_type = pr.id_type)"
         if only_without_id
         else ""
     )
     union = " UNION ".join(
-        f"SELECT pr.id AS rid, p.id AS pid FROM probe pr JOIN person p ON {cond}"
+        f"SELECT pr.id AS rid, p.id AS pid FROM probe pr JOIN person p ON {rule.sql('p', 'pr')}"
         f" WHERE p.status <> 'retired'{extra}"
-        for cond in BLOCKING_RULES.values()
+        for rule in linkage.BLOCKING_RULES
     )
     cols = ", ".join([f"pr.{f} AS r_{f}" for f in PERSON_FIELDS] + [f"p.{f} AS p_{f}" for f in PERSON_FIELDS])
     rows = conn.execute(
@@ -196,10 +186,7 @@ def _score_probe(
     for rid, options in ranked.items():
         options.sort(key=lambda o: (-o[0], o[1]))
         bits, pid, explained = options[0]
-        decision = linkage.band(bits)
-        # A close runner-up means the blocking found two plausible persons: a clerk decides.
-        if decision == "link" and len(options) > 1 and options[1][0] >= bits - 2.0:
-            decision = "review"
+        decision = linkage.decide(bits, options[1][0] if len(options) > 1 else None)
         if decision != "new":
             decided[rid] = {
                 "rid": rid,
