@@ -1,6 +1,8 @@
 """The canonical vocabulary every feed is mapped onto: field names, population types, events, statuses."""
 
+from collections.abc import Callable
 from enum import StrEnum
+from typing import Protocol
 
 # One line each: what the field holds once a source's column is mapped onto it.
 FIELD_MEANINGS: dict[str, str] = {
@@ -181,3 +183,253 @@ class ColumnKind(StrEnum):
     AREA_CODE = "area_code"  # a 12-digit community code
     PHONE = "phone"
     EVENT = "event"  # the column whose values name the row's event
+
+
+class Sex(StrEnum):
+    """Sex as the registry stores it (GB/T 2261.1 codes); `label` is the Chinese word."""
+
+    MALE = "1"
+    FEMALE = "2"
+
+    @property
+    def label(self) -> str:
+        """男 or 女."""
+        return _SEX_LABELS[self]
+
+
+_SEX_LABELS = {Sex.MALE: "男", Sex.FEMALE: "女"}
+
+
+class IdType(StrEnum):
+    """Identity document types as the registry stores them; `label` is the document's Chinese name."""
+
+    RID = "RID"
+    PASSPORT = "PASSPORT"
+    HKMO = "HKMO"
+    TW = "TW"
+    FPR = "FPR"
+
+    @property
+    def label(self) -> str:
+        """The document's name (居民身份证 …)."""
+        return _ID_TYPE_LABELS[self]
+
+
+_ID_TYPE_LABELS = {
+    IdType.RID: "居民身份证",
+    IdType.PASSPORT: "护照",
+    IdType.HKMO: "港澳居民来往内地通行证",
+    IdType.TW: "台湾居民来往大陆通行证",
+    IdType.FPR: "外国人永久居留身份证",
+}
+
+
+class Channel(StrEnum):
+    """How a file reached the exchange (delivery.channel); `label` is its Chinese name."""
+
+    CLI = "cli"  # popex ingest
+    PUSH = "push"  # the push API
+    LANDING = "landing"  # the landing folder, taken by the day's run
+    COLLECTION = "collection"  # the community officers' rows, forwarded as a file
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _CHANNEL_LABELS[self]
+
+
+_CHANNEL_LABELS = {
+    Channel.CLI: "命令行",
+    Channel.PUSH: "接口推送",
+    Channel.LANDING: "落地目录",
+    Channel.COLLECTION: "社区采集",
+}
+
+
+class ChangeEventType(StrEnum):
+    """The change events the publish step writes (change_event.event_type) and the sharing API serves."""
+
+    PERSON_CREATED = "person_created"
+    BORN = "born"
+    DIED = "died"
+    MOVED = "moved"  # to another community of the city
+    LEFT_CITY = "left_city"
+    RETURNED = "returned"
+    ATTRIBUTE_CHANGED = "attribute_changed"
+    MARRIED = "married"
+    DIVORCED = "divorced"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _CHANGE_EVENT_LABELS[self]
+
+
+_CHANGE_EVENT_LABELS = {
+    ChangeEventType.PERSON_CREATED: "新增人员",
+    ChangeEventType.BORN: "出生",
+    ChangeEventType.DIED: "死亡",
+    ChangeEventType.MOVED: "市内迁居",
+    ChangeEventType.LEFT_CITY: "离开本市",
+    ChangeEventType.RETURNED: "返回本市",
+    ChangeEventType.ATTRIBUTE_CHANGED: "信息变更",
+    ChangeEventType.MARRIED: "结婚",
+    ChangeEventType.DIVORCED: "离婚",
+}
+
+
+class AuditCategory(StrEnum):
+    """What an audit record is about: the part of its action before the first dot (file.received → file)."""
+
+    FILE = "file"
+    BATCH = "batch"
+    PUSH_KEY = "push_key"
+    COLLECTION = "collection"
+    SHARING = "sharing"
+    REVIEW = "review"
+    PERSON = "person"
+    EXPORT = "export"
+    AREAS = "areas"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _AUDIT_CATEGORY_LABELS[self]
+
+
+_AUDIT_CATEGORY_LABELS = {
+    AuditCategory.FILE: "文件接收",
+    AuditCategory.BATCH: "批次处理",
+    AuditCategory.PUSH_KEY: "推送密钥",
+    AuditCategory.COLLECTION: "社区采集",
+    AuditCategory.SHARING: "信息共享",
+    AuditCategory.REVIEW: "人工核查",
+    AuditCategory.PERSON: "人员合并拆分",
+    AuditCategory.EXPORT: "数据导出",
+    AuditCategory.AREAS: "区划数据",
+}
+
+
+class AirflowState(StrEnum):
+    """States of an Airflow DAG run or task instance as Airflow 3 names them; NONE: not yet scheduled."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    RUNNING = "running"
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    UP_FOR_RETRY = "up_for_retry"
+    UP_FOR_RESCHEDULE = "up_for_reschedule"
+    UPSTREAM_FAILED = "upstream_failed"
+    SKIPPED = "skipped"
+    DEFERRED = "deferred"
+    REMOVED = "removed"
+    RESTARTING = "restarting"
+    AWAITING_INPUT = "awaiting_input"
+    NONE = "none"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _AIRFLOW_STATE_LABELS[self]
+
+
+_AIRFLOW_STATE_LABELS = {
+    AirflowState.SUCCESS: "成功",
+    AirflowState.FAILED: "失败",
+    AirflowState.RUNNING: "运行中",
+    AirflowState.QUEUED: "排队中",
+    AirflowState.SCHEDULED: "已调度",
+    AirflowState.UP_FOR_RETRY: "等待重试",
+    AirflowState.UP_FOR_RESCHEDULE: "等待重新调度",
+    AirflowState.UPSTREAM_FAILED: "上游失败",
+    AirflowState.SKIPPED: "已跳过",
+    AirflowState.DEFERRED: "已挂起",
+    AirflowState.REMOVED: "已移除",
+    AirflowState.RESTARTING: "重启中",
+    AirflowState.AWAITING_INPUT: "等待人工输入",
+    AirflowState.NONE: "未开始",
+}
+
+
+class Dag(StrEnum):
+    """The Airflow DAGs of dags/ by their dag_id; `label` is what the run does, in Chinese."""
+
+    EXCHANGE_DAILY = "exchange_daily"
+    COLLECTION_DAILY = "collection_daily"
+    MONITOR_ALERTS = "monitor_alerts"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _DAG_LABELS[self]
+
+
+_DAG_LABELS = {
+    Dag.EXCHANGE_DAILY: "部门数据日处理",
+    Dag.COLLECTION_DAILY: "社区采集日转交",
+    Dag.MONITOR_ALERTS: "监控告警",
+}
+
+
+class DagTask(StrEnum):
+    """The tasks of the DAGs by task_id; the batch steps (batch.step_seconds keys) have the same names."""
+
+    DETECT = "detect"
+    PARSE = "parse"
+    GATE = "gate"
+    RESOLVE = "resolve"
+    MERGE = "merge"
+    PUBLISH = "publish"
+    STATISTICS = "statistics"
+    RECEIPTS = "receipts"
+    FORWARD = "forward"
+    PROCESS = "process"
+    CLEARANCE = "clearance"
+    EVALUATE = "evaluate"
+    NOTIFY = "notify"
+
+    @property
+    def label(self) -> str:
+        """The step's Chinese name."""
+        return _DAG_TASK_LABELS[self]
+
+
+_DAG_TASK_LABELS = {
+    DagTask.DETECT: "发现文件",
+    DagTask.PARSE: "解析",
+    DagTask.GATE: "质量闸门",
+    DagTask.RESOLVE: "识别",
+    DagTask.MERGE: "合并",
+    DagTask.PUBLISH: "发布",
+    DagTask.STATISTICS: "统计",
+    DagTask.RECEIPTS: "回执",
+    DagTask.FORWARD: "转交交换平台",
+    DagTask.PROCESS: "处理批次",
+    DagTask.CLEARANCE: "一日一清",
+    DagTask.EVALUATE: "评估告警",
+    DagTask.NOTIFY: "发送告警",
+}
+
+
+class Labelled(Protocol):
+    """A vocabulary member: a code with its Chinese label."""
+
+    @property
+    def label(self) -> str:
+        """The Chinese label."""
+        ...
+
+
+def label_of(vocabulary: Callable[[str], Labelled], code: str | None) -> str:
+    """The Chinese label of `code` in `vocabulary` (an enum above); the code itself when the vocabulary
+    lacks it (a state a newer Airflow adds, a row written before a member was renamed), '' for None.
+
+    For codes the platform does not own; a code it writes itself is its enum's member, `.label` directly.
+    """
+    if code is None:
+        return ""
+    try:
+        return vocabulary(code).label
+    except ValueError:
+        return code

@@ -15,6 +15,7 @@ from base.settings import storage_settings
 from exchange import flows
 from exchange.dependencies import get_factory
 from popex.app import create_app
+from schemas.canonical import BatchState
 from tests.browser import MARKS, offline_page, served
 from tests.conftest import migrated_database
 from tests.factories import make_areas
@@ -53,7 +54,7 @@ def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 PAGES = {
     "landing": ("/", ["统一人口库", "部门数据交换", "社区信息采集", "信息共享服务", "决策分析", "监控管理"]),
     "registry": ("/registry", ["在册人员", "户籍", "源记录"]),
-    "exchange": ("/exchange", ["gaj_hj_20261101.csv", "已完成", "姓名和证件号码均为空，无法识别是谁"]),
+    "exchange": ("/exchange", ["gaj_hj_20261101.csv", "公安局", "姓名和证件号码均为空，无法识别是谁"]),
 }
 
 
@@ -66,6 +67,8 @@ def test_page_renders_offline_and_fits_the_width(browser, address: str, name: st
     text = opened.page.inner_text("body")
     for words in shown:
         assert words in text
+    for cell in opened.page.query_selector_all("[data-state]"):  # a batch's state in words
+        assert cell.inner_text().strip() == BatchState(cell.get_attribute("data-state")).label
     assert "张伟" not in text  # aggregates only
     opened.shot(f"{name}-{width}")
     assert opened.fits(), f"{path} scrolls sideways at {width} width"

@@ -4,11 +4,14 @@ import re
 from datetime import date
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from starlette.routing import Match
 
 from exchange import flows
 from exchange.dependencies import get_factory
 from popex.app import create_app
+from registry.models import Batch
+from schemas.canonical import BatchState
 from tests.feedfiles import hj, write_feed
 
 
@@ -19,11 +22,21 @@ def test_exchange_and_registry_pages(session, factory, areas, tmp_path) -> None:
     app.dependency_overrides[get_factory] = lambda: factory
     client = TestClient(app)
     page = client.get("/exchange").text
-    assert "gaj_hj_20261101.csv" in page and "已完成" in page
-    assert "姓名和证件号码均为空，无法识别是谁" in page  # the rejection reason, ranked
+    batch = session.scalars(select(Batch).where(Batch.file_name == "gaj_hj_20261101.csv")).one()
+    assert "gaj_hj_20261101.csv" in page
+    [state_cell] = re.findall(r'data-state="[a-z]+">\s*([^<]*)', page)
+    assert state_cell.strip() == BatchState(batch.state).label  # the state in words, not its code
+    assert "公安局" in page and "户籍人口变动" in page  # the department and feed by name
+    visible = re.sub(r"<[^>]+>", " ", page)
+    assert not re.search(r"\b(gaj|gaj_hj|received|parsed|gated|published|completed)\b", visible)
+    # the rejection reason, ranked, with the batch and department it came from
+    [reasons] = re.findall(r'<table id="reasons">.*?</table>', page, re.S)
+    assert "姓名和证件号码均为空，无法识别是谁" in reasons
+    assert f'href="/monitor/batches/{batch.id}">批次 {batch.id}</a> 公安局 · 户籍人口变动 11-01：1 行' in reasons
     assert "张伟" not in page  # aggregates only: no personal data on the operator page
-    [link] = re.findall(r'href="(/monitor/batches/\d+)"', page)  # the batch's details: gate, reasons, steps
-    scope = {"type": "http", "path": link, "method": "GET"}
+    links = set(re.findall(r'href="(/monitor/batches/\d+)"', page))  # the batch's details: gate, reasons, steps
+    assert links == {f"/monitor/batches/{batch.id}"}
+    scope = {"type": "http", "path": links.pop(), "method": "GET"}
     assert any(route.matches(scope)[0] == Match.FULL for route in app.routes)
     registry = client.get("/registry").text
     assert "<span>在册人员</span><strong>1</strong>" in registry
