@@ -5,7 +5,8 @@ order-independent and a re-run changes nothing. Per attribute the winner is the 
 trust rank for it (feed specs, 1 = most trusted), then the newest observation (event date, else the
 batch's as-of date), then the newest record. Status is special: death is final whatever its source;
 otherwise the newest residence status wins. Each winner is found with one max() over a sortable key
-(rank · date · record id · value), which PostgreSQL computes in a single hash aggregate.
+(rank · date · record id · value), which PostgreSQL computes in a single hash aggregate. The key's
+parts have fixed widths, so that comparing keys as text compares rank, then date, then record.
 """
 
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ ATTRIBUTES = {
     "community_code": "r.community_code",
     "population_type": "r.population_type",
 }
-KEY_PREFIX = 21  # 1 rank digit + 8 date digits + 12 record-id digits
+OBSERVED_WIDTH = 8 + 12  # observation date YYYYMMDD + record id, zero-padded
+RANK_WIDTH = len(str(UNRANKED))  # UNRANKED - rank, zero-padded: the best rank sorts highest
+KEY_PREFIX = RANK_WIDTH + OBSERVED_WIDTH  # of an attribute's key, before its value
 VERSIONED = (
     "status",
     "id_no",
@@ -55,16 +58,21 @@ class MergeResult:
     created: int = 0
 
 
-def _rank_case(attribute: str) -> str:
+def _rank_key(attribute: str) -> str:
+    """SQL text of a record's trust rank for the attribute as the key's first part (UNRANKED - rank)."""
+
+    def key(rank: int) -> str:
+        return f"'{UNRANKED - rank:0{RANK_WIDTH}d}'"
+
     ranks = {str(r["source"]): int(str(r["rank"])) for r in trust_rows() if r["attribute"] == attribute}
-    whens = " ".join(f"WHEN '{source}' THEN {rank}" for source, rank in sorted(ranks.items()))
-    return f"(CASE r.source {whens} ELSE {UNRANKED} END)" if whens else str(UNRANKED)
+    whens = " ".join(f"WHEN '{source}' THEN {key(rank)}" for source, rank in sorted(ranks.items()))
+    return f"(CASE r.source {whens} ELSE {key(UNRANKED)} END)" if whens else key(UNRANKED)
 
 
 def _golden_sql() -> str:
     obs = "to_char(coalesce(r.event_date, b.as_of_date), 'YYYYMMDD') || lpad(r.id::text, 12, '0')"
     keys = [
-        f"max(CASE WHEN {expr} IS NOT NULL THEN (9 - {_rank_case(attr)})::text || {obs} || {expr} END "
+        f"max(CASE WHEN {expr} IS NOT NULL THEN {_rank_key(attr)} || {obs} || {expr} END "
         f'COLLATE "C") AS k_{attr}'
         for attr, expr in ATTRIBUTES.items()
     ]
@@ -94,7 +102,7 @@ def _value(attr: str) -> str:
 
 
 def _source(attr: str) -> str:
-    return f"substr(g.k_{attr}, 10, 12)::bigint"
+    return f"substr(g.k_{attr}, {RANK_WIDTH + 8 + 1}, 12)::bigint"  # the record id, after rank and date
 
 
 def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date | None) -> MergeResult:
@@ -115,9 +123,9 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
         # community once known is kept rather than erased.
         "community_code": f"coalesce({_value('community_code')}, p.community_code)",
         "population_type": _value("population_type"),
-        "status": f"coalesce(substr(g.k_status, {KEY_PREFIX + 1}), 'active')",
+        "status": f"coalesce(substr(g.k_status, {1 + OBSERVED_WIDTH + 1}), 'active')",  # death flag, observed
         "death_date": "CASE WHEN g.k_status LIKE '1%' THEN g.death_date END",
-        "marital_status": f"CASE substr(g.k_marital, {KEY_PREFIX}) WHEN 'marry' THEN 'married'"
+        "marital_status": f"CASE substr(g.k_marital, {OBSERVED_WIDTH + 1}) WHEN 'marry' THEN 'married'"
         " WHEN 'divorce' THEN 'divorced' END",
     }
     provenance = ", ".join(

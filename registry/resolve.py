@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from registry import linkage
-from registry.trust import load_trust_table
+from registry.trust import UNRANKED, load_trust_table
 
 PERSON_FIELDS = ("name", "name_pinyin", "sex", "birth_date", "id_no", "community_code", "phone")
 
@@ -80,12 +80,12 @@ def _link_known_ids(conn: Connection, batch_id: int) -> tuple[int, int]:
     conn.execute(text("DROP TABLE IF EXISTS det"))
     conn.execute(
         text(
-            """
+            f"""
             CREATE TEMP TABLE det ON COMMIT DROP AS
             SELECT pe.id AS rid, pe.area_key, pi.person_id,
                    NOT (pe.name IS NULL OR p.name IS NULL OR pe.name = p.name OR pe.name_pinyin = p.name_pinyin
                         OR levenshtein(pe.name_pinyin, p.name_pinyin) <= 2
-                        OR coalesce(t.rank, 9) = 1) AS name_conflict,
+                        OR coalesce(t.rank, {UNRANKED}) = 1) AS name_conflict,
                    coalesce(pe.birth_date <> p.birth_date, false) AS birth_conflict
             FROM pending pe
             JOIN person_identifier pi ON pi.id_type = pe.id_type AND pi.id_no = pe.id_no

@@ -2,9 +2,10 @@
 
 from sqlalchemy import Connection, text
 
-from schemas.feed_spec import load_feed_specs
+from schemas.feed_spec import LOWEST_RANK, load_feed_specs
 
-UNRANKED = 9  # a source that provides an attribute without a trust rank for it
+# The rank of a source that provides an attribute without a trust rank for it: after every stated rank.
+UNRANKED = LOWEST_RANK + 1
 
 
 def trust_rows() -> list[dict[str, object]]:

@@ -14,7 +14,10 @@ from schemas.canonical import CANONICAL_FIELDS, ColumnKind, Event, PopulationTyp
 FEEDS_DIR = Path(__file__).parent / "feeds"
 SOURCE_PATTERN = r"[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*"
 
-Rank = Annotated[int, Field(ge=1)]
+# A source's trust rank for an attribute, 1 = most trusted. Bounded, so a rank is one digit in the
+# survivorship sort key, and a source without a rank (registry.trust.UNRANKED) comes after every rank.
+LOWEST_RANK = 8
+Rank = Annotated[int, Field(ge=1, le=LOWEST_RANK)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
 T = TypeVar("T", Event, PopulationType, ResidenceStatus)
 
