@@ -17,18 +17,9 @@ def sync_feeds(*, session: Session) -> int:
     )
     session.execute(
         text(
-            "INSERT INTO feed (source, department_code, title, deadline) VALUES (:source, :dept, :title, :deadline) "
-            "ON CONFLICT (source) DO UPDATE SET department_code = excluded.department_code, title = excluded.title, "
-            "deadline = excluded.deadline"
+            "INSERT INTO feed (source, department_code, title) VALUES (:source, :dept, :title) "
+            "ON CONFLICT (source) DO UPDATE SET department_code = excluded.department_code, title = excluded.title"
         ),
-        [
-            {
-                "source": s.source,
-                "dept": s.department.code,
-                "title": s.title,
-                "deadline": s.schedule.deadline.strftime("%H:%M"),
-            }
-            for s in specs
-        ],
+        [{"source": s.source, "dept": s.department.code, "title": s.title} for s in specs],
     )
     return len(specs)

@@ -45,4 +45,3 @@ class Feed(Base):
     source: Mapped[str] = mapped_column(String(32), primary_key=True)
     department_code: Mapped[str] = mapped_column(ForeignKey("department.code"))
     title: Mapped[str]
-    deadline: Mapped[str | None] = mapped_column(String(5))
