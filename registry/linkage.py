@@ -22,6 +22,8 @@ from typing import Any
 
 from rapidfuzz.distance import JaroWinkler, Levenshtein
 
+from registry.normalise.names import name_key
+
 Pair = Mapping[str, Any]  # r_* fields of the record, p_* fields of the candidate person
 Test = Callable[[Pair], bool]
 
@@ -106,6 +108,11 @@ def within_edits(field: str, edits: int) -> Test:
     return lambda p: Levenshtein.distance(p[f"r_{field}"], p[f"p_{field}"]) <= edits
 
 
+def same_name(p: Pair) -> bool:
+    """The same name once separators are set aside (安娜·金, 安娜金)."""
+    return name_key(p["r_name"]) == name_key(p["p_name"])
+
+
 def similar_name(p: Pair) -> bool:
     """Pinyin nearly the same (Jaro-Winkler ≥ 0.95), or one character apart."""
     return (
@@ -134,7 +141,7 @@ def anything(_: Pair) -> bool:
 # fmt: off
 COMPARISONS: tuple[Comparison, ...] = (
     Comparison("name", ("name",), (
-        Level("exact", exact("name"), 0.93, 1e-4),  # u replaced by the name's own frequency
+        Level("exact", same_name, 0.93, 1e-4),  # u replaced by the name's own frequency
         Level("same_sound", exact("name_pinyin"), 0.04, 2e-4),
         Level("similar", similar_name, 0.02, 4e-3),
         Level("different", anything, 0.01, 0.9957),
@@ -191,7 +198,7 @@ class Model:
 
     m: dict[str, dict[str, float]]
     log2_prior_odds: float
-    name_freq: dict[str, float]
+    name_freq: dict[str, float]  # by name key (name_frequencies)
     population: int
 
     def to_json(self) -> dict[str, Any]:
@@ -224,11 +231,22 @@ def score(pair: Pair, model: Model) -> tuple[float, dict[str, Any]]:
     for name, level in levels.items():
         u = _U[name][level]
         if name == "name" and level == "exact":
-            u = max(model.name_freq.get(pair["r_name"], 0.0), 1.0 / max(model.population, 1), 1e-7)
+            u = max(
+                model.name_freq.get(name_key(pair["r_name"]) or "", 0.0), 1.0 / max(model.population, 1), 1e-7
+            )
         weight = math.log2(model.m[name][level] / u)
         total += weight
         explained[name] = [level, round(weight, 2)]
     return total, explained
+
+
+def name_frequencies(counts: Iterable[tuple[str, int]], population: int) -> dict[str, float]:
+    """Share of the population per name key, from (name, persons) counts: spellings of a name add up."""
+    freq: dict[str, float] = {}
+    for name, n in counts:
+        key = name_key(name) or ""
+        freq[key] = freq.get(key, 0.0) + n / population
+    return freq
 
 
 def estimate_m(pairs: Iterable[Pair], *, minimum: int = 500) -> dict[str, dict[str, float]] | None:

@@ -158,13 +158,14 @@ def _model(
                 "(SELECT 1 FROM person_identifier x WHERE x.person_id = p.id AND x.id_type = 'RID')"
             )
         ).scalar_one()
-    names = sorted({p["r_name"] for p in pairs if p["r_name"]})
+    # The candidates' spellings too: 安娜·金 and 安娜金 are one name, and their persons add up.
+    names = sorted({p[f"{side}_name"] for p in pairs for side in "rp" if p[f"{side}_name"]})
     freq: dict[str, float] = {}
     if names and population:
         rows = conn.execute(
             text("SELECT name, count(*) FROM person WHERE name = ANY(:n) GROUP BY name"), {"n": names}
         )
-        freq = {name: n / population for name, n in rows}
+        freq = linkage.name_frequencies(((name, n) for name, n in rows), population)
     # Each probe record has at most one true match among the candidates: prior odds 1 : candidates.
     prior = -math.log2(max(candidates, 2))
     return linkage.Model(m=m, log2_prior_odds=prior, name_freq=freq, population=population)

@@ -1,4 +1,4 @@
-"""Person names: one canonical spelling, toneless pinyin, surname and a similarity score."""
+"""Person names: one canonical spelling, a matching key, toneless pinyin, surname and a similarity score."""
 
 import re
 import unicodedata
@@ -47,6 +47,19 @@ def normalise_name(raw: str | None) -> str | None:
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
+def name_key(name: str | None) -> str | None:
+    """The normalised name without separators ('·', spaces), for matching only: 安娜·金 and 安娜金 agree.
+
+    The name itself is stored with its '·' (normalise_name); some departments' systems cannot type
+    the dot and send the parts run together, which is the same name.
+    """
+    normalised = normalise_name(name)
+    if normalised is None:
+        return None
+    return normalised.replace("\u00b7", "").replace(" ", "") or None
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
 def name_pinyin(name: str | None) -> str | None:
     """Toneless pinyin of the normalised name, letters a-z only (Latin names: letters without accents)."""
     normalised = normalise_name(name)
@@ -71,7 +84,7 @@ def name_similarity(a: str | None, b: str | None) -> float:
     The max of Jaro-Winkler on the characters (rapidfuzz compares code points, so one Chinese character
     is one unit, not three UTF-8 bytes) and on the toneless pinyin: typos that keep the sound
     (晓/小, 明/铭) then score 1.0, as do different spellings of a Latin name (MARY·JANE, MARY JANE).
-    Exact agreement is a separate, stronger comparison level: compare normalise_name results for it.
+    Exact agreement is a separate, stronger comparison level: compare name_key results for it.
     """
     left, right = normalise_name(a), normalise_name(b)
     if left is None or right is None:

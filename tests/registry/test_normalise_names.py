@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.normalise.names import name_pinyin, name_similarity, normalise_name, surname
+from registry.normalise.names import name_key, name_pinyin, name_similarity, normalise_name, surname
 
 NAME_CHARACTERS = (
     "王李张刘陈杨黄赵周吴徐孙马朱胡郭何高林罗晓小明铭伟芳娜丽强军欧阳司马阿依古丽买提"
@@ -51,6 +51,45 @@ realistic_names = st.text(alphabet=NAME_CHARACTERS, max_size=12)
 )
 def test_normalise_name(raw: str | None, expected: str | None) -> None:
     assert normalise_name(raw) == expected
+
+
+# Every separator dot departments send, as the stored name keeps it: one U+00B7 between the parts.
+DOT_VARIANTS = ["\u00b7", "\u2022", "\u30fb", "\uff65", "\u2027", "\u2219", "\u22c5", "\uff0e", ".", "\ufe52"]
+
+
+@pytest.mark.parametrize("dot", DOT_VARIANTS)
+def test_a_dotted_name_keeps_one_standard_middle_dot(dot: str) -> None:
+    assert normalise_name(f"安娜{dot}金") == "安娜\u00b7金"
+    assert normalise_name(f" 安娜 {dot} 金 ") == "安娜\u00b7金"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("安娜·金", "安娜金"),
+        ("安娜金", "安娜金"),
+        ("安娜・金", "安娜金"),
+        ("阿依古丽．买买提", "阿依古丽买买提"),
+        ("Mary • Jane", "MARYJANE"),
+        ("mary jane", "MARYJANE"),
+        ("張偉", "张伟"),
+        (" · ", None),
+        (None, None),
+    ],
+)
+def test_name_key_sets_separators_aside(raw: str | None, expected: str | None) -> None:
+    assert name_key(raw) == expected
+
+
+@settings(deadline=None)
+@given(realistic_names)
+def test_name_key_is_the_name_without_its_dots(raw: str) -> None:
+    """Matching treats a name and its dot-less spelling alike; the stored name is unchanged by the key."""
+    undotted = "".join(c for c in raw if c not in "·•．.・‧･∙⋅")
+    name = normalise_name(raw)
+    if name_key(undotted) is not None:
+        assert name_key(raw) == name_key(undotted)
+    assert name_key(name) == name_key(raw)
 
 
 def test_opencc_chains_are_followed_to_the_simplified_form() -> None:
