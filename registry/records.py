@@ -36,6 +36,8 @@ ROW_MESSAGES = {
 # A bad value in one of these kinds rejects the row when the column is required; elsewhere it is
 # only flagged and the value dropped.
 REJECTING_KINDS = {"date", "sex", "area_code", "doc_type", "event"}
+# Column kinds whose cell is a code: value → (code, issue).
+CODE_NORMALISERS = {"sex": normalise_sex, "ethnicity": normalise_ethnicity, "phone": normalise_phone}
 # Canonical fields that have a column of their own in source_record; the rest go to `extra`.
 STAGED_FIELDS = (
     "record_key",
@@ -112,6 +114,17 @@ class DuplicateRows:
         return first if first != row_no else None
 
 
+@dataclass
+class _Cells:
+    """What the cells of one row gave: canonical fields, reasons, whether one rejects the row, the ID."""
+
+    reasons: list[str]
+    fields: dict[str, Any] = field(default_factory=dict)
+    rejected: bool = False
+    id_valid: bool = False
+    id_parsed: IdNumber | None = None
+
+
 class RecordBuilder:
     """Turns the rows of one batch into staged records."""
 
@@ -143,12 +156,8 @@ class RecordBuilder:
         if kind == "doc_type":
             code = normalise_document(value, None).type
             return code, None if code else "DOC_TYPE", None
-        if kind == "sex":
-            return (*normalise_sex(value), None)
-        if kind == "ethnicity":
-            return (*normalise_ethnicity(value), None)
-        if kind == "phone":
-            return (*normalise_phone(value), None)
+        if kind in CODE_NORMALISERS:
+            return (*CODE_NORMALISERS[kind](value), None)
         if kind == "area_code":
             known = self.known_areas if fld == "community_code" and self.known_areas else None
             return (*normalise_area_code(value, known), None)
@@ -172,40 +181,10 @@ class RecordBuilder:
         raw = {k: v for k, v in row.items() if v}
         if duplicate_of is not None:
             return StagedRecord(row_no, "rejected", [f"DUPLICATE_ROW:{duplicate_of}"], raw, {})
-        reasons: list[str] = list(notes)
-        fields: dict[str, Any] = {}
-        rejected = False
-        doc_type = (row.get(self.doc_type_column) or "").strip() if self.doc_type_column else ""
-        id_valid = False
-        id_parsed: IdNumber | None = None
-        for name, fld, kind, required in self.columns:
-            value = row.get(name)
-            value = value.strip() if value else value
-            if not value:
-                if required and kind not in ("id_no", "doc_no", "name"):
-                    reasons.append(f"REQUIRED_MISSING:{name}")
-                    rejected = True
-                continue
-            out, issue, parsed = self._normalise(kind, fld, value, doc_type)
-            if kind == "doc_no":
-                fields["id_type"] = normalise_document(doc_type or "居民身份证", None).type
-            if fld == "id_no" and parsed is not None:
-                id_valid = parsed.valid
-                id_parsed = parsed if isinstance(parsed, IdNumber) else None
-            if issue:
-                reasons.append(f"{issue}:{name}")
-                if kind in REJECTING_KINDS and required:
-                    rejected = True
-            if out is not None and fld not in fields:
-                fields[fld] = out
-        if "id_no" in fields and "id_type" not in fields:
-            fields["id_type"] = "RID"
-        if id_parsed is not None and id_parsed.valid:
-            # The number carries birth date and sex; the record's own fields must agree with it.
-            issues = id_consistency(id_parsed, birth_date=fields.get("birth_date"), sex=fields.get("sex"))
-            reasons.extend(f"{code}:{self._column_of('id_no')}" for code in issues)
-            fields["birth_date"] = id_parsed.birth_date
-            fields["sex"] = id_parsed.sex
+        cells = self._read_cells(row, list(notes))
+        fields, reasons = cells.fields, cells.reasons
+        self._check_id(cells)
+        rejected = cells.rejected
         # A newborn without a name yet is still somebody: the birth certificate names the mother.
         if not fields.get("name") and not fields.get("id_no") and not fields.get("mother_id_no"):
             reasons.append("ROW_NO_IDENTITY")
@@ -214,8 +193,54 @@ class RecordBuilder:
             rejected = True
         extra = {k: fields.pop(k) for k in [k for k in fields if k not in STAGED_SET]}
         return StagedRecord(
-            row_no, "rejected" if rejected else "accepted", reasons, raw, fields, extra, id_valid
+            row_no, "rejected" if rejected else "accepted", reasons, raw, fields, extra, cells.id_valid
         )
+
+    def _read_cells(self, row: Mapping[str, str | None], reasons: list[str]) -> _Cells:
+        """Every column of the row, normalised, in the spec's order."""
+        cells = _Cells(reasons=reasons)
+        doc_type = (row.get(self.doc_type_column) or "").strip() if self.doc_type_column else ""
+        for column in self.columns:
+            self._read_cell(cells, column, row.get(column[0]), doc_type)
+        if "id_no" in cells.fields and "id_type" not in cells.fields:
+            cells.fields["id_type"] = "RID"
+        return cells
+
+    def _read_cell(
+        self, cells: _Cells, column: tuple[str, str, str, bool], value: str | None, doc_type: str
+    ) -> None:
+        """One cell into cells: its value under its field (the first column for a field wins), its issue."""
+        name, fld, kind, required = column
+        value = value.strip() if value else value
+        if not value:
+            # A row without name or number can still be somebody (ROW_NO_IDENTITY decides that).
+            if required and kind not in ("id_no", "doc_no", "name"):
+                cells.reasons.append(f"REQUIRED_MISSING:{name}")
+                cells.rejected = True
+            return
+        out, issue, parsed = self._normalise(kind, fld, value, doc_type)
+        if kind == "doc_no":
+            cells.fields["id_type"] = normalise_document(doc_type or "居民身份证", None).type
+        if fld == "id_no" and parsed is not None:
+            cells.id_valid = parsed.valid
+            cells.id_parsed = parsed if isinstance(parsed, IdNumber) else None
+        if issue:
+            cells.reasons.append(f"{issue}:{name}")
+            if kind in REJECTING_KINDS and required:
+                cells.rejected = True
+        if out is not None and fld not in cells.fields:
+            cells.fields[fld] = out
+
+    def _check_id(self, cells: _Cells) -> None:
+        """A valid ID number carries birth date and sex: they replace the row's, which must agree with it."""
+        parsed = cells.id_parsed
+        if parsed is None or not parsed.valid:
+            return
+        fields = cells.fields
+        issues = id_consistency(parsed, birth_date=fields.get("birth_date"), sex=fields.get("sex"))
+        cells.reasons.extend(f"{code}:{self._column_of('id_no')}" for code in issues)
+        fields["birth_date"] = parsed.birth_date
+        fields["sex"] = parsed.sex
 
     def _column_of(self, fld: str) -> str:
         return next((c for c, f, _, _ in self.columns if f == fld), fld)
