@@ -107,7 +107,7 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
     assert '<li class="kpi" data-key="alerts"><span>未解除告警</span><strong>4</strong>' in html
     # the failed gate and the spike of rejects in the batch table, and as alerts linking to them
     assert f'<tr data-batch="{gate_batch}" class="quarantined">' in html
-    assert "行数与近期批次相比异常（实际 40）" in html
+    assert "行数 40，按本数据源近" in html and "应在 0–25 行之间" in html  # the gate's figure and bounds
     assert (
         f'<a href="/monitor/batches/{gate_batch}">批次 {gate_batch}（gaj_hj 2026-11-06）未通过质量闸门，已隔离</a>'
         in html
