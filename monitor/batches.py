@@ -7,21 +7,10 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from registry.models import Batch, Delivery
-from registry.records import describe
+from registry.models import Batch, Delivery, Department, Feed
+from registry.quality import Reason, ranked_reasons
+from schemas.canonical import BatchState, Channel, DagTask, label_of
 
-STEP_LABELS = {"parse": "解析", "gate": "质量闸门", "resolve": "识别", "merge": "合并", "publish": "发布"}
-STATE_LABELS = {
-    "received": "已接收",
-    "rejected": "文件被拒",
-    "parsed": "已解析",
-    "gated": "已通过闸门",
-    "quarantined": "已隔离",
-    "resolved": "已识别",
-    "merged": "已合并",
-    "published": "已发布",
-    "failed": "失败",
-}
 RESOLUTION_LABELS = {
     "records": "参与识别的记录",
     "linked_by_id": "按证件号关联",
@@ -31,15 +20,6 @@ RESOLUTION_LABELS = {
     "new_persons": "新建人员",
     "linked_to_new": "关联到新建人员",
 }
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One rejection reason of a batch (or of a range of batches) and how many rejected rows gave it."""
-
-    code: str
-    description: str
-    rows: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +37,8 @@ class BatchSummary:
 
     id: int
     source: str
+    feed: str  # the feed's title
+    department: str  # the department's name
     file_name: str
     as_of_date: date
     state: str
@@ -75,7 +57,7 @@ class BatchSummary:
     @property
     def state_label(self) -> str:
         """The state in Chinese."""
-        return STATE_LABELS.get(self.state, self.state)
+        return BatchState(self.state).label
 
 
 @dataclass
@@ -89,14 +71,16 @@ class BatchDetail:
     review: ReviewQueue
     resolution: list[tuple[str, int]]
     steps: list[tuple[str, float]]
-    deliveries: list[Delivery] = field(default_factory=list)
+    deliveries: list[tuple[Delivery, str]] = field(default_factory=list)  # each with its channel's label
 
 
-def _summary(batch: Batch) -> BatchSummary:
+def _summary(batch: Batch, feed: str, department: str) -> BatchSummary:
     failed = (batch.gate_result or {}).get("failed") or []
     return BatchSummary(
         id=batch.id,
         source=batch.source,
+        feed=feed,
+        department=department,
         file_name=batch.file_name,
         as_of_date=batch.as_of_date,
         state=batch.state,
@@ -112,32 +96,23 @@ def _summary(batch: Batch) -> BatchSummary:
     )
 
 
+_STEP_ORDER = {task.value: i for i, task in enumerate(DagTask)}
+# A batch with its feed's title and its department's name.
+_NAMED = (
+    select(Batch, Feed.title, Department.name)
+    .join(Feed, Feed.source == Batch.source)
+    .join(Department, Department.code == Feed.department_code)
+)
+
+
 def batches_between(*, session: Session, start: date, end: date) -> list[BatchSummary]:
     """Batches with an as-of date in start … end, newest first."""
-    rows = session.scalars(
-        select(Batch)
-        .where(Batch.as_of_date.between(start, end))
-        .order_by(Batch.as_of_date.desc(), Batch.source, Batch.id)
-    )
-    return [_summary(b) for b in rows]
-
-
-def ranked_reasons(*, session: Session, batch_ids: list[int], limit: int = 20) -> list[Reason]:
-    """Rejection reasons of the batches' rejected rows, most frequent first, with the zh-CN sentence."""
-    if not batch_ids:
-        return []
     rows = session.execute(
-        text(
-            """
-            SELECT reason, count(*) AS n
-            FROM source_record r, jsonb_array_elements_text(r.reasons) AS reason
-            WHERE r.batch_id = ANY(:ids) AND r.status = 'rejected'
-            GROUP BY reason ORDER BY n DESC, reason LIMIT :limit
-            """
-        ),
-        {"ids": batch_ids, "limit": limit},
+        _NAMED.where(Batch.as_of_date.between(start, end)).order_by(
+            Batch.as_of_date.desc(), Batch.source, Batch.id
+        )
     )
-    return [Reason(code=r.reason, description=describe(r.reason), rows=r.n) for r in rows]
+    return [_summary(*row) for row in rows]
 
 
 def review_queue(
@@ -163,22 +138,28 @@ def batch_detail(
     *, session: Session, batch_id: int, now: datetime, review_max_days: int
 ) -> BatchDetail | None:
     """One batch's figures, or None when there is no such batch."""
-    batch = session.get(Batch, batch_id)
-    if batch is None:
+    named = session.execute(_NAMED.where(Batch.id == batch_id)).one_or_none()
+    if named is None:
         return None
+    batch = named[0]
     resolution = batch.resolution or {}
     return BatchDetail(
-        summary=_summary(batch),
+        summary=_summary(*named),
         received_at=batch.received_at,
         # failed checks first: on a phone the gate's table is long and the failure is what to read
         checks=sorted((batch.gate_result or {}).get("checks") or [], key=lambda c: bool(c["success"])),
         reasons=ranked_reasons(session=session, batch_ids=[batch_id]),
         review=review_queue(session=session, now=now, max_days=review_max_days, batch_id=batch_id),
         resolution=[(label, int(resolution[k])) for k, label in RESOLUTION_LABELS.items() if k in resolution],
-        steps=[(STEP_LABELS.get(k, k), float(v)) for k, v in (batch.step_seconds or {}).items()],
-        deliveries=list(
-            session.scalars(
+        # in the pipeline's order (DagTask's): JSONB keeps an object's keys shortest first
+        steps=[
+            (label_of(DagTask, k), float(v))
+            for k, v in sorted((batch.step_seconds or {}).items(), key=lambda kv: _STEP_ORDER.get(kv[0], 99))
+        ],
+        deliveries=[
+            (d, Channel(d.channel).label)
+            for d in session.scalars(
                 select(Delivery).where(Delivery.batch_id == batch_id).order_by(Delivery.received_at)
             )
-        ),
+        ],
     )

@@ -12,6 +12,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from schemas.canonical import AirflowState, AuditCategory, Dag, DagTask, label_of
+
 
 @dataclass(frozen=True)
 class ClientUsage:
@@ -37,10 +39,15 @@ class AuditDay:
     area: str
     records: int
 
+    @property
+    def area_label(self) -> str:
+        """The area in Chinese (文件接收, 信息共享 …)."""
+        return label_of(AuditCategory, self.area)
+
 
 @dataclass(frozen=True)
 class DagRunRow:
-    """One Airflow DAG run and its task states."""
+    """One Airflow DAG run and its task states (Airflow's codes; the labels say them in Chinese)."""
 
     dag_id: str
     run_id: str
@@ -49,6 +56,25 @@ class DagRunRow:
     start_date: datetime | None
     end_date: datetime | None
     tasks: dict[str, str]
+
+    @property
+    def dag_label(self) -> str:
+        """What the DAG does, in Chinese."""
+        return label_of(Dag, self.dag_id)
+
+    @property
+    def state_label(self) -> str:
+        """The run's state in Chinese."""
+        return label_of(AirflowState, self.state)
+
+    @property
+    def task_labels(self) -> list[tuple[str, str, str]]:
+        """Each task as (its step's name, its state's code, its state in Chinese); a task in a group
+        (batch.parse) by its own name."""
+        return [
+            (label_of(DagTask, t.rpartition(".")[2]), s, label_of(AirflowState, s))
+            for t, s in self.tasks.items()
+        ]
 
 
 # One audit record's keys and counts, as audit_hourly rolls them up.
@@ -214,7 +240,7 @@ def airflow_runs(limit: int = 20) -> list[DagRunRow]:
                     logical_date=run.logical_date,
                     start_date=run.start_date,
                     end_date=run.end_date,
-                    tasks={t.task_id: str(t.state) for t in tasks},
+                    tasks={t.task_id: str(t.state or AirflowState.NONE) for t in tasks},
                 )
             )
     return out

@@ -10,6 +10,7 @@ from collection import service as collection_service
 from monitor import alerts, batches, health, timeliness
 from monitor.config import MonitorSettings
 from monitor.models import MonitorAlert
+from registry import quality
 from registry.models import Area
 
 
@@ -25,7 +26,7 @@ class Dashboard:
     departments: list[timeliness.DepartmentDays]
     chart: dict[str, list[object]]
     batch_rows: list[batches.BatchSummary]
-    reasons: list[batches.Reason]
+    reasons: list[quality.Reason]
     review: batches.ReviewQueue
     open_alerts: list[MonitorAlert]
     resolved_alerts: list[MonitorAlert]
@@ -66,7 +67,7 @@ def build_dashboard(*, session: Session, now: datetime, settings: MonitorSetting
         departments=timeliness.by_department(feed_days),
         chart=chart,
         batch_rows=listed,
-        reasons=batches.ranked_reasons(session=session, batch_ids=[b.id for b in listed], limit=10),
+        reasons=quality.ranked_reasons(session=session, batch_ids=[b.id for b in listed], limit=10),
         review=batches.review_queue(session=session, now=now, max_days=settings.review_max_days),
         open_alerts=list(
             session.scalars(

@@ -169,6 +169,93 @@ _BATCH_STATE_LABELS = {
 }
 
 
+class BatchStep(StrEnum):
+    """The steps that move a batch on, in order (exchange.flows.run_step, batch.step_seconds keys and
+    batch.failed_step); `label` is the Chinese name, `starts` the state it works on, `ends` the states
+    it may leave the batch in."""
+
+    PARSE = "parse"
+    GATE = "gate"
+    RESOLVE = "resolve"
+    MERGE = "merge"
+    PUBLISH = "publish"
+    STATISTICS = "statistics"
+    RECEIPT = "receipt"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _BATCH_STEPS[self][0]
+
+    @property
+    def starts(self) -> BatchState:
+        """The state a batch must be in for this step to work on it."""
+        return _BATCH_STEPS[self][1]
+
+    @property
+    def ends(self) -> frozenset[BatchState]:
+        """The states this step may leave a batch in (a step that raises leaves it failed)."""
+        return _BATCH_STEPS[self][2]
+
+    @property
+    def done_states(self) -> frozenset[BatchState]:
+        """The states of a batch this step has been through (a failed batch has been through the steps
+        before its failed_step: see `later`)."""
+        return frozenset(_reachable(self.ends))
+
+    @property
+    def later(self) -> tuple["BatchStep", ...]:
+        """The steps after this one."""
+        steps = list(BatchStep)
+        return tuple(steps[steps.index(self) + 1 :])
+
+    @classmethod
+    def starting_from(cls, state: BatchState) -> "BatchStep | None":
+        """The step that moves a batch on from this state; None where none does (final, held, failed)."""
+        return next((step for step in cls if step.starts == state), None)
+
+
+# The batch's life in one table: each step, the state it starts from and the states it ends in.
+_BATCH_STEPS: dict[BatchStep, tuple[str, BatchState, frozenset[BatchState]]] = {
+    BatchStep.PARSE: ("解析", BatchState.RECEIVED, frozenset({BatchState.PARSED, BatchState.REJECTED})),
+    BatchStep.GATE: ("闸门校验", BatchState.PARSED, frozenset({BatchState.GATED, BatchState.QUARANTINED})),
+    BatchStep.RESOLVE: ("身份识别", BatchState.GATED, frozenset({BatchState.RESOLVED})),
+    BatchStep.MERGE: ("合并", BatchState.RESOLVED, frozenset({BatchState.MERGED})),
+    BatchStep.PUBLISH: ("发布", BatchState.MERGED, frozenset({BatchState.PUBLISHED})),
+    BatchStep.STATISTICS: ("统计", BatchState.PUBLISHED, frozenset({BatchState.COUNTED})),
+    BatchStep.RECEIPT: ("回执", BatchState.COUNTED, frozenset({BatchState.COMPLETED})),
+}
+# An operator releases a quarantined batch after checking it (exchange.gate.release_batch).
+RELEASE = (BatchState.QUARANTINED, BatchState.GATED)
+
+
+def _batch_moves() -> dict[BatchState, frozenset[BatchState]]:
+    """Every allowed move: each step's, the release, a step that raises (→ failed) and a rerun
+    (failed → the state the failed step starts from)."""
+    moves: dict[BatchState, set[BatchState]] = {state: set() for state in BatchState}
+    for step in BatchStep:
+        moves[step.starts] |= step.ends | {BatchState.FAILED}
+        moves[BatchState.FAILED].add(step.starts)
+    moves[RELEASE[0]].add(RELEASE[1])
+    return {state: frozenset(targets) for state, targets in moves.items()}
+
+
+BATCH_MOVES = _batch_moves()
+# States a step or a rerun moves on without a person: what the day's run and `popex ingest` pick up.
+# (Quarantined waits for an operator's release; rejected and completed are final.)
+UNFINISHED_STATES = frozenset({step.starts for step in BatchStep} | {BatchState.FAILED})
+
+
+def _reachable(start: frozenset[BatchState]) -> set[BatchState]:
+    """The states reachable from these by steps and releases (not through a failure)."""
+    seen, todo = set(start), list(start)
+    while todo:
+        for target in BATCH_MOVES[todo.pop()] - {BatchState.FAILED} - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
 class ColumnKind(StrEnum):
     """What a column's values look like; the batch gate checks conformance per kind."""
 
@@ -373,7 +460,8 @@ _DAG_LABELS = {
 
 
 class DagTask(StrEnum):
-    """The tasks of the DAGs by task_id; the batch steps (batch.step_seconds keys) have the same names."""
+    """The tasks of the DAGs by task_id (without a task group's prefix: batch.parse is PARSE); the batch
+    steps (batch.step_seconds keys) have the same names."""
 
     DETECT = "detect"
     PARSE = "parse"
@@ -383,6 +471,7 @@ class DagTask(StrEnum):
     PUBLISH = "publish"
     STATISTICS = "statistics"
     RECEIPTS = "receipts"
+    ALL_BATCHES_CHECKED = "all_batches_checked"
     FORWARD = "forward"
     PROCESS = "process"
     CLEARANCE = "clearance"
@@ -404,11 +493,96 @@ _DAG_TASK_LABELS = {
     DagTask.PUBLISH: "发布",
     DagTask.STATISTICS: "统计",
     DagTask.RECEIPTS: "回执",
+    DagTask.ALL_BATCHES_CHECKED: "全部批次已检查",
     DagTask.FORWARD: "转交交换平台",
     DagTask.PROCESS: "处理批次",
     DagTask.CLEARANCE: "一日一清",
     DagTask.EVALUATE: "评估告警",
     DagTask.NOTIFY: "发送告警",
+}
+
+
+class ReviewKind(StrEnum):
+    """Why a record waits for a clerk (review_item.kind); `label` says it in Chinese."""
+
+    ID_CONFLICT = "id_conflict"  # a known ID number, but the name or birth date contradicts the person
+    PROBABLE_MATCH = "probable_match"  # no decisive number; the match score is between the thresholds
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _REVIEW_KIND_LABELS[self]
+
+
+_REVIEW_KIND_LABELS = {
+    ReviewKind.ID_CONFLICT: "证件号码与姓名/出生日期矛盾",
+    ReviewKind.PROBABLE_MATCH: "疑似同一人",
+}
+
+
+class ReviewState(StrEnum):
+    """Where a review item is (review_item.state); `label` says it in Chinese."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"  # the clerk decided: the same person
+    REJECTED = "rejected"  # the clerk decided: not the same person
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _REVIEW_STATE_LABELS[self]
+
+
+_REVIEW_STATE_LABELS = {
+    ReviewState.OPEN: "待处理",
+    ReviewState.ACCEPTED: "已确认为同一人",
+    ReviewState.REJECTED: "已确认不是同一人",
+}
+
+
+class AreaLevel(StrEnum):
+    """Levels of the city's areas (area.level); CITY is the whole city, which has no area row."""
+
+    CITY = "city"
+    DISTRICT = "district"
+    STREET = "street"
+    COMMUNITY = "community"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _AREA_LEVEL_LABELS[self]
+
+
+_AREA_LEVEL_LABELS = {
+    AreaLevel.CITY: "全市",
+    AreaLevel.DISTRICT: "区县",
+    AreaLevel.STREET: "街道",
+    AreaLevel.COMMUNITY: "社区",
+}
+
+
+class FlowKind(StrEnum):
+    """How a person entered or left the population the decision statistics count."""
+
+    BIRTH = "birth"
+    DEATH = "death"
+    IN = "in"  # moved in
+    OUT = "out"  # moved out
+    OTHER = "other"  # a record retired by a merge
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _FLOW_KIND_LABELS[self]
+
+
+_FLOW_KIND_LABELS = {
+    FlowKind.BIRTH: "出生",
+    FlowKind.DEATH: "死亡",
+    FlowKind.IN: "迁入",
+    FlowKind.OUT: "迁出",
+    FlowKind.OTHER: "注销合并",
 }
 
 

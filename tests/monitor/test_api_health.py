@@ -1,12 +1,14 @@
 """API usage on the dashboard and the API error-rate alert, from audit records as the sharing service
 writes them (its own INSERT), through the hourly roll-up."""
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select, text
 
 from monitor import alerts, health
 from monitor.models import MonitorAlert
+from schemas.canonical import AuditCategory
 from sharing_api.audit import AccessEntry, append_access
 from tests.monitor.conftest import settings
 
@@ -42,6 +44,9 @@ def test_a_client_refused_too_often_raises_the_alert_and_shows_on_the_dashboard(
     assert "<tr><th>gongan</th><td>45</td><td>0</td><td>5</td><td>0%</td><td>0</td></tr>" in table
     assert "<tr><th>yibao</th><td>31</td><td>13</td><td>0</td><td>42%</td><td>0</td></tr>" in table
     assert "<tr><th>jiaoyu</th><td>10</td><td>10</td><td>0</td><td>100%</td><td>0</td></tr>" in table
+    audit = html[html.index('id="audit-volume"') :]  # the audit records' category in words
+    assert re.search(rf'<tr data-area="sharing"><td>[^<]+</td><td>{AuditCategory.SHARING.label}</td>', audit)
+    assert ">sharing<" not in audit
     body = client.get("/metrics", params={"now": f"{now:%Y-%m-%dT%H:%M}"}).text
     assert 'popex_alerts_open{rule="api_error_rate"} 1.0' in body
     total = session.scalar(text("SELECT count(*) FROM audit_log"))

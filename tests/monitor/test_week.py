@@ -1,12 +1,14 @@
 """The issue's test: a synthetic week with a missing feed, a late feed, a failed gate and a spike of
 rejects shows each on the dashboard and raises exactly the right alerts (evaluated as of given moments)."""
 
+import re
 from datetime import datetime
 
 from sqlalchemy import select
 
 from monitor import alerts, timeliness
 from monitor.models import MonitorAlert
+from schemas.canonical import BatchState, Channel, DagTask
 from tests.monitor.conftest import settings
 from tests.monitor.week import GATE_DAY, LATE, LATE_AT, MISSING, NOW, REVIEW_DAY, SPIKE_DAY, WEEK
 
@@ -118,8 +120,30 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
     assert html.index("DUPLICATE_ROW:1") > 0 and "无法识别是谁" in html
     assert 'id="clearance-grid"' in html and 'data-community="330102001001"' in html
     assert "未配置 AIRFLOW_HOME" in html or 'id="dag-runs"' in html
+    # every batch by its department and feed, its state in words from the one vocabulary
+    table = html[html.index('id="batches"') : html.index('id="reasons"')]
+    rows = re.findall(
+        r'<tr data-batch="\d+" class="(\w+)">.*?<td>(.*?)</td>.*?<td class="state">(.*?)</td>', table
+    )
+    assert len(rows) == table.count("<tr data-batch=") > 1
+    assert all(shown == BatchState(state).label for state, _, shown in rows)
+    assert {source for _, source, _ in rows} >= {
+        "公安局<small>户籍人口变动</small>",
+        "卫生健康委员会<small>出生医学证明</small>",
+    }
+    assert not re.search(r">[^<]*\b(gaj_hj|wjw_sw|quarantined|published|completed)\b[^<]*<", table)
+    # the reasons say where they came from
+    reasons = html[html.index('id="reasons"') : html.index('id="review"')]
+    assert "来自 公安局（1 个批次）" in reasons
 
     batch = client.get(f"/monitor/batches/{gate_batch}", params={"now": "2026-11-09T12:00"}).text
+    assert f"<h1>批次 {gate_batch} · 公安局 户籍人口变动 2026-11-06</h1>" in batch
+    deliveries = batch[batch.index('id="deliveries"') :]
+    assert re.findall(r'<tr data-channel="(\w+)">(?:<td>[^<]*</td>){3}<td>([^<]*)</td>', deliveries) == [
+        ("cli", Channel.CLI.label)
+    ]
+    steps = batch[batch.index('id="steps"') : batch.index('id="deliveries"')]
+    assert re.findall(r"<th>([^<]*)</th>", steps) == [DagTask.PARSE.label, DagTask.GATE.label]
     assert "未通过" in batch and "0–25 行" in batch and "已隔离" in batch
     assert batch.index('<tr class="failed">') < batch.index("<td>通过</td>")  # the failure heads the table
     spike = client.get(f"/monitor/batches/{spike_batch}", params={"now": "2026-11-09T12:00"}).text
