@@ -25,6 +25,7 @@ from registry.audit import record_audit
 from registry.models import Area, Person
 from registry.normalise.codes import ETHNICITIES
 from registry.records import DuplicateRows, RecordBuilder, describe
+from schemas.canonical import PopulationType, ResidenceStatus, Sex, label_of
 from schemas.feed_spec import FeedSpec, get_feed_spec
 
 SOURCE = "sq_cj"
@@ -41,11 +42,13 @@ FORM_COLUMNS = (
     "居住状态",
     "备注",
 )
-CHOICES = {"性别": ("男", "女"), "人口类型": ("户籍", "流动", "境外"), "居住状态": ("在住", "离开", "死亡")}
+CHOICES = {
+    "性别": tuple(s.label for s in Sex),
+    "人口类型": tuple(t.label for t in PopulationType),
+    "居住状态": tuple(r.label for r in ResidenceStatus),
+}
 # Rules of this platform on top of the feed spec's, in the same CODE:列名 form.
 MESSAGES = {"COMMUNITY_SCOPE": "不是您所在社区的代码，只能采集本社区的居民"}
-POPULATION_NAMES = {"registered": "户籍", "floating": "流动", "foreign": "境外"}
-SEX_NAMES = {"1": "男", "2": "女"}
 
 
 class NotFound(Exception):
@@ -325,13 +328,13 @@ def person_values(person: Person) -> dict[str, str]:
     return {
         "姓名": person.name or "",
         "身份证号": (person.id_no or "") if person.id_type in (None, "RID") else "",
-        "性别": SEX_NAMES.get(person.sex or "", ""),
+        "性别": label_of(Sex, person.sex),
         "出生日期": person.birth_date.isoformat() if person.birth_date else "",
         "民族": ETHNICITIES.get(person.ethnicity or "", ""),
         "联系电话": person.phone or "",
         "现住址": person.address or "",
-        "人口类型": POPULATION_NAMES.get(person.population_type or "", ""),
-        "居住状态": "在住",
+        "人口类型": label_of(PopulationType, person.population_type),
+        "居住状态": ResidenceStatus.PRESENT.label,
         "备注": "",
     }
 

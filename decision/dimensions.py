@@ -7,8 +7,11 @@ five-year groups of the pyramid, the school ages (3–5, 6–11, 12–14, 15–1
 
 from dataclasses import dataclass
 
-POPULATION_TYPES: dict[str, str] = {"registered": "户籍", "floating": "流动", "foreign": "境外"}
-SEXES: dict[str, str] = {"1": "男", "2": "女"}
+from schemas.canonical import PopulationType, Sex
+
+# The codes of each dimension in display order, with their labels from the one vocabulary.
+POPULATION_TYPES: dict[str, str] = {t.value: t.label for t in PopulationType}
+SEXES: dict[str, str] = {s.value: s.label for s in Sex}
 UNKNOWN = "未知"
 
 # Lower bound (completed years) of each age band; a band runs to the next bound, the last is open.

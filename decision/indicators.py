@@ -42,14 +42,15 @@ from decision.schemas import (
     StatTable,
 )
 from decision.suppression import DEFAULT_THRESHOLD, suppress
+from schemas.canonical import AreaLevel, FlowKind
 
 Key = tuple[Hashable, ...]
 GridRow = tuple[str, str | None, list[Key]]  # label, area code to drill into, interior keys
 ALL = "*"
 LEVEL_OF_LENGTH = {0: "city", 6: "district", 9: "street", 12: "community"}
-LEVEL_NAMES = {"city": "全市", "district": "区县", "street": "街道", "community": "社区"}
+LEVEL_NAMES = {level.value: level.label for level in AreaLevel}
 CHILD_LENGTH = {0: 6, 6: 9, 9: 12}
-FLOW_KINDS = {"birth": "出生", "death": "死亡", "in": "迁入", "out": "迁出", "other": "注销合并"}
+FLOW_KINDS = {kind.value: kind.label for kind in FlowKind}
 CITY = AreaOut(code="", name="全市", level="city")
 
 

@@ -22,15 +22,13 @@ from exchange.pages import pages as exchange_pages
 from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
 from monitor import router as monitor_router
-from registry.review import KIND_LABELS
+from schemas.canonical import PopulationType, ReviewKind
 from sharing_api.router import router as sharing_router
 
 HERE = Path(__file__).resolve().parent
-REGISTRY_FIGURES = """
+REGISTRY_FIGURES = f"""
 SELECT count(*) FILTER (WHERE status = 'active'),
-       count(*) FILTER (WHERE status = 'active' AND population_type = 'registered'),
-       count(*) FILTER (WHERE status = 'active' AND population_type = 'floating'),
-       count(*) FILTER (WHERE status = 'active' AND population_type = 'foreign'),
+       {", ".join(f"count(*) FILTER (WHERE status = 'active' AND population_type = '{t}')" for t in PopulationType)},
        count(*) FILTER (WHERE status = 'dead'),
        count(*) FILTER (WHERE status = 'left'),
        (SELECT count(*) FROM source_record),
@@ -103,14 +101,13 @@ def create_app() -> FastAPI:
                     "GROUP BY kind ORDER BY kind"
                 )
             ).all()
-        labels = ["在册人员", "户籍", "流动", "境外", "死亡", "离开", "源记录", "批次"]
+        labels = ["在册人员", *(t.label for t in PopulationType), "死亡", "离开", "源记录", "批次"]
         return render(
             request,
             "registry.html",
             {
                 "figures": list(zip(labels, figures, strict=True)),
-                "review": review,
-                "review_labels": KIND_LABELS,
+                "review": [(ReviewKind(kind).label, n, oldest) for kind, n, oldest in review],
             },
         )
 

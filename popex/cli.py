@@ -1,6 +1,7 @@
 """The popex command line: operators' entry to every platform."""
 
 import logging
+from collections.abc import Callable
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -13,6 +14,16 @@ from rich.progress import TaskID
 from base.progress import err, progress_bar
 from collection.cli import officers_app
 from exchange.cli import departments_app
+from schemas.canonical import (
+    BatchState,
+    IdType,
+    Labelled,
+    PopulationType,
+    ReviewKind,
+    ReviewState,
+    Sex,
+    label_of,
+)
 from sharing_api.cli import audit_app, clients_app
 
 if TYPE_CHECKING:
@@ -142,7 +153,7 @@ def _print_ingested(result: "Ingested") -> None:
         batch = session.scalars(select(Batch).where(Batch.id == result.batch_id)).one()
         note = "（相同文件此前已接收，未重复处理）" if result.duplicate else ""
         console.print(
-            f"批次 {batch.id} {batch.file_name} 状态 {batch.state}{note}：接收 {batch.rows_received}，"
+            f"批次 {batch.id} {batch.file_name} 状态 {BatchState(batch.state).label}{note}：接收 {batch.rows_received}，"
             f"通过 {batch.rows_accepted}，拒收 {batch.rows_rejected}，待核查 {batch.rows_review}"
         )
         if batch.error:
@@ -216,7 +227,8 @@ def receipt(
         typer.echo(result.csv_text(), nl=False)
     else:
         console.print(
-            f"批次 {result.batch_id} {result.file_name}（{result.source}）状态 {result.state}：接收 {result.received}，"
+            f"批次 {result.batch_id} {result.file_name}（{result.source}）状态 {BatchState(result.state).label}："
+            f"接收 {result.received}，"
             f"通过 {result.accepted}，拒收 {result.rejected}，待核查 {result.review}"
         )
 
@@ -270,7 +282,7 @@ def batch_release(
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    console.print(f"批次 {batch_id} 已放行，处理结果：{process_batch(factory, batch_id)}")
+    console.print(f"批次 {batch_id} 已放行，处理结果：{BatchState(process_batch(factory, batch_id)).label}")
 
 
 @review_app.command("list")
@@ -291,12 +303,8 @@ def review_list(limit: Annotated[int, typer.Option(help="最多显示条数")] =
             ),
             {"n": limit},
         ).all()
-    from registry.review import KIND_LABELS
-
     for item_id, kind, *rest in rows:
-        table.add_row(
-            str(item_id), KIND_LABELS.get(kind, kind), *(str(v) if v is not None else "" for v in rest)
-        )
+        table.add_row(str(item_id), ReviewKind(kind).label, *(str(v) if v is not None else "" for v in rest))
     console.print(table)
     if rows:
         console.print("逐项对照：popex review show 事项号 --actor 姓名")
@@ -323,19 +331,18 @@ LEVEL_LABELS = {
 }
 
 
-STATE_LABELS = {"open": "待处理", "accepted": "已确认为同一人", "rejected": "已确认不是同一人"}
-# Codes in words, per compared field (review show).
-CODE_LABELS = {
-    "性别": {"1": "男", "2": "女"},
-    "人口类型": {"registered": "户籍", "floating": "流动", "foreign": "境外"},
-    "证件类型": {
-        "RID": "居民身份证",
-        "PASSPORT": "护照",
-        "HKMO": "港澳居民来往内地通行证",
-        "TW": "台湾居民来往大陆通行证",
-        "FPR": "外国人永久居留身份证",
-    },
+# The compared fields whose values are codes, with their vocabulary (review show says them in words).
+CODED_FIELDS: dict[str, Callable[[str], Labelled]] = {
+    "性别": Sex,
+    "人口类型": PopulationType,
+    "证件类型": IdType,
 }
+
+
+def _in_words(field: str, value: str | None) -> str:
+    """A compared field's value as the clerk reads it: a code in words, anything else as it is."""
+    vocabulary = CODED_FIELDS.get(field)
+    return label_of(vocabulary, value) if vocabulary else value or ""
 
 
 def _weighed(name: str, value: object) -> str:
@@ -365,15 +372,12 @@ def review_show(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
     score = "" if shown.score is None else f"，得分 {shown.score:.1f}"
-    console.print(
-        f"待核查事项 {shown.item_id}：{shown.kind}（{STATE_LABELS.get(shown.state, shown.state)}{score}）"
-    )
+    console.print(f"待核查事项 {shown.item_id}：{shown.kind}（{ReviewState(shown.state).label}{score}）")
     console.print(f"来源：{shown.batch} 第 {shown.row_no} 行；候选人员 {shown.person_no or '无'}")
     table = Table("字段", "源记录", "候选人员", "")
     for label, mine, theirs, same in shown.fields:
-        words = CODE_LABELS.get(label, {})
         agree = "" if same is None else ("=" if same else "≠")
-        table.add_row(label, words.get(mine or "", mine or ""), words.get(theirs or "", theirs or ""), agree)
+        table.add_row(label, _in_words(label, mine), _in_words(label, theirs), agree)
     console.print(table)
     if shown.levels:
         console.print("比对：" + "；".join(_weighed(name, value) for name, value in shown.levels.items()))

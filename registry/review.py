@@ -17,6 +17,7 @@ from registry.masking import mask_id_no, mask_phone
 from registry.merge import merge_persons
 from registry.models import Link, NonMatch, Person, ReviewItem, SourceRecord
 from registry.resolve import update_counts
+from schemas.canonical import ReviewKind
 
 
 class ReviewError(ValueError):
@@ -293,7 +294,6 @@ COMPARED = (
     ("人口类型", "population_type", "population_type"),
 )
 MASKED = {"id_no": mask_id_no, "phone": mask_phone}
-KIND_LABELS = {"id_conflict": "证件号码与姓名/出生日期矛盾", "probable_match": "疑似同一人"}
 
 
 @dataclass(frozen=True)
@@ -354,7 +354,7 @@ def compare_item(*, session: Session, item_id: int, actor: str, unmasked: bool =
     )
     return ItemComparison(
         item_id=item.id,
-        kind=KIND_LABELS.get(item.kind, item.kind),
+        kind=ReviewKind(item.kind).label,
         state=item.state,
         batch=f"{batch.source} {batch.file_name} {batch.as_of_date}",
         row_no=record.row_no,

@@ -235,6 +235,9 @@ def verify_batch(
     return _json(service.verify_batch(reader=reader, access=access, items=query.items, checks=query.checks))
 
 
+EVENT_TYPES = "事件类型（可重复）：" + "；".join(f"{e.value} {e.label}" for e in EventType)
+
+
 @router.get(
     "/changes",
     response_model=ChangeFeed,
@@ -246,7 +249,7 @@ def get_changes(
     session: SessionDep,
     access: Annotated[Access, Depends(access_for(Operation.CHANGES))],
     since: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="上次收到的 next_cursor；首次为 0")] = 0,
-    event_type: Annotated[list[EventType] | None, Query(description="事件类型（可重复）")] = None,
+    event_type: Annotated[list[EventType] | None, Query(description=EVENT_TYPES)] = None,
     area: Area = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     fields: Fields = None,

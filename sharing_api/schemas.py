@@ -6,7 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from schemas.canonical import ChangeEventType
+
 MAX_BATCH = 1000
+EventType = ChangeEventType  # the change events the publish step writes, one vocabulary with the pages
 
 PersonNo = Annotated[str, StringConstraints(pattern=r"^P\d{11}$")]
 AreaCode = Annotated[str, StringConstraints(pattern=r"^(\d{6}|\d{9}|\d{12})$")]
@@ -15,20 +18,6 @@ IdType = Literal["RID", "PASSPORT", "HKMO", "TW", "FPR"]
 _PLAIN = r"^[^\x00-\x1f\x7f]+$"
 DocumentNo = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=_PLAIN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_PLAIN)]
-
-
-class EventType(StrEnum):
-    """Change events the merge step publishes."""
-
-    PERSON_CREATED = "person_created"
-    BORN = "born"
-    DIED = "died"
-    MOVED = "moved"
-    LEFT_CITY = "left_city"
-    RETURNED = "returned"
-    ATTRIBUTE_CHANGED = "attribute_changed"
-    MARRIED = "married"
-    DIVORCED = "divorced"
 
 
 class Check(StrEnum):
