@@ -22,6 +22,7 @@ from decision.aggregates import (
 )
 from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
 from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
+from schemas.canonical import BatchStep
 
 # How far back the aggregates reach by default (older versions count from the epoch on) and how far
 # ahead age bands are precomputed; a batch whose dates come within a year of the horizon rebuilds.
@@ -80,17 +81,21 @@ def rebuild(
         ),
         {"epoch": epoch, "horizon": horizon, "watermark": watermark},
     )
-    # Batches whose merge is done, and any other batch that already wrote versions.
+    # Batches whose merge is done (failed in a later step too), and any other batch that already wrote versions.
     session.execute(
         text(
             """
             INSERT INTO decision.applied_batch (batch_id, how)
-            SELECT id, 'rebuild' FROM batch WHERE state IN ('merged', 'published')
+            SELECT id, 'rebuild' FROM batch WHERE state = ANY(:merged) OR failed_step = ANY(:later)
             UNION
             SELECT DISTINCT batch_id, 'rebuild' FROM person_version WHERE batch_id IS NOT NULL AND id <= :watermark
             """
         ),
-        {"watermark": watermark},
+        {
+            "watermark": watermark,
+            "merged": [str(s) for s in BatchStep.MERGE.done_states],
+            "later": [str(s) for s in BatchStep.MERGE.later],
+        },
     )
     changed = derive_and_apply(
         session,

@@ -9,19 +9,38 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from base.db import SessionFactory, transaction
+from decision import service as decision_service  # the statistics step (pyproject: the one allowed import)
 from exchange import gate, service
 from exchange.readers import parse_file_name
-from registry.models import Batch, Delivery
+from registry import batches
+from registry.audit import record_audit
+from registry.models import Batch
+from schemas.canonical import UNFINISHED_STATES, BatchState, BatchStep
 
 log = logging.getLogger(__name__)
-STEPS: dict[str, Callable[..., object]] = {
-    "parse": service.parse_batch,
-    "gate": gate.run_gate,
-    "resolve": service.resolve_batch,
-    "merge": service.merge_batch,
-    "publish": service.publish_batch,
+
+
+def count_batch(*, session: Session, batch_id: int) -> Batch:
+    """The decision statistics take the published batch in (decision.service: a batch counted before,
+    e.g. by a rebuild, is not counted twice), and it is counted."""
+    batch = session.get_one(Batch, batch_id, with_for_update=True)
+    if batch.state == BatchStep.STATISTICS.starts:
+        decision_service.refresh_after_batch(session=session, batch_id=batch_id)
+        batches.advance(session, batch_id, to=BatchState.COUNTED, expect=BatchStep.STATISTICS.starts)
+    return batch
+
+
+STEPS: dict[BatchStep, Callable[..., object]] = {
+    BatchStep.PARSE: service.parse_batch,
+    BatchStep.GATE: gate.run_gate,
+    BatchStep.RESOLVE: service.resolve_batch,
+    BatchStep.MERGE: service.merge_batch,
+    BatchStep.PUBLISH: service.publish_batch,
+    BatchStep.STATISTICS: count_batch,
+    BatchStep.RECEIPT: service.complete_batch,
 }
 
 
@@ -29,54 +48,105 @@ STEPS: dict[str, Callable[..., object]] = {
 # autovacuum comes later, and a plan made for the table as it was before a 500,000-row load was
 # measured 30 times slower (a full scan and sort where an index lookup per person was right).
 STEP_TABLES = {
-    "parse": ("source_record",),
-    "resolve": ("person", "person_identifier", "link"),
-    "merge": ("person", "person_version"),
-    "publish": ("change_event",),
+    BatchStep.PARSE: ("source_record",),
+    BatchStep.RESOLVE: ("person", "person_identifier", "link"),
+    BatchStep.MERGE: ("person", "person_version"),
+    BatchStep.PUBLISH: ("change_event",),
 }
 ANALYZE_MIN_ROWS = 20_000
 
 
 def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object) -> str:
-    """Run one step on a batch in its own transaction, record its duration; returns the batch state."""
-    started = time.perf_counter()
+    """Run one step on a batch in its own transaction, record its duration; returns the batch state.
+
+    A failed batch first goes back to where its failed step starts (registry.batches.resume). A step
+    that raises leaves the batch failed, with the step and a Chinese error, in a transaction of its own
+    after the step's rollback, and gives "failed" (when even that cannot be written, the step's
+    exception is raised: the batch is still where the step found it). A step called on a batch it
+    does not work on changes nothing.
+    """
+    step = BatchStep(step)
     with transaction(factory) as session:
-        STEPS[step](session=session, batch_id=batch_id, **kwargs)
-        rows = session.scalars(select(Batch.rows_received).where(Batch.id == batch_id)).one()
-        if rows >= ANALYZE_MIN_ROWS:
-            for table in STEP_TABLES.get(step, ()):
-                session.execute(text(f"ANALYZE {table}"))
-        seconds = round(time.perf_counter() - started, 3)
-        session.execute(
-            text(
-                "UPDATE batch SET step_seconds = step_seconds || jsonb_build_object(CAST(:s AS text), CAST(:t AS float8)) "
-                "WHERE id = :b"
-            ),
-            {"s": step, "t": seconds, "b": batch_id},
-        )
-        return session.scalars(select(Batch.state).where(Batch.id == batch_id)).one()
+        batches.resume(session, batch_id)
+    started = time.perf_counter()
+    try:
+        with transaction(factory) as session:
+            before = session.scalars(select(Batch.state).where(Batch.id == batch_id)).one()
+            STEPS[step](session=session, batch_id=batch_id, **kwargs)
+            state, rows = session.execute(
+                select(Batch.state, Batch.rows_received).where(Batch.id == batch_id)
+            ).one()
+            if state != before:
+                if rows >= ANALYZE_MIN_ROWS:
+                    for table in STEP_TABLES.get(step, ()):
+                        session.execute(text(f"ANALYZE {table}"))
+                _record_seconds(session, batch_id, step, time.perf_counter() - started)
+            return str(state)
+    except Exception as exc:
+        try:
+            with transaction(factory) as session:
+                batches.fail(session, batch_id, step=step, exc=exc)
+        except Exception as recording:
+            log.error(
+                "batch %s: its failure in %s could not be recorded (%s)",
+                batch_id,
+                step,
+                type(recording).__name__,
+            )
+            raise exc from None
+        return str(BatchState.FAILED)
+
+
+def _record_seconds(session: Session, batch_id: int, step: BatchStep, seconds: float) -> None:
+    session.execute(
+        text(
+            "UPDATE batch SET step_seconds = step_seconds || jsonb_build_object(CAST(:s AS text), CAST(:t AS float8)) "
+            "WHERE id = :b"
+        ),
+        {"s": str(step), "t": round(seconds, 3), "b": batch_id},
+    )
+
+
+@dataclass
+class Processed:
+    """Where processing left a batch, and the steps that moved it on this time."""
+
+    state: str
+    steps: list[BatchStep]
+
+
+def run_to_end(factory: SessionFactory, batch_id: int, progress: service.Progress | None = None) -> Processed:
+    """Every step the batch still needs, in order, up to completed (a failed batch resumes its failed
+    step); stops where a person must act (rejected, quarantined) or a step failed."""
+    with factory() as session:
+        batch = session.get_one(Batch, batch_id)
+        state = BatchState(batch.state)
+        step = BatchStep(batch.failed_step) if batch.failed_step else BatchStep.starting_from(state)
+    done: list[BatchStep] = []
+    while step is not None:
+        kwargs = {"progress": progress} if step == BatchStep.PARSE and progress else {}
+        after = BatchState(run_step(factory, step, batch_id, **kwargs))
+        if after == BatchState.FAILED or after == state:
+            return Processed(str(after), done)
+        done.append(step)
+        state, step = after, BatchStep.starting_from(after)
+    return Processed(str(state), done)
 
 
 def process_batch(factory: SessionFactory, batch_id: int, progress: service.Progress | None = None) -> str:
-    """Every step in order; stops at a state that needs a person (rejected, quarantined)."""
-    state = ""
-    for step in STEPS:
-        state = run_step(
-            factory, step, batch_id, **({"progress": progress} if step == "parse" and progress else {})
-        )
-        if state in ("rejected", "quarantined"):
-            break
-    return state
+    """Run the batch to completed (run_to_end); returns its state."""
+    return run_to_end(factory, batch_id, progress).state
 
 
 @dataclass
 class Ingested:
-    """What ingesting one file did."""
+    """What ingesting one file did: `steps` are those this call ran (a rerun finishes what was left)."""
 
     batch_id: int
     file_name: str
     duplicate: bool
     state: str
+    steps: list[BatchStep]
 
 
 def ingest_file(
@@ -88,14 +158,41 @@ def ingest_file(
     as_of: date | None = None,
     progress: service.Progress | None = None,
 ) -> Ingested:
-    """Receive a file and run it through every step (a file already received is not applied twice)."""
+    """Receive a file and run its batch to completed (a file already received is not applied twice).
+
+    The same name and content through the same channel again add no delivery: an operator's rerun is
+    a recovery, not a second delivery by the department (which the scorecards count). A rerun that
+    finished work is audited as batch.recovered with the steps it ran.
+    """
     with transaction(factory) as session:
         received = service.receive_file(
-            session=session, path=path, channel=channel, source=source, as_of=as_of
+            session=session, path=path, channel=channel, source=source, as_of=as_of, once_per_name=True
         )
         batch_id, duplicate = received.batch.id, received.duplicate
-    state = process_batch(factory, batch_id, progress)
-    return Ingested(batch_id, path.name, duplicate, state)
+    processed = run_to_end(factory, batch_id, progress)
+    if duplicate and processed.steps:
+        with transaction(factory) as session:
+            record_audit(
+                session=session,
+                actor="operator",
+                action="batch.recovered",
+                object_type="batch",
+                object_id=str(batch_id),
+                detail={"file": path.name, "channel": channel, "steps": [str(s) for s in processed.steps]},
+            )
+    return Ingested(batch_id, path.name, duplicate, processed.state, processed.steps)
+
+
+def waiting_for(factory: SessionFactory, step: BatchStep) -> list[int]:
+    """The batches this step is next for (in its start state, or failed in it), in delivery order."""
+    with factory() as session:
+        return list(
+            session.scalars(
+                select(Batch.id)
+                .where((Batch.state == step.starts) | (Batch.failed_step == step))
+                .order_by(Batch.as_of_date, Batch.source, Batch.seq, Batch.id)
+            )
+        )
 
 
 def landing_files(folder: Path) -> list[Path]:
@@ -115,7 +212,6 @@ def landing_files(folder: Path) -> list[Path]:
 
 RECEIVED_DIR = "_received"  # where a landing folder's files go once received: <folder>/_received/<as-of>/
 REFUSED_DIR = "_refused"  # … and those the intake refused (source, size): <folder>/_refused/<run's as-of>/
-UNFINISHED = ("received", "parsed", "gated", "resolved", "merged")  # states a later step moves on
 
 
 def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[int]:
@@ -155,7 +251,7 @@ def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[
                 "SELECT id FROM batch WHERE id = ANY(:ids) OR (state = ANY(:open) AND as_of_date <= :d) "
                 "ORDER BY as_of_date, source, seq, id"
             ),
-            {"ids": batch_ids, "open": list(UNFINISHED), "d": as_of},
+            {"ids": batch_ids, "open": [str(s) for s in UNFINISHED_STATES], "d": as_of},
         ).all()
     return list(ordered)
 
@@ -174,25 +270,3 @@ def _move(path: Path, target_dir: Path) -> None:
 def run_step_all(factory: SessionFactory, step: str, batch_ids: list[int]) -> dict[int, str]:
     """One step over the batches in order; batches stopped earlier (rejected, quarantined) are left alone."""
     return {batch_id: run_step(factory, step, batch_id) for batch_id in batch_ids}
-
-
-def write_receipts(factory: SessionFactory, batch_ids: list[int], outbox: Path) -> list[Path]:
-    """Each batch's receipt CSV into outbox/<source>/<file name>.receipt.csv, once for every name the
-    batch was delivered under (an empty daily file has the bytes of the day before's: one batch, a
-    receipt for each day's file); rewritten if it exists."""
-    written = []
-    for batch_id in batch_ids:
-        with transaction(factory) as session:
-            receipt = service.build_receipt(session=session, batch_id=batch_id)
-            names = session.scalars(
-                select(Delivery.file_name)
-                .where(Delivery.batch_id == batch_id)
-                .distinct()
-                .order_by(Delivery.file_name)
-            ).all()
-        for name in names or [receipt.file_name]:
-            target = outbox / receipt.source / f"{name}.receipt.csv"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(receipt.csv_text(), encoding="utf-8-sig")
-            written.append(target)
-    return written

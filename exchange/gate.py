@@ -23,9 +23,10 @@ import pandas as pd
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from registry import batches
 from registry.audit import record_audit
 from registry.models import Batch
-from schemas.canonical import BatchState, ColumnKind
+from schemas.canonical import RELEASE, BatchState, ColumnKind
 from schemas.feed_spec import FeedSpec, get_feed_spec
 
 if TYPE_CHECKING:
@@ -403,7 +404,9 @@ def decide(
         "failed": failed,
     }
     batch.gate_result = gate
-    batch.state = "quarantined" if failed else "gated"
+    batches.advance(
+        session, batch.id, to=BatchState.QUARANTINED if failed else BatchState.GATED, expect=BatchState.PARSED
+    )
     if failed:
         record_audit(
             session=session,
@@ -436,9 +439,9 @@ def run_gate(*, session: Session, batch_id: int) -> dict[str, Any]:
 def release_batch(*, session: Session, batch_id: int, actor: str, note: str) -> Batch:
     """An operator releases a quarantined batch after checking it; audited."""
     batch = session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update())
-    if batch is None or batch.state != "quarantined":
+    if batch is None or batch.state != BatchState.QUARANTINED:
         raise ValueError(f"批次 {batch_id} 不存在或不在隔离状态")
-    batch.state = "gated"
+    batches.advance(session, batch_id, to=RELEASE[1], expect=RELEASE[0])
     batch.gate_result = {**(batch.gate_result or {}), "released_by": actor, "release_note": note}
     record_audit(
         session=session,

@@ -66,7 +66,8 @@ def error_response(_: Request, exc: Exception) -> JSONResponse:
     status_code=202,
     summary="推送数据文件",
     description="成员单位按交换标准推送一个数据文件（Authorization: Bearer 部门推送密钥）：先存档并登记哈希，"
-    "同一内容重复推送不会处理两次；由每日流程校验、识别、合并（process=true 时立即处理），回执见 receipt_url。",
+    "同一内容重复推送不会处理两次；由每日流程校验、识别、合并、计入统计并写回执（process=true 时立即处理到完成），"
+    "回执见 receipt_url。",
 )
 def push_file(
     department: Annotated[str, Depends(current_department)],
@@ -99,10 +100,11 @@ def push_file(
                 session=session, path=path, channel="push", actor=f"dept:{department}"
             )
             batch_id, duplicate, state = received.batch.id, received.duplicate, received.batch.state
-        if process and not duplicate:
+        # To completed, statistics and receipt too; a push of a batch left unfinished finishes it.
+        if process:
             state = flows.process_batch(factory, batch_id)
-        # Otherwise the daily run takes it up: it works on every batch still only received (the file
-        # is archived; nothing is left in a landing folder to be overwritten by a same-named push).
+        # Otherwise the daily run takes it up: it works on every unfinished batch of its day or earlier
+        # (the file is archived; nothing is left in a landing folder to be overwritten by a same-named push).
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     return PushResult(

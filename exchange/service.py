@@ -29,11 +29,12 @@ from exchange.exceptions import IssueCode
 from exchange.readers import FileName, identify_file
 from exchange.readers import open_feed_file as open_feed_file
 from exchange.staging import staged_chunks
-from registry import events, merge, resolve
+from registry import batches, events, merge, resolve
 from registry.audit import record_audit
 from registry.feeds import sync_feeds
 from registry.models import Area, Batch, Delivery
 from registry.records import COPY_COLUMNS, describe
+from schemas.canonical import BatchState, BatchStep
 from schemas.feed_spec import FeedSpec, UnknownSourceError, get_feed_spec
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def receive_file(
         as_of_date=name.as_of,
         seq=name.seq,
         channel=channel,
-        state="received",
+        state=BatchState.RECEIVED,
         step_seconds={},
     )
     if existing is None:
@@ -196,7 +197,7 @@ COPY_SQL = f"COPY source_record ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FOR
 def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = None) -> Batch:
     """Read the archived file, validate every row and stage it into source_record with COPY."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
-    if batch.state != "received":
+    if batch.state != BatchState.RECEIVED:
         return batch
     spec = get_feed_spec(batch.source)
     try:
@@ -214,8 +215,13 @@ def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = 
                 progress(rows)
     except FeedFileError as exc:
         session.rollback()
-        batch = session.get_one(Batch, batch_id)
-        batch.state, batch.error = "rejected", f"[{exc.code}] {exc.message}"
+        batch = batches.advance(
+            session,
+            batch_id,
+            to=BatchState.REJECTED,
+            expect=BatchState.RECEIVED,
+            error=f"[{exc.code}] {exc.message}",
+        )
         record_audit(
             session=session,
             actor="pipeline",
@@ -225,36 +231,68 @@ def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = 
             detail={"code": str(exc.code), "row": exc.row, "field": exc.field},
         )
         return batch
-    batch.state = "parsed"
     batch.gate_result = {"warnings": [{"code": str(w.code), "message": w.message} for w in feed.warnings]}
-    session.flush()
+    batches.advance(session, batch_id, to=BatchState.PARSED, expect=BatchState.RECEIVED)
     resolve.update_counts(session=session, batch_id=batch_id)
     session.refresh(batch)
     return batch
 
 
-def _advance(session: Session, batch_id: int, ready: str, step: Callable[..., object]) -> Batch:
-    """Run a registry step on the batch when it is in the state that step needs; else leave it."""
+def _advance(session: Session, batch_id: int, step: BatchStep, work: Callable[..., object]) -> Batch:
+    """Run a registry step on the batch when it is in the state that step starts from; else leave it
+    (the step moves the batch on: registry.batches)."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
-    if batch.state == ready:
-        step(session=session, batch_id=batch_id)
+    if batch.state == step.starts:
+        work(session=session, batch_id=batch_id)
         session.refresh(batch)
     return batch
 
 
 def resolve_batch(*, session: Session, batch_id: int) -> Batch:
     """Link the batch's accepted records to persons (registry.resolve)."""
-    return _advance(session, batch_id, "gated", resolve.resolve_batch)
+    return _advance(session, batch_id, BatchStep.RESOLVE, resolve.resolve_batch)
 
 
 def merge_batch(*, session: Session, batch_id: int) -> Batch:
     """Recompute the golden records the batch touched (registry.merge)."""
-    return _advance(session, batch_id, "resolved", merge.merge_batch)
+    return _advance(session, batch_id, BatchStep.MERGE, merge.merge_batch)
 
 
 def publish_batch(*, session: Session, batch_id: int) -> Batch:
     """Write the batch's change events for the sharing service (registry.events)."""
-    return _advance(session, batch_id, "merged", events.publish_batch)
+    return _advance(session, batch_id, BatchStep.PUBLISH, events.publish_batch)
+
+
+def complete_batch(*, session: Session, batch_id: int, outbox: Path | None = None) -> Batch:
+    """The receipt step: the counted batch's receipts into the outbox (default POPEX_OUTBOX_DIR), then
+    it is completed."""
+    batch = session.get_one(Batch, batch_id, with_for_update=True)
+    if batch.state == BatchStep.RECEIPT.starts:
+        write_receipts(session=session, batch_id=batch_id, outbox=outbox or storage_settings().outbox_dir)
+        batches.advance(session, batch_id, to=BatchState.COMPLETED, expect=BatchStep.RECEIPT.starts)
+    return batch
+
+
+def write_receipts(*, session: Session, batch_id: int, outbox: Path) -> list[Path]:
+    """The batch's receipt CSV into outbox/<source>/<file name>.receipt.csv, once for every name the
+    batch was delivered under (an empty daily file has the bytes of the day before's: one batch, a
+    receipt for each day's file); rewritten whole (same rows, same bytes) if it exists."""
+    receipt = build_receipt(session=session, batch_id=batch_id)
+    names = session.scalars(
+        select(Delivery.file_name)
+        .where(Delivery.batch_id == batch_id)
+        .distinct()
+        .order_by(Delivery.file_name)
+    ).all()
+    written = []
+    for name in names or [receipt.file_name]:
+        target = outbox / receipt.source / f"{name}.receipt.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        partial.write_text(receipt.csv_text(), encoding="utf-8-sig")
+        partial.replace(target)  # a department never reads half a receipt
+        written.append(target)
+    return written
 
 
 @dataclass

@@ -16,6 +16,7 @@ from collection.cli import officers_app
 from exchange.cli import departments_app
 from schemas.canonical import (
     BatchState,
+    BatchStep,
     IdType,
     Labelled,
     PopulationType,
@@ -27,6 +28,7 @@ from schemas.canonical import (
 from sharing_api.cli import audit_app, clients_app
 
 if TYPE_CHECKING:
+    from base.db import SessionFactory
     from exchange.flows import Ingested
 
 app = typer.Typer(help="popex 人口信息交换平台（一库五平台）", no_args_is_help=True)
@@ -140,6 +142,8 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(review_app, name="review")
 app.add_typer(person_app, name="person")
 app.add_typer(export_app, name="export")
+stats_app = typer.Typer(help="决策统计：计入已发布的批次、从头重建", no_args_is_help=True)
+app.add_typer(stats_app, name="stats")
 app.add_typer(departments_app, name="departments")
 
 
@@ -151,11 +155,16 @@ def _print_ingested(result: "Ingested") -> None:
 
     with session_scope() as session:
         batch = session.scalars(select(Batch).where(Batch.id == result.batch_id)).one()
-        note = "（相同文件此前已接收，未重复处理）" if result.duplicate else ""
         console.print(
-            f"批次 {batch.id} {batch.file_name} 状态 {BatchState(batch.state).label}{note}：接收 {batch.rows_received}，"
+            f"批次 {batch.id} {batch.file_name} 状态 {BatchState(batch.state).label}：接收 {batch.rows_received}，"
             f"通过 {batch.rows_accepted}，拒收 {batch.rows_rejected}，待核查 {batch.rows_review}"
         )
+        if result.duplicate:  # say what this run did, not what the first one did
+            done = "、".join(step.label for step in result.steps)
+            console.print(
+                f"相同文件此前已接收（批次 {batch.id}）；"
+                + (f"本次完成了：{done}" if done else "没有剩余的工作，未重复处理")
+            )
         if batch.error:
             err.print(f"[red]{batch.error}[/red]")
         for check in (batch.gate_result or {}).get("failed", []):
@@ -203,7 +212,7 @@ def ingest(
                 failed += 1
                 continue
         _print_ingested(result)
-        failed += result.state in ("rejected", "quarantined")
+        failed += result.state in (BatchState.REJECTED, BatchState.QUARANTINED, BatchState.FAILED)
     if failed:
         raise typer.Exit(1)
 
@@ -231,6 +240,65 @@ def receipt(
             f"接收 {result.received}，"
             f"通过 {result.accepted}，拒收 {result.rejected}，待核查 {result.review}"
         )
+
+
+@stats_app.command("refresh")
+def stats_refresh() -> None:
+    """Take every published batch not yet counted into the decision statistics (one transaction each)."""
+    from base.db import session_factory
+
+    factory = session_factory()
+    counted, failed = _count_waiting(factory, "计入统计")
+    if not counted and not failed:
+        console.print("没有待计入统计的批次，统计已是最新")
+        return
+    console.print(f"已将 {counted} 个批次计入统计")
+    _say_failed(failed)
+
+
+@stats_app.command("rebuild")
+def stats_rebuild() -> None:
+    """Recount every statistic from the person versions, then mark the published batches counted."""
+    from base.db import session_factory, transaction
+    from decision.service import rebuild
+
+    factory = session_factory()
+    with progress_bar() as bar:
+        task = bar.add_task("从人员版本重新计算全部统计", total=1)
+        with transaction(factory) as session:
+            result = rebuild(session=session)
+        bar.advance(task)
+    console.print(
+        f"统计已重建：{result.persons} 人，写入 {result.rows_changed} 个统计格，用时 {result.seconds:.1f} 秒"
+        f"（{result.epoch} 至 {result.horizon}）"
+    )
+    counted, failed = _count_waiting(factory, "标记已发布批次为已计入统计")
+    if counted:
+        console.print(f"{counted} 个已发布批次已包含在重建的统计中，标记为已计入统计")
+    _say_failed(failed)
+
+
+def _count_waiting(factory: "SessionFactory", what: str) -> tuple[int, list[int]]:
+    """The statistics step on every batch waiting for it, with a progress bar: (counted, failed ids)."""
+    from exchange.flows import run_step, waiting_for
+
+    waiting = waiting_for(factory, BatchStep.STATISTICS)
+    failed = []
+    with progress_bar() as bar:
+        task = bar.add_task(what, total=len(waiting))
+        for batch_id in waiting:
+            if run_step(factory, BatchStep.STATISTICS, batch_id) == BatchState.FAILED:
+                failed.append(batch_id)
+            bar.advance(task)
+    return len(waiting) - len(failed), failed
+
+
+def _say_failed(failed: list[int]) -> None:
+    if failed:
+        err.print(
+            f"[red]批次 {', '.join(map(str, failed))} 计入统计失败，原因见批次的错误信息；可重新运行[/red]"
+        )
+        raise typer.Exit(1)
 
 
 @export_app.command("persons")

@@ -3,6 +3,9 @@
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from registry import batches
+from schemas.canonical import BatchState
+
 # Each event type and the condition on (v = the new version, o = the version before it, NULL for a new person).
 EVENT_RULES = {
     "person_created": "o.id IS NULL",
@@ -57,7 +60,5 @@ def publish_batch(*, session: Session, batch_id: int) -> int:
         ),
         {"b": batch_id},
     ).rowcount
-    conn.execute(
-        text("UPDATE batch SET state = 'published', updated_at = now() WHERE id = :b"), {"b": batch_id}
-    )
+    batches.advance(session, batch_id, to=BatchState.PUBLISHED, expect=BatchState.MERGED)
     return inserted

@@ -15,7 +15,9 @@ from datetime import date
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from registry import batches
 from registry.trust import UNRANKED, trust_rows
+from schemas.canonical import BatchState
 
 # golden attribute → the source_record expression that provides it
 ATTRIBUTES = {
@@ -222,7 +224,7 @@ def merge_batch(*, session: Session, batch_id: int) -> MergeResult:
     result.persons += created
     result.changed += created
     result.created += created
-    conn.execute(text("UPDATE batch SET state = 'merged', updated_at = now() WHERE id = :b"), {"b": batch_id})
+    batches.advance(session, batch_id, to=BatchState.MERGED, expect=BatchState.RESOLVED)
     return result
 
 

@@ -20,8 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from registry import linkage
+from registry import batches, linkage
 from registry.trust import UNRANKED, load_trust_table
+from schemas.canonical import BatchState
 
 PERSON_FIELDS = ("name", "name_pinyin", "sex", "birth_date", "id_no", "community_code", "phone")
 
@@ -385,11 +386,10 @@ def resolve_batch(*, session: Session, batch_id: int) -> ResolveResult:
     )
     model = {"m": m, "m_source": result.m_source}
     conn.execute(
-        text(
-            "UPDATE batch SET resolution = CAST(:res AS jsonb), state = 'resolved', updated_at = now() WHERE id = :b"
-        ),
+        text("UPDATE batch SET resolution = CAST(:res AS jsonb) WHERE id = :b"),
         {"b": batch_id, "res": json.dumps({**asdict(result), "model": model})},
     )
+    batches.advance(session, batch_id, to=BatchState.RESOLVED, expect=BatchState.GATED)
     update_counts(session=session, batch_id=batch_id)
     return result
 

@@ -99,9 +99,10 @@ def factory(connection: Connection, archive_dir: Path) -> Callable[[], Session]:
 
 @pytest.fixture
 def archive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Received files are archived under the test's tmp_path."""
+    """Received files are archived under the test's tmp_path, and receipts written to its outbox/."""
     folder = tmp_path / "archive"
     monkeypatch.setenv("POPEX_ARCHIVE_DIR", str(folder))
+    monkeypatch.setenv("POPEX_OUTBOX_DIR", str(tmp_path / "outbox"))
     storage_settings.cache_clear()
     yield folder
     storage_settings.cache_clear()

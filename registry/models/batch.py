@@ -8,18 +8,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base
+from schemas.canonical import BatchState, BatchStep
 
-BATCH_STATES = (
-    "received",  # archived with its hash, nothing else done
-    "rejected",  # the file itself cannot be read (encoding, format, header …): error says why
-    "parsed",  # rows read and validated into source_record
-    "gated",  # the batch gate passed
-    "quarantined",  # the batch gate failed: nothing merged, reasons in gate_result
-    "resolved",  # every accepted row linked to a person or sent to review
-    "merged",  # golden records and history updated
-    "published",  # change events written, receipt ready
-    "failed",  # an unexpected error; error holds it, a retry starts from the last good state
-)
+BATCH_STATES = tuple(
+    str(state) for state in BatchState
+)  # their meanings, moves and labels: schemas.canonical
+BATCH_STEPS = tuple(str(step) for step in BatchStep)
 
 
 class Batch(Base):
@@ -28,6 +22,9 @@ class Batch(Base):
     __tablename__ = "batch"
     __table_args__ = (
         CheckConstraint(f"state IN {BATCH_STATES!r}", name="state"),
+        CheckConstraint(f"failed_step IN {BATCH_STEPS!r}", name="failed_step"),
+        # A failed batch says which step failed (a rerun resumes it); no other batch names one.
+        CheckConstraint("(state = 'failed') = (failed_step IS NOT NULL)", name="failed_has_step"),
         UniqueConstraint("sha256", name="uq_batch_sha256"),
     )
 
@@ -52,6 +49,7 @@ class Batch(Base):
     step_seconds: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     resolution: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None]
+    failed_step: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 

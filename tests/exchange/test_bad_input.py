@@ -146,7 +146,7 @@ def test_sql_in_a_name_is_just_a_name(session, factory, areas, tmp_path) -> None
     evil = "Robert'); DROP TABLE person;--"
     rows = [hj("H1", "330102198001010018", evil, "男", "1980-01-01")]
     result = flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", DAY, rows))
-    assert result.state == "published"
+    assert result.state == "completed"
     person = session.scalars(select(Person)).one()
     assert person.name == "ROBERT'); DROP TABLE PERSON;--"
     record = session.scalars(select(SourceRecord)).one()

@@ -44,14 +44,14 @@ def _volume_check(batch: Batch) -> dict | None:
 
 def test_an_increment_ten_times_its_usual_size_is_quarantined(factory, areas, tmp_path) -> None:
     snapshot = _ingest(factory, tmp_path, DAY0, _rows(0, 60, "在册", DAY0))
-    assert snapshot.state == "published", snapshot.gate_result["failed"]
+    assert snapshot.state == "completed", snapshot.gate_result["failed"]
     assert snapshot.gate_result["snapshot"] is True
     first = 100
     for n in range(1, 4):  # three increments of 4 rows: history enough for the check
         day = DAY0 + timedelta(days=n)
         batch = _ingest(factory, tmp_path, day, _rows(first, 4, "迁入", day))
         first += 4
-        assert batch.state == "published" and batch.gate_result["snapshot"] is False
+        assert batch.state == "completed" and batch.gate_result["snapshot"] is False
         # the snapshot is not an increment's history: until three increments exist, no volume check
         assert _volume_check(batch) is None
     day = DAY0 + timedelta(days=4)
@@ -62,4 +62,4 @@ def test_an_increment_ten_times_its_usual_size_is_quarantined(factory, areas, tm
     # median 4: × 0.3 and × 3.0 + 1 would be 1 … 13; within 20 rows of the median is never refused
     assert check["observed"] == 40 and check["bounds"] == [0, 24]
     usual = _ingest(factory, tmp_path, day, _rows(first + 40, 18, "迁入", day), suffix="_2")
-    assert usual.state == "published" and _volume_check(usual)["success"]  # 18 > 13, a small feed's day
+    assert usual.state == "completed" and _volume_check(usual)["success"]  # 18 > 13, a small feed's day

@@ -7,6 +7,7 @@ from sqlalchemy import func, select, text
 
 from exchange import flows, service
 from registry.models import AuditLog, Batch, ChangeEvent, Delivery, Link, Person, PersonVersion, SourceRecord
+from schemas.canonical import BatchStep
 from tests.feedfiles import hj, write_feed
 
 ZHANG = "330102198001010018"  # male, 1980-01-01
@@ -28,7 +29,7 @@ def snapshot_rows() -> list[dict[str, str]]:
 def test_snapshot_is_accounted_linked_and_merged(session, factory, areas, tmp_path) -> None:
     path = write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows(), encoding="gb18030")
     result = flows.ingest_file(factory, path)
-    assert result.state == "published", session.get(Batch, result.batch_id).gate_result
+    assert result.state == "completed", session.get(Batch, result.batch_id).gate_result
     assert not result.duplicate
     batch = session.get(Batch, result.batch_id)
     assert batch.encoding == "gb18030"
@@ -71,15 +72,22 @@ def test_snapshot_is_accounted_linked_and_merged(session, factory, areas, tmp_pa
 def test_same_file_twice_is_not_applied_twice(session, factory, areas, tmp_path) -> None:
     path = write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows())
     first = flows.ingest_file(factory, path)
+    assert first.steps == list(BatchStep) and not first.duplicate
+    # The operator runs the same file again: nothing left to do, and no second delivery.
     copy = tmp_path / "again"
     copy.mkdir()
     again = flows.ingest_file(factory, (copy / path.name).write_bytes(path.read_bytes()) and copy / path.name)
     assert again.duplicate and again.batch_id == first.batch_id
+    assert (again.state, again.steps) == ("completed", [])
+    # The same bytes under another name: the department delivered them again (a duplicate delivery).
+    other = tmp_path / "gaj_hj_20261102.csv"
+    other.write_bytes(path.read_bytes())
+    assert flows.ingest_file(factory, other).batch_id == first.batch_id
     assert session.scalar(select(func.count()).select_from(Batch)) == 1
     deliveries = session.scalars(select(Delivery).order_by(Delivery.id)).all()
-    assert [(d.batch_id, d.duplicate) for d in deliveries] == [
-        (first.batch_id, False),
-        (first.batch_id, True),
+    assert [(d.batch_id, d.file_name, d.duplicate) for d in deliveries] == [
+        (first.batch_id, path.name, False),
+        (first.batch_id, other.name, True),
     ]
     assert session.scalar(select(func.count()).select_from(SourceRecord)) == 6
     assert session.scalar(select(func.count()).select_from(Person)) == 3
@@ -125,7 +133,7 @@ def test_increments_land_on_the_same_persons(session, factory, areas, tmp_path) 
     ]
     path = write_feed(tmp_path, "rsj_cb", date(2026, 11, 2), insured, encoding="utf-8-sig")
     result = flows.ingest_file(factory, path)
-    assert result.state == "published"
+    assert result.state == "completed"
     links = session.execute(
         select(SourceRecord.row_no, Link.rule, Person.person_no)
         .join(Link, Link.source_record_id == SourceRecord.id)
@@ -242,9 +250,9 @@ def test_an_empty_daily_file_gets_its_own_receipt_though_its_bytes_are_the_day_b
     second = flows.receive_landing(factory, landing, date(2026, 11, 2))
     assert first == second and len(second) == 1  # one batch (one distinct content) …
     for batch_id in second:
-        flows.process_batch(factory, batch_id)
-    written = flows.write_receipts(factory, second, outbox)
-    assert sorted(p.name for p in written) == [  # … a receipt for each day's file
+        assert flows.process_batch(factory, batch_id) == "completed"
+    written = sorted(outbox.rglob("*.receipt.csv"))
+    assert [p.name for p in written] == [  # … a receipt for each day's file
         "wjw_sw_20261101.csv.receipt.csv",
         "wjw_sw_20261102.csv.receipt.csv",
     ]
@@ -275,4 +283,4 @@ def test_a_file_the_intake_refuses_is_set_aside_and_the_others_go_on(
     ).one()
     assert refusal.detail["code"] == "UNKNOWN_SOURCE" and refusal.detail["archive"]
     assert sorted(p.name for p in landing.iterdir() if p.is_file()) == ["户籍数据.csv"]
-    assert flows.process_batch(factory, day[0]) == "published"
+    assert flows.process_batch(factory, day[0]) == "completed"

@@ -56,7 +56,7 @@ def snapshot(tmp_path):
 
 def test_push_process_and_read_the_receipt(client, gaj_key, tmp_path) -> None:
     result = upload(client, snapshot(tmp_path), gaj_key, process=True)
-    assert result["status"] == 202 and result["state"] == "published" and not result["duplicate"]
+    assert result["status"] == 202 and result["state"] == "completed" and not result["duplicate"]
     receipt = client.get(result["receipt_url"], headers={"Authorization": f"Bearer {gaj_key}"}).json()
     assert (receipt["received"], receipt["accepted"]) == (2, 2)
     assert [r["status"] for r in receipt["rows"]] == ["accepted", "accepted"]
@@ -84,7 +84,7 @@ def test_pushes_without_processing_are_taken_up_by_the_daily_run_however_named(
     day = flows.receive_landing(factory, tmp_path / "landing", date(2026, 11, 1))
     assert day == [first["batch_id"], second["batch_id"]]
     states = [flows.process_batch(factory, b) for b in day]
-    assert states == ["published", "published"]
+    assert states == ["completed", "completed"]
     deliveries = session.scalar(text("SELECT count(*) FROM delivery WHERE batch_id = ANY(:b)"), {"b": day})
     assert deliveries == 2  # one per push: the run adds none
 
