@@ -4,7 +4,7 @@ Every number of a page is a cell with a key; the same quantity has the same key 
 suppression is decided once for the whole page (all its tables and the relations between them).
 """
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -42,7 +42,7 @@ from decision.schemas import (
     StatTable,
 )
 from decision.suppression import DEFAULT_THRESHOLD, suppress
-from schemas.canonical import AreaLevel, FlowKind
+from schemas.canonical import AreaLevel, FlowKind, PopulationType, Sex
 
 Key = tuple[Hashable, ...]
 GridRow = tuple[str, str | None, list[Key]]  # label, area code to drill into, interior keys
@@ -156,12 +156,11 @@ class Grid:
 
 @dataclass
 class Page:
-    """The values of one area on one date and the grids that publish them."""
+    """The counts of one area on one date by key: residents by type, sex and age band, and what the
+    tables add (origins, sub-areas, trend, flows, a year before)."""
 
     pop: dict[tuple[str, str, int], int]
     values: dict[Key, int] = field(default_factory=dict)
-    grids: list[Grid] = field(default_factory=list)
-    extra_lines: list[list[Key]] = field(default_factory=list)
 
     def value(self, key: Key) -> int:
         """The count behind a key (computed from the population cells for 'pop' keys)."""
@@ -210,227 +209,347 @@ def _cell(value: int | float | None, suppressed: bool) -> StatCell:
     return StatCell(value=value, display=str(value))
 
 
+TYPE_LABELS = {**POPULATION_TYPES, "": UNKNOWN}
+SEX_LABELS = {**SEXES, "": UNKNOWN}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a dashboard is of: an area and the areas one level down, on a date inside the aggregates' window,
+    with the population types and sexes its residents have ('' last when some are not known)."""
+
+    area: AreaOut
+    children: list[AreaOut]
+    as_of: date
+    window: aggregates.Window
+    months: int
+    types: list[str]
+    sexes: list[str]
+
+    @property
+    def earlier(self) -> date:
+        """The same day a year before."""
+        return year_earlier(self.as_of)
+
+    @property
+    def has_earlier(self) -> bool:
+        """Whether the aggregates reach back to the day a year before."""
+        return self.earlier >= self.window.epoch
+
+    @property
+    def this_month(self) -> date:
+        """The first day of the date's month."""
+        return self.as_of.replace(day=1)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The page's counts once suppression has chosen the cells that must not be shown."""
+
+    page: Page
+    suppressed: frozenset[Hashable]
+
+    def cell(self, key: Key) -> StatCell:
+        """The count behind a key, as shown."""
+        return _cell(self.page.value(key), key in self.suppressed)
+
+    def ratio(self, numerator: Sequence[Key], denominator: Sequence[Key], scale: float = 100.0) -> StatCell:
+        """A ratio is published only when every count it is made of is published and the denominator is not 0."""
+        if any(k in self.suppressed for k in (*numerator, *denominator)):
+            return _cell(None, True)
+        den = sum(self.page.value(k) for k in denominator)
+        return _cell(scale * sum(self.page.value(k) for k in numerator) / den if den else None, False)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A published ratio of counts: numerator / denominator × 100."""
+
+    key: str
+    label: str
+    numerator: tuple[Key, ...]
+    denominator: tuple[Key, ...]
+    unit: str = "%"
+
+
+RATIOS = (
+    Ratio("dependency", "总抚养比", (pop_key(ages=CHILDREN), pop_key(ages=OLD)), (pop_key(ages=WORKING),)),
+    Ratio("dependency_child", "少儿抚养比", (pop_key(ages=CHILDREN),), (pop_key(ages=WORKING),)),
+    Ratio("dependency_old", "老年抚养比", (pop_key(ages=OLD),), (pop_key(ages=WORKING),)),
+    Ratio(
+        "sex_ratio",
+        "性别比（女=100）",
+        (pop_key(ALL, Sex.MALE.value),),
+        (pop_key(ALL, Sex.FEMALE.value),),
+        "",
+    ),
+    Ratio("ageing_60", "60岁及以上人口占比", (pop_key(ages=ELDERLY[0]),), (pop_key(),)),
+    Ratio("ageing_65", "65岁及以上人口占比", (pop_key(ages=OLD),), (pop_key(),)),
+)
+HEADLINE_RATIOS = ("dependency", "sex_ratio", "ageing_60")
+
+
 def build_dashboard(
     *, session: Session, area_code: str, as_of: date, threshold: int = DEFAULT_THRESHOLD, months: int = 12
 ) -> Dashboard:
     """Every indicator of an area on a date, suppressed for publication."""
+    window = _window(session, as_of)
+    area = find_area(session, area_code)
+    scope, page = _read_scope(session, area, as_of, window, months)
+    grids = {g.key: g for build in GRIDS if (g := build(session, scope, page)) is not None}
+    earlier_line = _earlier_line(session, scope, page)
+    published = _publish(scope, page, list(grids.values()), earlier_line, threshold)
+    tables = {key: _table(grid, published.cell) for key, grid in grids.items()}
+    tables.update((t.key, t) for t in (build(scope, published) for build in DERIVED_TABLES))
+    return Dashboard(
+        area=area,
+        path=area_path(session, area),
+        children=scope.children,
+        as_of=as_of,
+        year_earlier=scope.earlier,
+        epoch=window.epoch,
+        horizon=window.horizon,
+        threshold=threshold,
+        kpis=_kpis(scope, published),
+        tables=[tables[key] for key in TABLE_ORDER if key in tables],
+    )
+
+
+def _window(session: Session, as_of: date) -> aggregates.Window:
+    """The aggregates' window, which must hold the date."""
     window = aggregates.read_window(session)
     if window is None:
         raise NotBuiltError("决策分析汇总表尚未生成")
     if not window.epoch <= as_of < window.horizon:
         raise OutOfWindowError(f"日期须在 {window.epoch} 至 {window.horizon - timedelta(days=1)} 之间")
-    area = find_area(session, area_code)
-    children = child_areas(session, area)
-    earlier = year_earlier(as_of)
-    has_earlier = earlier >= window.epoch
+    return window
 
-    pop_rows = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of, epoch=window.epoch)[
-        area.code
-    ]
-    page = Page(pop={parse_pop_cell(c): n for c, n in pop_rows.items()})
-    child_rows = aggregates.cells_at(
-        session, cube="type", areas=[c.code for c in children], day=as_of, epoch=window.epoch
-    )
-    origin_rows = aggregates.cells_at(
-        session, cube="origin", areas=[area.code], day=as_of, epoch=window.epoch
-    )[area.code]
-    earlier_rows = (
-        aggregates.cells_at(session, cube="type", areas=[area.code], day=earlier, epoch=window.epoch)[
-            area.code
-        ]
-        if has_earlier
-        else {}
-    )
-    this_month = as_of.replace(day=1)
-    first_month = month_back(this_month, months - 1)
-    trend_rows = aggregates.month_end_totals(
-        session,
-        area=area.code,
-        first=month_back(this_month, months),
-        last=month_back(this_month, 1),
-        epoch=window.epoch,
-    )
-    flow_rows = aggregates.flows_between(session, area=area.code, first=first_month, last=this_month)
 
-    types = [*POPULATION_TYPES, *([""] if any(t == "" for t, _, _ in page.pop) else [])]
-    sexes = [*SEXES, *([""] if any(s == "" for _, s, _ in page.pop) else [])]
-    type_label = {**POPULATION_TYPES, "": UNKNOWN}
-    sex_label = {**SEXES, "": UNKNOWN}
-    total = pop_key()
+def _read_scope(
+    session: Session, area: AreaOut, as_of: date, window: aggregates.Window, months: int
+) -> tuple[Scope, Page]:
+    """The area's residents on the date by type, sex and age band, and the scope they give the dashboard."""
+    cells = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of, epoch=window.epoch)
+    page = Page(pop={parse_pop_cell(c): n for c, n in cells[area.code].items()})
+    scope = Scope(
+        area=area,
+        children=child_areas(session, area),
+        as_of=as_of,
+        window=window,
+        months=months,
+        types=[*POPULATION_TYPES, *([""] if any(t == "" for t, _, _ in page.pop) else [])],
+        sexes=[*SEXES, *([""] if any(s == "" for _, s, _ in page.pop) else [])],
+    )
+    return scope, page
 
-    page.grids.append(
-        Grid(
-            "type_sex",
-            "常住人口：类型与性别",
-            "人口类型",
-            [sex_label[s] for s in sexes],
-            [(type_label[t], None, [pop_key(t, s) for s in sexes]) for t in types],
-            row_totals=[pop_key(t) for t in types],
-            col_totals=[pop_key(ALL, s) for s in sexes],
-            grand_total=total,
-        )
+
+def _unknown_age(page: Page) -> list[tuple[str, tuple[int, ...]]]:
+    """The row of residents whose age is not known, when there are any."""
+    return [("年龄不详", (UNKNOWN_BAND,))] if page.value(pop_key(ages=(UNKNOWN_BAND,))) else []
+
+
+def _type_sex(session: Session, scope: Scope, page: Page) -> Grid:
+    """Residents by population type and sex."""
+    return Grid(
+        "type_sex",
+        "常住人口：类型与性别",
+        "人口类型",
+        [SEX_LABELS[s] for s in scope.sexes],
+        [(TYPE_LABELS[t], None, [pop_key(t, s) for s in scope.sexes]) for t in scope.types],
+        row_totals=[pop_key(t) for t in scope.types],
+        col_totals=[pop_key(ALL, s) for s in scope.sexes],
+        grand_total=pop_key(),
     )
-    groups: list[tuple[str, tuple[int, ...]]] = [(g.label, g.bands) for g in FIVE_YEAR_GROUPS]
-    if page.value(pop_key(ages=(UNKNOWN_BAND,))):
-        groups.append(("年龄不详", (UNKNOWN_BAND,)))
-    page.grids.append(
-        Grid(
-            "pyramid",
-            "年龄金字塔（5岁组）",
-            "年龄组",
-            [sex_label[s] for s in sexes],
-            [(label, None, [pop_key(ALL, s, bands) for s in sexes]) for label, bands in groups],
-            row_totals=[pop_key(ALL, ALL, bands) for _, bands in groups],
-            col_totals=[pop_key(ALL, s) for s in sexes],
-            grand_total=total,
-        )
+
+
+def _pyramid(session: Session, scope: Scope, page: Page) -> Grid:
+    """Residents by five-year age group and sex."""
+    groups = [(g.label, g.bands) for g in FIVE_YEAR_GROUPS] + _unknown_age(page)
+    return Grid(
+        "pyramid",
+        "年龄金字塔（5岁组）",
+        "年龄组",
+        [SEX_LABELS[s] for s in scope.sexes],
+        [(label, None, [pop_key(ALL, s, bands) for s in scope.sexes]) for label, bands in groups],
+        row_totals=[pop_key(ALL, ALL, bands) for _, bands in groups],
+        col_totals=[pop_key(ALL, s) for s in scope.sexes],
+        grand_total=pop_key(),
     )
+
+
+def _school_elderly(session: Session, scope: Scope, page: Page) -> Grid:
+    """Residents of school age and the elderly, by sex."""
     special = [(SCHOOL_AGE_LABELS[r.key], r) for r in SCHOOL_AGES] + [(r.label, r) for r in ELDERLY]
-    page.grids.append(
-        Grid(
-            "school_elderly",
-            "学龄人口与老年人口",
-            "年龄段",
-            [sex_label[s] for s in sexes],
-            [(label, None, [pop_key(ALL, s, r) for s in sexes]) for label, r in special],
-            row_totals=[pop_key(ALL, ALL, r) for _, r in special],
-        )
+    return Grid(
+        "school_elderly",
+        "学龄人口与老年人口",
+        "年龄段",
+        [SEX_LABELS[s] for s in scope.sexes],
+        [(label, None, [pop_key(ALL, s, r) for s in scope.sexes]) for label, r in special],
+        row_totals=[pop_key(ALL, ALL, r) for _, r in special],
     )
+
+
+def _age_structure(session: Session, scope: Scope, page: Page) -> Grid:
+    """Children, working age and old."""
     structure = [
         ("少儿人口（0-14岁）", CHILDREN.bands),
         ("劳动年龄人口（15-64岁）", WORKING.bands),
         ("老年人口（65岁及以上）", OLD.bands),
+        *_unknown_age(page),
     ]
-    if page.value(pop_key(ages=(UNKNOWN_BAND,))):
-        structure.append(("年龄不详", (UNKNOWN_BAND,)))
-    page.grids.append(
-        Grid(
-            "age_structure",
-            "年龄结构",
-            "年龄段",
-            ["人数"],
-            [(label, None, [pop_key(ALL, ALL, bands)]) for label, bands in structure],
-            col_totals=[total],
-        )
+    return Grid(
+        "age_structure",
+        "年龄结构",
+        "年龄段",
+        ["人数"],
+        [(label, None, [pop_key(ALL, ALL, bands)]) for label, bands in structure],
+        col_totals=[pop_key()],
     )
-    provinces = sorted(origin_rows, key=lambda p: (-origin_rows[p], p))
-    for p in provinces:
-        page.values["origin", p] = origin_rows[p]
-    page.grids.append(
-        Grid(
-            "origin",
-            "流动人口来源地（省份）",
-            "户籍地省份",
-            ["人数"],
-            [(province_name(p), None, [("origin", p)]) for p in provinces],
-            col_totals=[pop_key("floating")],
-            note="按身份证号前两位，或流动人口登记的户籍地区划代码",
-        )
-    )
-    if children:
-        rest = {
-            t: page.value(pop_key(t)) - sum(child_rows[c.code].get(t, 0) for c in children) for t in types
-        }
-        sub_rows: list[GridRow] = [(c.name, c.code, [("child", c.code, t) for t in types]) for c in children]
-        for c in children:
-            for t in types:
-                page.values["child", c.code, t] = child_rows[c.code].get(t, 0)
-            page.values["child", c.code, ALL] = sum(child_rows[c.code].values())
-        if any(rest.values()):
-            sub_rows.append(("区划不明", None, [("child", "~", t) for t in types]))
-            for t in types:
-                page.values["child", "~", t] = rest[t]
-            page.values["child", "~", ALL] = sum(rest.values())
-        level_name = LEVEL_NAMES[children[0].level]
-        page.grids.append(
-            Grid(
-                "sub_areas",
-                f"下辖{level_name}常住人口",
-                level_name,
-                [type_label[t] for t in types],
-                sub_rows,
-                row_totals=[("child", r[1] or "~", ALL) for r in sub_rows],
-                col_totals=[pop_key(t) for t in types],
-                grand_total=total,
-            )
-        )
-    trend_months = [
-        m for m in sorted(trend_rows) if aggregates.next_month(m) - timedelta(days=1) >= window.epoch
-    ]
-    for m in trend_months:
-        for t in types:
-            page.values["trend", m, t] = trend_rows[m].get(t, 0)
-        page.values["trend", m, ALL] = sum(trend_rows[m].values())
-    trend_grid_rows: list[GridRow] = [
-        (f"{m:%Y-%m}月末", None, [("trend", m, t) for t in types]) for m in trend_months
-    ]
-    trend_grid_rows.append((f"{as_of:%Y-%m-%d}", None, [pop_key(t) for t in types]))
-    page.grids.append(
-        Grid(
-            "trend",
-            "常住人口月末趋势",
-            "时点",
-            [type_label[t] for t in types],
-            trend_grid_rows,
-            row_totals=[*(("trend", m, ALL) for m in trend_months), total],
-        )
-    )
-    flow_months = [month_back(this_month, i) for i in range(months - 1, -1, -1)]
-    flow_months = [m for m in flow_months if aggregates.next_month(m) > window.epoch]
-    for m in flow_months:
-        for kind in FLOW_KINDS:
-            page.values["flow", m, kind] = flow_rows.get(m, {}).get(kind, 0)
-    for kind in FLOW_KINDS:
-        page.values["flow", ALL, kind] = sum(page.values["flow", m, kind] for m in flow_months)
-    page.grids.append(
-        Grid(
-            "flows",
-            "人口变动（按月）",
-            "月份",
-            list(FLOW_KINDS.values()),
-            [(f"{m:%Y-%m}", None, [("flow", m, k) for k in FLOW_KINDS]) for m in flow_months],
-            col_totals=[("flow", ALL, k) for k in FLOW_KINDS],
-            note="迁入、迁出按本区域边界计；注销合并指重复记录合并等注销",
-        )
-    )
-    if has_earlier:
-        for t in types:
-            page.values["earlier", t] = earlier_rows.get(t, 0)
-        page.values["earlier", ALL] = sum(earlier_rows.values())
-        page.extra_lines.append([*(("earlier", t) for t in types), ("earlier", ALL)])
 
-    age_lines, singles = _age_lines(sexes)
-    lines = [line for g in page.grids for line in g.lines()] + age_lines + page.extra_lines
-    published = {k for g in page.grids for k in g.cell_keys()} | {
-        ("earlier", t) for t in [*types, ALL] if has_earlier
-    }
-    hidden = singles - published
+
+def _origin(session: Session, scope: Scope, page: Page) -> Grid:
+    """The floating population by the province of their household registration, the largest first."""
+    code = scope.area.code
+    counts = aggregates.cells_at(
+        session, cube="origin", areas=[code], day=scope.as_of, epoch=scope.window.epoch
+    )
+    origin = counts[code]
+    provinces = sorted(origin, key=lambda p: (-origin[p], p))
+    for p in provinces:
+        page.values["origin", p] = origin[p]
+    return Grid(
+        "origin",
+        "流动人口来源地（省份）",
+        "户籍地省份",
+        ["人数"],
+        [(province_name(p), None, [("origin", p)]) for p in provinces],
+        col_totals=[pop_key(PopulationType.FLOATING.value)],
+        note="按身份证号前两位，或流动人口登记的户籍地区划代码",
+    )
+
+
+def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
+    """Residents of each area one level down by type, and those whose area is not known below this one."""
+    if not scope.children:
+        return None
+    types = scope.types
+    counts = aggregates.cells_at(
+        session,
+        cube="type",
+        areas=[c.code for c in scope.children],
+        day=scope.as_of,
+        epoch=scope.window.epoch,
+    )
+    rest = {t: page.value(pop_key(t)) - sum(counts[c.code].get(t, 0) for c in scope.children) for t in types}
+    rows: list[GridRow] = [(c.name, c.code, [("child", c.code, t) for t in types]) for c in scope.children]
+    for c in scope.children:
+        page.values.update({("child", c.code, t): counts[c.code].get(t, 0) for t in types})
+        page.values["child", c.code, ALL] = sum(counts[c.code].values())
+    if any(rest.values()):
+        rows.append(("区划不明", None, [("child", "~", t) for t in types]))
+        page.values.update({("child", "~", t): rest[t] for t in types})
+        page.values["child", "~", ALL] = sum(rest.values())
+    level_name = LEVEL_NAMES[scope.children[0].level]
+    return Grid(
+        "sub_areas",
+        f"下辖{level_name}常住人口",
+        level_name,
+        [TYPE_LABELS[t] for t in types],
+        rows,
+        row_totals=[("child", r[1] or "~", ALL) for r in rows],
+        col_totals=[pop_key(t) for t in types],
+        grand_total=pop_key(),
+    )
+
+
+def _trend(session: Session, scope: Scope, page: Page) -> Grid:
+    """Residents by type at the end of each month before the date's (within the window), and on the date."""
+    counts = aggregates.month_end_totals(
+        session,
+        area=scope.area.code,
+        first=month_back(scope.this_month, scope.months),
+        last=month_back(scope.this_month, 1),
+        epoch=scope.window.epoch,
+    )
+    months = [m for m in sorted(counts) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
+    for m in months:
+        page.values.update({("trend", m, t): counts[m].get(t, 0) for t in scope.types})
+        page.values["trend", m, ALL] = sum(counts[m].values())
+    rows: list[GridRow] = [(f"{m:%Y-%m}月末", None, [("trend", m, t) for t in scope.types]) for m in months]
+    rows.append((f"{scope.as_of:%Y-%m-%d}", None, [pop_key(t) for t in scope.types]))
+    return Grid(
+        "trend",
+        "常住人口月末趋势",
+        "时点",
+        [TYPE_LABELS[t] for t in scope.types],
+        rows,
+        row_totals=[*(("trend", m, ALL) for m in months), pop_key()],
+    )
+
+
+def _flows(session: Session, scope: Scope, page: Page) -> Grid:
+    """Births, deaths, moves in and out and other removals in each month up to the date's (within the window)."""
+    first = month_back(scope.this_month, scope.months - 1)
+    counts = aggregates.flows_between(session, area=scope.area.code, first=first, last=scope.this_month)
+    months = [month_back(scope.this_month, i) for i in range(scope.months - 1, -1, -1)]
+    months = [m for m in months if aggregates.next_month(m) > scope.window.epoch]
+    for m in months:
+        page.values.update({("flow", m, kind): counts.get(m, {}).get(kind, 0) for kind in FLOW_KINDS})
+    for kind in FLOW_KINDS:
+        page.values["flow", ALL, kind] = sum(page.values["flow", m, kind] for m in months)
+    return Grid(
+        "flows",
+        "人口变动（按月）",
+        "月份",
+        list(FLOW_KINDS.values()),
+        [(f"{m:%Y-%m}", None, [("flow", m, k) for k in FLOW_KINDS]) for m in months],
+        col_totals=[("flow", ALL, k) for k in FLOW_KINDS],
+        note="迁入、迁出按本区域边界计；注销合并指重复记录合并等注销",
+    )
+
+
+# The count tables, each built by its own function (None: nothing to show). Their lines go to the
+# suppression in this order, and it decides which cell to sacrifice line by line: keep the order.
+GRIDS: tuple[Callable[[Session, Scope, Page], Grid | None], ...] = (
+    _type_sex,
+    _pyramid,
+    _school_elderly,
+    _age_structure,
+    _origin,
+    _sub_areas,
+    _trend,
+    _flows,
+)
+
+
+def _earlier_line(session: Session, scope: Scope, page: Page) -> list[Key]:
+    """The residents by type a year before and their total (published in the change table), as a line;
+    empty when the aggregates do not reach back that far."""
+    if not scope.has_earlier:
+        return []
+    code = scope.area.code
+    counts = aggregates.cells_at(
+        session, cube="type", areas=[code], day=scope.earlier, epoch=scope.window.epoch
+    )
+    page.values.update({("earlier", t): counts[code].get(t, 0) for t in scope.types})
+    page.values["earlier", ALL] = sum(counts[code].values())
+    return [*(("earlier", t) for t in scope.types), ("earlier", ALL)]
+
+
+def _publish(
+    scope: Scope, page: Page, grids: list[Grid], earlier_line: list[Key], threshold: int
+) -> Published:
+    """Suppress over every relation of the page at once: the grids' rows and columns, the age ranges and
+    the bands they are made of, and the year-earlier counts."""
+    age_lines, singles = _age_lines(scope.sexes)
+    lines = [line for g in grids for line in g.lines()] + age_lines + ([earlier_line] if earlier_line else [])
+    published = {k for g in grids for k in g.cell_keys()} | set(earlier_line)
     for line in lines:
         for k in line:
             page.value(k)
-    result = suppress(page.values, lines, hidden=hidden, threshold=threshold)
-    hide = result.suppressed
-
-    def cell(key: Key) -> StatCell:
-        return _cell(page.value(key), key in hide)
-
-    tables = [_table(g, cell) for g in page.grids]
-    change = _change_table(types, type_label, page, hide, has_earlier, earlier)
-    ratios, kpis = _ratios(page, hide, has_earlier)
-    tables.insert(3, ratios)
-    tables.insert(4, change)
-    return Dashboard(
-        area=area,
-        path=area_path(session, area),
-        children=children,
-        as_of=as_of,
-        year_earlier=earlier,
-        epoch=window.epoch,
-        horizon=window.horizon,
-        threshold=threshold,
-        kpis=kpis,
-        tables=tables,
-    )
+    result = suppress(page.values, lines, hidden=singles - published, threshold=threshold)
+    return Published(page, result.suppressed)
 
 
 def _table(grid: Grid, cell: Callable[[Key], StatCell]) -> StatTable:
@@ -464,95 +583,95 @@ def _table(grid: Grid, cell: Callable[[Key], StatCell]) -> StatTable:
     )
 
 
-def _ratio(
-    page: Page, hide: frozenset[Hashable], numerator: list[Key], denominator: list[Key], scale: float = 100.0
-) -> StatCell:
-    """A ratio is published only when every count it is made of is published and the denominator is not 0."""
-    if any(k in hide for k in (*numerator, *denominator)):
-        return _cell(None, True)
-    den = sum(page.value(k) for k in denominator)
-    return _cell(scale * sum(page.value(k) for k in numerator) / den if den else None, False)
-
-
-def _ratios(page: Page, hide: frozenset[Hashable], has_earlier: bool) -> tuple[StatTable, list[Kpi]]:
-    children, working, old, total = (
-        pop_key(ages=CHILDREN),
-        pop_key(ages=WORKING),
-        pop_key(ages=OLD),
-        pop_key(),
-    )
-    male, female = pop_key(ALL, "1"), pop_key(ALL, "2")
-    over60 = pop_key(ages=ELDERLY[0])
-    figures = [
-        ("dependency", "总抚养比", _ratio(page, hide, [children, old], [working]), "%"),
-        ("dependency_child", "少儿抚养比", _ratio(page, hide, [children], [working]), "%"),
-        ("dependency_old", "老年抚养比", _ratio(page, hide, [old], [working]), "%"),
-        ("sex_ratio", "性别比（女=100）", _ratio(page, hide, [male], [female]), ""),
-        ("ageing_60", "60岁及以上人口占比", _ratio(page, hide, [over60], [total]), "%"),
-        ("ageing_65", "65岁及以上人口占比", _ratio(page, hide, [old], [total]), "%"),
-    ]
-    table = StatTable(
+def _ratios(scope: Scope, published: Published) -> StatTable:
+    """Dependency ratios, the sex ratio and the elderly's shares."""
+    return StatTable(
         key="ratios",
         title="抚养比、性别比与老龄化",
         row_header="指标",
         columns=["数值"],
         rows=[
-            StatRow(label=label + (f"（{unit}）" if unit else ""), cells=[c]) for _, label, c, unit in figures
+            StatRow(
+                label=r.label + (f"（{r.unit}）" if r.unit else ""),
+                cells=[published.ratio(r.numerator, r.denominator)],
+            )
+            for r in RATIOS
         ],
         note="抚养比 = 非劳动年龄人口 / 15-64岁人口 × 100；任一组成人数被抑制时不发布",
     )
-    change = _ratio(page, hide, [total], [("earlier", ALL)]) if has_earlier else _cell(None, False)
-    kpis = [
-        Kpi(key="population", label="常住人口", cell=_cell(page.value(total), total in hide), unit="人"),
-        *(
-            Kpi(
-                key=t, label=f"{label}人口", cell=_cell(page.value(pop_key(t)), pop_key(t) in hide), unit="人"
-            )
-            for t, label in POPULATION_TYPES.items()
-        ),
-        Kpi(
-            key="change",
-            label="较上年同期",
-            cell=_cell(None if change.value is None else float(change.value) - 100.0, change.suppressed),
-            unit="%",
-        ),
-        *(
-            Kpi(key=k, label=label, cell=c, unit=unit)
-            for k, label, c, unit in figures
-            if k in ("sex_ratio", "dependency", "ageing_60")
-        ),
-    ]
-    return table, kpis
 
 
-def _change_table(
-    types: list[str],
-    type_label: dict[str, str],
-    page: Page,
-    hide: frozenset[Hashable],
-    has_earlier: bool,
-    earlier: date,
-) -> StatTable:
-    rows = []
-    for t in [*types, ALL]:
-        now_key, before_key = pop_key(t), ("earlier", t)
-        now = _cell(page.value(now_key), now_key in hide)
-        if not has_earlier:
-            cells = [now, _cell(None, False), _cell(None, False), _cell(None, False)]
-        else:
-            before = _cell(page.value(before_key), before_key in hide)
-            either = now.suppressed or before.suppressed
-            diff = page.value(now_key) - page.value(before_key)
-            pct = 100.0 * diff / page.value(before_key) if page.value(before_key) else None
-            cells = [now, before, _cell(diff, either), _cell(pct, either)]
-        rows.append(StatRow(label="常住人口合计" if t == ALL else type_label[t], cells=cells))
+def _change(scope: Scope, published: Published) -> StatTable:
+    """Residents by type now and a year before, the difference and its rate."""
     return StatTable(
         key="change",
         title="较上年同期变化",
         row_header="人口类型",
-        columns=["本期", f"上年同期（{earlier:%Y-%m-%d}）", "增减", "增减率（%）"],
-        rows=rows,
-        note=None if has_earlier else "上年同期早于统计起始日，无可比数据",
+        columns=["本期", f"上年同期（{scope.earlier:%Y-%m-%d}）", "增减", "增减率（%）"],
+        rows=[_change_row(scope, published, t) for t in [*scope.types, ALL]],
+        note=None if scope.has_earlier else "上年同期早于统计起始日，无可比数据",
+    )
+
+
+def _change_row(scope: Scope, published: Published, population_type: str) -> StatRow:
+    label = "常住人口合计" if population_type == ALL else TYPE_LABELS[population_type]
+    now_key, before_key = pop_key(population_type), ("earlier", population_type)
+    now = published.cell(now_key)
+    if not scope.has_earlier:
+        return StatRow(label=label, cells=[now, _cell(None, False), _cell(None, False), _cell(None, False)])
+    before = published.cell(before_key)
+    either = now.suppressed or before.suppressed
+    now_count, before_count = published.page.value(now_key), published.page.value(before_key)
+    diff = now_count - before_count
+    pct = 100.0 * diff / before_count if before_count else None
+    return StatRow(label=label, cells=[now, before, _cell(diff, either), _cell(pct, either)])
+
+
+# The tables computed from published counts (after suppression), each by its own function.
+DERIVED_TABLES: tuple[Callable[[Scope, Published], StatTable], ...] = (_ratios, _change)
+# The dashboard's tables by key, in the order it shows them ("sub_areas" only above the community).
+TABLE_ORDER = (
+    "type_sex",
+    "pyramid",
+    "school_elderly",
+    "ratios",
+    "change",
+    "age_structure",
+    "origin",
+    "sub_areas",
+    "trend",
+    "flows",
+)
+
+
+def _kpis(scope: Scope, published: Published) -> list[Kpi]:
+    """The headline figures: residents, each population type, the change on a year before, three ratios."""
+    ratios = {r.key: r for r in RATIOS}
+    return [
+        _count_kpi(published, "population", "常住人口", pop_key()),
+        *(_count_kpi(published, t, f"{label}人口", pop_key(t)) for t, label in POPULATION_TYPES.items()),
+        _change_kpi(scope, published),
+        *(_ratio_kpi(published, ratios[key]) for key in HEADLINE_RATIOS),
+    ]
+
+
+def _count_kpi(published: Published, key: str, label: str, count: Key) -> Kpi:
+    return Kpi(key=key, label=label, cell=published.cell(count), unit="人")
+
+
+def _change_kpi(scope: Scope, published: Published) -> Kpi:
+    """Residents against a year before, in per cent more (or less)."""
+    change = published.ratio([pop_key()], [("earlier", ALL)]) if scope.has_earlier else _cell(None, False)
+    value = None if change.value is None else float(change.value) - 100.0
+    return Kpi(key="change", label="较上年同期", cell=_cell(value, change.suppressed), unit="%")
+
+
+def _ratio_kpi(published: Published, ratio: Ratio) -> Kpi:
+    return Kpi(
+        key=ratio.key,
+        label=ratio.label,
+        cell=published.ratio(ratio.numerator, ratio.denominator),
+        unit=ratio.unit,
     )
 
 
