@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from registry.models import Batch, Delivery, Department, Feed
 from registry.quality import Reason, ranked_reasons
-from schemas.canonical import BatchState, Channel, DagTask, label_of
+from schemas.canonical import BatchState, Channel, ColumnKind, DagTask, label_of
 
 RESOLUTION_LABELS = {
     "records": "参与识别的记录",
@@ -89,7 +89,8 @@ def _summary(batch: Batch, feed: str, department: str) -> BatchSummary:
         rows_rejected=batch.rows_rejected,
         rows_review=batch.rows_review,
         gate_failed=[
-            f"{c.get('message')}{'：' + c['column'] if c.get('column') else ''}（实际 {c.get('observed')}）"
+            f"{c.get('message')}{'：' + label_of(ColumnKind, c['column']) if c.get('column') else ''}"
+            f"（实际 {c.get('observed')}）"
             for c in failed
         ],
         error=batch.error,
@@ -142,12 +143,16 @@ def batch_detail(
     if named is None:
         return None
     batch = named[0]
-    resolution = batch.resolution or {}
+    gate, resolution = batch.gate_result or {}, batch.resolution or {}
     return BatchDetail(
         summary=_summary(*named),
         received_at=batch.received_at,
         # failed checks first: on a phone the gate's table is long and the failure is what to read
-        checks=sorted((batch.gate_result or {}).get("checks") or [], key=lambda c: bool(c["success"])),
+        checks=sorted(
+            # a conformance check names a column kind (id_no …), a null check a column (姓名 …)
+            ({**c, "column_label": label_of(ColumnKind, c.get("column"))} for c in gate.get("checks") or []),
+            key=lambda c: bool(c["success"]),
+        ),
         reasons=ranked_reasons(session=session, batch_ids=[batch_id]),
         review=review_queue(session=session, now=now, max_days=review_max_days, batch_id=batch_id),
         resolution=[(label, int(resolution[k])) for k, label in RESOLUTION_LABELS.items() if k in resolution],

@@ -271,6 +271,26 @@ class ColumnKind(StrEnum):
     PHONE = "phone"
     EVENT = "event"  # the column whose values name the row's event
 
+    @property
+    def label(self) -> str:
+        """The Chinese name shown on every page, CLI and export."""
+        return _COLUMN_KIND_LABELS[self]
+
+
+_COLUMN_KIND_LABELS = {
+    ColumnKind.TEXT: "文本",
+    ColumnKind.ID_NO: "身份证号",
+    ColumnKind.DOC_TYPE: "证件类型",
+    ColumnKind.DOC_NO: "证件号码",
+    ColumnKind.NAME: "姓名",
+    ColumnKind.SEX: "性别",
+    ColumnKind.ETHNICITY: "民族",
+    ColumnKind.DATE: "日期",
+    ColumnKind.AREA_CODE: "区划代码",
+    ColumnKind.PHONE: "电话",
+    ColumnKind.EVENT: "变动类型",
+}
+
 
 class Sex(StrEnum):
     """Sex as the registry stores it (GB/T 2261.1 codes); `label` is the Chinese word."""

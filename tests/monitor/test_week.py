@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from monitor import alerts, timeliness
 from monitor.models import MonitorAlert
-from schemas.canonical import BatchState, Channel, DagTask
+from schemas.canonical import BatchState, Channel, ColumnKind, DagTask
 from tests.monitor.conftest import settings
 from tests.monitor.week import GATE_DAY, LATE, LATE_AT, MISSING, NOW, REVIEW_DAY, SPIKE_DAY, WEEK
 
@@ -119,11 +119,12 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
     assert "<strong>3</strong> 行 · 与第1行完全相同" not in html  # grouped by reason code, not merged
     assert html.index("DUPLICATE_ROW:1") > 0 and "无法识别是谁" in html
     assert 'id="clearance-grid"' in html and 'data-community="330102001001"' in html
-    assert "未配置 AIRFLOW_HOME" in html or 'id="dag-runs"' in html
+    assert "未配置 Airflow（POPEX_AIRFLOW_API_URL）" in html or 'id="dag-runs"' in html
     # every batch by its department and feed, its state in words from the one vocabulary
     table = html[html.index('id="batches"') : html.index('id="reasons"')]
     rows = re.findall(
-        r'<tr data-batch="\d+" class="(\w+)">.*?<td>(.*?)</td>.*?<td class="state">(.*?)</td>', table
+        r'<tr data-batch="\d+" class="(\w+)">.*?<td class="source">(.*?)</td>.*?<td class="state">(.*?)</td>',
+        table,
     )
     assert len(rows) == table.count("<tr data-batch=") > 1
     assert all(shown == BatchState(state).label for state, _, shown in rows)
@@ -138,6 +139,10 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
 
     batch = client.get(f"/monitor/batches/{gate_batch}", params={"now": "2026-11-09T12:00"}).text
     assert f"<h1>批次 {gate_batch} · 公安局 户籍人口变动 2026-11-06</h1>" in batch
+    gate = batch[batch.index('id="gate"') : batch.index('id="reasons"')]
+    columns = re.findall(r"<tr[^>]*><td>[^<]*</td><td>([^<]*)</td>", gate)
+    assert ColumnKind.ID_NO.label in columns and "姓名" in columns  # a column kind in words, a column by name
+    assert not {kind.value for kind in ColumnKind} & set(columns)
     deliveries = batch[batch.index('id="deliveries"') :]
     assert re.findall(r'<tr data-channel="(\w+)">(?:<td>[^<]*</td>){3}<td>([^<]*)</td>', deliveries) == [
         ("cli", Channel.CLI.label)

@@ -11,7 +11,16 @@ import pytest
 
 from registry.events import EVENT_RULES
 from schemas import canonical
-from schemas.canonical import AirflowState, AuditCategory, ChangeEventType, Channel, Dag, DagTask, label_of
+from schemas.canonical import (
+    AirflowState,
+    AuditCategory,
+    ChangeEventType,
+    Channel,
+    ColumnKind,
+    Dag,
+    DagTask,
+    label_of,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("base", "registry", "exchange", "collection", "sharing_api", "decision", "monitor", "popex")
@@ -124,7 +133,8 @@ def test_every_dag_and_task_has_a_name() -> None:
 
 def test_no_label_dict_of_a_vocabulary_outside_the_canonical_module() -> None:
     """A dict literal mapping a vocabulary's codes to words, typed again somewhere, is a second vocabulary."""
-    coded = {v.__name__: {m.value for m in v} for v in VOCABULARIES}
+    # ColumnKind's codes are also canonical field names (name, sex …), which forms label as columns
+    coded = {v.__name__: {m.value for m in v} for v in VOCABULARIES if v is not ColumnKind}
     copies = []
     for path in _sources(*PACKAGES):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
