@@ -123,7 +123,11 @@ def test_an_id_problem_is_a_reason_on_its_cell_and_never_rejects(hj: RecordBuild
 def test_the_id_number_decides_birth_date_and_sex_and_says_when_the_row_disagrees(hj: RecordBuilder) -> None:
     record = hj.build(1, hj_row(出生日期="1980-01-02", 性别="女"), notes=["CELL_FORMULA:户号"])
     assert record.status == "accepted"
-    assert record.reasons == ["CELL_FORMULA:户号", "ID_BIRTH_MISMATCH:公民身份号码", "ID_SEX_MISMATCH:公民身份号码"]
+    assert record.reasons == [
+        "CELL_FORMULA:户号",
+        "ID_BIRTH_MISMATCH:公民身份号码",
+        "ID_SEX_MISMATCH:公民身份号码",
+    ]
     assert (record.fields["birth_date"], record.fields["sex"]) == (date(1980, 1, 1), "1")
 
 
@@ -160,7 +164,9 @@ def test_nul_characters_are_dropped_before_anything_else(hj: RecordBuilder) -> N
 
 OPTIONAL_HJ = [c.name for c in get_feed_spec("gaj_hj").columns if not c.required]
 REQUIRED_HJ = [
-    c.name for c in get_feed_spec("gaj_hj").columns if c.required and c.kind not in ("id_no", "doc_no", "name")
+    c.name
+    for c in get_feed_spec("gaj_hj").columns
+    if c.required and c.kind not in ("id_no", "doc_no", "name")
 ]
 
 
