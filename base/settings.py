@@ -1,5 +1,6 @@
 """Settings, one small class per concern, read from the environment (prefix POPEX_)."""
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,14 @@ class StorageSettings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
 
 
+class ScheduleSettings(BaseSettings):
+    """When the platform went live: a daily run for an earlier as-of day fails instead of finding nothing."""
+
+    model_config = SettingsConfigDict(env_prefix="POPEX_")
+
+    go_live_date: date | None = None  # unset: no lower bound (development, tests)
+
+
 @lru_cache
 def database_settings() -> DatabaseSettings:
     """The database settings of this process."""
@@ -38,3 +47,9 @@ def database_settings() -> DatabaseSettings:
 def storage_settings() -> StorageSettings:
     """The storage settings of this process."""
     return StorageSettings()
+
+
+@lru_cache
+def schedule_settings() -> ScheduleSettings:
+    """The schedule settings of this process."""
+    return ScheduleSettings()

@@ -16,7 +16,9 @@ from registry.models import Batch
 
 
 def forward_day(factory: SessionFactory, day: date) -> int | None:
-    """Write the day's accepted, not yet forwarded rows as one sq_cj CSV and hand it to the exchange.
+    """Write every accepted row not yet forwarded, of this day or an earlier one, as one sq_cj CSV named
+    for the day and hand it to the exchange. A row entered after its own day's run (a late upload, a
+    correction accepted later) goes with the next run's file instead of never.
 
     The file is received (archived, registered as a batch, channel "collection") in the same
     transaction that marks the rows as forwarded: either both or neither. The caller (the DAG) then
@@ -30,7 +32,7 @@ def forward_day(factory: SessionFactory, day: date) -> int | None:
         rows = session.execute(
             select(SubmissionRow.id, SubmissionRow.raw)
             .where(
-                SubmissionRow.work_date == day,
+                SubmissionRow.work_date <= day,  # a backfill of an old day takes no rows of later days
                 SubmissionRow.status == "accepted",
                 SubmissionRow.batch_id.is_(None),
             )

@@ -1,46 +1,78 @@
-"""Community collection: one run per working day, after the day's cut-off."""
+"""Community collection: one run per day, after the day's cut-off, for the day before."""
 
-from datetime import datetime
+from datetime import date, timedelta
 
-from airflow.sdk import dag, task
+import pendulum
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+TZ = pendulum.timezone("Asia/Shanghai")
+IDENTITY_POOL = "popex_identity"  # shared with exchange_daily: one run at a time resolves, merges, publishes
+DEFAULT_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=1),
+}
 
 DOC = """
 ### 社区信息采集 · collection_daily
 
-一人一单，一日一清. One run per working day (the data interval's start), after the cut-off:
+一人一单，一日一清. Every day at **00:30 Asia/Shanghai**, after the officers' cut-off (23:59:59), for the
+**as-of day**: the `as_of` param, by default the day before the run's date (local time). A day before
+`POPEX_GO_LIVE_DATE` fails at once.
 
-1. **forward** – the day's accepted rows of every community, written as one `sq_cj_<YYYYMMDD>[_<n>].csv`
-   and received by the exchange (channel `collection`, in the transaction that marks the rows forwarded).
+1. **forward** – every accepted row not yet forwarded (whatever its work date, up to the as-of day:
+   rows entered late are not left behind), written as one `sq_cj_<as-of>[_<n>].csv` and received by
+   the exchange (channel `collection`, in the transaction that marks the rows forwarded).
 2. **process** – the batch through `exchange.flows.process_batch`: the same parse → gate → resolve →
-   merge → publish path as every department's file. The publish step writes the
-   `change_event` rows that subscribed departments read, which is how the changes are forwarded.
-   A re-run forwards only rows not yet forwarded; the same bytes again are recognised by the exchange.
+   merge → publish path as every department's file, in the one-slot pool `popex_identity`. The
+   publish step writes the `change_event` rows that subscribed departments read. A rerun forwards
+   only rows not yet forwarded; the same bytes again are recognised by the exchange.
 3. **clearance** – per community: submitted, accepted, rejected, corrected, still open at the cut-off;
    cleared when nothing is open (upserted into `collection_clearance`).
 """
 
 
+def _as_of() -> date:
+    """The run's as-of day (base.asof.run_as_of); a day before go-live fails without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from base.asof import BeforeGoLive, run_as_of
+
+    context = get_current_context()
+    try:
+        return run_as_of(
+            context["params"].get("as_of"),
+            run_date=context.get("logical_date") or context["dag_run"].run_after,
+            tz=TZ,
+        )
+    except BeforeGoLive as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 @dag(
     dag_id="collection_daily",
-    schedule="@daily",
-    start_date=datetime(2026, 11, 1),
+    schedule=CronTriggerTimetable("30 0 * * *", timezone=TZ),
+    start_date=pendulum.datetime(2020, 1, 1, tz=TZ),
     catchup=False,
     max_active_runs=1,
+    default_args=DEFAULT_ARGS,
     doc_md=DOC,
     tags=["collection", "popex"],
+    params={"as_of": Param(None, type=["null", "string"], format="date", description="业务日期，默认前一天")},
 )
 def collection_daily() -> None:
     """Community collection DAG."""
 
     @task
-    def forward(data_interval_start: datetime | None = None) -> int | None:
+    def forward() -> int | None:
         from base.db import session_factory
         from collection.flows import forward_day
 
-        assert data_interval_start is not None
-        return forward_day(session_factory(), data_interval_start.date())
+        return forward_day(session_factory(), _as_of())
 
-    @task
+    @task(pool=IDENTITY_POOL)
     def process(batch_id: int | None) -> str | None:
         from base.db import session_factory
         from exchange.flows import process_batch
@@ -48,12 +80,11 @@ def collection_daily() -> None:
         return process_batch(session_factory(), batch_id) if batch_id is not None else None
 
     @task
-    def clearance(state: str | None, data_interval_start: datetime | None = None) -> dict[str, bool]:
+    def clearance(state: str | None) -> dict[str, bool]:
         from base.db import session_factory
         from collection.flows import clear_day
 
-        assert data_interval_start is not None
-        return clear_day(session_factory(), data_interval_start.date())
+        return clear_day(session_factory(), _as_of())
 
     clearance(process(forward()))  # type: ignore[arg-type]
 

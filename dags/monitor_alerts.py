@@ -1,14 +1,25 @@
-"""Monitoring alerts: evaluate the rules as of the run's data interval end, then deliver them."""
+"""Monitoring alerts: evaluate the rules as of the run's time, then deliver them."""
 
-from datetime import datetime
+from datetime import timedelta
 
-from airflow.sdk import dag, task
+import pendulum
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+
+TZ = pendulum.timezone("Asia/Shanghai")
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=5),  # the next run is 15 minutes away
+    "execution_timeout": timedelta(minutes=10),
+}
 
 DOC = """
 ### 监控告警 · monitor_alerts
 
-Every 15 minutes: the monitor's alert rules evaluated **as of the end of the run's data interval**
-(so a re-run of an interval gives the same answer), then the alerts' new states delivered.
+Every 15 minutes (Asia/Shanghai): the monitor's alert rules evaluated **as of the run's time** (its
+logical date, or when it was triggered; so a re-run of a run gives the same answer), then the alerts'
+new states delivered.
 
 1. **evaluate** – `monitor.service.evaluate_alerts`: feeds missing at their deadline, rejection rate
    above the threshold, quarantined batches, aged review items, API error rate; one open alert per
@@ -20,9 +31,10 @@ Every 15 minutes: the monitor's alert rules evaluated **as of the end of the run
 
 @dag(
     dag_id="monitor_alerts",
-    schedule="*/15 * * * *",
-    start_date=datetime(2026, 11, 1),
+    schedule=CronTriggerTimetable("*/15 * * * *", timezone=TZ),
+    start_date=pendulum.datetime(2020, 1, 1, tz=TZ),
     catchup=False,
+    default_args=DEFAULT_ARGS,
     max_active_runs=1,
     doc_md=DOC,
     tags=["monitor", "popex"],
@@ -31,15 +43,16 @@ def monitor_alerts() -> None:
     """Monitoring alerts DAG."""
 
     @task
-    def evaluate(data_interval_end: datetime | None = None) -> dict[str, list[str]]:
+    def evaluate() -> dict[str, list[str]]:
         from zoneinfo import ZoneInfo
 
         from monitor.config import monitor_settings
         from monitor.service import evaluate_alerts
 
-        assert data_interval_end is not None
+        context = get_current_context()
+        when = context.get("logical_date") or context["dag_run"].run_after
         settings = monitor_settings()
-        now = data_interval_end.astimezone(ZoneInfo(settings.timezone)).replace(tzinfo=None)
+        now = when.astimezone(ZoneInfo(settings.timezone)).replace(tzinfo=None)
         return evaluate_alerts(now=now, settings=settings)
 
     @task

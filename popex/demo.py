@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 import warnings
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -94,7 +94,7 @@ def run_demo(*, persons: int, days: int, seed: int, start: date, serve: bool) ->
     conf = {"landing": str(landing), "outbox": str(ROOT / "var" / "outbox")}
     for offset in range(days + 1):
         day = start + timedelta(days=offset)
-        run = dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf)
+        run = dag.test(run_conf={**conf, "as_of": day.isoformat()})
         console.print(f"  {day.isoformat()} exchange_daily：{run.state}")
     console.print("[bold]5/5[/bold] 概况")
     console.print(summary())

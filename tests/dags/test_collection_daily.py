@@ -1,6 +1,6 @@
 """The collection DAG with dag.test(): the day's accepted rows reach the one database, clearance is stored."""
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -50,14 +50,14 @@ def test_collection_day_through_the_dag(airflow_home, popex_db, tmp_path) -> Non
 
     dag = DagBag().dags["collection_daily"]
     assert set(dag.tags) == {"collection", "popex"}
-    run = dag.test(logical_date=datetime(2026, 11, 20, tzinfo=UTC))
+    run = dag.test(run_conf={"as_of": "2026-11-20"})
     assert run.state == "success"
 
     engine = create_engine(popex_db)
     try:
         with engine.connect() as conn:
             batch = conn.execute(text("SELECT id, source, channel, state, rows_accepted FROM batch")).one()
-            assert tuple(batch[1:]) == ("sq_cj", "collection", "published", 1)
+            assert tuple(batch[1:]) == ("sq_cj", "collection", "completed", 1)
             person = conn.execute(text("SELECT name, id_no, community_code FROM person")).one()
             assert tuple(person) == ("张伟", "330102198001010018", "330102001001")
             events = conn.execute(text("SELECT event_type FROM change_event")).scalars().all()
@@ -75,7 +75,7 @@ def test_collection_day_through_the_dag(airflow_home, popex_db, tmp_path) -> Non
                 ("330102001002", 0, 0, 0, 0, True),
             ]
         # A retried run forwards nothing again.
-        again = dag.test(logical_date=datetime(2026, 11, 20, tzinfo=UTC))
+        again = dag.test(run_conf={"as_of": "2026-11-20"})
         assert again.state == "success"
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM batch")).scalar_one() == 1

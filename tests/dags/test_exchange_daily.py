@@ -1,6 +1,6 @@
 """The exchange DAG end to end with dag.test() on real PostgreSQL over two days, and its idempotency."""
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -75,12 +75,12 @@ def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     dag = DagBag().dags["exchange_daily"]
     conf = {"landing": str(landing), "outbox": str(outbox)}
 
-    first = dag.test(logical_date=datetime(2026, 11, 1, tzinfo=UTC), run_conf=conf)
+    first = dag.test(run_conf={**conf, "as_of": "2026-11-01"})
     assert first.state == "success"
     after_first = counts(popex_db)
     assert (after_first["batch"], after_first["person"], after_first["link"]) == (1, 2, 2)
 
-    second = dag.test(logical_date=datetime(2026, 11, 2, tzinfo=UTC), run_conf=conf)
+    second = dag.test(run_conf={**conf, "as_of": "2026-11-02"})
     assert second.state == "success"
     engine = create_engine(popex_db)
     with engine.connect() as conn:
@@ -108,6 +108,6 @@ def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
 
     # The same day again (a retried run): nothing new anywhere.
     before = counts(popex_db)
-    again = dag.test(logical_date=datetime(2026, 11, 2, tzinfo=UTC), run_conf=conf)
+    again = dag.test(run_conf={**conf, "as_of": "2026-11-02"})
     assert again.state == "success"
     assert counts(popex_db) == before
