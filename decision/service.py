@@ -2,7 +2,6 @@
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -334,19 +333,3 @@ def lineage(
     rows = [LineageRow(*row) for row in session.execute(text(LINEAGE_SQL), {"as_of": as_of})]
     session.execute(text("DROP TABLE _decision_lineage"))
     return population, rows
-
-
-def refresh_batches(*, factory: Callable[[], Session], batch_ids: list[int]) -> list[RefreshResult]:
-    """Refresh after each merged batch, in order, one transaction each (what the exchange DAG calls).
-
-    A batch that has not been merged (rejected, quarantined) is left for a later run: marking it
-    applied now would skip it once an operator releases it.
-    """
-    results = []
-    for batch_id in batch_ids:
-        with factory() as session:
-            state = session.scalar(text("SELECT state FROM batch WHERE id = :b"), {"b": batch_id})
-            if state in ("merged", "published"):
-                results.append(refresh_after_batch(session=session, batch_id=batch_id))
-                session.commit()
-    return results

@@ -265,8 +265,3 @@ def _move(path: Path, target_dir: Path) -> None:
         n += 1
         target = target_dir / f"{path.stem}.{n}{path.suffix}"
     shutil.move(path, target)
-
-
-def run_step_all(factory: SessionFactory, step: str, batch_ids: list[int]) -> dict[int, str]:
-    """One step over the batches in order; batches stopped earlier (rejected, quarantined) are left alone."""
-    return {batch_id: run_step(factory, step, batch_id) for batch_id in batch_ids}

@@ -105,12 +105,14 @@ def _move(
     error: str | None,
     step: BatchStep | None = None,
 ) -> Batch:
-    """The move itself; `step` is the failed step when `to` is failed."""
+    """The move itself; `step` is the failed step when `to` is failed. A failed batch moves only back to
+    where its failed step starts."""
     session.flush()  # pending changes first: the row is read again, locked
     batch = session.get_one(Batch, batch_id, with_for_update=True, populate_existing=True)
     current = BatchState(batch.state)
     expected = {expect} if isinstance(expect, BatchState) else set(expect or BatchState)
-    if current not in expected or to not in BATCH_MOVES[current]:
+    elsewhere = batch.failed_step is not None and to != BatchStep(batch.failed_step).starts
+    if current not in expected or to not in BATCH_MOVES[current] or elsewhere:
         raise ForbiddenMove(batch_id, current, to)
     batch.state = to
     if to == BatchState.FAILED:
