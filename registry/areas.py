@@ -2,6 +2,7 @@
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,32 @@ def _decode(data: bytes) -> str:
 
 def parse_area_file(path: Path, known: dict[str, str]) -> list[dict[str, str | None]]:
     """Read and check every row; known maps codes already loaded to their level."""
+    rows: list[dict[str, str | None]] = []
+    errors: list[str] = []
+    levels = dict(known)
+    seen: dict[str, int] = {}
+    for line_no, cells in enumerate(_body(path), start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != 4:
+            errors.append(f"第{line_no}行：应有4列，实际{len(cells)}列")
+            continue
+        code, name, level, parent = (c.strip() for c in cells)
+        problems = _row_problems(code, name, level, parent, seen)
+        if problems:
+            errors.append(f"第{line_no}行：" + "；".join(problems))
+            continue
+        seen[code] = line_no
+        levels[code] = level
+        rows.append({"code": code, "name": name, "level": level, "parent_code": parent or None})
+    errors += _parent_errors(rows, levels, seen)
+    if errors:
+        raise AreaFileError(path.name, errors)
+    return rows
+
+
+def _body(path: Path) -> Iterator[list[str]]:
+    """The file's rows after a header that must be exactly HEADER."""
     try:
         content = _decode(path.read_bytes())
     except UnicodeDecodeError as exc:
@@ -54,45 +81,39 @@ def parse_area_file(path: Path, known: dict[str, str]) -> list[dict[str, str | N
     header = [h.strip() for h in next(reader, [])]
     if header != HEADER:
         raise AreaFileError(path.name, [f"第1行：表头应为 {','.join(HEADER)}，实际为 {','.join(header)}"])
-    rows: list[dict[str, str | None]] = []
-    errors: list[str] = []
-    levels = dict(known)
-    seen: dict[str, int] = {}
-    for line_no, cells in enumerate(reader, start=2):
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) != 4:
-            errors.append(f"第{line_no}行：应有4列，实际{len(cells)}列")
-            continue
-        code, name, level, parent = (c.strip() for c in cells)
-        problems = []
-        if level not in LEVEL_LENGTH:
-            problems.append(f"层级“{level}”无效（应为 district/street/community）")
-        elif not (code.isdigit() and len(code) == LEVEL_LENGTH[level]):
-            problems.append(f"代码“{code}”应为{LEVEL_LENGTH[level]}位数字")
-        if not name:
-            problems.append("名称为空")
-        if code in seen:
-            problems.append(f"代码“{code}”与第{seen[code]}行重复")
-        if level == "district" and parent:
-            problems.append("区县不应有上级代码")
-        if level in PARENT_LEVEL and not parent:
-            problems.append("缺少上级代码")
-        if parent and level in LEVEL_LENGTH and not code.startswith(parent):
-            problems.append(f"代码“{code}”不以上级代码“{parent}”开头")
-        if problems:
-            errors.append(f"第{line_no}行：" + "；".join(problems))
-            continue
-        seen[code] = line_no
-        levels[code] = level
-        rows.append({"code": code, "name": name, "level": level, "parent_code": parent or None})
+    return reader
+
+
+def _row_problems(code: str, name: str, level: str, parent: str, seen: dict[str, int]) -> list[str]:
+    """What is wrong with one row on its own (seen: the codes of the good rows before it, by line)."""
+    problems = []
+    if level not in LEVEL_LENGTH:
+        problems.append(f"层级“{level}”无效（应为 district/street/community）")
+    elif not (code.isdigit() and len(code) == LEVEL_LENGTH[level]):
+        problems.append(f"代码“{code}”应为{LEVEL_LENGTH[level]}位数字")
+    if not name:
+        problems.append("名称为空")
+    if code in seen:
+        problems.append(f"代码“{code}”与第{seen[code]}行重复")
+    if level == "district" and parent:
+        problems.append("区县不应有上级代码")
+    if level in PARENT_LEVEL and not parent:
+        problems.append("缺少上级代码")
+    if parent and level in LEVEL_LENGTH and not code.startswith(parent):
+        problems.append(f"代码“{code}”不以上级代码“{parent}”开头")
+    return problems
+
+
+def _parent_errors(
+    rows: list[dict[str, str | None]], levels: dict[str, str], seen: dict[str, int]
+) -> list[str]:
+    """Rows whose parent is neither in the file nor loaded before, or is not one level up."""
+    errors = []
     for row in rows:
         parent_code = row["parent_code"]
         if parent_code and levels.get(parent_code) != PARENT_LEVEL[str(row["level"])]:
             errors.append(f"第{seen[str(row['code'])]}行：上级代码“{parent_code}”不存在或层级不符")
-    if errors:
-        raise AreaFileError(path.name, errors)
-    return rows
+    return errors
 
 
 def load_areas(*, session: Session, path: Path, actor: str = "operator") -> AreaLoadResult:
