@@ -130,7 +130,7 @@ def day_month_swapped(p: Pair) -> bool:
 def one_date_part_differs(p: Pair) -> bool:
     """Two of year, month and day agree."""
     a, b = p["r_birth_date"], p["p_birth_date"]
-    return (a.year == b.year) + (a.month == b.month) + (a.day == b.day) == 2
+    return bool((a.year == b.year) + (a.month == b.month) + (a.day == b.day) == 2)
 
 
 def anything(_: Pair) -> bool:

@@ -73,7 +73,7 @@ def _pending(conn: Connection, batch_id: int) -> int:
         )
     )
     conn.execute(text("ANALYZE pending"))
-    return conn.execute(text("SELECT count(*) FROM pending")).scalar_one()
+    return int(conn.execute(text("SELECT count(*) FROM pending")).scalar_one())
 
 
 def _link_known_ids(conn: Connection, batch_id: int) -> tuple[int, int]:
@@ -251,7 +251,7 @@ def _make_probe(conn: Connection, where: str) -> int:
     conn.execute(text("DROP TABLE IF EXISTS probe"))
     conn.execute(text(f"CREATE TEMP TABLE probe ON COMMIT DROP AS SELECT * FROM pending WHERE {where}"))
     conn.execute(text("ANALYZE probe"))
-    return conn.execute(text("SELECT count(*) FROM probe")).scalar_one()
+    return int(conn.execute(text("SELECT count(*) FROM probe")).scalar_one())
 
 
 def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:

@@ -112,7 +112,7 @@ def addresses(rng: np.random.Generator, areas: Areas, community: np.ndarray) -> 
         (rng.integers(1, 33, n) * 100 + rng.integers(1, 5, n)).astype(str),
         np.full(n, "室"),
     ]
-    out = parts[0]
+    out: np.ndarray = parts[0]  # numpy types np.strings.add as Any
     for part in parts[1:]:
         out = np.strings.add(out, part)
     return out.astype(object)

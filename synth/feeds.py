@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -138,7 +138,8 @@ def _dates(value: np.ndarray | int, n: int) -> np.ndarray:
 
 def _strs(value: np.ndarray | str, n: int) -> list[str]:
     """A text column of n rows from an array or one value for all."""
-    return np.broadcast_to(np.asarray(value, dtype=object), (n,)).tolist()
+    # numpy types tolist() as Any; an object array of str gives its str elements.
+    return cast(list[str], np.broadcast_to(np.asarray(value, dtype=object), (n,)).tolist())
 
 
 class Extracts:
@@ -172,7 +173,11 @@ class Extracts:
     def _district(self, idx: np.ndarray) -> np.ndarray:
         """District codes of where the people live."""
         a = self.w.areas
-        return np.array(a.district_codes, dtype=object)[a.community_district[self.w.community[idx]]]
+        # numpy types indexing a plain ndarray as Any
+        codes: np.ndarray = np.array(a.district_codes, dtype=object)[
+            a.community_district[self.w.community[idx]]
+        ]
+        return codes
 
     def _place(self, rng: np.random.Generator, idx: np.ndarray, places: tuple[str, ...]) -> np.ndarray:
         """A place (hospital, home ...) for each person, hospitals named after the person's district."""

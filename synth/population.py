@@ -269,7 +269,8 @@ def minority_names(
     tibetan = ethnic == eth.index("藏族")
     k = int(tibetan.sum())
     names[tibetan] = np.strings.add(_pick(rng, ref.TIBETAN_WORDS, k), _pick(rng, ref.TIBETAN_WORDS, k))
-    return dotted | tibetan
+    who: np.ndarray = dotted | tibetan  # numpy types `|` on a plain ndarray as Any
+    return who
 
 
 def origins(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 from openpyxl import Workbook
@@ -118,4 +118,7 @@ class Landing:
 
 def person_ids(persons: list[int]) -> list[str]:
     """True person ids as written in the truth (numbered from 1; blank for nobody)."""
-    return np.where(np.asarray(persons) < 0, "", (np.asarray(persons) + 1).astype(str)).tolist()
+    # numpy types tolist() as Any; a str array gives str elements.
+    return cast(
+        list[str], np.where(np.asarray(persons) < 0, "", (np.asarray(persons) + 1).astype(str)).tolist()
+    )
