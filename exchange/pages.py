@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import text
 
+from base.db import SessionFactory
 from base.web import render
-from exchange.dependencies import SessionFactory, get_factory
+from exchange.dependencies import get_factory
 from registry.quality import ranked_reasons
 from schemas.canonical import BatchState
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from base.db import transaction
+from base.db import SessionFactory, transaction
 from base.settings import storage_settings
 from exchange import flows, service
-from exchange.dependencies import SessionFactory, current_department, get_factory
+from exchange.dependencies import current_department, get_factory
 from exchange.exceptions import FeedFileError, PushError
 from exchange.readers import identify_file
 

@@ -12,11 +12,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
+from base.db import SessionFactory
 from base.faults import FaultBarrier
 from base.web import render
 from collection.router import pages as collection_pages
 from decision import router as decision_router
-from exchange.dependencies import SessionFactory, get_factory
+from exchange.dependencies import get_factory
 from exchange.exceptions import PushError
 from exchange.pages import pages as exchange_pages
 from exchange.router import error_response as push_error_response
