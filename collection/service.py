@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from collection.auth import hash_password
 from collection.config import collection_settings
-from collection.models import Clearance, Officer, Submission, SubmissionRow
+from collection.models import Clearance as Clearance  # public here: the monitor shows clearances
+from collection.models import Officer, Submission, SubmissionRow
 from exchange import service as exchange_service
 from registry.audit import record_audit
 from registry.models import Area, Person
