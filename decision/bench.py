@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from base.db import database_url
 from decision import aggregates, indicators, service
+from decision.schemas import AreaOut
 from registry.migrate import upgrade
 
 BENCH_BATCH_SOURCES = (("gaj", "公安局", "gaj_hj", "户籍人口"), ("gaj", "公安局", "gaj_ld", "流动人口登记"))
@@ -203,7 +204,7 @@ def timed(fn: Callable[[], Any], repeat: int = 7) -> float:
     return statistics.median(runs)
 
 
-def dashboard_queries(session: Session, area: indicators.AreaOut, day: date) -> dict[str, Callable[[], Any]]:
+def dashboard_queries(session: Session, area: AreaOut, day: date) -> dict[str, Callable[[], Any]]:
     """Each query the dashboard of an area runs, as a callable."""
     children = indicators.child_areas(session, area)
     month = day.replace(day=1)
