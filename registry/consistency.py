@@ -3,6 +3,11 @@
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from schemas.canonical import BatchStep
+
+# Batches past resolve (failed in a later step too): every accepted record of theirs is linked.
+_RESOLVED = tuple(sorted(str(s) for s in BatchStep.RESOLVE.done_states))
+_AFTER_RESOLVE = tuple(str(s) for s in BatchStep.RESOLVE.later)
 # check name → SQL counting the rows that break it
 CHECKS = {
     "source_record.batch_id → batch": "SELECT count(*) FROM source_record r WHERE NOT EXISTS "
@@ -20,7 +25,8 @@ CHECKS = {
     "(SELECT 1 FROM person_version v WHERE v.id = e.version_id)",
     "accepted record without link": "SELECT count(*) FROM source_record r WHERE r.status = 'accepted' "
     "AND NOT EXISTS (SELECT 1 FROM link l WHERE l.source_record_id = r.id) "
-    "AND EXISTS (SELECT 1 FROM batch b WHERE b.id = r.batch_id AND b.state IN ('resolved', 'merged', 'published'))",
+    "AND EXISTS (SELECT 1 FROM batch b WHERE b.id = r.batch_id AND "
+    f"(b.state IN {_RESOLVED!r} OR b.failed_step IN {_AFTER_RESOLVE!r}))",
     "link to a retired person": "SELECT count(*) FROM link l JOIN person p ON p.id = l.person_id "
     "WHERE p.status = 'retired'",
     "batch accounting": "SELECT count(*) FROM batch WHERE rows_received <> rows_accepted + rows_rejected + rows_review",
