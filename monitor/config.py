@@ -31,7 +31,24 @@ class MonitorSettings(BaseSettings):
     timezone: str = "Asia/Shanghai"  # deadlines and received_at are local times in this zone
 
 
+class AirflowSettings(BaseSettings):
+    """Where the monitor reads DAG runs: Airflow's REST API (env prefix POPEX_AIRFLOW_); unset URL: not shown."""
+
+    model_config = SettingsConfigDict(env_prefix="POPEX_AIRFLOW_")
+
+    api_url: str | None = None  # the api-server's base, e.g. http://127.0.0.1:8080
+    username: str | None = None  # unset: a token without credentials (simple_auth_manager_all_admins)
+    password: str | None = None
+    timeout: float = Field(default=5.0, gt=0)
+
+
 @lru_cache
 def monitor_settings() -> MonitorSettings:
     """The monitoring settings of this process."""
     return MonitorSettings()
+
+
+@lru_cache
+def airflow_settings() -> AirflowSettings:
+    """The Airflow API settings of this process."""
+    return AirflowSettings()

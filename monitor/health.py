@@ -5,13 +5,14 @@ a week of dashboard costs the same at a million requests a day as at a thousand;
 roll-up on (each alert evaluation and each dashboard view call it).
 """
 
-import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import httpx
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from monitor.config import airflow_settings
 from schemas.canonical import AirflowState, AuditCategory, Dag, DagTask, label_of
 
 
@@ -210,37 +211,78 @@ def audit_volume(*, session: Session, start: datetime, end: datetime) -> list[Au
 
 
 def airflow_configured() -> bool:
-    """Whether this process can reach Airflow's metadata (AIRFLOW_HOME is set)."""
-    return bool(os.environ.get("AIRFLOW_HOME"))
+    """Whether the monitor knows where Airflow's REST API is (POPEX_AIRFLOW_API_URL)."""
+    return bool(airflow_settings().api_url)
+
+
+# A mapped task (one instance per batch) is shown once, in the state of its instance that most needs
+# a look: the first of these that any instance is in.
+_WORST_FIRST = ["failed", "upstream_failed", "up_for_retry", "running", "queued", "scheduled", "none"]
+
+
+def _worst(states: list[str]) -> str:
+    return min(states, key=lambda s: _WORST_FIRST.index(s) if s in _WORST_FIRST else len(_WORST_FIRST))
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def airflow_runs(limit: int = 20) -> list[DagRunRow]:
-    """The latest DAG runs with their task states, read through Airflow's own models.
+    """The latest DAG runs with their task states, from Airflow's REST API (v2, a JWT from /auth/token).
 
-    Only call when airflow_configured(): importing airflow reads its configuration and database.
+    Only call when airflow_configured(). Raises httpx.HTTPError when the API cannot be reached or refuses.
     """
-    from airflow.models import DagRun, TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as af:
-        runs = af.scalars(select(DagRun).order_by(DagRun.id.desc()).limit(limit)).all()
-        out = []
-        for run in runs:
-            tasks = af.execute(
-                select(TaskInstance.task_id, TaskInstance.state).where(
-                    TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id
-                )
-            ).all()
-            out.append(
-                DagRunRow(
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    state=str(run.state),
-                    logical_date=run.logical_date,
-                    start_date=run.start_date,
-                    end_date=run.end_date,
-                    tasks={t.task_id: str(t.state or AirflowState.NONE) for t in tasks},
-                )
+    settings = airflow_settings()
+    assert settings.api_url
+    with httpx.Client(base_url=settings.api_url.rstrip("/"), timeout=settings.timeout) as client:
+        if settings.username:
+            token = client.post(
+                "/auth/token", json={"username": settings.username, "password": settings.password or ""}
             )
-    return out
+        else:
+            token = client.get("/auth/token")
+        client.headers["Authorization"] = f"Bearer {token.raise_for_status().json()['access_token']}"
+        runs = (
+            client.get("/api/v2/dags/~/dagRuns", params={"order_by": "-run_after", "limit": limit})
+            .raise_for_status()
+            .json()["dag_runs"]
+        )
+        states: dict[tuple[str, str], dict[str, list[str]]] = {
+            (r["dag_id"], r["dag_run_id"]): {} for r in runs
+        }
+        offset = 0
+        while runs:  # the API gives at most [api] maximum_page_limit (100) instances a page
+            page = (
+                client.post(
+                    "/api/v2/dags/~/dagRuns/~/taskInstances/list",
+                    json={
+                        "dag_ids": sorted({r["dag_id"] for r in runs}),
+                        "dag_run_ids": sorted({r["dag_run_id"] for r in runs}),
+                        "order_by": "id",
+                        "page_offset": offset,
+                        "page_limit": 100,
+                    },
+                )
+                .raise_for_status()
+                .json()
+            )
+            for ti in page["task_instances"]:
+                tasks = states.get((ti["dag_id"], ti["dag_run_id"]))
+                if tasks is not None:
+                    tasks.setdefault(ti["task_id"], []).append(ti["state"] or str(AirflowState.NONE))
+            offset += len(page["task_instances"])
+            if not page["task_instances"] or offset >= page["total_entries"]:
+                break
+    return [
+        DagRunRow(
+            dag_id=r["dag_id"],
+            run_id=r["dag_run_id"],
+            state=str(r["state"]),
+            logical_date=_when(r.get("logical_date")),
+            start_date=_when(r.get("start_date")),
+            end_date=_when(r.get("end_date")),
+            tasks={task: _worst(s) for task, s in states[(r["dag_id"], r["dag_run_id"])].items()},
+        )
+        for r in runs
+    ]

@@ -51,12 +51,12 @@ def build_dashboard(*, session: Session, now: datetime, settings: MonitorSetting
     for status in ("on_time", "late", "missing"):
         chart[status] = [counts[d][status] if d in counts else 0 for d in days]
     listed = batches.batches_between(session=session, start=start, end=end)
-    airflow_runs, note = None, "未配置 AIRFLOW_HOME，无法读取 Airflow 元数据"
+    airflow_runs, note = None, "未配置 Airflow（POPEX_AIRFLOW_API_URL），无法读取流程运行状态"
     if health.airflow_configured():
         try:
             airflow_runs, note = health.airflow_runs(), ""
-        except Exception as exc:  # the page still renders when Airflow's database is unreachable
-            note = f"读取 Airflow 元数据失败：{type(exc).__name__}"
+        except Exception as exc:  # the page still renders when Airflow's API is away or refuses
+            note = f"读取 Airflow 运行状态失败（REST API）：{type(exc).__name__}"
     recent = now - timedelta(days=settings.window_days)
     return Dashboard(
         now=now,
