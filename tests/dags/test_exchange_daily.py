@@ -111,3 +111,59 @@ def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     again = dag.test(run_conf={**conf, "as_of": "2026-11-02"})
     assert again.state == "success"
     assert counts(popex_db) == before
+    with session_scope() as session:
+        assert set(session.scalars(text("SELECT state FROM batch"))) == {"completed"}
+
+
+def test_a_run_killed_after_publishing_is_finished_by_the_next(
+    airflow_home, popex_db, tmp_path, monkeypatch
+) -> None:
+    """The day's batches were published when the run died (one in statistics, one before it): the day
+    run again counts each once, writes every receipt and leaves them completed."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from base.db import session_factory, session_scope
+    from decision.service import aggregate_cells, recount
+    from exchange import flows
+    from registry.areas import load_areas
+    from schemas.canonical import BatchStep
+
+    areas = tmp_path / "areas.csv"
+    areas.write_text(
+        "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
+        "330102001001,清波社区,community,330102001\n",
+        encoding="utf-8",
+    )
+    with session_scope() as session:
+        load_areas(session=session, path=areas)
+    landing, outbox = tmp_path / "landing", tmp_path / "outbox"
+    landing.mkdir()
+    day = date(2026, 11, 1)
+    write_feed(landing, "gaj_hj", day, [hj("H1", ZHANG, "张伟", "男", "1980-01-01")])
+    write_feed(landing, "gaj_hj", day, [hj("H2", LI, "李娜", "女", "1985-05-05")], seq=2)
+    factory = session_factory()
+    killed = flows.receive_landing(factory, landing, day)
+    for step in (BatchStep.PARSE, BatchStep.GATE, BatchStep.RESOLVE, BatchStep.MERGE, BatchStep.PUBLISH):
+        for batch_id in killed:
+            flows.run_step(factory, step, batch_id)
+    with monkeypatch.context() as m:  # the first batch's statistics broke off
+        m.setattr("decision.service.refresh_after_batch", lambda **_: 1 / 0)
+        assert flows.run_step(factory, BatchStep.STATISTICS, killed[0]) == "failed"
+    before = counts(popex_db)
+
+    dag = DagBag().dags["exchange_daily"]
+    rerun = dag.test(run_conf={"landing": str(landing), "outbox": str(outbox), "as_of": "2026-11-01"})
+    assert rerun.state == "success"
+    assert counts(popex_db) == before  # no delivery, record, person, version or audit record added
+    with session_scope() as session:
+        states = session.execute(text("SELECT state, failed_step FROM batch ORDER BY id")).all()
+        assert [tuple(s) for s in states] == [("completed", None), ("completed", None)]
+        applied = (
+            session.execute(text("SELECT batch_id FROM decision.applied_batch ORDER BY 1")).scalars().all()
+        )
+        assert applied == sorted(killed)
+        assert aggregate_cells(session=session, as_of=day) == recount(session=session, as_of=day)
+    assert sorted(p.name for p in outbox.rglob("*.receipt.csv")) == [
+        "gaj_hj_20261101.csv.receipt.csv",
+        "gaj_hj_20261101_2.csv.receipt.csv",
+    ]
