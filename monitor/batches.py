@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from registry.models import Batch, Delivery, Department, Feed
 from registry.quality import Reason, ranked_reasons
-from schemas.canonical import BatchState, Channel, ColumnKind, DagTask, label_of
+from schemas.canonical import BatchState, BatchStep, Channel, ColumnKind, label_of
 
 RESOLUTION_LABELS = {
     "records": "参与识别的记录",
@@ -97,7 +97,7 @@ def _summary(batch: Batch, feed: str, department: str) -> BatchSummary:
     )
 
 
-_STEP_ORDER = {task.value: i for i, task in enumerate(DagTask)}
+_STEP_ORDER = {step.value: i for i, step in enumerate(BatchStep)}
 # A batch with its feed's title and its department's name.
 _NAMED = (
     select(Batch, Feed.title, Department.name)
@@ -156,9 +156,9 @@ def batch_detail(
         reasons=ranked_reasons(session=session, batch_ids=[batch_id]),
         review=review_queue(session=session, now=now, max_days=review_max_days, batch_id=batch_id),
         resolution=[(label, int(resolution[k])) for k, label in RESOLUTION_LABELS.items() if k in resolution],
-        # in the pipeline's order (DagTask's): JSONB keeps an object's keys shortest first
+        # in the pipeline's order (BatchStep's): JSONB keeps an object's keys shortest first
         steps=[
-            (label_of(DagTask, k), float(v))
+            (label_of(BatchStep, k), float(v))
             for k, v in sorted((batch.step_seconds or {}).items(), key=lambda kv: _STEP_ORDER.get(kv[0], 99))
         ],
         deliveries=[

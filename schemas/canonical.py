@@ -218,8 +218,8 @@ class BatchStep(StrEnum):
 # The batch's life in one table: each step, the state it starts from and the states it ends in.
 _BATCH_STEPS: dict[BatchStep, tuple[str, BatchState, frozenset[BatchState]]] = {
     BatchStep.PARSE: ("解析", BatchState.RECEIVED, frozenset({BatchState.PARSED, BatchState.REJECTED})),
-    BatchStep.GATE: ("闸门校验", BatchState.PARSED, frozenset({BatchState.GATED, BatchState.QUARANTINED})),
-    BatchStep.RESOLVE: ("身份识别", BatchState.GATED, frozenset({BatchState.RESOLVED})),
+    BatchStep.GATE: ("质量闸门", BatchState.PARSED, frozenset({BatchState.GATED, BatchState.QUARANTINED})),
+    BatchStep.RESOLVE: ("识别", BatchState.GATED, frozenset({BatchState.RESOLVED})),
     BatchStep.MERGE: ("合并", BatchState.RESOLVED, frozenset({BatchState.MERGED})),
     BatchStep.PUBLISH: ("发布", BatchState.MERGED, frozenset({BatchState.PUBLISHED})),
     BatchStep.STATISTICS: ("统计", BatchState.PUBLISHED, frozenset({BatchState.COUNTED})),
@@ -481,7 +481,7 @@ _DAG_LABELS = {
 
 class DagTask(StrEnum):
     """The tasks of the DAGs by task_id (without a task group's prefix: batch.parse is PARSE); the batch
-    steps (batch.step_seconds keys) have the same names."""
+    steps they run are BatchStep (same names and words, but the task `receipts` runs the step `receipt`)."""
 
     DETECT = "detect"
     PARSE = "parse"
