@@ -12,12 +12,13 @@ A condition that clears (file arrives, batch released, reviews decided …) reso
 """
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
 from monitor import health, timeliness
@@ -25,6 +26,7 @@ from monitor.config import MonitorSettings
 from monitor.models import MonitorAlert
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 RULE_LABELS = {
     "feed_missing": "缺报",
     "reject_rate": "拒收率过高",
@@ -66,29 +68,62 @@ def window(now: datetime, settings: MonitorSettings) -> tuple[date, date]:
     return (max(start, settings.expected_from) if settings.expected_from else start), end
 
 
+@dataclass(frozen=True)
+class Look:
+    """What the rules look at: the moment, the settings, and the as-of dates of the window."""
+
+    session: Session
+    now: datetime
+    settings: MonitorSettings
+    start: date
+    end: date
+
+    @property
+    def dashboard_link(self) -> str:
+        """The monitor's dashboard as of the moment."""
+        return f"/monitor?now={self.now:%Y-%m-%dT%H:%M}"
+
+
+@dataclass(frozen=True)
+class RuleGroup(Generic[T]):
+    """Rules over the same subjects (feed-days, batches, review backlogs, API clients), read once; each rule
+    finds at most one condition per subject."""
+
+    read: Callable[[Look], Iterable[T]]
+    rules: tuple[Callable[[Look, T], Condition | None], ...]
+
+    def conditions(self, look: Look) -> list[Condition]:
+        """Subject by subject, every rule's condition."""
+        return [c for item in self.read(look) for rule in self.rules if (c := rule(look, item)) is not None]
+
+
 def _batch_link(batch_id: int) -> str:
     return f"/monitor/batches/{batch_id}"
 
 
-def find_conditions(*, session: Session, now: datetime, settings: MonitorSettings) -> list[Condition]:
-    """Every rule's conditions as of `now`."""
-    start, end = window(now, settings)
-    found = [
-        Condition(
-            rule="feed_missing",
-            key=f"feed_missing:{fd.source}:{fd.day}",
-            severity="critical",
-            title=f"{fd.department_name}「{fd.title}」{fd.day} 的数据截至 {fd.deadline:%m-%d %H:%M} 未报送",
-            link=f"/monitor?now={now:%Y-%m-%dT%H:%M}#feed-{fd.source}",
-            source=fd.source,
-            as_of_date=fd.day,
-            detail={"deadline": fd.deadline.isoformat()},
-        )
-        for fd in timeliness.feed_days(session=session, start=start, end=end, now=now)
-        if fd.status == "missing"
-    ]
-    # Batches delivered by `now` with an as-of date in the window.
-    batches = session.execute(
+def _feed_days(look: Look) -> list[timeliness.FeedDay]:
+    return timeliness.feed_days(session=look.session, start=look.start, end=look.end, now=look.now)
+
+
+def _feed_missing(look: Look, fd: timeliness.FeedDay) -> Condition | None:
+    """A feed's file for an as-of date has not arrived by its deadline."""
+    if fd.status != "missing":
+        return None
+    return Condition(
+        rule="feed_missing",
+        key=f"feed_missing:{fd.source}:{fd.day}",
+        severity="critical",
+        title=f"{fd.department_name}「{fd.title}」{fd.day} 的数据截至 {fd.deadline:%m-%d %H:%M} 未报送",
+        link=f"{look.dashboard_link}#feed-{fd.source}",
+        source=fd.source,
+        as_of_date=fd.day,
+        detail={"deadline": fd.deadline.isoformat()},
+    )
+
+
+def _delivered_batches(look: Look) -> Sequence[Row[Any]]:
+    """Batches delivered by the moment with an as-of date in the window."""
+    return look.session.execute(
         text(
             """
             SELECT b.id, b.source, b.as_of_date, b.state, b.rows_received, b.rows_rejected
@@ -98,45 +133,51 @@ def find_conditions(*, session: Session, now: datetime, settings: MonitorSetting
             ORDER BY b.id
             """
         ),
-        {"start": start, "end": end, "now": now},
+        {"start": look.start, "end": look.end, "now": look.now},
     ).all()
-    for b in batches:
-        if (
-            b.rows_received >= settings.reject_min_rows
-            and b.rows_rejected > settings.reject_rate * b.rows_received
-        ):
-            rate = b.rows_rejected / b.rows_received
-            found.append(
-                Condition(
-                    rule="reject_rate",
-                    key=f"reject_rate:{b.id}",
-                    severity="warning",
-                    title=f"批次 {b.id}（{b.source} {b.as_of_date}）拒收 {b.rows_rejected}/{b.rows_received} 行（{rate:.0%}），超过 {settings.reject_rate:.0%}",
-                    link=_batch_link(b.id),
-                    source=b.source,
-                    as_of_date=b.as_of_date,
-                    batch_id=b.id,
-                    detail={
-                        "rows_received": b.rows_received,
-                        "rows_rejected": b.rows_rejected,
-                        "rate": round(rate, 4),
-                    },
-                )
-            )
-        if b.state == "quarantined":
-            found.append(
-                Condition(
-                    rule="gate_failed",
-                    key=f"gate_failed:{b.id}",
-                    severity="critical",
-                    title=f"批次 {b.id}（{b.source} {b.as_of_date}）未通过质量闸门，已隔离",
-                    link=_batch_link(b.id),
-                    source=b.source,
-                    as_of_date=b.as_of_date,
-                    batch_id=b.id,
-                )
-            )
-    aged = session.execute(
+
+
+def _reject_rate(look: Look, b: Row[Any]) -> Condition | None:
+    """A batch rejected more than the threshold share of its rows."""
+    settings = look.settings
+    if (
+        b.rows_received < settings.reject_min_rows
+        or b.rows_rejected <= settings.reject_rate * b.rows_received
+    ):
+        return None
+    rate = b.rows_rejected / b.rows_received
+    return Condition(
+        rule="reject_rate",
+        key=f"reject_rate:{b.id}",
+        severity="warning",
+        title=f"批次 {b.id}（{b.source} {b.as_of_date}）拒收 {b.rows_rejected}/{b.rows_received} 行（{rate:.0%}），超过 {settings.reject_rate:.0%}",
+        link=_batch_link(b.id),
+        source=b.source,
+        as_of_date=b.as_of_date,
+        batch_id=b.id,
+        detail={"rows_received": b.rows_received, "rows_rejected": b.rows_rejected, "rate": round(rate, 4)},
+    )
+
+
+def _gate_failed(look: Look, b: Row[Any]) -> Condition | None:
+    """A batch failed its gate (quarantined)."""
+    if b.state != "quarantined":
+        return None
+    return Condition(
+        rule="gate_failed",
+        key=f"gate_failed:{b.id}",
+        severity="critical",
+        title=f"批次 {b.id}（{b.source} {b.as_of_date}）未通过质量闸门，已隔离",
+        link=_batch_link(b.id),
+        source=b.source,
+        as_of_date=b.as_of_date,
+        batch_id=b.id,
+    )
+
+
+def _aged_reviews(look: Look) -> Sequence[Row[Any]]:
+    """Batches with review items open for more than the allowed days."""
+    return look.session.execute(
         text(
             """
             SELECT i.batch_id, b.source, b.as_of_date, count(*) AS n, min(i.created_at) AS oldest
@@ -145,47 +186,73 @@ def find_conditions(*, session: Session, now: datetime, settings: MonitorSetting
             GROUP BY i.batch_id, b.source, b.as_of_date ORDER BY i.batch_id
             """
         ),
-        {"now": now, "days": settings.review_max_days},
+        {"now": look.now, "days": look.settings.review_max_days},
+    ).all()
+
+
+def _review_aged(look: Look, r: Row[Any]) -> Condition:
+    """A batch has review items open for more than N days."""
+    return Condition(
+        rule="review_aged",
+        key=f"review_aged:{r.batch_id}",
+        severity="warning",
+        title=f"批次 {r.batch_id}（{r.source} {r.as_of_date}）有 {r.n} 条审核超过 {look.settings.review_max_days} 天未处理",
+        link=_batch_link(r.batch_id),
+        source=r.source,
+        as_of_date=r.as_of_date,
+        batch_id=r.batch_id,
+        detail={"open": r.n, "oldest": r.oldest.isoformat()},
     )
-    for r in aged:
-        found.append(
-            Condition(
-                rule="review_aged",
-                key=f"review_aged:{r.batch_id}",
-                severity="warning",
-                title=f"批次 {r.batch_id}（{r.source} {r.as_of_date}）有 {r.n} 条审核超过 {settings.review_max_days} 天未处理",
-                link=_batch_link(r.batch_id),
-                source=r.source,
-                as_of_date=r.as_of_date,
-                batch_id=r.batch_id,
-                detail={"open": r.n, "oldest": r.oldest.isoformat()},
-            )
-        )
-    since = now - timedelta(hours=settings.api_window_hours)
-    for usage in health.api_usage(session=session, start=since, end=now):
-        if usage.requests >= settings.api_min_requests and usage.error_rate > settings.api_error_rate:
-            found.append(
-                Condition(
-                    rule="api_error_rate",
-                    key=f"api_error_rate:{usage.client}",
-                    severity="warning",
-                    title=f"接口客户端 {usage.client} 近 {settings.api_window_hours} 小时被拒 {usage.refused}/{usage.requests} 次（{usage.error_rate:.0%}）",
-                    link=f"/monitor?now={now:%Y-%m-%dT%H:%M}#api",
-                    detail={"requests": usage.requests, "refused": usage.refused},
-                )
-            )
-        if usage.failed >= settings.api_failures_min:  # however few the requests: the service is at fault
-            found.append(
-                Condition(
-                    rule="api_failures",
-                    key=f"api_failures:{usage.client}",
-                    severity="critical",
-                    title=f"接口客户端 {usage.client} 近 {settings.api_window_hours} 小时有 {usage.failed}/{usage.requests} 次请求因服务故障未获答复",
-                    link=f"/monitor?now={now:%Y-%m-%dT%H:%M}#api",
-                    detail={"requests": usage.requests, "failed": usage.failed},
-                )
-            )
-    return found
+
+
+def _api_clients(look: Look) -> list[health.ClientUsage]:
+    """Each API client's requests over the last hours."""
+    since = look.now - timedelta(hours=look.settings.api_window_hours)
+    return health.api_usage(session=look.session, start=since, end=look.now)
+
+
+def _api_error_rate(look: Look, usage: health.ClientUsage) -> Condition | None:
+    """An API client's refused share over the last hours is above the threshold."""
+    settings = look.settings
+    if usage.requests < settings.api_min_requests or usage.error_rate <= settings.api_error_rate:
+        return None
+    return Condition(
+        rule="api_error_rate",
+        key=f"api_error_rate:{usage.client}",
+        severity="warning",
+        title=f"接口客户端 {usage.client} 近 {settings.api_window_hours} 小时被拒 {usage.refused}/{usage.requests} 次（{usage.error_rate:.0%}）",
+        link=f"{look.dashboard_link}#api",
+        detail={"requests": usage.requests, "refused": usage.refused},
+    )
+
+
+def _api_failures(look: Look, usage: health.ClientUsage) -> Condition | None:
+    """An API client's requests failed on the server's side, however few they were: the service is at fault."""
+    if usage.failed < look.settings.api_failures_min:
+        return None
+    return Condition(
+        rule="api_failures",
+        key=f"api_failures:{usage.client}",
+        severity="critical",
+        title=f"接口客户端 {usage.client} 近 {look.settings.api_window_hours} 小时有 {usage.failed}/{usage.requests} 次请求因服务故障未获答复",
+        link=f"{look.dashboard_link}#api",
+        detail={"requests": usage.requests, "failed": usage.failed},
+    )
+
+
+# Every rule, grouped by what it looks at; conditions are listed (and alerts raised) in this order.
+RULES: tuple[RuleGroup[Any], ...] = (
+    RuleGroup(_feed_days, (_feed_missing,)),
+    RuleGroup(_delivered_batches, (_reject_rate, _gate_failed)),
+    RuleGroup(_aged_reviews, (_review_aged,)),
+    RuleGroup(_api_clients, (_api_error_rate, _api_failures)),
+)
+
+
+def find_conditions(*, session: Session, now: datetime, settings: MonitorSettings) -> list[Condition]:
+    """Every rule's conditions as of `now`."""
+    look = Look(session, now, settings, *window(now, settings))
+    return [c for group in RULES for c in group.conditions(look)]
 
 
 def evaluate(*, session: Session, now: datetime, settings: MonitorSettings) -> Evaluation:
