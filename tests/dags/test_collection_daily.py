@@ -80,5 +80,30 @@ def test_collection_day_through_the_dag(airflow_home, popex_db, tmp_path) -> Non
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM batch")).scalar_one() == 1
             assert conn.execute(text("SELECT count(*) FROM person")).scalar_one() == 1
+
+        # A row of 11-20 entered after that day's run goes with the next day's file, not never.
+        from sqlalchemy import select
+
+        from collection.models import Officer
+
+        with session_scope() as session:
+            officer = session.scalars(select(Officer).where(Officer.officer_no == "A001")).one()
+            late = service.store_form(
+                session=session,
+                officer=officer,
+                values={**cells, "性别": "女", "姓名": "李娜", "身份证号": "330102198505050021"},
+                work_date=DAY,
+            )
+            service.validate_submission(session=session, submission_id=late.id)
+            late_id = late.id
+        assert dag.test(run_conf={"as_of": "2026-11-21"}).state == "success"
+        with engine.connect() as conn:
+            batches = conn.execute(text("SELECT id, as_of_date FROM batch ORDER BY id")).all()
+            assert [b.as_of_date for b in batches] == [DAY, date(2026, 11, 21)]
+            late_row = conn.execute(
+                text("SELECT batch_id FROM collection_row WHERE submission_id = :s"), {"s": late_id}
+            ).scalar_one()
+            assert late_row == batches[1].id
+            assert conn.execute(text("SELECT count(*) FROM person")).scalar_one() == 2
     finally:
         engine.dispose()
