@@ -25,10 +25,18 @@ log = logging.getLogger(__name__)
 
 def count_batch(*, session: Session, batch_id: int) -> Batch:
     """The decision statistics take the published batch in (decision.service: a batch counted before,
-    e.g. by a rebuild, is not counted twice), and it is counted."""
-    batch = session.get_one(Batch, batch_id, with_for_update=True)
-    if batch.state == BatchStep.STATISTICS.starts:
-        decision_service.refresh_after_batch(session=session, batch_id=batch_id)
+    e.g. by a rebuild, is not counted twice), and it is counted.
+
+    The batch's row is locked only after the statistics' own lock: a rebuild holding that lock marks
+    every merged batch applied, which waits for a lock on the batch's row (the foreign key), and two
+    counts at once deadlocked when this step locked the row first.
+    """
+    batch = session.get_one(Batch, batch_id)
+    if batch.state != BatchStep.STATISTICS.starts:
+        return batch
+    decision_service.refresh_after_batch(session=session, batch_id=batch_id)
+    batch = session.get_one(Batch, batch_id, with_for_update=True, populate_existing=True)
+    if batch.state == BatchStep.STATISTICS.starts:  # else another run counted it meanwhile
         batches.advance(session, batch_id, to=BatchState.COUNTED, expect=BatchStep.STATISTICS.starts)
     return batch
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from base.db import transaction
 from decision import service as decision_service
@@ -239,3 +240,53 @@ def test_a_published_batch_the_statistics_hold_already_is_not_counted_again(
     assert session.execute(text("SELECT how FROM decision.applied_batch")).scalars().all() == ["rebuild"]
     assert decision_service.aggregate_cells(session=session, as_of=AS_OF) == before
     statistics_agree(session)
+
+
+def test_counting_while_the_statistics_are_rebuilt_waits_instead_of_deadlocking(
+    tmp_path, archive_dir
+) -> None:
+    """A rebuild holding the statistics' lock marks every merged batch applied (a foreign key: it locks
+    each batch's row for key share). A count that locked its batch's row before waiting for the
+    statistics' lock deadlocked with it (seen with two `popex ingest` at once: SQLSTATE 40P01)."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from tests.conftest import migrated_database
+    from tests.factories import make_areas
+
+    with migrated_database("popex_count_lock") as url:
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+        with transaction(factory) as s:
+            make_areas(s)
+            batch_id = service.receive_file(
+                session=s, path=write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows())
+            ).batch.id
+        for step in list(BatchStep)[:5]:
+            flows.run_step(factory, step, batch_id)
+        results: list[str] = []
+        with engine.connect() as rebuilding:
+            rebuilding.execute(text("SET lock_timeout = '20s'"))
+            rebuilding.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('decision.aggregates'))")
+            )  # decision's
+            counting = threading.Thread(
+                target=lambda: results.append(flows.run_step(factory, BatchStep.STATISTICS, batch_id))
+            )
+            counting.start()
+            with engine.connect() as watcher:
+                while not watcher.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                ).scalar_one():
+                    assert counting.is_alive()
+            with Session(bind=rebuilding) as s:
+                decision_service.rebuild(session=s)  # its lock again, then key share on the batch's row
+            rebuilding.commit()
+            counting.join(timeout=60)
+        with factory() as s:
+            assert results == ["counted"]
+            assert s.execute(text("SELECT how FROM decision.applied_batch")).scalars().all() == ["rebuild"]
+            statistics_agree(s)
+        engine.dispose()
