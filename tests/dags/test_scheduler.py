@@ -220,7 +220,8 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
         "死亡地点": "医院",
     }
     write_feed(landing, "wjw_sw", DAY, [death])  # a second department: its own mapped parse and gate
-    write_feed(landing, "gaj_hj", date(2026, 10, 2), [hj("H2", LI, "李娜", "女", "1985-05-05")])  # not yet
+    later = [hj("H2", LI, "李娜", "女", "1985-05-05", when="2026-10-02")]
+    write_feed(landing, "gaj_hj", date(2026, 10, 2), later)  # for the backfill below
 
     client = wait_for("the api-server", lambda: airflow.client(), 120)
     assert isinstance(client, httpx.Client)
@@ -268,13 +269,39 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
     with engine.connect() as conn:
         batches = conn.execute(text("SELECT id, source, as_of_date, state FROM batch ORDER BY source")).all()
         persons = conn.execute(text("SELECT id_no, status FROM person")).all()
-    engine.dispose()
     assert [(b.source, b.as_of_date) for b in batches] == [("gaj_hj", DAY), ("wjw_sw", DAY)]
     assert labels == sorted(str(b.id) for b in batches)
     assert {b.state for b in batches} <= {"published", "counted", "completed"}
-    assert [tuple(p) for p in persons] == [(ZHANG, "dead")]  # in delivery order; 10-02's file waits
+    assert [tuple(p) for p in persons] == [(ZHANG, "dead")]  # in delivery order; 10-02's file waited
     receipts = sorted(p.name for p in (tmp_path / "outbox").rglob("*.receipt.csv"))
     assert receipts == ["gaj_hj_20261001.csv.receipt.csv", "wjw_sw_20261001.csv.receipt.csv"]
+
+    # A backfill of the next as-of day as docs/OPERATIONS.md gives it: the run time 10-03 10:00 local.
+    made = airflow.cli(
+        "backfill", "create", "--dag-id", "exchange_daily", "--max-active-runs", "1",
+        "--from-date", "2026-10-03T10:00:00+08:00", "--to-date", "2026-10-03T10:00:00+08:00",
+        "--dag-run-conf", json.dumps({"landing": conf["landing"], "outbox": conf["outbox"]}),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+
+    def backfilled(client: httpx.Client) -> str | None:
+        runs = client.get("/api/v2/dags/exchange_daily/dagRuns").json()["dag_runs"]
+        done = [
+            r["state"] for r in runs if r["run_type"] == "backfill" and r["state"] in ("success", "failed")
+        ]
+        return done[0] if done else None
+
+    with contextlib.closing(airflow.client()) as client:
+        assert wait_for("the backfill", lambda: backfilled(client), RUN_TIMEOUT) == "success"
+    with engine.connect() as conn:
+        days = conn.execute(
+            text("SELECT as_of_date FROM batch WHERE source = 'gaj_hj' ORDER BY id")
+        ).scalars()
+        assert list(days) == [DAY, date(2026, 10, 2)]
+        assert (
+            conn.execute(text("SELECT count(*) FROM person WHERE id_no = :li"), {"li": LI}).scalar_one() == 1
+        )
+    engine.dispose()
 
     # The monitor reads the same runs through the REST API.
     from monitor import health
