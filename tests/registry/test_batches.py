@@ -290,3 +290,46 @@ def test_counting_while_the_statistics_are_rebuilt_waits_instead_of_deadlocking(
             assert s.execute(text("SELECT how FROM decision.applied_batch")).scalars().all() == ["rebuild"]
             statistics_agree(s)
         engine.dispose()
+
+
+def test_the_migration_keeps_published_batches_and_gives_failed_ones_their_step(tmp_path) -> None:
+    from sqlalchemy import create_engine
+
+    from registry.migrate import downgrade, upgrade
+    from tests.conftest import migrated_database
+
+    with migrated_database("popex_lifecycle") as url:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            downgrade(conn, "0006_audit_at_brin")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO department (code, name) VALUES ('gaj', '公安局')"))
+            conn.execute(
+                text("INSERT INTO feed (source, department_code, title) VALUES ('gaj_hj', 'gaj', '户籍')")
+            )
+            for n, state in enumerate(("published", "failed", "failed", "merged"), start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO batch (id, source, file_name, sha256, size_bytes, archive_path, as_of_date, seq,"
+                        " channel, state, rows_received, rows_accepted, rows_rejected, rows_review, step_seconds)"
+                        " VALUES (:n, 'gaj_hj', 'f.csv', md5(:s) || md5(:s), 0, '/dev/null', '2026-11-01', 1,"
+                        " 'cli', :state, 0, 0, 0, 0, '{}')"
+                    ),
+                    {"n": n, "s": str(n), "state": state},
+                )
+            conn.execute(  # the second failed batch had been parsed: its rows are staged
+                text(
+                    "INSERT INTO source_record (batch_id, row_no, source, raw, status, reasons, extra, id_valid)"
+                    " VALUES (3, 1, 'gaj_hj', '{}', 'accepted', '[]', '{}', false)"
+                )
+            )
+        with engine.begin() as conn:
+            upgrade(conn)
+            rows = conn.execute(text("SELECT state, failed_step FROM batch ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [
+            ("published", None),  # the next run counts it and writes its receipts
+            ("failed", "parse"),
+            ("failed", "gate"),
+            ("merged", None),
+        ]
+        engine.dispose()
