@@ -6,7 +6,7 @@ table skips one already counted) and writes their receipts. A batch failed befor
 (nothing set the state) gets the step its rows show it had not finished.
 
 Revision ID: 0008_batch_lifecycle
-Revises: 0006_audit_at_brin
+Revises: 0007_drop_feed_deadline
 Create Date: 2026-12-04
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_batch_lifecycle"
-down_revision: str | Sequence[str] | None = "0006_audit_at_brin"
+down_revision: str | Sequence[str] | None = "0007_drop_feed_deadline"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
