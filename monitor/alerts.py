@@ -126,8 +126,9 @@ def _delivered_batches(look: Look) -> Sequence[Row[Any]]:
     return look.session.execute(
         text(
             """
-            SELECT b.id, b.source, b.as_of_date, b.state, b.rows_received, b.rows_rejected
-            FROM batch b
+            SELECT b.id, b.source, b.as_of_date, b.state, b.rows_received, b.rows_rejected,
+                   f.title AS feed, d.name AS department
+            FROM batch b JOIN feed f ON f.source = b.source JOIN department d ON d.code = f.department_code
             WHERE b.as_of_date BETWEEN :start AND :end
               AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :now)
             ORDER BY b.id
@@ -150,7 +151,7 @@ def _reject_rate(look: Look, b: Row[Any]) -> Condition | None:
         rule="reject_rate",
         key=f"reject_rate:{b.id}",
         severity="warning",
-        title=f"批次 {b.id}（{b.source} {b.as_of_date}）拒收 {b.rows_rejected}/{b.rows_received} 行（{rate:.0%}），超过 {settings.reject_rate:.0%}",
+        title=f"批次 {b.id}（{b.department}「{b.feed}」{b.as_of_date}）拒收 {b.rows_rejected}/{b.rows_received} 行（{rate:.0%}），超过 {settings.reject_rate:.0%}",
         link=_batch_link(b.id),
         source=b.source,
         as_of_date=b.as_of_date,
@@ -167,7 +168,7 @@ def _gate_failed(look: Look, b: Row[Any]) -> Condition | None:
         rule="gate_failed",
         key=f"gate_failed:{b.id}",
         severity="critical",
-        title=f"批次 {b.id}（{b.source} {b.as_of_date}）未通过质量闸门，已隔离",
+        title=f"批次 {b.id}（{b.department}「{b.feed}」{b.as_of_date}）未通过质量闸门，已隔离",
         link=_batch_link(b.id),
         source=b.source,
         as_of_date=b.as_of_date,
@@ -180,10 +181,12 @@ def _aged_reviews(look: Look) -> Sequence[Row[Any]]:
     return look.session.execute(
         text(
             """
-            SELECT i.batch_id, b.source, b.as_of_date, count(*) AS n, min(i.created_at) AS oldest
+            SELECT i.batch_id, b.source, b.as_of_date, f.title AS feed, d.name AS department, count(*) AS n,
+                   min(i.created_at) AS oldest
             FROM review_item i JOIN batch b ON b.id = i.batch_id
+            JOIN feed f ON f.source = b.source JOIN department d ON d.code = f.department_code
             WHERE i.state = 'open' AND i.created_at < :now - make_interval(days => :days)
-            GROUP BY i.batch_id, b.source, b.as_of_date ORDER BY i.batch_id
+            GROUP BY i.batch_id, b.source, b.as_of_date, f.title, d.name ORDER BY i.batch_id
             """
         ),
         {"now": look.now, "days": look.settings.review_max_days},
@@ -196,7 +199,7 @@ def _review_aged(look: Look, r: Row[Any]) -> Condition:
         rule="review_aged",
         key=f"review_aged:{r.batch_id}",
         severity="warning",
-        title=f"批次 {r.batch_id}（{r.source} {r.as_of_date}）有 {r.n} 条审核超过 {look.settings.review_max_days} 天未处理",
+        title=f"批次 {r.batch_id}（{r.department}「{r.feed}」{r.as_of_date}）有 {r.n} 条审核超过 {look.settings.review_max_days} 天未处理",
         link=_batch_link(r.batch_id),
         source=r.source,
         as_of_date=r.as_of_date,

@@ -111,10 +111,10 @@ def test_dashboard_shows_the_week(session, week, client) -> None:
     assert f'<tr data-batch="{gate_batch}" class="quarantined">' in html
     assert "行数 40，按本数据源近" in html and "应在 0–25 行之间" in html  # the gate's figure and bounds
     assert (
-        f'<a href="/monitor/batches/{gate_batch}">批次 {gate_batch}（gaj_hj 2026-11-06）未通过质量闸门，已隔离</a>'
+        f'<a href="/monitor/batches/{gate_batch}">批次 {gate_batch}（公安局「户籍人口变动」2026-11-06）未通过质量闸门，已隔离</a>'
         in html
     )
-    assert f"批次 {spike_batch}（gaj_hj 2026-11-05）拒收 4/9 行（44%），超过 30%" in html
+    assert f"批次 {spike_batch}（公安局「户籍人口变动」2026-11-05）拒收 4/9 行（44%），超过 30%" in html
     # rejection reasons ranked with their sentences
     assert "<strong>3</strong> 行 · 与第1行完全相同" not in html  # grouped by reason code, not merged
     assert html.index("DUPLICATE_ROW:1") > 0 and "无法识别是谁" in html
