@@ -10,7 +10,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from collection.config import collection_settings
+from collection.config import collection_settings, session_secret
 from collection.models import LoginFailure, Officer
 from registry.audit import record_audit
 
@@ -72,7 +72,7 @@ class SessionData:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(collection_settings().secret_key, salt="popex.collection.session")
+    return URLSafeTimedSerializer(session_secret(), salt="popex.collection.session")
 
 
 def password_version(officer: Officer) -> float:

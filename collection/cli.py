@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-officers_app = typer.Typer(help="社区信息员账号：新增、列出、停用、重置密码", no_args_is_help=True)
+officers_app = typer.Typer(help="社区信息员账号：新增、列出、停用、重置密码、解除锁定", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
@@ -89,4 +89,19 @@ def reset(officer_no: Annotated[str, typer.Argument(help="信息员工号")], pa
     except service.NotFound as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    console.print(f"已重置信息员 {officer_no} 的密码")
+    console.print(f"已重置信息员 {officer_no} 的密码（账号已启用，登录失败锁定已解除）")
+
+
+@officers_app.command("unlock")
+def unlock(officer_no: Annotated[str, typer.Argument(help="信息员工号")]) -> None:
+    """Lift a login lockout (failed logins forgotten) without changing the password."""
+    from base.db import session_scope
+    from collection import service
+
+    try:
+        with session_scope() as session:
+            count = service.unlock_officer(session=session, officer_no=officer_no)
+    except service.NotFound as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"已解除信息员 {officer_no} 的登录锁定（清除 {count} 次失败记录），现在即可登录")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from base.db import get_session
 from collection.auth import COOKIE, SessionData, csrf_ok, password_version, read_session
 from collection.models import Officer
+from registry.models import Area
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
@@ -19,6 +20,7 @@ class Auth:
 
     officer: Officer
     data: SessionData
+    community_name: str = ""
 
     def require_csrf(self, token: str | None) -> None:
         """403 unless the token sent is the session's."""
@@ -33,7 +35,8 @@ def _current(request: Request, session: Session) -> Auth | None:
     officer = session.get(Officer, data.officer_id)
     if officer is None or not officer.active or password_version(officer) != data.password_version:
         return None
-    return Auth(officer, data)
+    area = session.get(Area, officer.community_code)
+    return Auth(officer, data, area.name if area else "")
 
 
 def page_auth(request: Request, session: SessionDep) -> Auth:

@@ -62,12 +62,14 @@ class SubmissionRow(Base):
     """One person as the officer typed it (raw sq_cj cells), and what validation said of it.
 
     status: pending (stored, not yet validated), accepted, rejected, corrected (a later row replaced
-    this rejected one). batch_id: the exchange batch that carried the accepted row into the one database.
+    this rejected one), discarded (the officer dropped it, saying why). batch_id: the exchange batch that carried the accepted row into the one database.
     """
 
     __tablename__ = "collection_row"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'accepted', 'rejected', 'corrected')", name="status"),
+        CheckConstraint(
+            "status IN ('pending', 'accepted', 'rejected', 'corrected', 'discarded')", name="status"
+        ),
         Index("ix_collection_row_day", "community_code", "work_date", "status"),
     )
 
@@ -83,7 +85,8 @@ class SubmissionRow(Base):
     person_no: Mapped[str | None] = mapped_column(String(12))  # the resident being verified, if any
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     validated_at: Mapped[datetime | None]
-    closed_at: Mapped[datetime | None]  # when a correction replaced this row
+    closed_at: Mapped[datetime | None]  # when a correction replaced this row, or it was discarded
+    discard_reason: Mapped[str | None] = mapped_column(String(200))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"), index=True)
 
 
@@ -99,6 +102,7 @@ class Clearance(Base):
     accepted: Mapped[int]
     rejected: Mapped[int]
     corrected: Mapped[int]
+    discarded: Mapped[int] = mapped_column(server_default="0")
     still_open: Mapped[int]
     cleared: Mapped[bool]
     computed_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -3,12 +3,15 @@ as you type, the XLSX template and the day's upload, and the per-row results of 
 
 import logging
 import tempfile
+from collections.abc import Callable, Coroutine
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from base.web import render
 from collection import auth, service
@@ -23,7 +26,37 @@ STATIC_FILES = {p.name for p in STATIC.iterdir()} if STATIC.is_dir() else set()
 COLUMN_KEYS = {column: key for key, column in FORM_KEYS.items()}
 MAX_UPLOAD = 5 * 1024 * 1024
 
-pages = APIRouter(prefix="/collection", include_in_schema=False)
+ERROR_TITLES = {403: "无权访问", 404: "没有找到", 422: "填写有误", 429: "请稍后再试"}
+
+
+class PageRoute(APIRoute):
+    """A route whose errors a person sees as a page (in Chinese, with the way back), not as JSON;
+    /collection/api/ keeps JSON for the form's script."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.path.startswith("/collection/api/"):
+            return handler
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if 300 <= exc.status_code < 400 and exc.headers and "Location" in exc.headers:
+                    return RedirectResponse(exc.headers["Location"], status_code=exc.status_code)
+                title = ERROR_TITLES.get(exc.status_code, "出错了")
+                return _error_page(request, title, str(exc.detail), exc.status_code)
+            except RequestValidationError:
+                return _error_page(request, "地址有误", "链接不完整或已损坏，请从今日工作重新进入", 404)
+
+        return page_handler
+
+
+def _error_page(request: Request, title: str, message: str, status_code: int) -> HTMLResponse:
+    return render(request, "collection/error.html", {"title": title, "message": message}, status_code)
+
+
+pages = APIRouter(prefix="/collection", include_in_schema=False, route_class=PageRoute)
 
 
 def work_date() -> date:
@@ -106,7 +139,7 @@ def logout(who: PageAuth, csrf: Annotated[str, Form()] = "") -> Response:
 
 
 def _context(who: Auth, **extra: Any) -> dict[str, Any]:
-    return {"officer": who.officer, "csrf": who.data.csrf, **extra}
+    return {"officer": who.officer, "community_name": who.community_name, "csrf": who.data.csrf, **extra}
 
 
 @pages.get("", response_class=HTMLResponse)
@@ -125,6 +158,7 @@ def work_page(
             who,
             due=due,
             returned=[(r, service.errors_by_column(r.reasons)) for r in returned],
+            discard_reasons=service.DISCARD_REASONS,
             status=status,
             today=today,
             saved=saved,
@@ -236,9 +270,9 @@ def check(
 
 @pages.get("/template.xlsx")
 def template(who: PageAuth) -> Response:
-    """The XLSX template of the day's upload (the sq_cj header)."""
+    """The XLSX template of the day's upload (header, example row, drop-downs, instructions)."""
     return Response(
-        service.template_xlsx(),
+        service.template_xlsx(who.officer),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": "attachment; filename=sq_cj_template.xlsx"},
     )
@@ -304,6 +338,33 @@ def submission_page(request: Request, session: SessionDep, who: PageAuth, submis
             sub=sub,
             rows=shown,
             columns=service.FORM_COLUMNS,
-            counts={s: sum(1 for r in rows if r.status == s) for s in ("accepted", "rejected", "corrected")},
+            discard_reasons=service.DISCARD_REASONS,
+            counts={
+                s: sum(1 for r in rows if r.status == s)
+                for s in ("accepted", "rejected", "corrected", "discarded")
+            },
         ),
     )
+
+
+@pages.post("/rows/{row_id}/discard")
+def discard(
+    session: SessionDep,
+    who: PageAuth,
+    row_id: int,
+    reason: Annotated[str, Form(max_length=20)],
+    csrf: Annotated[str, Form()] = "",
+    note: Annotated[str, Form(max_length=100)] = "",
+    back: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Discard a row waiting for a correction, with a reason (audited); back to where the officer was."""
+    who.require_csrf(csrf)
+    try:
+        row = service.discard_row(
+            session=session, officer=who.officer, row_id=row_id, reason=reason, note=note
+        )
+    except service.NotFound as exc:
+        raise _not_found() from exc
+    log.info("collection row %s discarded", row.id)
+    target = back if back.startswith("/collection") and "//" not in back else "/collection"
+    return RedirectResponse(target, status_code=303)

@@ -7,6 +7,7 @@ before the row is accepted, because the officer is standing in front of the resi
 """
 
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -14,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from collection.auth import hash_password
 from collection.config import collection_settings
 from collection.models import Clearance as Clearance  # public here: the monitor shows clearances
-from collection.models import Officer, Submission, SubmissionRow
+from collection.models import LoginFailure, Officer, Submission, SubmissionRow
 from exchange import service as exchange_service
 from registry.audit import record_audit
 from registry.models import Area, Person
@@ -49,7 +50,32 @@ CHOICES = {
     "居住状态": tuple(r.label for r in ResidenceStatus),
 }
 # Rules of this platform on top of the feed spec's, in the same CODE:列名 form.
-MESSAGES = {"COMMUNITY_SCOPE": "不是您所在社区的代码，只能采集本社区的居民"}
+MESSAGES = {
+    "COMMUNITY_SCOPE": "不是您所在社区的代码，只能采集本社区的居民",
+    "ID_EXCEL_NUMBER": (
+        "被 Excel 当成了数字（显示为 3.30105E+17 或末尾变成 000），后几位已经丢失，无法还原："
+        "请把这一列设为「文本」格式（模板已设好）后，重新输入完整的18位号码"
+    ),
+    "DUPLICATE_STORED": "与本社区当天已保存的一条记录完全相同，再交会把此人登记两次：请舍弃此行，或修改后再提交",
+}
+# An ID number Excel stored as a number: scientific notation, or 16 to 18 digits whose tail became zeros
+# (Excel keeps 15 significant digits).
+EXCEL_NUMBER_ID = re.compile(r"\d(\.\d+)?[eE]\+?\d+|\d{15}0{1,3}")
+# Why an officer may discard a row (the audit records which one, never the row's data).
+DISCARD_REASONS = ("重复录入", "不是本社区居民", "无法核实身份", "其他")
+# The example row of the template; an upload skips a row equal to it.
+EXAMPLE_ROW = {
+    "姓名": "张三（示例，可保留）",
+    "身份证号": "330102198001010018",
+    "性别": "男",
+    "出生日期": "1980-01-01",
+    "民族": "汉族",
+    "联系电话": "13812345678",
+    "现住址": "某某街1号2幢301室",
+    "人口类型": "户籍",
+    "居住状态": "在住",
+    "备注": "本行是示例，上传时自动跳过",
+}
 
 
 class NotFound(Exception):
@@ -140,12 +166,30 @@ def disable_officer(*, session: Session, officer_no: str) -> Officer:
     return officer
 
 
+def unlock_officer(*, session: Session, officer_no: str, actor: str = "admin") -> int:
+    """Forget the account's failed logins (from every address): a throttled officer may log in at once.
+    Returns how many failures were forgotten."""
+    officer = _officer(session, officer_no)
+    forgotten = session.execute(delete(LoginFailure).where(LoginFailure.officer_no == officer.officer_no))
+    count = int(getattr(forgotten, "rowcount", 0) or 0)
+    record_audit(
+        session=session,
+        actor=actor,
+        action="collection.officer.unlocked",
+        object_type="officer",
+        object_id=officer_no,
+        detail={"failures": count},
+    )
+    return count
+
+
 def reset_password(*, session: Session, officer_no: str, password: str) -> Officer:
-    """A new password (and the account enabled); sessions opened with the old password end."""
+    """A new password (the account enabled and unlocked); sessions opened with the old password end."""
     officer = _officer(session, officer_no)
     officer.password_hash = hash_password(password)
     officer.password_changed_at = session.scalar(select(func.clock_timestamp())) or datetime.now()
     officer.active = True
+    unlock_officer(session=session, officer_no=officer_no)
     record_audit(
         session=session,
         actor="admin",
@@ -179,6 +223,12 @@ def check_row(
     code = (row.get("社区代码") or "").strip()
     if code and code != community_code:
         reasons = [r for r in reasons if not r.endswith(":社区代码")] + ["COMMUNITY_SCOPE:社区代码"]
+    # The registry accepts a row with an ID number and no name; an officer must write the name.
+    if not (row.get("姓名") or "").strip():
+        reasons = [r for r in reasons if r != "ROW_NO_IDENTITY"] + ["REQUIRED_MISSING:姓名"]
+    id_no = (row.get("身份证号") or "").strip()
+    if EXCEL_NUMBER_ID.fullmatch(id_no) and any(r.endswith(":身份证号") for r in reasons):
+        reasons = [r for r in reasons if not r.endswith(":身份证号")] + ["ID_EXCEL_NUMBER:身份证号"]
     return ("accepted" if staged.status == "accepted" and not reasons else "rejected"), reasons
 
 
@@ -265,12 +315,19 @@ class UploadError(Exception):
 def store_upload(
     *, session: Session, officer: Officer, path: Path, file_name: str, work_date: date
 ) -> Submission:
-    """Store every row of an uploaded sq_cj spreadsheet as typed (not yet validated)."""
+    """Store every row of an uploaded sq_cj spreadsheet as typed (not yet validated).
+
+    A row is numbered as Excel numbers it (the header is row 1); the template's example row is skipped.
+    """
     try:
         feed = exchange_service.open_feed_file(path, spec(), max_bytes=5 * 1024 * 1024)
-        rows = list(feed.rows())
+        rows = [row for row in feed.rows() if not _is_example(row.values)]
     except exchange_service.FeedFileError as exc:
         raise UploadError(exc.message) from exc
+    if not rows:
+        raise UploadError(
+            "表格里没有要上传的人：表头下面是空的（示例行会自动跳过）。请从第2行起每行填写一人，保存后再上传"
+        )
     sub = Submission(
         officer_id=officer.id,
         community_code=officer.community_code,
@@ -285,7 +342,7 @@ def store_upload(
             submission_id=sub.id,
             community_code=officer.community_code,
             work_date=work_date,
-            row_no=row.number,
+            row_no=row.number + 1,
             raw=sq_row(officer, row.values, work_date),
             status="pending",
             reasons=[],
@@ -314,9 +371,57 @@ def validate_submission(*, session: Session, submission_id: int) -> list[Submiss
         row.status, row.reasons = check_row(
             row.raw, community_code=row.community_code, work_date=row.work_date, duplicate_of=first
         )
+        if row.status == "accepted" and _stored_twin(session, row):
+            row.status, row.reasons = "rejected", ["DUPLICATE_STORED"]
         row.validated_at = now
-    session.flush()
+        session.flush()  # the next row of the file sees this one accepted
     return rows
+
+
+def _stored_twin(session: Session, row: SubmissionRow) -> bool:
+    """True when an accepted row of the same community and day has exactly this row's cells."""
+    return (
+        session.scalar(
+            select(SubmissionRow.id)
+            .where(
+                SubmissionRow.community_code == row.community_code,
+                SubmissionRow.work_date == row.work_date,
+                SubmissionRow.status == "accepted",
+                SubmissionRow.id != row.id,
+                SubmissionRow.raw == row.raw,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _is_example(values: Mapping[str, str | None]) -> bool:
+    return all((values.get(column) or "") == value for column, value in EXAMPLE_ROW.items())
+
+
+def discard_row(
+    *, session: Session, officer: Officer, row_id: int, reason: str, note: str = ""
+) -> SubmissionRow:
+    """Drop a row returned for correction, with one of DISCARD_REASONS (audited); it no longer keeps the
+    day open. NotFound for another community's row or a row that is not waiting for a correction."""
+    row = own_row(session=session, officer=officer, row_id=row_id)
+    if row.status != "rejected" or reason not in DISCARD_REASONS:
+        raise NotFound
+    note = note.strip()[:100]
+    row.status = "discarded"
+    row.discard_reason = f"{reason}：{note}" if note else reason
+    row.closed_at = session.scalar(select(func.clock_timestamp()))
+    record_audit(
+        session=session,
+        actor=f"officer:{officer.officer_no}",
+        action="collection.row.discarded",
+        object_type="row",
+        object_id=str(row.id),
+        detail={"reason": reason, "work_date": row.work_date.isoformat()},
+    )
+    session.flush()
+    return row
 
 
 def form_values(row: SubmissionRow) -> dict[str, str]:
@@ -340,19 +445,71 @@ def person_values(person: Person) -> dict[str, str]:
     }
 
 
-def template_xlsx() -> bytes:
-    """The upload template: the sq_cj header exactly, ID and date columns formatted as text."""
+TEMPLATE_NOTES = (
+    "填写说明",
+    "1. 每行填写一人，从第2行开始；第2行的示例行可以保留，上传时会自动跳过。",
+    "2. 带 * 的列必须填写：姓名、性别、现住址、人口类型、居住状态。",
+    "3. 身份证号列已设为「文本」格式，请直接输入18位号码（末位可为X）。"
+    "如果单元格显示成 3.30105E+17 或末尾变成 000，说明被 Excel 当成了数字，号码已丢失，请把该列设为文本后重新输入。",
+    "4. 性别、民族、人口类型、居住状态请从下拉列表中选择。",
+    "5. 社区代码、采集日期、信息员工号可以不填：上传时自动填为您的社区、当天日期和您的工号。",
+    "6. 出生日期写成 1990-03-07；有身份证号时按身份证号核对。",
+    "7. 上传后逐行显示结果：通过的行已保存；标红的行请点「更正此行」修改，重复或不该录入的行请「舍弃」并说明原因。",
+    "8. 不要改动第一行的列名，不要合并单元格；一个文件最大 5 MB。",
+)
+
+
+def template_xlsx(officer: Officer | None = None) -> bytes:
+    """The upload template: the sq_cj header, an example row (skipped on upload), code and date columns as
+    text, drop-downs for the coded columns and an instructions sheet."""
+    from openpyxl.styles import Font
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    columns = spec().column_names
+    required = set(spec().required_columns)
     book = openpyxl.Workbook()
     sheet = book.active
     assert sheet is not None
     sheet.title = "社区信息采集"
-    sheet.append(spec().column_names)
-    for index, column in enumerate(spec().column_names, start=1):
+    sheet.append(list(columns))
+    example = dict(EXAMPLE_ROW)
+    if officer is not None:
+        example |= {"社区代码": officer.community_code, "信息员工号": officer.officer_no}
+    sheet.append([example.get(column, "") for column in columns])
+    sheet.freeze_panes = "A2"
+    lists = book.create_sheet("代码表")
+    choices = {**CHOICES, "民族": tuple(ETHNICITIES.values())}
+    for index, column in enumerate(columns, start=1):
         letter = openpyxl.utils.get_column_letter(index)
+        head = sheet.cell(row=1, column=index)
+        head.font = Font(bold=True, color="C00000" if column in required else "000000")
+        sheet.cell(row=2, column=index).font = Font(italic=True, color="808080")
         sheet.column_dimensions[letter].width = 22 if column in ("身份证号", "现住址", "社区代码") else 12
         if column in ("身份证号", "联系电话", "社区代码", "出生日期", "采集日期", "信息员工号"):
-            for cell in sheet[letter][1:1000]:
-                cell.number_format = "@"
+            for row in range(2, 1002):
+                sheet.cell(row=row, column=index).number_format = "@"
+        if column in choices:
+            values = choices[column]
+            list_column = openpyxl.utils.get_column_letter(list(choices).index(column) + 1)
+            lists[f"{list_column}1"] = column
+            for offset, value in enumerate(values, start=2):
+                lists[f"{list_column}{offset}"] = value
+            rule = DataValidation(
+                type="list",
+                formula1=f"'代码表'!${list_column}$2:${list_column}${len(values) + 1}",
+                allow_blank=column not in required,
+                showErrorMessage=True,
+                errorTitle="请从列表中选择",
+                error=f"{column}只能从下拉列表中选择",
+            )
+            sheet.add_data_validation(rule)
+            rule.add(f"{letter}2:{letter}1001")
+    notes = book.create_sheet("填写说明", 1)  # after the data sheet: an upload reads the first sheet
+    for line in TEMPLATE_NOTES:
+        notes.append([line])
+    notes["A1"].font = Font(bold=True, size=14)
+    notes.column_dimensions["A"].width = 120
+    lists.sheet_state = "hidden"
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -456,10 +613,11 @@ CLEARANCE_SQL = text(
     """
     SELECT count(*) FILTER (WHERE replaces_id IS NULL) AS submitted,
            count(*) FILTER (WHERE status = 'accepted') AS accepted,
-           count(*) FILTER (WHERE status IN ('rejected', 'corrected')) AS rejected,
+           count(*) FILTER (WHERE status IN ('rejected', 'corrected', 'discarded')) AS rejected,
            count(*) FILTER (WHERE status = 'corrected' AND closed_at <= :cutoff) AS corrected,
+           count(*) FILTER (WHERE status = 'discarded' AND closed_at <= :cutoff) AS discarded,
            count(*) FILTER (WHERE status IN ('pending', 'rejected')
-                               OR (status = 'corrected' AND closed_at > :cutoff)) AS still_open
+                               OR (status IN ('corrected', 'discarded') AND closed_at > :cutoff)) AS still_open
     FROM collection_row
     WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
     """
@@ -478,6 +636,7 @@ def clearance(*, session: Session, community_code: str, day: date) -> Clearance:
         accepted=counts.accepted,
         rejected=counts.rejected,
         corrected=counts.corrected,
+        discarded=counts.discarded,
         still_open=counts.still_open,
         cleared=counts.still_open == 0,
     )
@@ -496,7 +655,16 @@ def record_clearance(*, session: Session, day: date) -> list[Clearance]:
         row = session.get(Clearance, (code, day))
         values: dict[str, Any] = {
             k: getattr(fresh, k)
-            for k in ("cutoff_at", "submitted", "accepted", "rejected", "corrected", "still_open", "cleared")
+            for k in (
+                "cutoff_at",
+                "submitted",
+                "accepted",
+                "rejected",
+                "corrected",
+                "discarded",
+                "still_open",
+                "cleared",
+            )
         }
         if row is None:
             row = Clearance(community_code=code, work_date=day, **values)

@@ -131,6 +131,9 @@ def serve(
     """Serve the web app (every platform) until Ctrl-C."""
     import uvicorn
 
+    from collection.config import session_secret
+
+    session_secret()  # made (or read) once before the workers start: each of them signs with the same key
     uvicorn.run("popex.app:app", host=host, port=port, workers=workers, log_level="warning")
 
 

@@ -109,11 +109,11 @@ def test_upload_stores_every_row_and_reports_errors_per_row(
     assert "身份证号码校验位错误" in page.text and "必填项为空" in page.text
     assert "不是您所在社区的代码" in page.text
     stored = rows(session)
-    assert [(r.row_no, r.status) for r in stored] == [
-        (1, "accepted"),
-        (2, "rejected"),
+    assert [(r.row_no, r.status) for r in stored] == [  # Excel's row numbers: the header is row 1
+        (2, "accepted"),
         (3, "rejected"),
         (4, "rejected"),
+        (5, "rejected"),
     ]
     assert stored[2].reasons == ["REQUIRED_MISSING:现住址"]
     work = client.get("/collection")
