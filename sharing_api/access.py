@@ -5,6 +5,8 @@ The service records what a request touched (`record`), and every refusal of pers
 response leaves, and a request whose records cannot be committed gets no data.
 """
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,8 @@ class Access:
     # The single-person routes' reads, awaited on the event loop (async routes only).
     reads: PersonReads
     entries: list[AccessEntry] = field(default_factory=list)
+    # Takes n more tokens from the client's rate limit: 0 when taken, else the seconds to wait.
+    take_tokens: Callable[[int], float] = lambda n: 0.0
 
     @property
     def policy(self) -> Policy:
@@ -76,6 +80,19 @@ class Access:
         """Audit a refusal and return the error to raise."""
         self.record(outcome="refused", code=code.value, **detail)
         return SharingError(code, message, detail=detail or None)
+
+    def take(self, items: int) -> None:
+        """Count a batch's items against the rate limit (admission took one token for the request)."""
+        burst = self.policy.rate_limit.burst
+        if items > burst:
+            raise self.refuse(
+                ErrorCode.BATCH_TOO_LARGE, f"本单位每次最多核验 {burst} 条（频率限制的突发上限）", items=items
+            )
+        wait = self.take_tokens(items - 1) if items > 1 else 0.0
+        if wait:
+            error = self.refuse(ErrorCode.RATE_LIMITED, items=items)
+            error.headers["Retry-After"] = str(math.ceil(wait))
+            raise error
 
     def fields(self, requested: list[PersonField] | None) -> list[str]:
         """The fields to return: those requested, or every granted one; a field not granted is refused."""

@@ -47,7 +47,9 @@ class ClientContext:
 
 
 def authenticate(*, session: Session, key: str) -> ClientContext:
-    """The client a key belongs to, or a refusal: unknown, expired, or disabled."""
+    """The client a key belongs to, or CREDENTIAL_INVALID: an expired key, or a disabled client's, is
+    refused exactly like an unknown one (same code, same message, one query either way), so that a
+    key found somewhere cannot be confirmed as having been one."""
     row = session.execute(
         select(
             ApiClient.id,
@@ -58,12 +60,8 @@ def authenticate(*, session: Session, key: str) -> ClientContext:
             func.coalesce(ApiClient.key_expires_at <= func.now(), False).label("expired"),
         ).where(ApiClient.key_hash == hash_key(key))
     ).one_or_none()
-    if row is None:
+    if row is None or row.expired or row.status != "active":
         raise SharingError(ErrorCode.CREDENTIAL_INVALID)
-    if row.expired:
-        raise SharingError(ErrorCode.CREDENTIAL_EXPIRED)
-    if row.status != "active":
-        raise SharingError(ErrorCode.CLIENT_DISABLED)
     return ClientContext(row.id, row.code, row.name, Policy.model_validate(row.policy))
 
 

@@ -27,6 +27,12 @@ class SharingSettings(BaseSettings):
     # and appends to the audit log, and may change nothing (sharing_api/migrations 0103). Empty: the
     # login role's own privileges, for a server that logs in with a role of its own.
     database_role: str = Field(default="popex_sharing", pattern=r"^([a-z_][a-z0-9_]*)?$")
+    # Failed verifications a client may make of one document, or of one name and birth date, in 24
+    # hours; further verifications of it are refused (sharing_api/guessing.py).
+    verify_failures_per_day: int = Field(default=5, ge=1)
+    # The largest request body (bytes) read at all, checked before the key: a verification batch of
+    # 1,000 items is about 150 kB.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # The clients' token buckets, shared by every server process on this host (sharing_api/ratelimit.py).
     rate_file: Path = ROOT / "var" / "sharing" / "rate-buckets"
 

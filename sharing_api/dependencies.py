@@ -4,7 +4,7 @@ Tests override `get_session` (with the test's session) and set `app.state.sharin
 `Backends.of_session`: reads, client look-ups and audit records in the test's transaction).
 
 FastAPI resolves every dependency again on each request (with six, that took a third of a lookup's
-Python time), so the single-person routes take none: they call `admit` and `requested_fields`
+Python time), so the single-person lookups take none: they call `admit` and `requested_fields`
 themselves, and declare for OpenAPI what those read (`KEY_DOCS`, `LOOKUP_DOCS`). The other routes take
 `access_for(...)`, the same admission as a dependency.
 """
@@ -194,7 +194,15 @@ async def admit(request: Request, operation: Operation) -> Access:
         raise SharingError(ErrorCode.END_USER_REQUIRED)
     if not why:
         raise SharingError(ErrorCode.PURPOSE_REQUIRED)
-    access = Access(client, user, why[:MAX_HEADER], operation, backends.audit, backends.reads)
+    access = Access(
+        client,
+        user,
+        why[:MAX_HEADER],
+        operation,
+        backends.audit,
+        backends.reads,
+        take_tokens=lambda n: rate_limiter().take(client.code, client.policy.rate_limit, cost=n),
+    )
     request.scope[ACCESS_SCOPE_KEY] = access  # the route commits its audit records
     if why not in client.policy.purposes:
         raise access.refuse(ErrorCode.PURPOSE_NOT_ALLOWED, f"用途“{why[:MAX_HEADER]}”未获授权")

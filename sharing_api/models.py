@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, func, literal_column
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String, func, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +30,19 @@ class ApiClient(Base):
     policy: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class VerifyFailure(Base):
+    """A verification that did not match: a client's guess at a document or an identity (guessing.py)."""
+
+    __tablename__ = "verify_failure"
+    __table_args__ = (Index("ix_verify_failure_client_subject", "client", "subject", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    client: Mapped[str] = mapped_column(String(32))
+    # A digest of what was claimed (guessing.subjects): no document number or name in clear.
+    subject: Mapped[str] = mapped_column(String(32))
+    failed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 # "Who looked at me": a person's access history finds the audit records whose detail lists their

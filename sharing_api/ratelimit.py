@@ -28,12 +28,12 @@ SLOTS = 4096  # clients per host: departments number in the dozens
 EMPTY = bytes(16)
 
 
-def refill(limit: RateLimit, tokens: float, updated: float, now: float) -> tuple[float, float]:
-    """One take from a bucket at `now`: (tokens left, seconds to wait; 0 when taken)."""
+def refill(limit: RateLimit, tokens: float, updated: float, now: float, cost: int = 1) -> tuple[float, float]:
+    """One take of `cost` tokens from a bucket at `now`: (tokens left, seconds to wait; 0 when taken)."""
     tokens = min(float(limit.burst), tokens + (now - updated) * limit.per_second)
-    if tokens >= 1:
-        return tokens - 1, 0.0
-    return tokens, (1 - tokens) / limit.per_second
+    if tokens >= cost:
+        return tokens - cost, 0.0
+    return tokens, (cost - tokens) / limit.per_second
 
 
 class RateLimiter:
@@ -46,8 +46,9 @@ class RateLimiter:
         self._map: mmap.mmap | None = None
         self._slots: dict[str, tuple[bytes, int]] = {}  # client → (digest, slot), found once
 
-    def take(self, client: str, limit: RateLimit, now: float | None = None) -> float:
-        """Take a token for a client; 0 when allowed, else the seconds to wait."""
+    def take(self, client: str, limit: RateLimit, now: float | None = None, cost: int = 1) -> float:
+        """Take `cost` tokens for a client (a request, or a batch's items); 0 when allowed, else the
+        seconds to wait (a cost above the burst can never be taken: check it first)."""
         with self._lock:
             table = self._table()
             found = self._slots.get(client)
@@ -61,7 +62,7 @@ class RateLimiter:
                 _, rate, burst, tokens, updated = SLOT.unpack_from(table, offset)
                 if (rate, burst) != (limit.per_second, float(limit.burst)) or now < updated:
                     tokens, updated = float(limit.burst), now
-                tokens, wait = refill(limit, tokens, updated, now)
+                tokens, wait = refill(limit, tokens, updated, now, cost)
                 SLOT.pack_into(table, offset, digest, limit.per_second, float(limit.burst), tokens, now)
             return wait
 

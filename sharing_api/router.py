@@ -1,8 +1,9 @@
 """The sharing API's routes (mounted under /api/v1): parse, call a service, return a response model.
 
-The single-person routes (lookup by number or document, one verification) are async and await their
+The single-person lookups (by number or document) are async and await their
 read on the event loop (`Access.reads`: the reads of one loop pass go as one statement, no thread
-hop). The others read more and run in the thread pool on a session. Either way the route class commits the request's audit
+hop). The others read more, or count a client's failed verifications (sharing_api/guessing.py), and
+run in the thread pool on a session. Either way the route class commits the request's audit
 records before the response leaves (`SharingRoute`).
 """
 
@@ -27,7 +28,6 @@ from sharing_api.dependencies import (
     ACCESS_SCOPE_KEY,
     AUDIT_HEADERS,
     FIELDS_DESCRIPTION,
-    KEY_DOCS,
     LOOKUP_DOCS,
     access_for,
     admit,
@@ -36,7 +36,6 @@ from sharing_api.dependencies import (
 )
 from sharing_api.exceptions import ErrorCode, ErrorOut, SharingError, error_responses
 from sharing_api.policy import Operation, PersonField
-from sharing_api.reads import PersonReader
 from sharing_api.schemas import (
     AccessHistory,
     BaselinePage,
@@ -131,7 +130,11 @@ class SharingRoute(APIRoute):
 
 
 # Every route can answer with these: credentials, headers, policy, validation, audit.
-COMMON = tuple(c for c in ErrorCode if c not in (ErrorCode.PERSON_NOT_FOUND, ErrorCode.BATCH_TOO_LARGE))
+COMMON = tuple(
+    c
+    for c in ErrorCode
+    if c not in (ErrorCode.PERSON_NOT_FOUND, ErrorCode.BATCH_TOO_LARGE, ErrorCode.VERIFY_LIMITED)
+)
 router = APIRouter(route_class=SharingRoute, tags=["信息共享"], responses=error_responses(*COMMON))
 NOT_FOUND = error_responses(ErrorCode.PERSON_NOT_FOUND)
 
@@ -205,24 +208,32 @@ def search_persons(
     response_model=VerifyResult,
     summary="核验",
     description="回答“该证件号码是否属于此姓名和出生日期的人”（以及是否在世、是否在本市居住），只答是或否，"
-    "不透露其他信息：号码不存在、属于他人或不在授权范围内，一律答复 match=false。",
-    openapi_extra=KEY_DOCS,
+    "不透露其他信息：号码不存在、属于他人或不在授权范围内，一律答复 match=false。只可比对授权策略 verifiable "
+    "列出的字段；同一证件、或同一姓名与出生日期 24 小时内核验不符达到上限后不再核验（VERIFY_LIMITED）。",
+    responses=error_responses(ErrorCode.VERIFY_LIMITED),
 )
-async def verify_one(query: SingleVerifyQuery, request: Request) -> Response:
+def verify_one(
+    query: SingleVerifyQuery,
+    session: SessionDep,
+    access: Annotated[Access, Depends(access_for(Operation.VERIFY))],
+) -> Response:
     """Does this document number belong to this name and birth date (and is the person alive, resident)?
 
     Answers yes or no and nothing more: a number that does not match gets `match: false` whether the
     number is unknown, belongs to someone else, or to someone outside this client's scope.
     """
-    access = await admit(request, Operation.VERIFY)
-    return _json(await service.verify_one(reads=access.reads, access=access, item=query, checks=query.checks))
+    [result] = service.verify(session=session, access=access, items=[query], checks=query.checks)
+    if result.limited:
+        raise SharingError(ErrorCode.VERIFY_LIMITED)
+    return _json(result)
 
 
 @router.post(
     "/verify/batch",
     response_model=BatchVerifyResult,
     summary="批量核验（每次最多 1000 条）",
-    description="一次核验至多 1000 条，按提交顺序逐条答复（ref 原样返回）；规则与单条核验相同。",
+    description="一次核验至多 1000 条，按提交顺序逐条答复（ref 原样返回）；规则与单条核验相同。每一条计入本单位的"
+    "访问频率限制；核验不符次数已达上限的条目答复 limited=true。",
     responses=error_responses(ErrorCode.BATCH_TOO_LARGE),
 )
 def verify_batch(
@@ -231,8 +242,7 @@ def verify_batch(
     access: Annotated[Access, Depends(access_for(Operation.VERIFY))],
 ) -> Response:
     """Up to 1,000 verifications in one call, answered in the order given."""
-    reader = PersonReader.of_session(session)
-    return _json(service.verify_batch(reader=reader, access=access, items=query.items, checks=query.checks))
+    return _json(service.verify_batch(session=session, access=access, items=query.items, checks=query.checks))
 
 
 EVENT_TYPES = "事件类型（可重复）：" + "；".join(f"{e.value} {e.label}" for e in EventType)

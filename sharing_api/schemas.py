@@ -74,15 +74,15 @@ class SearchResult(BaseModel):
 
 
 class VerifyQuery(BaseModel):
-    """Does this document number belong to this name and birth date?"""
+    """Does this document number belong to this name and birth date (those given)?"""
 
     model_config = ConfigDict(extra="forbid")
 
     ref: str | None = Field(None, max_length=64, description="调用方自定义的条目标识，原样返回")
     id_type: IdType = "RID"
     id_no: DocumentNo
-    name: Name
-    birth_date: date
+    name: Name | None = Field(None, description="须获授权比对姓名（授权策略 verifiable）")
+    birth_date: date | None = Field(None, description="须获授权比对出生日期（授权策略 verifiable）")
 
 
 class SingleVerifyQuery(VerifyQuery):
@@ -95,9 +95,12 @@ class VerifyResult(BaseModel):
     """Yes or no; alive and resident are answered only for a match and only when asked."""
 
     ref: str | None = None
-    match: bool
+    match: bool | None = Field(None, description="是否相符；limited 时不作答")
     alive: bool | None = None
     resident: bool | None = None
+    limited: bool | None = Field(
+        None, description="该证件、或该姓名与出生日期 24 小时内核验不符次数已达上限：未予核验"
+    )
 
 
 class BatchVerifyQuery(BaseModel):
@@ -114,6 +117,7 @@ class BatchVerifyResult(BaseModel):
 
     results: list[VerifyResult]
     matched: int
+    limited: int = Field(description="因核验不符次数已达上限而未予核验的条数")
 
 
 class ChangeOut(BaseModel):

@@ -15,7 +15,9 @@ from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
 from registry.models import AuditLog, ChangeEvent, Person
+from sharing_api import guessing
 from sharing_api.access import Access
+from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.models import AUDIT_PERSON_NOS
 from sharing_api.policy import PersonField
@@ -166,6 +168,18 @@ def _checks(access: Access, requested: list[Check] | None) -> list[Check]:
     return sorted(set(requested), key=list(Check).index)
 
 
+def _compared(access: Access, items: Sequence[VerifyQuery]) -> None:
+    """Refuse a verification that compares a field the policy does not list under `verifiable`."""
+    compared = {"id_no"}
+    compared |= {"name" for i in items if i.name is not None}
+    compared |= {"birth_date" for i in items if i.birth_date is not None}
+    denied = sorted(compared - set(access.policy.verifiable))
+    if denied:
+        raise access.refuse(
+            ErrorCode.FIELD_NOT_GRANTED, f"核验时比对的字段未获授权：{', '.join(denied)}", fields=denied
+        )
+
+
 def _verify_rows(reader: PersonReader, items: Sequence[VerifyQuery]) -> dict[int, Mapping[str, Any]]:
     """Position (1-based) → the (surviving) person holding that document, for the items found."""
     found = reader.by_documents([i.id_type for i in items], [clean_document(i.id_no) for i in items])
@@ -177,16 +191,21 @@ def _verify_rows(reader: PersonReader, items: Sequence[VerifyQuery]) -> dict[int
     return rows
 
 
+def _ref(item: VerifyQuery) -> dict[str, Any]:
+    """The item's own reference, echoed only when it gave one."""
+    return {} if item.ref is None else {"ref": item.ref}
+
+
 def _verdict(
     access: Access, item: VerifyQuery, row: Mapping[str, Any] | None, checks: list[Check]
 ) -> VerifyResult:
     match = (
         row is not None
         and _in_scope(access, row)
-        and row["name"] == clean_name(item.name)
-        and row["birth_date"] == item.birth_date
+        and (item.name is None or row["name"] == clean_name(item.name))
+        and (item.birth_date is None or row["birth_date"] == item.birth_date)
     )
-    answers: dict[str, Any] = {} if item.ref is None else {"ref": item.ref}
+    answers = _ref(item)
     if not match or row is None:  # nothing more is said about a number that does not match
         return VerifyResult(match=False, **answers)
     if Check.ALIVE in checks:
@@ -197,48 +216,64 @@ def _verdict(
 
 
 def verify(
-    *, reader: PersonReader, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
+    *, session: Session, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
 ) -> list[VerifyResult]:
-    """Yes/no verification of up to MAX_BATCH documents against names and birth dates."""
+    """Yes/no verification of up to MAX_BATCH documents against the names and birth dates claimed.
+
+    Each item counts against the client's rate limit, compares only fields the policy lists as
+    verifiable, and is answered `limited` (nothing compared) once what it claims has failed too often
+    (sharing_api/guessing.py).
+    """
     if len(items) > MAX_BATCH:
         raise access.refuse(ErrorCode.BATCH_TOO_LARGE, items=len(items))
     asked = _checks(access, checks)
-    rows = _verify_rows(reader, items) if items else {}
-    return _verdicts(access, items, rows, asked)
-
-
-async def verify_one(
-    *, reads: PersonReads, access: Access, item: VerifyQuery, checks: list[Check] | None
-) -> VerifyResult:
-    """One yes/no verification, read on the event loop."""
-    asked = _checks(access, checks)
-    row = await _survivor(reads, await reads.by_document(item.id_type, clean_document(item.id_no)))
-    return _verdicts(access, [item], {} if row is None else {1: row}, asked)[0]
-
-
-def _verdicts(
-    access: Access, items: Sequence[VerifyQuery], rows: dict[int, Mapping[str, Any]], asked: list[Check]
-) -> list[VerifyResult]:
-    """The results, in order, and the audit record of the persons whose documents were asked."""
-    results = [_verdict(access, item, rows.get(n), asked) for n, item in enumerate(items, start=1)]
+    _compared(access, items)
+    access.take(len(items))
+    claims = [
+        guessing.subjects(i, clean_document(i.id_no), None if i.name is None else clean_name(i.name))
+        for i in items
+    ]
+    reader = PersonReader.of_session(session)
+    limit = sharing_settings().verify_failures_per_day
+    client = access.client.code
+    with guessing.tries(
+        session=session, client=client, claimed=[s for c in claims for s in c], limit=limit
+    ) as t:
+        rows = _verify_rows(reader, items) if items else {}
+        results = []
+        for n, (item, claimed) in enumerate(zip(items, claims, strict=True), start=1):
+            if t.exhausted(claimed):
+                results.append(VerifyResult.model_validate({"limited": True} | _ref(item)))
+                continue
+            result = _verdict(access, item, rows.get(n), asked)
+            if not result.match:
+                t.failed(claimed)
+            results.append(result)
+    limited = sum(bool(r.limited) for r in results)
     touched = sorted({r["person_no"] for r in rows.values()})
-    matched = sum(r.match for r in results)
     access.record(
-        outcome="ok",
+        outcome="refused" if items and limited == len(items) else "ok",
         person_nos=touched,
         fields=["match", *asked],
         items=len(items),
-        matched=matched,
+        matched=sum(bool(r.match) for r in results),
+        failed=sum(r.match is False for r in results),
+        limited=limited,
+        **({"code": ErrorCode.VERIFY_LIMITED.value} if items and limited == len(items) else {}),
     )
     return results
 
 
 def verify_batch(
-    *, reader: PersonReader, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
+    *, session: Session, access: Access, items: Sequence[VerifyQuery], checks: list[Check] | None
 ) -> BatchVerifyResult:
     """Batch verification: one result per item, in order."""
-    results = verify(reader=reader, access=access, items=items, checks=checks)
-    return BatchVerifyResult(results=results, matched=sum(r.match for r in results))
+    results = verify(session=session, access=access, items=items, checks=checks)
+    return BatchVerifyResult(
+        results=results,
+        matched=sum(bool(r.match) for r in results),
+        limited=sum(bool(r.limited) for r in results),
+    )
 
 
 def _payload(access: Access, payload: dict[str, Any], fields: list[str]) -> dict[str, Any]:

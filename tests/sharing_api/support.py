@@ -30,6 +30,7 @@ def policy(**changes: Any) -> Policy:
         "population_types": ["registered", "floating"],
         "areas": [HOME],
         "rate_limit": {"per_second": 1000, "burst": 1000},
+        "verifiable": ["id_no", "name", "birth_date"],
     }
     data.update(changes)
     return Policy.model_validate(data)

@@ -116,7 +116,8 @@ def test_invalid_credential(endpoint: Endpoint, http, session, new_client) -> No
 
 @each_endpoint
 def test_expired_credential(endpoint: Endpoint, http, session, new_client) -> None:
-    _error(endpoint.call(http, person(session), new_client(expired=True), {}), 401, "CREDENTIAL_EXPIRED")
+    """An expired key is answered like an unknown one: the answer confirms nothing about a key."""
+    _error(endpoint.call(http, person(session), new_client(expired=True), {}), 401, "CREDENTIAL_INVALID")
 
 
 @each_endpoint
@@ -125,7 +126,7 @@ def test_disabled_client(endpoint: Endpoint, http, session, new_client) -> None:
 
     headers = new_client()
     set_status(session=session, code=client_code(session, headers), active=False, operator="tester")
-    _error(endpoint.call(http, person(session), headers, {}), 403, "CLIENT_DISABLED")
+    _error(endpoint.call(http, person(session), headers, {}), 401, "CREDENTIAL_INVALID")
 
 
 @each_endpoint
@@ -200,7 +201,7 @@ def test_wrong_area(endpoint: Endpoint, http, session, new_client) -> None:
     elif endpoint.name == "verify":
         assert response.json() == {"match": False}
     elif endpoint.name == "verify_batch":
-        assert response.json() == {"results": [{"match": False}], "matched": 0}
+        assert response.json() == {"results": [{"match": False}], "matched": 0, "limited": 0}
     elif endpoint.name == "search":
         assert response.json() == {"items": [], "truncated": False}
         refused = endpoint.call(http, away, headers, {"body": {"area": AWAY}})

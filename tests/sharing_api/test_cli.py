@@ -92,7 +92,7 @@ def test_rotate_and_disable(session, tmp_path: Path) -> None:
     _invoke("clients", "disable", "gaj")
     with pytest.raises(SharingError) as disabled:
         authenticate(session=session, key=new)
-    assert disabled.value.code == ErrorCode.CLIENT_DISABLED
+    assert disabled.value.code == ErrorCode.CREDENTIAL_INVALID  # like an unknown key
     result = runner.invoke(app, ["clients", "disable", "nobody"])
     assert result.exit_code == 1 and "nobody" in result.output
 
