@@ -514,7 +514,7 @@ def demo(
     """The main job: database, synthetic city, daily pipelines, summary, then the web app on :8000."""
     from popex.demo import run_demo
 
-    run_demo(persons=persons, days=days, seed=seed, start=date(2026, 11, 1), serve=serve)
+    run_demo(persons=persons, days=days, seed=seed, start=None, serve=serve)
 
 
 @db_app.command("check")
