@@ -40,7 +40,8 @@ FROM area st, generate_series(1, :communities) c WHERE st.level = 'street';
 """
 
 # Ages: mostly adults around 40 (a normal draw), plus children; 70 % registered, 25 % floating, 5 %
-# foreign; most people on record since 2019, a tenth arrived (or were born) later.
+# foreign; most people on record since 2019, a tenth arrived (or were born) later. ID numbers are unique
+# (the area digits carry n / 1000, the sequence n % 1000), as the registry requires of an identifier.
 PERSONS_SQL = """
 CREATE TEMP TABLE bench_person ON COMMIT DROP AS
 WITH draw AS (
@@ -64,8 +65,8 @@ INSERT INTO person (id, person_no, area_key, status, id_type, id_no, name, sex, 
 SELECT n, 'P' || lpad(n::text, 11, '0'), left(community_code, 6), 'active',
        CASE WHEN ptype = 'foreign' THEN '护照' ELSE '居民身份证' END,
        CASE WHEN ptype = 'foreign' THEN 'E' || lpad(n::text, 8, '0')
-            WHEN ptype = 'floating' THEN province || '0102' || to_char(birth_date, 'YYYYMMDD') || lpad((n % 1000)::text, 3, '0') || '1'
-            ELSE '330102' || to_char(birth_date, 'YYYYMMDD') || lpad((n % 1000)::text, 3, '0') || '1' END,
+            WHEN ptype = 'floating' THEN province || lpad((n / 1000 % 10000)::text, 4, '0') || to_char(birth_date, 'YYYYMMDD') || lpad((n % 1000)::text, 3, '0') || '1'
+            ELSE '330' || lpad((n / 1000 % 1000)::text, 3, '0') || to_char(birth_date, 'YYYYMMDD') || lpad((n % 1000)::text, 3, '0') || '1' END,
        '人' || n, sex, birth_date, community_code, ptype, '{}', now(), now()
 FROM bench_person;
 INSERT INTO person_version (person_id, area_key, valid_from, recorded_at, batch_id, changed, status, id_no, name,

@@ -1,4 +1,5 @@
-"""Export a published table as CSV or XLSX, every cell as text (no formula can be injected)."""
+"""Export a published table as CSV or XLSX: counts and rates as numbers, labels as text that no
+spreadsheet runs as a formula."""
 
 import csv
 import io
@@ -7,7 +8,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from base.tabular import safe_cell
-from decision.schemas import SUPPRESSED_MARK, StatTable
+from decision.schemas import SUPPRESSED_MARK, StatCell, StatTable
 
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -15,16 +16,30 @@ MEDIA_TYPES = {
 }
 
 
-def table_rows(table: StatTable, caption: str) -> list[list[str]]:
-    """Caption, header, rows, total row and notes, as text."""
-    header = [table.row_header, *table.columns, *([table.total_label] if table.total_label else [])]
-    out = [[caption], header]
+Value = str | int | float
+
+
+def _value(cell: StatCell) -> Value:
+    """A published number as a number (a rate keeps the one decimal shown); '*' or '—' otherwise."""
+    if cell.value is None:
+        return cell.display
+    return cell.value if isinstance(cell.value, int) else round(cell.value, 1)
+
+
+def table_rows(table: StatTable, caption: str) -> list[list[Value]]:
+    """Caption, header, rows, total row and notes: numbers as numbers, text guarded against formulas."""
+    header: list[Value] = [
+        table.row_header,
+        *table.columns,
+        *([table.total_label] if table.total_label else []),
+    ]
+    out: list[list[Value]] = [[caption], header]
     for row in [*table.rows, *([table.total_row] if table.total_row else [])]:
-        out.append([row.label, *(c.display for c in row.cells), *([row.total.display] if row.total else [])])
+        out.append([row.label, *(_value(c) for c in row.cells), *([_value(row.total)] if row.total else [])])
     out.append([f"注：“{SUPPRESSED_MARK}”为按小数抑制规则隐藏的数值（含为防止推算而隐藏的数值）"])
     if table.note:
         out.append([f"注：{table.note}"])
-    return [[safe_cell(c) for c in r] for r in out]
+    return [[safe_cell(c) if isinstance(c, str) else c for c in r] for r in out]
 
 
 def to_csv(table: StatTable, caption: str) -> bytes:
@@ -35,7 +50,7 @@ def to_csv(table: StatTable, caption: str) -> bytes:
 
 
 def to_xlsx(table: StatTable, caption: str) -> bytes:
-    """An XLSX workbook with one sheet; cells are strings formatted as text."""
+    """An XLSX workbook with one sheet: numbers stored as numbers (Excel sums them), text as text."""
     workbook = Workbook()
     sheet = workbook.active
     assert sheet is not None  # a new workbook has one sheet
@@ -44,8 +59,11 @@ def to_xlsx(table: StatTable, caption: str) -> bytes:
         for c, value in enumerate(values, start=1):
             cell = sheet.cell(row=r, column=c)
             cell.value = value
-            cell.data_type = "s"
-            cell.number_format = "@"
+            if isinstance(value, str):
+                cell.data_type = "s"
+                cell.number_format = "@"
+            else:
+                cell.number_format = "0" if isinstance(value, int) else "0.0"
             if r <= 2:
                 cell.font = Font(bold=True)
     sheet.column_dimensions["A"].width = 24

@@ -66,6 +66,31 @@ class UnknownAreaError(LookupError):
     """No area has this code."""
 
 
+class AfterDataError(ValueError):
+    """The date is after the data: what happened since has not been delivered yet."""
+
+
+def data_until(session: Session) -> date | None:
+    """The day the statistics are complete to: the latest data date of a batch in the aggregates (or,
+    when none came in batches, the latest day a version starts); None before any data."""
+    until: date | None = session.scalar(
+        text(
+            "SELECT coalesce((SELECT max(b.as_of_date) FROM decision.applied_batch a"
+            " JOIN batch b ON b.id = a.batch_id), (SELECT max(valid_from) FROM person_version))"
+        )
+    )
+    return until
+
+
+def check_not_after_data(day: date, until: date | None) -> None:
+    """Refuse a date after the data (AfterDataError, with the reason in Chinese)."""
+    if until is not None and day > until:
+        raise AfterDataError(
+            f"统计日期 {day} 晚于数据截至日 {until}：此后的出生、死亡、迁入迁出尚未报送，无法统计。"
+            f"请选择 {until} 或更早的日期。"
+        )
+
+
 def year_earlier(day: date) -> date:
     """The same day a year before (28 February for a 29 February)."""
     return (
@@ -290,9 +315,17 @@ HEADLINE_RATIOS = ("dependency", "sex_ratio", "ageing_60")
 
 
 def build_dashboard(
-    *, session: Session, area_code: str, as_of: date, threshold: int = DEFAULT_THRESHOLD, months: int = 12
+    *,
+    session: Session,
+    area_code: str,
+    as_of: date,
+    threshold: int = DEFAULT_THRESHOLD,
+    months: int = 12,
+    until: date | None = None,
 ) -> Dashboard:
-    """Every indicator of an area on a date, suppressed for publication."""
+    """Every indicator of an area on a date, suppressed for publication (until: the data's last day,
+    shown with it; a later date is refused)."""
+    check_not_after_data(as_of, until)
     window = _window(session, as_of)
     area = find_area(session, area_code)
     scope, page = _read_scope(session, area, as_of, window, months)
@@ -309,6 +342,7 @@ def build_dashboard(
         year_earlier=scope.earlier,
         epoch=window.epoch,
         horizon=window.horizon,
+        data_until=until,
         threshold=threshold,
         kpis=_kpis(scope, published),
         tables=[tables[key] for key in TABLE_ORDER if key in tables],
@@ -685,9 +719,16 @@ LINEAGE_INDICATORS: dict[str, tuple[str, str | None, str | None, int | None, int
 
 
 def build_lineage(
-    *, session: Session, area_code: str, as_of: date, indicator: str, threshold: int = DEFAULT_THRESHOLD
+    *,
+    session: Session,
+    area_code: str,
+    as_of: date,
+    indicator: str,
+    threshold: int = DEFAULT_THRESHOLD,
+    until: date | None = None,
 ) -> Lineage:
     """Departments → feeds → batches behind a number, as record counts, suppressed like any table."""
+    check_not_after_data(as_of, until)
     label, population_type, sex, age_from, age_to = LINEAGE_INDICATORS[indicator]
     area = find_area(session, area_code)
     population, rows = service.lineage(
@@ -720,6 +761,7 @@ def build_lineage(
     return Lineage(
         area=area,
         as_of=as_of,
+        data_until=until,
         indicator=label,
         population=cell(("population",)),
         departments=[

@@ -24,7 +24,10 @@ api = APIRouter(
 
 SessionDep = Annotated[Session, Depends(get_session)]
 AreaParam = Annotated[str, Query(max_length=12, pattern=r"^[0-9]*$", description="区划代码；空为全市")]
-DateParam = Annotated[date | None, Query(alias="date", description="统计日期，默认今天")]
+DateParam = Annotated[
+    date | None,
+    Query(alias="date", description="统计日期，默认为数据截至日（不晚于今天）；晚于数据截至日的日期不予统计"),
+]
 Months = Annotated[int, Query(ge=1, le=60)]
 
 
@@ -32,29 +35,33 @@ def _error(status: int, code: str, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=ErrorOut(code=code, message=message).model_dump())
 
 
-def _as_of(session: Session, day: date | None) -> date:
-    """The requested date, or today brought inside the aggregates' window."""
+def _as_of(session: Session, day: date | None, until: date | None) -> date:
+    """The requested date, or the data's last day (today at the latest) brought inside the aggregates' window."""
     if day is not None:
         return day
     window = aggregates.read_window(session)
-    today = date.today()
+    latest = min(date.today(), until) if until is not None else date.today()
     if window is None:
-        return today
-    return min(max(today, window.epoch), window.horizon - timedelta(days=1))
+        return latest
+    return min(max(latest, window.epoch), window.horizon - timedelta(days=1))
 
 
 def dashboard_for(session: Session, area: str, day: date | None, months: int = 12) -> Dashboard:
     """The dashboard, with the service's errors as HTTP errors with stable codes."""
+    until = indicators.data_until(session)
     try:
         return indicators.build_dashboard(
             session=session,
             area_code=area,
-            as_of=_as_of(session, day),
+            as_of=_as_of(session, day, until),
             threshold=DEFAULT_THRESHOLD,
             months=months,
+            until=until,
         )
     except indicators.UnknownAreaError as exc:
         raise _error(404, "UNKNOWN_AREA", f"区划代码 {exc.args[0]} 不存在") from exc
+    except indicators.AfterDataError as exc:
+        raise _error(422, "DATE_AFTER_DATA", str(exc)) from exc
     except indicators.OutOfWindowError as exc:
         raise _error(422, "DATE_OUT_OF_RANGE", str(exc)) from exc
     except indicators.NotBuiltError as exc:
@@ -81,12 +88,14 @@ def dashboard_page(
 def export_table(
     key: str, fmt: Literal["csv", "xlsx"], session: SessionDep, area: AreaParam = "", day: DateParam = None
 ) -> Response:
-    """One table of the dashboard as CSV or XLSX (cells as text)."""
+    """One table of the dashboard as CSV or XLSX (numbers as numbers, text guarded against formulas)."""
     board = dashboard_for(session, area, day)
     table = next((t for t in board.tables if t.key == key), None)
     if table is None:
         raise _error(404, "UNKNOWN_TABLE", f"没有名为 {key} 的表")
     caption = f"{board.area.name} {table.title}（截至 {board.as_of:%Y-%m-%d}）"
+    if board.data_until is not None:
+        caption += f"　数据截至 {board.data_until:%Y-%m-%d}"
     body = export.to_csv(table, caption) if fmt == "csv" else export.to_xlsx(table, caption)
     name = f"popex_{key}_{board.area.code or 'city'}_{board.as_of:%Y%m%d}.{fmt}"
     return Response(
@@ -125,12 +134,19 @@ def static_file(name: str) -> FileResponse:
 def _lineage(session: Session, area: str, day: date | None, indicator: str) -> Lineage:
     if indicator not in indicators.LINEAGE_INDICATORS:
         raise _error(422, "UNKNOWN_INDICATOR", f"指标 {indicator} 不支持溯源")
+    until = indicators.data_until(session)
     try:
         return indicators.build_lineage(
-            session=session, area_code=area, as_of=_as_of(session, day), indicator=indicator
+            session=session,
+            area_code=area,
+            as_of=_as_of(session, day, until),
+            indicator=indicator,
+            until=until,
         )
     except indicators.UnknownAreaError as exc:
         raise _error(404, "UNKNOWN_AREA", f"区划代码 {exc.args[0]} 不存在") from exc
+    except indicators.AfterDataError as exc:
+        raise _error(422, "DATE_AFTER_DATA", str(exc)) from exc
 
 
 @api.get(

@@ -66,6 +66,9 @@ class Dashboard(BaseModel):
     year_earlier: date
     epoch: date
     horizon: date
+    data_until: date | None = Field(
+        default=None, description="数据截至日：已计入统计的最近一批数据的日期，此后的日期不予统计"
+    )
     threshold: int
     kpis: list[Kpi]
     tables: list[StatTable]
@@ -108,6 +111,7 @@ class Lineage(BaseModel):
 
     area: AreaOut
     as_of: date
+    data_until: date | None = None
     indicator: str
     population: StatCell
     departments: list[LineageDepartment]

@@ -22,7 +22,8 @@ AS_OF = "2026-06-30"
 def client(session: Session, communities: list[str]) -> Iterator[TestClient]:
     """A client of the app on the test session, with a known population built."""
     c1, c2, c3 = communities[0], communities[1], communities[4]
-    batch = make_batch(session, source="gaj_hj", as_of=date(2025, 1, 1))
+    # The first extract, delivered on the date asked for: the data run to that day.
+    batch = make_batch(session, source="gaj_hj", as_of=date(2026, 6, 30))
     for i in range(40):
         add_person(
             session,
@@ -91,6 +92,18 @@ def test_table_areas_lineage_and_errors(client: TestClient) -> None:
     }
     out = client.get("/api/v1/stats/dashboard", params={"date": "2020-01-01"})
     assert out.status_code == 422 and out.json()["detail"]["code"] == "DATE_OUT_OF_RANGE"
+    for path in ("/api/v1/stats/dashboard", "/api/v1/stats/lineage", "/decision/export/type_sex.csv"):
+        after = client.get(path, params={"date": "2026-07-01"})
+        assert after.status_code == 422, path
+        assert after.json()["detail"] == {
+            "code": "DATE_AFTER_DATA",
+            "message": "统计日期 2026-07-01 晚于数据截至日 2026-06-30：此后的出生、死亡、迁入迁出尚未报送，"
+            "无法统计。请选择 2026-06-30 或更早的日期。",
+        }
+    page = client.get("/decision", params={"date": "2026-07-01"})
+    assert page.status_code == 422 and "晚于数据截至日 2026-06-30" in page.text
+    default = client.get("/api/v1/stats/dashboard").json()
+    assert default["as_of"] == default["data_until"] == "2026-06-30"
     assert (
         client.get("/api/v1/stats/tables/nope", params={"date": AS_OF}).json()["detail"]["code"]
         == "UNKNOWN_TABLE"
@@ -101,6 +114,7 @@ def test_page_exports_and_static_assets(client: TestClient) -> None:
     page = client.get("/decision", params={"date": AS_OF})
     assert page.status_code == 200
     assert "全市人口统计" in page.text and "/decision/static/echarts.min.js" in page.text
+    assert "数据截至 <strong>2026-06-30</strong>" in page.text and 'max="2026-06-30"' in page.text
     assert 'href="/decision?area=330102&amp;date=2026-06-30"' in page.text or "area=330102&date" in page.text
     script = client.get("/decision/static/echarts.min.js")
     assert script.status_code == 200 and len(script.content) > 500_000
@@ -119,6 +133,10 @@ def test_page_exports_and_static_assets(client: TestClient) -> None:
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     assert sheet is not None
     assert [c.value for c in sheet[2]] == ["年龄组", "男", "女", "合计"]
-    assert sheet["A1"].value == "上城一甲社区 年龄金字塔（5岁组）（截至 2026-06-30）"
+    assert sheet["A1"].value == "上城一甲社区 年龄金字塔（5岁组）（截至 2026-06-30）　数据截至 2026-06-30"
+    total = next(r for r in sheet.iter_rows(min_row=3) if r[0].value == "合计")
+    assert [c.value for c in total] == ["合计", 20, 20, 40]
+    assert [c.data_type for c in total] == ["s", "n", "n", "n"]
+    assert "*" in [c.value for r in sheet.iter_rows(min_row=3) for c in r]  # suppressed cells stay text
     lineage_page = client.get("/decision/lineage", params={"date": AS_OF, "area": "330102001001"})
     assert lineage_page.status_code == 200 and "gaj_hj" in lineage_page.text

@@ -13,10 +13,16 @@ from base.db import get_session
 from decision import bench, service
 from popex.app import create_app
 from registry.migrate import upgrade
+from registry.models import Area
 from tests.browser import MARKS, SHOTS, WIDTHS, offline_page, served
 from tests.conftest import create_database, drop_database
 
-AS_OF = date(2026, 11, 15)
+AS_OF = date(2026, 11, 10)  # the last daily batch's date: the data end there
+EMPTY_COMMUNITY = "330101001099"
+SUPPRESSED_BARS = (
+    "echarts.getInstanceByDom(document.getElementById('chart-pyramid')).getOption().series"
+    ".filter(s => s.name === '已抑制').reduce((n, s) => n + s.data.filter(d => d).length, 0)"
+)
 
 pytestmark = MARKS
 
@@ -40,6 +46,11 @@ def base_url() -> Iterator[str]:
                 batch = bench.daily_batch(session, records=400, day=date(2026, month, 10))
                 service.refresh_after_batch(session=session, batch_id=batch)
                 session.commit()
+        with Session(engine) as session:  # after the batches, which move people into every community
+            session.add(
+                Area(code=EMPTY_COMMUNITY, name="新建社区", level="community", parent_code="330101001")
+            )
+            session.commit()
 
         def session_for_request() -> Iterator[Session]:
             with Session(engine) as session:
@@ -76,6 +87,11 @@ def test_dashboard_draws_charts_offline_and_drills_down(base_url: str, browser, 
     assert "第1区人口统计" in page.locator("h1").inner_text()
     page.locator("#table-sub_areas tbody th a").first.click()
     page.wait_for_selector("html[data-charts='4']")
+    # A street's pyramid draws its suppressed cells as grey bars marked "*", named in the legend.
+    suppressed_bars = page.evaluate(SUPPRESSED_BARS)
+    shown_stars = page.locator("#table-pyramid tbody td.sup").count()
+    assert 0 < suppressed_bars <= shown_stars  # the table also has the 年龄不详 row
+    page.locator("#chart-pyramid").screenshot(path=str(SHOTS / f"decision_street_{width}_pyramid.png"))
     page.locator("#drill a.chip").first.click()
     page.wait_for_selector("html[data-charts='4']")
     assert page.locator(".crumbs a").count() == 3  # 全市 › 区 › 街道 › (社区)
@@ -86,6 +102,32 @@ def test_dashboard_draws_charts_offline_and_drills_down(base_url: str, browser, 
     with page.expect_download() as download:
         page.locator("#table-pyramid .exports a", has_text="XLSX").click()
     assert download.value.suggested_filename.endswith(".xlsx")
+
+    # A small community's pyramid: suppressed cells drawn as marked bars, or (every cell suppressed, as in
+    # most communities of this city) the chart says so instead of drawing nothing.
+    if page.locator("#chart-pyramid.chart-empty").count():
+        assert "按小数抑制规则不公开" in page.locator("#chart-pyramid").inner_text()
+    else:
+        assert page.evaluate(SUPPRESSED_BARS) > 0
+    assert "数据截至" in page.locator("#data-until").inner_text()
+
+    # A community without residents says why its charts are empty, instead of blank boxes.
+    page.goto(f"{base_url}/decision?date={AS_OF}&area={EMPTY_COMMUNITY}")
+    page.wait_for_selector("html[data-charts='4']")
+    page.screenshot(path=str(SHOTS / f"decision_empty_community_{width}.png"), full_page=True)
+    empty = page.eval_on_selector_all(".chart-empty", "els => els.map(e => e.id)")
+    assert empty == ["chart-pyramid", "chart-trend", "chart-flows", "chart-origin"]
+    assert "没有常住人口" in page.locator("#chart-pyramid").inner_text()
+    assert "没有出生、死亡或迁入迁出" in page.locator("#chart-flows").inner_text()
+    page.screenshot(path=str(SHOTS / f"decision_empty_community_{width}.png"), full_page=True)
+
+    # A date after the data is refused in words.
+    page.goto(f"{base_url}/decision?date=2026-11-11")
+    assert "晚于数据截至日 2026-11-10" in page.locator("p.error").inner_text()
+    assert (
+        opened.errors.pop()
+        == "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
+    )
 
     page.goto(f"{base_url}/decision/lineage?date={AS_OF}&area=330101")
     assert "公安局" in page.locator("table.stats").inner_text()

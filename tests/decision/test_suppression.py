@@ -99,12 +99,13 @@ def test_every_published_table_is_safe_at_every_level(session: Session, communit
     assert suppressed_somewhere > 50
 
 
-def test_exports_write_text_and_neutralise_formulas() -> None:
+def test_exports_keep_numbers_and_neutralise_formulas() -> None:
+    """Counts and rates are numbers (a negative one too: Excel sums them); only text gets the formula guard."""
     table = StatTable(
         key="t",
         title="测试：注入",
         row_header="=cmd|' /C calc'!A0",
-        columns=["+1", "-2", "@SUM(A1)", "普通"],
+        columns=["+1", "-2", "@SUM(A1)", "普通", "空"],
         rows=[
             StatRow(
                 label='=HYPERLINK("http://x")',
@@ -112,16 +113,22 @@ def test_exports_write_text_and_neutralise_formulas() -> None:
                     StatCell(value=-3, display="-3"),
                     StatCell(value=None, suppressed=True, display="*"),
                     StatCell(value=7, display="7"),
-                    StatCell(value=1.5, display="1.5"),
+                    StatCell(value=-1.5, display="-1.5"),
+                    StatCell(value=None, display="—"),
                 ],
             )
         ],
+        note="-3 开头的注释",
     )
     rows = list(csv.reader(io.StringIO(export.to_csv(table, "标题").decode("utf-8-sig"))))
-    assert rows[1] == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "普通"]
-    assert rows[2] == ['\'=HYPERLINK("http://x")', "'-3", "*", "7", "1.5"]
+    assert rows[1] == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "普通", "空"]
+    assert rows[2] == ['\'=HYPERLINK("http://x")', "-3", "*", "7", "-1.5", "—"]
     sheet = load_workbook(io.BytesIO(export.to_xlsx(table, "标题"))).active
     assert sheet is not None
-    assert [c.value for c in sheet[2]] == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "普通"]
-    assert [c.value for c in sheet[3]] == ['\'=HYPERLINK("http://x")', "'-3", "*", "7", "1.5"]
-    assert all(c.data_type == "s" for row in sheet.iter_rows() for c in row if c.value is not None)
+    assert [c.value for c in sheet[2]] == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "普通", "空"]
+    assert [c.value for c in sheet[3]] == ['\'=HYPERLINK("http://x")', -3, "*", 7, -1.5, "—"]
+    assert [c.data_type for c in sheet[3]] == ["s", "n", "s", "n", "n", "s"]
+    assert [c.number_format for c in sheet[3]][1:4:2] == ["0", "0"] and sheet["E3"].number_format == "0.0"
+    assert sheet["A5"].value == "注：-3 开头的注释"
+    text = [c for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
+    assert all(c.data_type == "s" and not c.value.startswith(("=", "+", "-", "@")) for c in text)
