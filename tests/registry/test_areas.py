@@ -70,3 +70,37 @@ def test_bad_row_is_reported_with_its_line_and_nothing_is_loaded(
 def test_wrong_header_is_rejected(session, tmp_path) -> None:
     with pytest.raises(AreaFileError, match="表头"):
         load_areas(session=session, path=write(tmp_path, "代码,名称,层级,上级\n"))
+
+
+NATIONAL = """code,name,level,parent_code
+320000000000,江苏省,province,
+320200000000,无锡市,city,320000000000
+320205000000,锡山区,district,320200000000
+320205001000,东亭街道,street,320205000000
+320205001001,东亭社区,community,320205001000
+320206,惠山区,区县,320200
+320206001,堰桥街道,街道,320206
+320206001002,堰桥村,村,320206001
+"""
+
+
+def test_the_national_division_code_table_loads(session, tmp_path) -> None:
+    """Province and city rows, codes padded to 12 digits, the city named as the districts' parent."""
+    result = load_areas(session=session, path=write(tmp_path, NATIONAL))
+    assert (result.rows, result.inserted) == (6, 6)
+    stored = {a.code: (a.level, a.parent_code) for a in session.scalars(select(Area))}
+    assert stored == {
+        "320205": ("district", None),
+        "320205001": ("street", "320205"),
+        "320205001001": ("community", "320205001"),
+        "320206": ("district", None),
+        "320206001": ("street", "320206"),
+        "320206001002": ("community", "320206001"),
+    }
+
+
+def test_a_district_under_another_city_is_refused(session, tmp_path) -> None:
+    path = write(tmp_path, NATIONAL + "320301000000,鼓楼区,district,320200000000\n")
+    with pytest.raises(AreaFileError) as info:
+        load_areas(session=session, path=path)
+    assert info.value.errors == ["第10行：区县的上级代码“320200”不是其所在的市或省"]
