@@ -306,33 +306,42 @@ def _say_failed(failed: list[int]) -> None:
 
 @export_app.command("persons")
 def export_persons(
-    purpose: Annotated[str, typer.Option(help="导出用途（记入审计日志），如 人口普查比对")],
+    purpose: Annotated[
+        str, typer.Option(help="导出用途（记入审计日志，至少 4 个文字或数字），如 人口普查比对")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="csv")] = "csv",
-    out: Annotated[Path | None, typer.Option(help="输出文件（默认标准输出）")] = None,
-    actor: Annotated[str | None, typer.Option(help="操作人员（记入审计日志），缺省为当前系统用户")] = None,
+    out: Annotated[Path | None, typer.Option(help="输出文件（仅所有者可读写；默认标准输出）")] = None,
+    actor: Annotated[str | None, typer.Option(help="经办人（与当前系统用户一并记入审计日志）")] = None,
 ) -> None:
-    """Write the golden records as CSV (unmasked: an audited operator export)."""
-    import getpass
+    """Write the golden records as CSV (unmasked: an audited operator export, in each person's record)."""
     import sys
 
     from base.db import session_scope
-    from registry.export import write_persons_csv
+    from registry.export import private_file, write_persons_csv
+    from registry.operator import purpose_problem
 
     if fmt != "csv":
         err.print("[red]目前只支持 --format csv[/red]")
         raise typer.Exit(2)
-    who = actor or getpass.getuser()
+    problem = purpose_problem(purpose)
+    if problem:
+        err.print(f"[red]--purpose：{problem}[/red]")
+        raise typer.Exit(2)
     with session_scope() as session:
         if out is None:
             count = write_persons_csv(
-                session=session, stream=sys.stdout, actor=who, purpose=purpose, destination="stdout"
+                session=session, stream=sys.stdout, purpose=purpose, stated_actor=actor, destination="stdout"
             )
         else:
-            with out.open("w", encoding="utf-8-sig", newline="") as fh:
+            with private_file(out) as fh:
                 count = write_persons_csv(
-                    session=session, stream=fh, actor=who, purpose=purpose, destination=str(out.resolve())
+                    session=session,
+                    stream=fh,
+                    purpose=purpose,
+                    stated_actor=actor,
+                    destination=str(out.resolve()),
                 )
-    err.print(f"已导出 {count} 人（已记入审计日志）")
+    err.print(f"已导出 {count} 人（已记入审计日志及每人的访问记录）")
 
 
 @batch_app.command("release")

@@ -207,24 +207,31 @@ def verify() -> None:
 @audit_app.command("history")
 def history(
     person_no: Annotated[str, typer.Argument(help="统一人口编号")],
+    purpose: Annotated[str, typer.Option(help="查询用途（记入审计日志），如 答复居民查询申请 2026-118 号")],
+    actor: Annotated[str | None, typer.Option(help="经办人（与当前系统用户一并记入审计日志）")] = None,
     limit: Annotated[int, typer.Option(help="最多显示条数")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
-    """Who looked at a person, when and why (newest first)."""
+    """A person's whole access record (every client, exports, review views, these look-ups), newest
+    first; the look-up is itself audited, with the OS user and the purpose."""
     from base.db import session_scope
-    from sharing_api.service import access_records
+    from sharing_api.service import person_record
 
-    keys = ("client", "end_user", "purpose", "operation", "outcome")
-    with session_scope() as session:
-        rows = [
-            {"at": r.at.isoformat(timespec="seconds"), **{k: str(r.detail.get(k, "")) for k in keys},
-             "fields": list(r.detail.get("fields") or [])}
-            for r in access_records(session=session, numbers=[person_no], before=None, limit=limit)
-        ]  # fmt: skip
+    try:
+        with session_scope() as session:
+            rows = person_record(
+                session=session, person_no=person_no, purpose=purpose, stated_actor=actor, limit=limit
+            )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     if as_json:
-        console.print_json(json.dumps(rows, ensure_ascii=False))
+        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False))
         return
     table = Table("时间", "接入单位", "操作人员", "用途", "操作", "结果", "字段")
     for r in rows:
-        table.add_row(r["at"], *(r[k] for k in keys), ", ".join(r["fields"]))
+        at = r.at.isoformat(timespec="seconds")
+        table.add_row(
+            at, r.client or "（运营方）", r.who, r.purpose, r.action, r.outcome, ", ".join(r.fields)
+        )
     console.print(table)

@@ -161,6 +161,19 @@ class AccessOut(BaseModel):
     fields: list[str]
 
 
+class AccessRecord(BaseModel):
+    """One entry of a person's whole access record (the operators' channel): a client's request, an
+    operator's export or review view; `client` empty for an operator."""
+
+    at: datetime
+    client: str
+    who: str
+    purpose: str
+    action: str
+    outcome: str
+    fields: list[str]
+
+
 class AccessHistory(BaseModel):
     """Who looked at a person, when and why, newest first."""
 

@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
+from registry.audit import record_audit
 from registry.models import AuditLog, ChangeEvent, Person
+from registry.operator import operator_detail, purpose_problem
 from sharing_api import guessing
 from sharing_api.access import Access
 from sharing_api.config import sharing_settings
@@ -26,6 +28,7 @@ from sharing_api.schemas import (
     MAX_BATCH,
     AccessHistory,
     AccessOut,
+    AccessRecord,
     BaselinePage,
     BatchVerifyResult,
     ChangeFeed,
@@ -393,30 +396,76 @@ def _numbers_of(session: Session, row: Mapping[str, Any]) -> list[str]:
     return [row["person_no"], *retired]
 
 
-def access_records(*, session: Session, numbers: list[str], before: int | None, limit: int) -> list[Row[Any]]:
-    """Audit records (id, at, detail) that touched any of these person numbers, newest first."""
+def access_records(
+    *, session: Session, numbers: list[str], before: int | None, limit: int, client: str | None
+) -> list[Row[Any]]:
+    """Audit records (id, at, actor, action, detail) that touched any of these person numbers, newest
+    first: one client's own requests, or (client None, the operators' channel) every record."""
     touched = or_(*(AUDIT_PERSON_NOS.contains([n]) for n in numbers))
     stmt = (
-        select(AuditLog.id, _aware(AuditLog.at), AuditLog.detail)
+        select(AuditLog.id, _aware(AuditLog.at), AuditLog.actor, AuditLog.action, AuditLog.detail)
         .where(touched)
         .order_by(AuditLog.id.desc())
         .limit(limit)
     )
+    if client is not None:
+        stmt = stmt.where(AuditLog.action.startswith("sharing."), AuditLog.detail["client"].astext == client)
     if before is not None:
         stmt = stmt.where(AuditLog.id < before)
     return list(session.execute(stmt).all())
 
 
+def person_record(
+    *, session: Session, person_no: str, purpose: str, stated_actor: str | None, limit: int
+) -> list[AccessRecord]:
+    """Everything the audit log says touched a person (under any of their numbers): every client's
+    requests, operators' exports and review views, and earlier look-ups through this channel; newest
+    first. For answering a resident; the look-up itself is audited first (OS user, purpose), and is
+    then part of the person's record. Raises ValueError for a purpose that says nothing."""
+    problem = purpose_problem(purpose)
+    if problem:
+        raise ValueError(problem)
+    reader = PersonReader.of_session(session)
+    row = _follow_merges(reader, reader.by_number(person_no))
+    numbers = [person_no] if row is None else _numbers_of(session, row)
+    detail = operator_detail(stated_actor=stated_actor, purpose=purpose)
+    record_audit(
+        session=session,
+        actor=detail["os_user"],
+        action="audit.person_record",
+        object_type="person",
+        object_id=numbers[0],
+        detail={**detail, "person_nos": numbers},
+    )
+    session.commit()  # on record before anything is shown
+    return [
+        AccessRecord(
+            at=r.at,
+            client=str(r.detail.get("client") or ""),
+            who=str(r.detail.get("end_user") or r.detail.get("stated_actor") or r.actor),
+            purpose=str(r.detail.get("purpose") or ""),
+            action=str(r.detail.get("operation") or r.action),
+            outcome=str(r.detail.get("outcome") or ""),
+            fields=[str(f) for f in r.detail.get("fields") or []],
+        )
+        for r in access_records(session=session, numbers=numbers, before=None, limit=limit, client=None)
+    ]
+
+
 def access_history(
     *, session: Session, access: Access, person_no: str, before: int | None, limit: int
 ) -> AccessHistory:
-    """Who looked at a person (under any of their numbers), when and why, newest first."""
+    """Who of this client looked at a person (under any of their numbers), when and why, newest first:
+    other clients' and operators' accesses are not the client's to see (`person_record` is)."""
     reader = PersonReader.of_session(session)
     row = _follow_merges(reader, reader.by_number(person_no))
     if row is None or not _in_scope(access, row):
         access.record(outcome="not_found", person_nos=[row["person_no"]] if row is not None else [])
         raise SharingError(ErrorCode.PERSON_NOT_FOUND)
-    rows = access_records(session=session, numbers=_numbers_of(session, row), before=before, limit=limit)
+    numbers = _numbers_of(session, row)
+    rows = access_records(
+        session=session, numbers=numbers, before=before, limit=limit, client=access.client.code
+    )
     items = [
         AccessOut(
             at=r.at,

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from popex.cli import app
 from registry.export import PERSON_COLUMNS, write_persons_csv
 from registry.models import AuditLog
+from registry.operator import os_user
 from tests.factories import make_person
 
 
@@ -31,7 +32,7 @@ def test_every_current_record_is_written_and_the_export_audited(session: Session
     make_person(session, name="并入他人", status="retired", merged_into=kept.id)
     out = io.StringIO()
     count = write_persons_csv(
-        session=session, stream=out, actor="clerk-3", purpose="普查比对", destination="x.csv"
+        session=session, stream=out, stated_actor="clerk-3", purpose="普查比对", destination="x.csv"
     )
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert rows[0] == list(PERSON_COLUMNS)
@@ -49,10 +50,12 @@ def test_every_current_record_is_written_and_the_export_audited(session: Session
         ]
     ]
     assert "并入他人" not in out.getvalue() and count == len(rows) - 1
-    assert _exports(session)[-2:] == [
-        ("clerk-3", "export.persons", {"purpose": "普查比对", "to": "x.csv"}),
-        ("clerk-3", "export.persons.finished", {"rows": count, "to": "x.csv"}),
-    ]
+    me = os_user()
+    named = {"os_user": me, "stated_actor": "clerk-3", "purpose": "普查比对", "to": "x.csv"}
+    started, chunk, finished = _exports(session)[-3:]
+    assert started == (me, "export.persons", named)
+    assert chunk == (me, "export.persons.rows", {**named, "person_nos": [r[0] for r in rows[1:]]})
+    assert finished == (me, "export.persons.finished", {"rows": count, "to": "x.csv"})
 
 
 class Breaks(io.StringIO):
@@ -70,12 +73,13 @@ def test_an_export_that_fails_part_way_is_still_on_record(session: Session) -> N
     before = len(_exports(session))
     with pytest.raises(OSError):
         write_persons_csv(
-            session=session, stream=Breaks(), actor="clerk-3", purpose="普查比对", destination="y.csv"
+            session=session, stream=Breaks(), stated_actor=None, purpose="普查比对", destination="y.csv"
         )
     session.rollback()  # as the command's session scope does on an error
-    assert _exports(session)[before:] == [
-        ("clerk-3", "export.persons", {"purpose": "普查比对", "to": "y.csv"})
-    ]
+    named = {"os_user": os_user(), "purpose": "普查比对", "to": "y.csv"}
+    started, chunk = _exports(session)[before:]
+    assert started == (os_user(), "export.persons", named)
+    assert chunk[1] == "export.persons.rows" and len(chunk[2]["person_nos"]) >= 2  # the rows it tried
 
 
 def test_the_command_needs_a_purpose_and_writes_a_file_excel_opens(
@@ -109,6 +113,37 @@ def test_the_command_needs_a_purpose_and_writes_a_file_excel_opens(
     written = (tmp_path / "a.csv").read_bytes()
     assert written.startswith(b"\xef\xbb\xbf")  # UTF-8 with BOM: Excel reads the Chinese names
     assert "李雷" in written.decode("utf-8-sig")
-    actor, action, detail = _exports(session)[-2]
-    assert (actor, action, detail["purpose"]) == ("clerk-7", "export.persons", "普查比对")
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o600
+    actor, action, detail = _exports(session)[-3]
+    assert (actor, action, detail["purpose"]) == (os_user(), "export.persons", "普查比对")
+    assert detail["stated_actor"] == "clerk-7"  # beside the OS user, not instead of it
     assert detail["to"] == str((tmp_path / "a.csv").resolve())
+
+
+@pytest.mark.parametrize("purpose", ["", "   ", "...", "——！", "ab", " x y "])
+def test_a_purpose_that_says_nothing_is_refused(session: Session, tmp_path: Path, purpose: str) -> None:
+    before = len(_exports(session))
+    result = CliRunner().invoke(
+        app, ["export", "persons", "--purpose", purpose, "--out", str(tmp_path / "b.csv")]
+    )
+    assert result.exit_code == 2 and "须说明用途" in result.output
+    assert not (tmp_path / "b.csv").exists() and len(_exports(session)) == before
+    with pytest.raises(ValueError, match="须说明用途"):
+        write_persons_csv(
+            session=session, stream=io.StringIO(), stated_actor=None, purpose=purpose, destination="-"
+        )
+
+
+def test_an_existing_file_is_made_private(session: Session, tmp_path: Path, monkeypatch) -> None:
+    @contextmanager
+    def scope() -> Iterator[Session]:
+        yield session
+        session.commit()
+
+    monkeypatch.setattr("base.db.session_scope", scope)
+    target = tmp_path / "c.csv"
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o644)
+    result = CliRunner().invoke(app, ["export", "persons", "--purpose", "人口普查比对", "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.stat().st_mode & 0o777 == 0o600

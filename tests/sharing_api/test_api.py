@@ -10,7 +10,7 @@ import sqlalchemy.exc
 from registry.audit import verify_chain
 from sharing_api import service
 from sharing_api.schemas import MAX_BATCH
-from tests.sharing_api.support import AWAY, audit_rows, event, last_audit_id, person
+from tests.sharing_api.support import AWAY, audit_rows, client_code, event, last_audit_id, person
 
 
 def test_lookup_masks_id_and_phone_unless_granted_in_clear(http, session, new_client) -> None:
@@ -279,10 +279,16 @@ def test_access_history_lists_who_looked_and_why(http, session, new_client) -> N
     http.get(f"/api/v1/persons/{other.person_no}", headers=social)
     history = http.get(f"/api/v1/persons/{p.person_no}/access-history", headers=social).json()
     assert history["person_no"] == p.person_no and history["next_before"] is None
+    # Its own accesses only: the other department's verification is not this client's to see.
     assert [(i["operation"], i["purpose"], i["end_user"], i["fields"]) for i in history["items"]] == [
-        ("verify", "medical_insurance", "doctor-1", ["match", "alive", "resident"]),
         ("lookup", "social_security", "clerk-007", ["name"]),
     ]
+    theirs = http.get(
+        f"/api/v1/persons/{p.person_no}/access-history",
+        headers={**health, "X-Purpose": "medical_insurance", "X-End-User": "doctor-1"},
+    ).json()
+    assert [(i["operation"], i["end_user"]) for i in theirs["items"]] == [("verify", "doctor-1")]
+    assert "clerk-007" not in str(theirs) and client_code(session, social) not in str(theirs)
 
 
 def test_access_history_includes_retired_numbers(http, session, new_client) -> None:

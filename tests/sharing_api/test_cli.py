@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from popex.cli import app
+from registry.models import AuditLog
+from registry.operator import os_user
 from sharing_api.clients import authenticate
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.models import ApiClient
@@ -114,17 +116,42 @@ def test_audit_verify_passes_then_detects_a_tampered_row(http, session, new_clie
     assert result.exit_code == 1 and f"id={ids[2]}" in result.output
 
 
-def test_audit_history_lists_accesses(http, session, new_client) -> None:
+def test_audit_history_is_the_whole_record_and_is_audited(http, session, new_client, tmp_path: Path) -> None:
     p = person(session)
     http.get(f"/api/v1/persons/{p.person_no}", headers=new_client())
-    [row] = json.loads(_invoke("audit", "history", p.person_no, "--json"))
-    assert (row["operation"], row["purpose"], row["end_user"], row["outcome"]) == (
-        "lookup",
-        "social_security",
-        "clerk-007",
-        "ok",
+    http.get(
+        f"/api/v1/persons/{p.person_no}",
+        headers=new_client(purposes=["medical_insurance"])
+        | {"X-Purpose": "medical_insurance", "X-End-User": "doctor-1"},
     )
-    assert "lookup" in _invoke("audit", "history", p.person_no)
+    _invoke(
+        "export",
+        "persons",
+        "--purpose",
+        "人口普查比对",
+        "--out",
+        str(tmp_path / "all.csv"),
+        "--actor",
+        "张科长",
+    )
+    refused = runner.invoke(app, ["audit", "history", p.person_no, "--purpose", " . "])
+    assert refused.exit_code == 2 and "须说明用途" in refused.output
+    rows = json.loads(
+        _invoke("audit", "history", p.person_no, "--purpose", "答复居民查询申请 118 号", "--json")
+    )
+    me = os_user()
+    assert [(r["action"], r["purpose"], r["who"], r["outcome"]) for r in rows] == [
+        ("audit.person_record", "答复居民查询申请 118 号", me, ""),  # this look-up, on record first
+        ("export.persons.rows", "人口普查比对", "张科长", ""),
+        ("lookup", "medical_insurance", "doctor-1", "ok"),
+        ("lookup", "social_security", "clerk-007", "ok"),
+    ]
+    assert rows[2]["client"] != rows[3]["client"] and rows[0]["client"] == rows[1]["client"] == ""
+    [looked] = session.execute(
+        select(AuditLog.actor, AuditLog.detail).where(AuditLog.action == "audit.person_record")
+    ).all()
+    assert looked.actor == me and looked.detail["person_nos"] == [p.person_no]
+    assert "运营方" in _invoke("audit", "history", p.person_no, "--purpose", "答复居民查询申请 118 号")
 
 
 def test_the_example_policy_files_own_command_registers_the_client(session, monkeypatch) -> None:
