@@ -183,25 +183,65 @@ def policy(
 
 
 @audit_app.command("verify")
-def verify() -> None:
-    """Verify the whole hash chain; exit 1 and name the first bad row if it does not verify."""
+def verify(
+    anchor: Annotated[bool, typer.Option(help="校验通过后签一个新锚点（需配置锚点密钥）")] = True,
+) -> None:
+    """Verify the hash chain and check it against the signed anchors; exit 1 and say what is wrong."""
     from base.db import session_scope
     from base.progress import progress_bar
-    from registry.audit import verify_chain
+    from registry.anchors import AnchorSettings, verify_log, write_anchor
 
+    settings = AnchorSettings()
     with session_scope() as session, progress_bar() as bar:
         task = bar.add_task("校验审计日志（按记录 id）", total=None)
 
         def report(done: int, last: int) -> None:
             bar.update(task, completed=done, total=last)
 
-        check = verify_chain(session=session, progress=report)
-    if not check.ok:
-        err.print(
-            f"[red]审计日志校验失败：第一条异常记录 id={check.first_bad_id}（已读 {check.rows} 条）[/red]"
+        verdict = verify_log(session=session, settings=settings, progress=report)
+        key = settings.key()
+        signed = (
+            write_anchor(session=session, settings=settings, key=key)
+            if verdict.ok and anchor and key
+            else None
         )
+    if not verdict.ok:
+        err.print(f"[red]审计日志校验失败（已读 {verdict.check.rows} 条）：[/red]")
+        for problem in verdict.problems:
+            err.print(f"[red]- {problem}[/red]")
         raise typer.Exit(1)
-    console.print(f"审计日志校验通过：共 {check.rows} 条记录，哈希链完整")
+    console.print(
+        f"审计日志校验通过：共 {verdict.check.rows} 条记录，哈希链完整，与 {verdict.anchors} 个锚点相符"
+    )
+    if verdict.unanchored:
+        err.print(
+            "[yellow]未配置锚点密钥（POPEX_AUDIT_ANCHOR_KEY 或 _KEY_FILE）：无法发现截短、清空或重新链接[/yellow]"
+        )
+    if signed is not None:
+        console.print(f"已签新锚点：记录 id={signed.id}，共 {signed.count} 条")
+
+
+@audit_app.command("anchor")
+def anchor_() -> None:
+    """Sign the chain's head and append it to the anchors file (run at intervals, e.g. every 10 minutes)."""
+    from base.db import session_scope
+    from registry.anchors import AnchorRefused, AnchorSettings, write_anchor
+
+    settings = AnchorSettings()
+    key = settings.key()
+    if key is None:
+        err.print("[red]未配置锚点密钥：请设置 POPEX_AUDIT_ANCHOR_KEY 或 POPEX_AUDIT_ANCHOR_KEY_FILE[/red]")
+        raise typer.Exit(2)
+    try:
+        with session_scope() as session:
+            signed = write_anchor(session=session, settings=settings, key=key)
+    except AnchorRefused as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    if signed is None:
+        console.print("审计日志为空：没有可签的锚点")
+        return
+    console.print(f"已签锚点：记录 id={signed.id}，共 {signed.count} 条，写入 {settings.path}")
 
 
 @audit_app.command("history")

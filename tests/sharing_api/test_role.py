@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from registry.migrate import upgrade
 from sharing_api.audit import AccessEntry, append_access
+from sharing_api.clients import create_client
 from tests.conftest import admin_url, create_database, drop_database
-from tests.sharing_api.support import person
+from tests.sharing_api.support import person, policy
 
 ROLE = "popex_sharing"
 
@@ -54,6 +55,8 @@ def test_the_role_is_refused_writes_and_other_tables(owner_engine: Engine, state
 def test_the_role_reads_the_population_and_appends_a_chained_audit_record(owner_engine: Engine) -> None:
     with Session(owner_engine) as session:
         p = person(session, name="角色读")
+        # The role writes only in a registered client's name (sharing migration 0105_audit_writer).
+        create_client(session=session, code="role_t", name="角色测试", policy=policy(), operator="tester")
         session.commit()
         person_no, id_no = p.person_no, p.id_no
         session.execute(text(f"SET ROLE {ROLE}"))
