@@ -29,12 +29,15 @@ class Dashboard:
     reasons: list[quality.Reason]
     review: batches.ReviewQueue
     open_alerts: list[MonitorAlert]
+    pending_alerts: list[alerts.Condition]  # found on this view, not yet raised by the monitor_alerts DAG
+    gone_alerts: set[str]  # keys of open alerts whose condition is no longer found (resolved at its next run)
     resolved_alerts: list[MonitorAlert]
     api: list[health.ClientUsage]
     audit: list[health.AuditDay]
     airflow: list[health.DagRunRow] | None
     airflow_note: str
     clearance: list[tuple[str, str, list[collection_service.Clearance | None]]]  # None: cut-off ahead
+    clearance_problems: int  # the first rows of clearance: communities with a day not cleared
 
 
 def build_dashboard(*, session: Session, now: datetime, settings: MonitorSettings) -> Dashboard:
@@ -58,6 +61,18 @@ def build_dashboard(*, session: Session, now: datetime, settings: MonitorSetting
         except Exception as exc:  # the page still renders when Airflow's API is away or refuses
             note = f"读取 Airflow 运行状态失败（REST API）：{type(exc).__name__}"
     recent = now - timedelta(days=settings.window_days)
+    open_alerts = list(
+        session.scalars(
+            select(MonitorAlert)
+            .where(MonitorAlert.state == "open", MonitorAlert.raised_at <= now)
+            .order_by(MonitorAlert.severity, MonitorAlert.raised_at, MonitorAlert.id)
+        )
+    )
+    # The rules evaluated on view as well: the page never says "no alerts" beside a missing delivery
+    # the DAG has not looked at yet (nothing is written here; raising and notifying stay the DAG's).
+    found = alerts.find_conditions(session=session, now=now, settings=settings)
+    raised = {a.key for a in open_alerts}
+    clearance = community_clearance(session=session, days=days, now=now)
     return Dashboard(
         now=now,
         start=start,
@@ -69,13 +84,9 @@ def build_dashboard(*, session: Session, now: datetime, settings: MonitorSetting
         batch_rows=listed,
         reasons=quality.ranked_reasons(session=session, batch_ids=[b.id for b in listed], limit=10),
         review=batches.review_queue(session=session, now=now, max_days=settings.review_max_days),
-        open_alerts=list(
-            session.scalars(
-                select(MonitorAlert)
-                .where(MonitorAlert.state == "open", MonitorAlert.raised_at <= now)
-                .order_by(MonitorAlert.severity, MonitorAlert.raised_at, MonitorAlert.id)
-            )
-        ),
+        open_alerts=open_alerts,
+        pending_alerts=[c for c in found if c.key not in raised],
+        gone_alerts=raised - {c.key for c in found},
         resolved_alerts=list(
             session.scalars(
                 select(MonitorAlert)
@@ -88,14 +99,20 @@ def build_dashboard(*, session: Session, now: datetime, settings: MonitorSetting
         audit=health.audit_volume(session=session, start=recent, end=now),
         airflow=airflow_runs,
         airflow_note=note,
-        clearance=community_clearance(session=session, days=days, now=now),
+        clearance=clearance,
+        clearance_problems=sum(1 for _, _, row in clearance if _not_cleared(row)),
     )
+
+
+def _not_cleared(row: list[collection_service.Clearance | None]) -> int:
+    return sum(1 for c in row if c is not None and not c.cleared)
 
 
 def community_clearance(
     *, session: Session, days: list[date], now: datetime
 ) -> list[tuple[str, str, list[collection_service.Clearance | None]]]:
-    """一日一清 per community and day, from the collection platform (None where the cut-off is ahead)."""
+    """一日一清 per community and day, from the collection platform (None where the cut-off is ahead);
+    communities with days not cleared first, most such days first."""
     out = []
     for area in session.scalars(select(Area).where(Area.level == "community").order_by(Area.code)):
         row: list[collection_service.Clearance | None] = []
@@ -103,7 +120,7 @@ def community_clearance(
             c = collection_service.clearance(session=session, community_code=area.code, day=day)
             row.append(c if c.cutoff_at <= now else None)
         out.append((area.code, area.name, row))
-    return out
+    return sorted(out, key=lambda r: -_not_cleared(r[2]))
 
 
 def evaluate_alerts(*, now: datetime, settings: MonitorSettings) -> dict[str, list[str]]:
