@@ -2,12 +2,16 @@
 
 import shutil
 import uuid
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from base.bodies import declared_too_large
 from base.db import SessionFactory, transaction
 from base.settings import storage_settings
 from exchange import flows, service
@@ -15,8 +19,42 @@ from exchange.dependencies import current_department, get_factory
 from exchange.exceptions import FeedFileError, PushError
 from exchange.readers import identify_file
 
-router = APIRouter(prefix="/exchange", tags=["部门数据交换"])
 CHUNK = 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and part headers around the file
+
+
+def error_response(_: Request, exc: Exception) -> JSONResponse:
+    """PushError as JSON with its stable code."""
+    assert isinstance(exc, PushError)
+    return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
+
+
+class PushRoute(APIRoute):
+    """Key and size before the body: FastAPI reads a route's form (the whole upload, to a spooled
+    file) before its dependencies run, so an upload without a valid key, or declaring more than the
+    limit, is refused here before a byte of it is read."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            if request.method == "POST":
+                limit = storage_settings().max_upload_bytes
+                if declared_too_large(request, limit + MULTIPART_OVERHEAD):
+                    return error_response(
+                        request, PushError(413, "FILE_TOO_LARGE", f"文件超过上限 {limit} 字节")
+                    )
+                factory = request.app.dependency_overrides.get(get_factory, get_factory)()
+                try:
+                    await run_in_threadpool(current_department, factory, request.headers.get("authorization"))
+                except PushError as exc:
+                    return error_response(request, exc)
+            return await handler(request)
+
+        return route_handler
+
+
+router = APIRouter(prefix="/exchange", tags=["部门数据交换"], route_class=PushRoute)
 
 
 class PushResult(BaseModel):
@@ -52,12 +90,6 @@ class ReceiptOut(BaseModel):
     review: int
     error: str | None
     rows: list[ReceiptRow]
-
-
-def error_response(_: Request, exc: Exception) -> JSONResponse:
-    """PushError as JSON with its stable code."""
-    assert isinstance(exc, PushError)
-    return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
 
 
 @router.post(

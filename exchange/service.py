@@ -144,7 +144,9 @@ def receive_file(
         raise
     archived = archive_file(path, sha256, spec.source)
     sync_feeds(session=session)
-    existing = session.scalar(select(Batch).where(Batch.sha256 == sha256))
+    # A duplicate of this source's own earlier file only: another department's equal bytes say nothing
+    # of its batches, and this file is processed as this source's.
+    existing = session.scalar(select(Batch).where(Batch.source == spec.source, Batch.sha256 == sha256))
     if existing is not None and once_per_name:
         seen = select(Delivery.id).where(
             Delivery.batch_id == existing.id, Delivery.channel == channel, Delivery.file_name == path.name

@@ -11,6 +11,8 @@ themselves, and declare for OpenAPI what those read (`KEY_DOCS`, `LOOKUP_DOCS`).
 
 import contextlib
 import math
+import re
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from functools import lru_cache
@@ -149,12 +151,32 @@ async def current_client(*, backends: Backends, api_key: str | None) -> ClientCo
 
 
 def _header_text(value: str | None) -> str:
-    """A header value as text: percent-encoded or raw UTF-8 (read by the server as Latin-1) both work."""
+    """A header value as text: percent-encoded or raw UTF-8 (read by the server as Latin-1) both work;
+    NFKC-normalised (full-width ｃｌｅｒｋ is clerk). Bytes that are not UTF-8 either way become U+FFFD."""
     if not value:
         return ""
-    with contextlib.suppress(UnicodeError):
+    try:
         value = value.encode("latin-1").decode("utf-8")
-    return unquote(value).strip()
+    except UnicodeDecodeError:
+        value = "\ufffd"
+    except UnicodeEncodeError:  # not from the wire (a test client's str): taken as it is
+        pass
+    return unicodedata.normalize("NFKC", unquote(value, errors="replace")).strip()
+
+
+# An account as audited: letters (any script), digits and . _ - @ · (after NFKC), one letter or digit
+# at least.
+END_USER = re.compile(r"(?=.*[^\W_])[\w.@·-]+")
+
+
+def end_user(value: str | None) -> str:
+    """The X-End-User header as the audit records it; END_USER_REQUIRED or END_USER_INVALID."""
+    user = _header_text(value)
+    if not user:
+        raise SharingError(ErrorCode.END_USER_REQUIRED)
+    if len(user) > MAX_HEADER or not END_USER.fullmatch(user):
+        raise SharingError(ErrorCode.END_USER_INVALID)
+    return user
 
 
 # The two headers every request must carry, read by `admit` from the request itself; declared here
@@ -188,10 +210,8 @@ async def admit(request: Request, operation: Operation) -> Access:
     """
     backends = backends_of(request)
     client = await current_client(backends=backends, api_key=request.headers.get("x-api-key"))
-    user = _header_text(request.headers.get("x-end-user"))
+    user = end_user(request.headers.get("x-end-user"))
     why = _header_text(request.headers.get("x-purpose"))
-    if not user or len(user) > MAX_HEADER or not user.isprintable():
-        raise SharingError(ErrorCode.END_USER_REQUIRED)
     if not why:
         raise SharingError(ErrorCode.PURPOSE_REQUIRED)
     access = Access(

@@ -14,16 +14,19 @@ from typing import Annotated, Any
 
 import psycopg2
 import sqlalchemy.exc
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from base.bodies import BodyTooLarge, read_body
 from base.faults import log_fault
 from sharing_api import service
 from sharing_api.access import Access
+from sharing_api.config import sharing_settings
 from sharing_api.dependencies import (
     ACCESS_SCOPE_KEY,
     AUDIT_HEADERS,
@@ -60,6 +63,7 @@ DATABASE_ERRORS = (
     psycopg2.InterfaceError,
 )
 log = logging.getLogger(__name__)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def _json(model: BaseModel) -> Response:
@@ -94,7 +98,12 @@ class SharingRoute(APIRoute):
         async def route_handler(request: Request) -> Response:
             failure: SharingError | None = None  # unanswered by a fault on our side (5xx)
             try:
+                if request.method in BODY_METHODS:  # read within the limit before the key is looked at
+                    await read_body(request, sharing_settings().max_body_bytes)
                 response = await handler(request)
+            except BodyTooLarge as exc:
+                refused = SharingError(ErrorCode.BODY_TOO_LARGE, f"请求体超过 {exc.limit} 字节")
+                response = _error(refused.status_code, refused.body())
             except SharingError as exc:
                 failure = exc if exc.status_code >= 500 else None
                 response = _error(exc.status_code, exc.body(), exc.headers)
@@ -105,9 +114,15 @@ class SharingRoute(APIRoute):
             except RequestValidationError as exc:
                 # loc, msg and type only: the input is not echoed back (it may be personal data).
                 errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-                response = _error(422, SharingError(ErrorCode.VALIDATION_ERROR, detail=errors).body())
-            except HTTPException:
-                raise
+                if all(e["type"] == "json_invalid" for e in errors):  # not JSON at all
+                    response = _error(400, SharingError(ErrorCode.BODY_INVALID).body())
+                else:
+                    response = _error(422, SharingError(ErrorCode.VALIDATION_ERROR, detail=errors).body())
+            except StarletteHTTPException as exc:
+                if exc.status_code != 400:
+                    raise
+                # FastAPI's "error parsing the body": bytes that are not UTF-8, JSON nested too deep.
+                response = _error(400, SharingError(ErrorCode.BODY_INVALID).body())
             except Exception as exc:  # a fault of ours (a missing grant of the server's role, say)
                 log_fault(request.scope, exc, what="sharing request")
                 failure = SharingError(ErrorCode.INTERNAL_ERROR)

@@ -25,7 +25,8 @@ class Batch(Base):
         CheckConstraint(f"failed_step IN {BATCH_STEPS!r}", name="failed_step"),
         # A failed batch says which step failed (a rerun resumes it); no other batch names one.
         CheckConstraint("(state = 'failed') = (failed_step IS NOT NULL)", name="failed_has_step"),
-        UniqueConstraint("sha256", name="uq_batch_sha256"),
+        # A duplicate is the same source's content again; another source's equal bytes are its own file.
+        UniqueConstraint("source", "sha256", name="uq_batch_source_sha256"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

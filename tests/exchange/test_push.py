@@ -124,3 +124,16 @@ def test_badly_named_file_is_refused_with_the_reason(client, gaj_key, tmp_path) 
     path.write_text("a\n1\n", encoding="utf-8")
     result = upload(client, path, gaj_key)
     assert (result["status"], result["code"]) == (400, "FILE_NAME")
+
+
+def test_the_duplicate_check_is_per_department(client, session, gaj_key, tmp_path) -> None:
+    """Bytes equal to another department's file are this department's own file: not that one's batch."""
+    rsj_key = new_push_key(session=session, department="rsj")
+    theirs = upload(client, snapshot(tmp_path), gaj_key)
+    copy = tmp_path / "rsj_cb_20261101.csv"
+    copy.write_bytes(snapshot(tmp_path).read_bytes())
+    mine = upload(client, copy, rsj_key)
+    assert mine["status"] == 202 and not mine["duplicate"], mine
+    assert mine["batch_id"] != theirs["batch_id"]
+    again = upload(client, copy, rsj_key)  # its own file again: a duplicate of its own batch
+    assert again["duplicate"] and again["batch_id"] == mine["batch_id"]
