@@ -8,6 +8,8 @@ Rules:
 - review_aged     a batch has review items open for more than N days
 - api_error_rate  an API client's refused share over the last hours is above the threshold
 - api_failures    an API client's requests failed on the server's side (a fault, the database away)
+- verify_guessing an API client's verifications fail like guesses: a claim failed as often as allowed,
+                  or many claims failed (sharing_api/guessing.py)
 A condition that clears (file arrives, batch released, reviews decided …) resolves its alert.
 """
 
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 from monitor import health, timeliness
 from monitor.config import MonitorSettings
 from monitor.models import MonitorAlert
+from sharing_api import service as sharing_service
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +37,7 @@ RULE_LABELS = {
     "review_aged": "审核积压",
     "api_error_rate": "接口被拒率过高",
     "api_failures": "接口服务故障",
+    "verify_guessing": "疑似猜测核验",
 }
 
 
@@ -243,12 +247,36 @@ def _api_failures(look: Look, usage: health.ClientUsage) -> Condition | None:
     )
 
 
+def _verifying_clients(look: Look) -> list[sharing_service.GuessingPattern]:
+    """Each API client's failed verifications over the last hours (sharing_api.service)."""
+    since = look.now - timedelta(hours=look.settings.guessing_window_hours)
+    return sharing_service.guessing_patterns(session=look.session, start=since, end=look.now)
+
+
+def _verify_guessing(look: Look, p: sharing_service.GuessingPattern) -> Condition | None:
+    """An API client's verifications fail like guesses: a document, or a name with a birth date, failed
+    as often as allowed (its further tries were refused), or many different ones failed."""
+    settings = look.settings
+    if not p.exhausted and p.claims < settings.guessing_claims:
+        return None
+    return Condition(
+        rule="verify_guessing",
+        key=f"verify_guessing:{p.client}",
+        severity="critical",
+        title=f"接口客户端 {p.client} 近 {settings.guessing_window_hours} 小时核验不符涉及 {p.claims} 个证件或身份，"
+        f"其中 {p.exhausted} 个已达上限：疑似以核验猜测未授权的信息",
+        link=f"{look.dashboard_link}#api",
+        detail={"claims": p.claims, "exhausted": p.exhausted, "failures": p.failures},
+    )
+
+
 # Every rule, grouped by what it looks at; conditions are listed (and alerts raised) in this order.
 RULES: tuple[RuleGroup[Any], ...] = (
     RuleGroup(_feed_days, (_feed_missing,)),
     RuleGroup(_delivered_batches, (_reject_rate, _gate_failed)),
     RuleGroup(_aged_reviews, (_review_aged,)),
     RuleGroup(_api_clients, (_api_error_rate, _api_failures)),
+    RuleGroup(_verifying_clients, (_verify_guessing,)),
 )
 
 

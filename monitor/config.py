@@ -25,6 +25,9 @@ class MonitorSettings(BaseSettings):
     api_min_requests: int = Field(default=20, ge=1)
     api_failures_min: int = Field(default=1, ge=1)  # requests failed on the server's side that alert
     api_window_hours: int = Field(default=1, ge=1)
+    # Failed verifications looked at for guessing: a claim at its limit alerts, as do this many claims.
+    guessing_window_hours: int = Field(default=24, ge=1)
+    guessing_claims: int = Field(default=50, ge=1)
     webhook_url: str | None = None  # alerts are POSTed here as JSON (and always logged)
     webhook_timeout: float = 5.0
     base_url: str = ""  # prefix of alert links in webhook payloads, e.g. https://popex.example.gov.cn

@@ -19,8 +19,10 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.orm import Session
 
 from sharing_api.schemas import VerifyQuery
@@ -84,3 +86,22 @@ def tries(*, session: Session, client: str, claimed: Sequence[str], limit: int) 
             session.execute(RECORD, {"client": client, "subjects": counted.new})
     finally:
         session.execute(UNLOCK, {"client": client})
+
+
+# Per client over a window: the claims (documents, identities) that failed, and those that failed as
+# often as allowed. failed_at is stored without a zone, in the database's.
+PATTERNS = text(
+    """
+    SELECT client, count(*) AS claims, count(*) FILTER (WHERE n >= :limit) AS exhausted, sum(n) AS failures
+    FROM (SELECT client, subject, count(*) AS n FROM verify_failure
+          WHERE timezone(current_setting('TimeZone'), failed_at) > :start
+            AND timezone(current_setting('TimeZone'), failed_at) <= :end
+          GROUP BY client, subject) AS per_claim
+    GROUP BY client ORDER BY client
+    """
+)
+
+
+def patterns(*, session: Session, start: datetime, end: datetime, limit: int) -> Sequence[Row[Any]]:
+    """Each client's failed verifications in start … end (client, claims, exhausted, failures)."""
+    return session.execute(PATTERNS, {"start": start, "end": end, "limit": limit}).all()

@@ -9,6 +9,8 @@ indistinguishable from persons who do not exist.
 
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, func, or_, select
@@ -480,3 +482,21 @@ def access_history(
     return AccessHistory(
         person_no=row["person_no"], items=items, next_before=rows[-1].id if len(rows) == limit else None
     )
+
+
+@dataclass(frozen=True)
+class GuessingPattern:
+    """A client's failed verifications over a window (the monitor's guessing alert)."""
+
+    client: str
+    claims: int  # distinct claims (documents; names with birth dates) that failed
+    exhausted: int  # of those, the ones that failed as often as allowed: further tries were refused
+    failures: int  # failures counted against claims (one failed verification counts against two)
+
+
+def guessing_patterns(*, session: Session, start: datetime, end: datetime) -> list[GuessingPattern]:
+    """Each client's failed verifications in start … end: the claims that failed, and those that
+    reached POPEX_SHARING_VERIFY_FAILURES_PER_DAY (clients without any left out)."""
+    limit = sharing_settings().verify_failures_per_day
+    rows = guessing.patterns(session=session, start=start, end=end, limit=limit)
+    return [GuessingPattern(r.client, int(r.claims), int(r.exhausted), int(r.failures)) for r in rows]

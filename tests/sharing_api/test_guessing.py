@@ -10,10 +10,13 @@ from datetime import date, timedelta
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
 
+from monitor import alerts
+from monitor.config import MonitorSettings
 from sharing_api.config import sharing_settings
 from sharing_api.policy import MASKS, Mask, id_candidates
-from tests.sharing_api.support import audit_rows, last_audit_id, person, policy
+from tests.sharing_api.support import audit_rows, client_code, last_audit_id, person, policy
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -73,6 +76,19 @@ def test_masked_id_number_cannot_be_found_among_its_candidates(http, session, ne
     # ... nor without the name and birth date (a question of existence: one shared identity).
     only = [_batch(http, attacker, [{"id_no": n}]).json() for n in wide[-40:]]
     assert not any(a["matched"] for a in only) and sum(a["limited"] for a in only) == 40 - limit
+
+    # The monitor raises the guessing alert for this client, and for no other.
+    now = session.scalar(text("SELECT localtimestamp")) + timedelta(minutes=1)  # as the monitor is given
+    raised = alerts.evaluate(
+        session=session, now=now, settings=MonitorSettings(expected_from=now.date())
+    ).raised
+    code = client_code(session, attacker)
+    [alert] = [a for a in raised if a.rule == "verify_guessing"]
+    assert alert.key == f"verify_guessing:{code}" and alert.severity == "critical"
+    assert alert.detail["exhausted"] == 3  # the identity with the name, without it, and the empty one
+    later = now + timedelta(hours=25)
+    resolved = alerts.evaluate(session=session, now=later, settings=MonitorSettings(expected_from=now.date()))
+    assert f"verify_guessing:{code}" in [a.key for a in resolved.resolved]
 
 
 def test_birth_date_cannot_be_learned_by_a_client_refused_it(http, session, new_client) -> None:
