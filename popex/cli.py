@@ -516,7 +516,7 @@ def person_split(
 @app.command()
 def demo(
     persons: Annotated[int, typer.Option(help="合成城市人口数")] = 3000,
-    days: Annotated[int, typer.Option(help="日增量天数")] = 5,
+    days: Annotated[int, typer.Option(help="日增量天数（默认 6：共 7 个交换日）")] = 6,
     seed: Annotated[int, typer.Option(help="随机种子")] = 7,
     serve: Annotated[bool, typer.Option(help="完成后启动网页")] = True,
 ) -> None:

@@ -143,10 +143,17 @@ def run_demo(*, persons: int, days: int, seed: int, start: date | None, serve: b
     console.print("[bold]5/5[/bold] 概况")
     console.print(summary())
     console.print(addresses(officer))
+    # The monitor expects every daily file from the first increment on: the first day is a snapshot of the
+    # departments that hold registers, not a day every feed delivers (it would show as misses).
+    first_daily = start + timedelta(days=1)
+    os.environ.setdefault("POPEX_MONITOR_EXPECTED_FROM", first_daily.isoformat())
     if serve:
         import uvicorn
 
-        console.print("网页已启动：http://127.0.0.1:8000 （按 Ctrl-C 停止网页）")
+        console.print(
+            f"网页已启动：http://127.0.0.1:8000 （按 Ctrl-C 停止网页）。以后用 popex serve 启动时，"
+            f"设置 POPEX_MONITOR_EXPECTED_FROM={first_daily.isoformat()}，监控页就不把首日全量之前的日子算作缺报"
+        )
         try:
             uvicorn.run("popex.app:app", host="127.0.0.1", port=8000, log_level="warning")
         finally:
