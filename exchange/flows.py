@@ -3,12 +3,14 @@
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
 from base.db import SessionFactory, transaction
@@ -64,6 +66,45 @@ STEP_TABLES = {
 ANALYZE_MIN_ROWS = 20_000
 
 
+# The identity steps read and write the whole register (persons, numbers, links, golden records): two
+# batches' steps interleaved would resolve against each other's uncommitted or unmerged persons (issue
+# 15: two ingests at once gave 3,182 persons for 3,000 people). One batch at a time per database goes
+# through them, under this session-level advisory lock, held from its resolve to its publish.
+IDENTITY_STEPS = (BatchStep.RESOLVE, BatchStep.MERGE, BatchStep.PUBLISH)
+IDENTITY_LOCK = "hashtext('popex.identity')"
+_holding_identity: ContextVar[bool] = ContextVar("holding_identity", default=False)
+
+
+@contextmanager
+def identity_lock(factory: SessionFactory) -> Iterator[None]:
+    """Hold the database's identity lock (waiting for it) on a connection of its own, outside the
+    steps' transactions; reentrant in this thread. A process that dies releases it with its connection."""
+    if _holding_identity.get():
+        yield
+        return
+    with factory() as session:
+        bind = session.get_bind()
+    # A factory bound to a connection (tests: an outer transaction) locks on that connection.
+    conn = (
+        bind
+        if isinstance(bind, Connection)
+        else bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+    )
+    try:
+        if not conn.execute(text(f"SELECT pg_try_advisory_lock({IDENTITY_LOCK})")).scalar_one():
+            log.info("identity steps: waiting for another batch's resolve → merge → publish")
+            conn.execute(text(f"SELECT pg_advisory_lock({IDENTITY_LOCK})"))
+        token = _holding_identity.set(True)
+        try:
+            yield
+        finally:
+            _holding_identity.reset(token)
+            conn.execute(text(f"SELECT pg_advisory_unlock({IDENTITY_LOCK})"))
+    finally:
+        if conn is not bind:
+            conn.close()
+
+
 def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object) -> str:
     """Run one step on a batch in its own transaction, record its duration; returns the batch state.
 
@@ -71,9 +112,13 @@ def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object
     that raises leaves the batch failed, with the step and a Chinese error, in a transaction of its own
     after the step's rollback, and gives "failed" (when even that cannot be written, the step's
     exception is raised: the batch is still where the step found it). A step called on a batch it
-    does not work on changes nothing.
+    does not work on changes nothing. An identity step holds the identity lock (identity_lock) unless
+    its caller does.
     """
     step = BatchStep(step)
+    if step in IDENTITY_STEPS and not _holding_identity.get():
+        with identity_lock(factory):
+            return run_step(factory, step, batch_id, **kwargs)
     with transaction(factory) as session:
         batches.resume(session, batch_id)
     started = time.perf_counter()
@@ -115,6 +160,17 @@ def _record_seconds(session: Session, batch_id: int, step: BatchStep, seconds: f
     )
 
 
+def run_identity(factory: SessionFactory, batch_id: int) -> str:
+    """The identity steps the batch still needs, resolve → merge → publish, under one hold of the
+    identity lock (what a DAG's identity task calls per batch); returns its state."""
+    with identity_lock(factory):
+        for step in IDENTITY_STEPS:
+            state = run_step(factory, step, batch_id)
+            if state == BatchState.FAILED:
+                break
+    return state
+
+
 @dataclass
 class Processed:
     """Where processing left a batch, and the steps that moved it on this time."""
@@ -125,19 +181,25 @@ class Processed:
 
 def run_to_end(factory: SessionFactory, batch_id: int, progress: service.Progress | None = None) -> Processed:
     """Every step the batch still needs, in order, up to completed (a failed batch resumes its failed
-    step); stops where a person must act (rejected, quarantined) or a step failed."""
+    step); stops where a person must act (rejected, quarantined) or a step failed. Its identity steps
+    run one after the other under one hold of the identity lock."""
     with factory() as session:
         batch = session.get_one(Batch, batch_id)
         state = BatchState(batch.state)
         step = BatchStep(batch.failed_step) if batch.failed_step else BatchStep.starting_from(state)
     done: list[BatchStep] = []
-    while step is not None:
-        kwargs = {"progress": progress} if step == BatchStep.PARSE and progress else {}
-        after = BatchState(run_step(factory, step, batch_id, **kwargs))
-        if after == BatchState.FAILED or after == state:
-            return Processed(str(after), done)
-        done.append(step)
-        state, step = after, BatchStep.starting_from(after)
+    with ExitStack() as held:
+        while step is not None:
+            if step not in IDENTITY_STEPS:
+                held.close()  # the batch is past publish (or before resolve): the lock goes
+            elif not _holding_identity.get():
+                held.enter_context(identity_lock(factory))
+            kwargs = {"progress": progress} if step == BatchStep.PARSE and progress else {}
+            after = BatchState(run_step(factory, step, batch_id, **kwargs))
+            if after == BatchState.FAILED or after == state:
+                return Processed(str(after), done)
+            done.append(step)
+            state, step = after, BatchStep.starting_from(after)
     return Processed(str(state), done)
 
 

@@ -27,6 +27,11 @@ CHECKS = {
     "AND NOT EXISTS (SELECT 1 FROM link l WHERE l.source_record_id = r.id) "
     "AND EXISTS (SELECT 1 FROM batch b WHERE b.id = r.batch_id AND "
     f"(b.state IN {_RESOLVED!r} OR b.failed_step IN {_AFTER_RESOLVE!r}))",
+    "number held by two live persons": "SELECT count(*) FROM (SELECT 1 FROM person WHERE status <> 'retired' "
+    "AND id_no IS NOT NULL GROUP BY id_type, id_no HAVING count(*) > 1) d",
+    "person's number without its identifier row": "SELECT count(*) FROM person p WHERE p.status <> 'retired' "
+    "AND p.id_no IS NOT NULL AND NOT EXISTS (SELECT 1 FROM person_identifier x WHERE x.id_type = p.id_type "
+    "AND x.id_no = p.id_no AND x.person_id = p.id)",
     "link to a retired person": "SELECT count(*) FROM link l JOIN person p ON p.id = l.person_id "
     "WHERE p.status = 'retired'",
     "batch accounting": "SELECT count(*) FROM batch WHERE rows_received <> rows_accepted + rows_rejected + rows_review",

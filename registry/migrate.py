@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = ("exchange", "collection", "sharing_api", "decision", "monitor")
 
 
+class MigrationRefused(RuntimeError):
+    """A migration that cannot be applied to the data as it is; its message (zh-CN) says what to do."""
+
+
 def version_locations() -> list[Path]:
     """Every folder holding migrations: the registry's, then each platform's that has one."""
     folders = [ROOT / "registry" / "migrations" / "versions"]

@@ -198,15 +198,20 @@ def _score_probe(
                 "levels": json.dumps(explained, ensure_ascii=False),
             }
     if only_without_id:
-        # A person without a number takes at most one new number (twins share a birth date and a surname).
-        best: dict[int, dict[str, Any]] = {}
-        for row in decided.values():
-            if (
-                row["decision"] == "link"
-                and row["score"] > best.get(row["pid"], {"score": -math.inf})["score"]
-            ):
-                best[row["pid"]] = row
-        decided = {r["rid"]: r for r in decided.values() if r["decision"] == "review" or best[r["pid"]] is r}
+        # A person without a number takes at most one new number (twins share a birth date and a
+        # surname), and a number goes to at most one person: the batch's other records of that number
+        # stay pending and join its holder in the second pass of step 1.
+        number = {p["rid"]: (p["r_id_type"], p["r_id_no"]) for p in pairs}
+        best: dict[object, dict[str, Any]] = {}
+        for row in sorted(decided.values(), key=lambda r: (-r["score"], r["rid"])):
+            if row["decision"] == "link":
+                for key in (row["pid"], number[row["rid"]]):
+                    best.setdefault(key, row)
+        decided = {
+            r["rid"]: r
+            for r in decided.values()
+            if r["decision"] == "review" or best[r["pid"]] is r is best[number[r["rid"]]]
+        }
     if not decided:
         return 0, 0
     conn.execute(text("DROP TABLE IF EXISTS decided"))
@@ -233,7 +238,7 @@ def _score_probe(
             text(
                 "INSERT INTO person_identifier (id_type, id_no, person_id) "
                 "SELECT pe.id_type, pe.id_no, d.pid FROM decided d JOIN pending pe ON pe.id = d.rid "
-                "WHERE d.decision = 'link' ON CONFLICT DO NOTHING"
+                "WHERE d.decision = 'link'"
             )
         )
     review = conn.execute(
@@ -314,7 +319,7 @@ def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
     conn.execute(
         text(
             "INSERT INTO person_identifier (id_type, id_no, person_id) "
-            "SELECT id_type, id_no, pid FROM newp WHERE id_valid ON CONFLICT DO NOTHING"
+            "SELECT id_type, id_no, pid FROM newp WHERE id_valid"
         )
     )
     linked = conn.execute(
@@ -366,6 +371,10 @@ def resolve_batch(*, session: Session, batch_id: int) -> ResolveResult:
         linked, review = _score_probe(conn, batch_id, m, only_without_id=True)
         result.linked_by_score += linked
         result.review += review
+        # Numbers step 2 just gave to persons: the batch's other records of them join those persons.
+        linked, conflicts = _link_known_ids(conn, batch_id)
+        result.linked_by_id += linked
+        result.id_conflicts += conflicts
     # New numbers still pending get their persons now, so that step 3 can find them too.
     if _make_probe(conn, "NOT id_valid"):
         linked, review = _score_probe(conn, batch_id, m, only_without_id=False)

@@ -66,12 +66,25 @@ def _new_person(session: Session, record: SourceRecord, *, with_identifier: bool
     )
     session.add(person)
     session.flush()
-    if with_identifier and record.id_valid and record.id_no:
-        session.execute(
-            text("INSERT INTO person_identifier VALUES (:t, :n, :p) ON CONFLICT DO NOTHING"),
-            {"t": record.id_type or "RID", "n": record.id_no, "p": person.id},
-        )
+    if with_identifier:
+        _hold(session, record, person.id)
     return person
+
+
+def _hold(session: Session, record: SourceRecord, person_id: int) -> None:
+    """The record's valid number is the person's: given to it, or already its. Held by somebody else,
+    it is an error (one number, one person), never silently left where it is."""
+    if not (record.id_valid and record.id_no):
+        return
+    number = {"t": record.id_type or "RID", "n": record.id_no}
+    holder = session.scalar(
+        text("SELECT person_id FROM person_identifier WHERE id_type = :t AND id_no = :n FOR UPDATE"), number
+    )
+    if holder is None:
+        session.execute(text("INSERT INTO person_identifier VALUES (:t, :n, :p)"), {**number, "p": person_id})
+    elif holder != person_id:
+        other = session.get_one(Person, holder).person_no
+        raise ReviewError(f"该记录的证件号码已属于人员 {other}：请核实是否同一人（popex person merge）")
 
 
 def _remember_non_match(session: Session, a: int, b: int, actor: str) -> None:
@@ -86,12 +99,8 @@ def accept(*, session: Session, item_id: int, actor: str, note: str | None = Non
     item = _open_item(session, item_id)
     record = session.get_one(SourceRecord, item.source_record_id)
     assert item.candidate_person_id is not None
+    _hold(session, record, item.candidate_person_id)
     _link(session, record, item.candidate_person_id, actor, f"review_{item.kind}")
-    if record.id_valid and record.id_no:
-        session.execute(
-            text("INSERT INTO person_identifier VALUES (:t, :n, :p) ON CONFLICT DO NOTHING"),
-            {"t": record.id_type or "RID", "n": record.id_no, "p": item.candidate_person_id},
-        )
     item.state, item.decided_by, item.note = "accepted", actor, note
     session.execute(text("UPDATE review_item SET decided_at = now() WHERE id = :i"), {"i": item.id})
     merge_persons(session=session, person_ids=[item.candidate_person_id], valid_from=date.today())

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base
@@ -27,6 +27,16 @@ class Person(Base):
         # Blocking keys for records whose ID number has a typo: one half of the number survives.
         Index("ix_person_pinyin_id_head", "name_pinyin", func.substr(text("id_no"), 1, 9)),
         Index("ix_person_pinyin_id_tail", "name_pinyin", func.substr(text("id_no"), 10)),
+        # One number, one live person, checked at commit (migration 0009_identifier_once).
+        ExcludeConstraint(
+            (text("id_type"), "="),
+            (text("id_no"), "="),
+            name="ex_person_identifier_once",
+            using="btree",
+            where=text("status <> 'retired' AND id_no IS NOT NULL"),
+            deferrable=True,
+            initially="DEFERRED",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

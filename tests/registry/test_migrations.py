@@ -1,9 +1,11 @@
 """Alembic owns the schema: upgrade and downgrade round-trip on a real database."""
 
-from sqlalchemy import create_engine, inspect
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from registry.db import Base
-from registry.migrate import downgrade, import_all_models, upgrade
+from registry.migrate import MigrationRefused, downgrade, import_all_models, upgrade
 from tests.conftest import create_database, drop_database
 
 
@@ -35,3 +37,29 @@ def test_models_match_migrations(engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_one_number_one_live_person() -> None:
+    """0009 refuses numbers two live persons already hold, saying how many; once they are merged it
+    applies, and from then on a second live holder fails at commit."""
+    url = create_database("popex_mig")
+    engine = create_engine(url)
+    twins = (
+        "INSERT INTO person (id, person_no, status, id_type, id_no, provenance) VALUES "
+        "(1, 'P00000000001', 'active', 'RID', '110105194912310021', '{}'), "
+        "(2, 'P00000000002', 'active', 'RID', '110105194912310021', '{}')"
+    )
+    try:
+        with engine.begin() as conn:
+            upgrade(conn, "0008_batch_lifecycle")
+            conn.execute(text(twins))
+        with pytest.raises(MigrationRefused, match=r"^1 个证件号码"), engine.begin() as conn:
+            upgrade(conn)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE person SET status = 'retired', merged_into = 1 WHERE id = 2"))
+            upgrade(conn)
+        with pytest.raises(IntegrityError, match="ex_person_identifier_once"), engine.begin() as conn:
+            conn.execute(text("UPDATE person SET status = 'active', merged_into = NULL WHERE id = 2"))
+    finally:
+        engine.dispose()
+        drop_database(url)

@@ -3,7 +3,7 @@
 from datetime import date
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from exchange import flows
 from registry import review
@@ -71,6 +71,14 @@ def test_reject_makes_a_new_person_without_the_number_and_remembers(session, con
     low, high = sorted((holder.id, new.id))
     assert session.get(NonMatch, (low, high)) is not None
     assert audit_actions(session) == ["review.reject"]
+
+
+def test_a_number_somebody_else_holds_is_an_error_not_dropped(session, conflict) -> None:
+    li = session.scalar(select(Person).where(Person.id_no == LI))
+    session.execute(update(PersonIdentifier).where(PersonIdentifier.id_no == ZHANG).values(person_id=li.id))
+    with pytest.raises(review.ReviewError, match=f"已属于人员 {li.person_no}"):
+        review.accept(session=session, item_id=conflict.id, actor="clerk1")
+    assert session.get(ReviewItem, conflict.id).state == "open"
 
 
 def test_merge_retires_a_number_that_redirects_and_unmerge_restores_it(session, conflict) -> None:

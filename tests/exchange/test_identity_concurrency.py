@@ -1,0 +1,149 @@
+"""Two departments' files ingested at the same moment give what ingesting them one after the other gives.
+
+Issue 15: `popex ingest gaj_hj… & popex ingest rsj_cb…` on a fresh city gave one person per department
+for 770 of 3,000 people, each pair holding one ID number. The interleaving that did it is forced here:
+the test holds a lock that both ingests' first identifier write waits for, until both are waiting, then
+lets them race. On the old code (no identity lock) both resolves have read an empty register by then.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange import flows
+from registry.areas import load_areas
+from synth import generate_city
+from tests.conftest import migrated_database
+
+pytestmark = pytest.mark.slow
+FILES = ("gaj_hj_20261101.csv", "rsj_cb_20261101.csv")  # two departments, most persons in both
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("city")
+    generate_city(out, persons=800, days=0, seed=15)
+    return out
+
+
+@pytest.fixture
+def fresh(city: Path) -> Iterator[str]:
+    """A migrated database holding the city's areas: nobody known yet."""
+    with migrated_database("popex_race") as url:
+        engine = create_engine(url)
+        with Session(engine) as session:
+            load_areas(session=session, path=city / "areas.csv")
+            session.commit()
+        engine.dispose()
+        yield url
+
+
+def _popex(url: str, *args: str) -> subprocess.Popen[str]:
+    """The installed command (popex.cli.run) on this database, archiving under the test's folder."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from popex.cli import run; run()", *args],
+        env={**os.environ, "POPEX_DATABASE_URL": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def identity(url: str) -> dict[str, object]:
+    """The identity core without its arbitrary numbers: how many of each thing, who holds which number
+    with which attributes, and which source rows were found to be one person."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        count = lambda sql: conn.execute(text(sql)).scalar_one()  # noqa: E731
+        holders = conn.execute(
+            text(
+                "SELECT x.id_no, p.name, p.sex, p.birth_date, p.status, p.community_code, p.population_type "
+                "FROM person_identifier x JOIN person p ON p.id = x.person_id"
+            )
+        ).all()
+        groups = conn.execute(
+            text(
+                "SELECT array_agg(r.source || ':' || r.row_no ORDER BY r.source, r.row_no) "
+                "FROM link l JOIN source_record r ON r.id = l.source_record_id GROUP BY l.person_id"
+            )
+        ).scalars()
+        found = {
+            "persons": count("SELECT count(*) FROM person WHERE status <> 'retired'"),
+            "identifiers": count("SELECT count(*) FROM person_identifier"),
+            "links": count("SELECT count(*) FROM link"),
+            "review": count("SELECT count(*) FROM review_item"),
+            "versions": count("SELECT count(*) FROM person_version"),
+            "events": Counter(
+                dict(conn.execute(text("SELECT event_type, count(*) FROM change_event GROUP BY 1")).all())
+            ),
+            "holders": {h[0]: tuple(h[1:]) for h in holders},
+            "same_person": {tuple(g) for g in groups},
+            "states": sorted(conn.execute(text("SELECT state FROM batch")).scalars()),
+        }
+    engine.dispose()
+    return found
+
+
+def _serial(url: str, city: Path, files: tuple[str, ...]) -> dict[str, object]:
+    engine = create_engine(url)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    for name in files:
+        flows.ingest_file(factory, city / "landing" / name)
+    engine.dispose()
+    return identity(url)
+
+
+def _waiting(conn: Connection, database: str) -> int:
+    """Sessions of the database waiting for the identity lock or for the identifier table."""
+    return conn.execute(
+        text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = :d "
+            "AND (l.locktype = 'advisory' OR l.relation = 'person_identifier'::regclass)"
+        ),
+        {"d": database},
+    ).scalar_one()
+
+
+def test_two_ingests_at_once_equal_one_after_the_other(city, fresh, archive_dir) -> None:
+    with migrated_database("popex_serial") as first, migrated_database("popex_serial") as second:
+        for url in (first, second):
+            engine = create_engine(url)
+            with Session(engine) as session:
+                load_areas(session=session, path=city / "areas.csv")
+                session.commit()
+            engine.dispose()
+        serial = [_serial(first, city, FILES), _serial(second, city, FILES[::-1])]
+
+    engine = create_engine(fresh)
+    database = engine.url.database
+    with engine.connect() as holder:
+        holder.execute(text("LOCK TABLE person_identifier IN EXCLUSIVE MODE"))  # reads pass, writes wait
+        runs = [_popex(fresh, "ingest", str(city / "landing" / name)) for name in FILES]
+        deadline = time.monotonic() + 120
+        # Each poll in a transaction of its own: pg_stat_activity is read once per transaction, so
+        # one long transaction never sees the ingests' sessions.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            while _waiting(watcher, database) < 2:
+                assert time.monotonic() < deadline, watcher.execute(
+                    text("SELECT wait_event, left(query, 60) FROM pg_stat_activity WHERE datname = :d"),
+                    {"d": database},
+                ).all()
+                assert all(r.poll() is None for r in runs), [r.communicate() for r in runs]
+                time.sleep(0.1)
+        holder.commit()  # both go on from here
+        outcomes = [r.communicate(timeout=300) for r in runs]
+    engine.dispose()
+    assert [r.returncode for r in runs] == [0, 0], outcomes
+    concurrent = identity(fresh)
+    assert concurrent in serial, {
+        k: (concurrent[k], serial[0][k]) for k in ("persons", "identifiers", "links")
+    }
