@@ -52,10 +52,14 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="显示�
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database to the newest schema."""
-    from registry.migrate import upgrade
+    """Migrate the database to the newest schema (a migration the data does not allow says why)."""
+    from registry.migrate import MigrationRefused, upgrade
 
-    upgrade()
+    try:
+        upgrade()
+    except MigrationRefused as exc:
+        err.print(f"[red]数据库未迁移[/red]：{exc}")
+        raise typer.Exit(1) from None
     console.print("数据库已迁移到最新版本")
 
 
