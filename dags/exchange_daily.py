@@ -1,6 +1,7 @@
 """Department exchange: one run per as-of day over the landing folder, after the departments' deadline."""
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import (
@@ -69,6 +70,13 @@ def _as_of() -> date:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _outbox() -> Path:
+    """Where the run writes receipts: its 'outbox' param, else POPEX_OUTBOX_DIR."""
+    from base.settings import storage_settings
+
+    return Path(get_current_context()["params"].get("outbox") or storage_settings().outbox_dir)
+
+
 def _ids(gated: int | list[int]) -> list[int]:
     """The gate's results as a list: a mapped task group with one instance hands on its one value
     instead of a list of one (apache/airflow#59008, still so in 3.3.2)."""
@@ -119,8 +127,6 @@ def exchange_daily() -> None:
 
     @task
     def detect() -> list[int]:
-        from pathlib import Path
-
         from base.db import session_factory
         from base.settings import storage_settings
         from exchange.flows import receive_landing
@@ -132,12 +138,12 @@ def exchange_daily() -> None:
     @task(map_index_template="{{ batch_id }}")
     def parse(batch_id: int) -> int:
         get_current_context()["batch_id"] = batch_id  # type: ignore[typeddict-unknown-key]
-        return _steps("parse", [batch_id])[0]
+        return _steps("parse", [batch_id], outbox=_outbox())[0]  # a rejected file's receipt
 
     @task(map_index_template="{{ batch_id }}")
     def gate(batch_id: int) -> int:
         get_current_context()["batch_id"] = batch_id  # type: ignore[typeddict-unknown-key]
-        return _steps("gate", [batch_id])[0]
+        return _steps("gate", [batch_id], outbox=_outbox())[0]  # a quarantined batch's receipt
 
     @task_group  # type: ignore[type-var]  # typed for a DAGNode, though a group returns its XComArg
     def batch(batch_id: int) -> XComArg:
@@ -162,12 +168,7 @@ def exchange_daily() -> None:
 
     @task
     def receipts(batch_ids: list[int]) -> list[int]:
-        from pathlib import Path
-
-        from base.settings import storage_settings
-
-        outbox = Path(get_current_context()["params"].get("outbox") or storage_settings().outbox_dir)
-        return _steps("receipt", batch_ids, outbox=outbox)
+        return _steps("receipt", batch_ids, outbox=_outbox())
 
     @task
     def all_batches_checked(gated: int | list[int]) -> int:

@@ -17,12 +17,14 @@ import logging
 import math
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from exchange import service
 from registry import batches
 from registry.audit import record_audit
 from registry.models import Batch
@@ -420,8 +422,9 @@ def decide(
     return gate
 
 
-def run_gate(*, session: Session, batch_id: int) -> dict[str, Any]:
-    """Validate the staged batch with its feed's suite; move it to gated or quarantined."""
+def run_gate(*, session: Session, batch_id: int, outbox: Path | None = None) -> dict[str, Any]:
+    """Validate the staged batch with its feed's suite; move it to gated or quarantined (its receipt,
+    saying why, goes to the outbox at once: exchange.service.write_receipts)."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
     if batch.state != "parsed":
         return batch.gate_result or {}
@@ -433,7 +436,10 @@ def run_gate(*, session: Session, batch_id: int) -> dict[str, Any]:
         history = _history(session, batch, spec, snapshot)
         counts = measure(spec, frame.drop(columns=["snapshots"]), history.volume(spec))
         checks = [judge(count, spec, history) for count in counts]
-    return decide(session=session, batch=batch, checks=checks, snapshot=snapshot, rows=len(frame))
+    gate = decide(session=session, batch=batch, checks=checks, snapshot=snapshot, rows=len(frame))
+    if not gate["success"]:
+        service.write_receipts(session=session, batch_id=batch_id, outbox=outbox)
+    return gate
 
 
 def release_batch(*, session: Session, batch_id: int, actor: str, note: str) -> Batch:

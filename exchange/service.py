@@ -196,8 +196,11 @@ def receive_file(
 COPY_SQL = f"COPY source_record ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
 
 
-def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = None) -> Batch:
-    """Read the archived file, validate every row and stage it into source_record with COPY."""
+def parse_batch(
+    *, session: Session, batch_id: int, progress: Progress | None = None, outbox: Path | None = None
+) -> Batch:
+    """Read the archived file, validate every row and stage it into source_record with COPY. A file
+    that cannot be read is rejected, and its receipt (saying why) goes to the outbox at once."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
     if batch.state != BatchState.RECEIVED:
         return batch
@@ -232,6 +235,7 @@ def parse_batch(*, session: Session, batch_id: int, progress: Progress | None = 
             object_id=str(batch_id),
             detail={"code": str(exc.code), "row": exc.row, "field": exc.field},
         )
+        write_receipts(session=session, batch_id=batch_id, outbox=outbox)
         return batch
     batch.gate_result = {"warnings": [{"code": str(w.code), "message": w.message} for w in feed.warnings]}
     batches.advance(session, batch_id, to=BatchState.PARSED, expect=BatchState.RECEIVED)
@@ -270,15 +274,22 @@ def complete_batch(*, session: Session, batch_id: int, outbox: Path | None = Non
     it is completed."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
     if batch.state == BatchStep.RECEIPT.starts:
-        write_receipts(session=session, batch_id=batch_id, outbox=outbox or storage_settings().outbox_dir)
+        write_receipts(session=session, batch_id=batch_id, outbox=outbox)
         batches.advance(session, batch_id, to=BatchState.COMPLETED, expect=BatchStep.RECEIPT.starts)
     return batch
 
 
-def write_receipts(*, session: Session, batch_id: int, outbox: Path) -> list[Path]:
-    """The batch's receipt CSV into outbox/<source>/<file name>.receipt.csv, once for every name the
-    batch was delivered under (an empty daily file has the bytes of the day before's: one batch, a
-    receipt for each day's file); rewritten whole (same rows, same bytes) if it exists."""
+def write_receipts(*, session: Session, batch_id: int, outbox: Path | None = None) -> list[Path]:
+    """The batch's receipt CSV into outbox/<source>/<file name>.receipt.csv (default outbox:
+    POPEX_OUTBOX_DIR), once for every name the batch was delivered under (an empty daily file has the
+    bytes of the day before's: one batch, a receipt for each day's file); rewritten whole (same rows,
+    same bytes) if it exists.
+
+    Written by the step that settles the batch: the receipt step (completed), parse (a rejected file)
+    and the gate (a quarantined batch). A quarantined batch an operator releases later gets its final
+    receipt at completion, in place of the quarantine's (one receipt per delivered file, always the
+    batch's latest outcome)."""
+    outbox = outbox or storage_settings().outbox_dir
     receipt = build_receipt(session=session, batch_id=batch_id)
     names = session.scalars(
         select(Delivery.file_name)
@@ -313,11 +324,24 @@ class Receipt:
     gate: dict[str, Any] | None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def held(self) -> str | None:
+        """Why the batch as a whole was not taken in (a rejected file, a quarantined batch), else None."""
+        if self.state == BatchState.REJECTED:
+            return f"整文件拒收：{self.error or '文件无法读取'}"
+        if self.state == BatchState.QUARANTINED:
+            failed = "；".join(str(c.get("message")) for c in (self.gate or {}).get("failed") or [])
+            return f"批次质量闸门未通过，整批已隔离，未入库，待平台核查后处理：{failed}"
+        return None
+
     def csv_text(self) -> str:
-        """row,record_key,status,person_id,reasons — text cells safe for spreadsheets."""
+        """row,record_key,status,person_id,reasons — text cells safe for spreadsheets. A rejected or
+        quarantined batch's receipt starts with row 0, the file as a whole: its state and why."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["row", "record_key", "status", "person_id", "reasons"])
+        if self.held:
+            writer.writerow([0, "", self.state, "", safe_cell(self.held)])
         for r in self.rows:
             writer.writerow(
                 [
