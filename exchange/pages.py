@@ -10,7 +10,7 @@ from base.db import SessionFactory
 from base.web import render
 from exchange.dependencies import get_factory
 from registry.quality import ranked_reasons
-from schemas.canonical import BatchState
+from schemas.canonical import batch_state_label
 
 pages = APIRouter(include_in_schema=False)
 
@@ -28,7 +28,7 @@ def batches_page(
             text(
                 """
                 SELECT b.id, b.file_name, b.source, f.title, dept.name AS department, b.as_of_date, b.state,
-                       b.rows_received, b.rows_accepted, b.rows_rejected, b.rows_review, b.error,
+                       b.rows_received, b.rows_accepted, b.rows_rejected, b.rows_review, b.error, b.failed_step,
                        (SELECT count(*) FROM delivery d WHERE d.batch_id = b.id AND d.duplicate) AS duplicates
                 FROM batch b JOIN feed f ON f.source = b.source JOIN department dept ON dept.code = f.department_code
                 ORDER BY b.as_of_date DESC, b.id DESC LIMIT :n
@@ -42,7 +42,7 @@ def batches_page(
         "exchange/batches.html",
         {
             "batches": batches,
-            "states": {b.state: BatchState(b.state) for b in batches},
+            "states": {b.id: batch_state_label(b.state, b.failed_step) for b in batches},
             "reasons": reasons,
         },
     )

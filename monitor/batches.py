@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from registry.models import Batch, Delivery, Department, Feed
 from registry.quality import Reason, ranked_reasons
-from schemas.canonical import BatchState, BatchStep, Channel, ColumnKind, label_of
+from schemas.canonical import BatchStep, Channel, ColumnKind, batch_state_label, label_of
 
 RESOLUTION_LABELS = {
     "records": "参与识别的记录",
@@ -48,6 +48,7 @@ class BatchSummary:
     rows_review: int
     gate_failed: list[str]
     error: str | None
+    failed_step: str | None = None
 
     @property
     def reject_rate(self) -> float | None:
@@ -56,8 +57,8 @@ class BatchSummary:
 
     @property
     def state_label(self) -> str:
-        """The state in Chinese."""
-        return BatchState(self.state).label
+        """The state in Chinese; a failed batch's names the step it failed in (a rerun resumes there)."""
+        return batch_state_label(self.state, self.failed_step)
 
 
 @dataclass
@@ -94,6 +95,7 @@ def _summary(batch: Batch, feed: str, department: str) -> BatchSummary:
             for c in failed
         ],
         error=batch.error,
+        failed_step=batch.failed_step,
     )
 
 

@@ -215,6 +215,12 @@ class BatchStep(StrEnum):
         return next((step for step in cls if step.starts == state), None)
 
 
+def batch_state_label(state: str, failed_step: str | None = None) -> str:
+    """A batch's state in Chinese; a failed batch's names the step it failed in: 失败（步骤「合并」）."""
+    label = BatchState(state).label
+    return f"{label}（步骤「{BatchStep(failed_step).label}」）" if failed_step else label
+
+
 # The batch's life in one table: each step, the state it starts from and the states it ends in.
 _BATCH_STEPS: dict[BatchStep, tuple[str, BatchState, frozenset[BatchState]]] = {
     BatchStep.PARSE: ("解析", BatchState.RECEIVED, frozenset({BatchState.PARSED, BatchState.REJECTED})),
