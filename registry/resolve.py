@@ -371,10 +371,10 @@ def resolve_batch(*, session: Session, batch_id: int) -> ResolveResult:
         linked, review = _score_probe(conn, batch_id, m, only_without_id=True)
         result.linked_by_score += linked
         result.review += review
-        # Numbers step 2 just gave to persons: the batch's other records of them join those persons.
-        linked, conflicts = _link_known_ids(conn, batch_id)
-        result.linked_by_id += linked
-        result.id_conflicts += conflicts
+        if linked:  # numbers step 2 just gave to persons: the batch's other records of them join them
+            linked, conflicts = _link_known_ids(conn, batch_id)
+            result.linked_by_id += linked
+            result.id_conflicts += conflicts
     # New numbers still pending get their persons now, so that step 3 can find them too.
     if _make_probe(conn, "NOT id_valid"):
         linked, review = _score_probe(conn, batch_id, m, only_without_id=False)
