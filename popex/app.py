@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from base.db import SessionFactory
 from base.faults import FaultBarrier
@@ -45,6 +48,47 @@ PLATFORMS = [
     ("决策", "决策分析", "/decision", "分区域、年龄、性别、类型的人口统计"),
     ("监控", "监控管理", "/monitor", "报送及时性、拒收原因、平台健康"),
 ]
+
+
+# Where a person lands after an error on a page, by the page's first path segment.
+SECTIONS = {p: label for _, label, p, _ in PLATFORMS if p != "/docs"}
+ERROR_TEXT = {
+    404: ("没有找到", "这个地址没有页面，或它所指的记录不存在。"),
+    422: ("地址有误", "链接中的参数不完整或格式不对（日期写成 2026-11-09，时刻写成 2026-11-09T08:30）。"),
+}
+
+
+def _wants_page(request: Request) -> bool:
+    """A person's browser asking for a page (not the API, metrics or a script)."""
+    path = request.url.path
+    machine = path.startswith(("/api/", "/metrics", "/openapi.json", "/healthz", "/docs"))
+    return not machine and "text/html" in request.headers.get("accept", "")
+
+
+def _error_page(request: Request, status: int, detail: str | None) -> HTMLResponse:
+    section = "/" + request.url.path.strip("/").split("/")[0]
+    title, message = ERROR_TEXT.get(status, ("出错了", "请求未能完成。"))
+    if detail and status not in (404, 422) and isinstance(detail, str):
+        message = detail
+    back = section if section in SECTIONS else "/"
+    context = {"title": title, "message": message, "back": back, "back_label": SECTIONS.get(back, "首页")}
+    return render(request, "error.html", context, status_code=status)
+
+
+async def page_http_error(request: Request, exc: Exception) -> Response:
+    """An HTTP error as a page in words for a browser; as JSON (FastAPI's) for everything else."""
+    assert isinstance(exc, StarletteHTTPException)
+    if _wants_page(request) and not (exc.headers and "Location" in exc.headers):
+        return _error_page(request, exc.status_code, exc.detail if isinstance(exc.detail, str) else None)
+    return await http_exception_handler(request, exc)
+
+
+async def page_validation_error(request: Request, exc: Exception) -> Response:
+    """A malformed page URL (a bad date, a letter for a number) as a page in words for a browser."""
+    assert isinstance(exc, RequestValidationError)
+    if _wants_page(request):
+        return _error_page(request, 422, None)
+    return await request_validation_exception_handler(request, exc)
 
 
 @asynccontextmanager
@@ -85,6 +129,8 @@ def create_app() -> FastAPI:
     application.include_router(exchange_router, prefix="/api/v1")
     application.include_router(exchange_pages)
     application.add_exception_handler(PushError, push_error_response)
+    application.add_exception_handler(StarletteHTTPException, page_http_error)
+    application.add_exception_handler(RequestValidationError, page_validation_error)
 
     @application.get("/", response_class=HTMLResponse, include_in_schema=False)
     def landing(request: Request) -> HTMLResponse:
