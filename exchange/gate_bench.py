@@ -4,17 +4,17 @@ gate as it is (judged by evidence) and the gate before it (fixed shares).
     .venv/bin/python -m synth /tmp/city --persons 100000 --days 10 --seed 1
     .venv/bin/python -m exchange.gate_bench /tmp/city
 
-Loads the city into a fresh database `popex_bench_gate` on the configured server and receives, parses
-and gates every landing file in delivery order with the code of `popex ingest`; a quarantined batch is
-released at once, as an operator would, and goes on. The later steps are left out (--all-steps runs
-them): a verdict depends only on the batch's staged rows and on the states and gate results of the
-source's earlier batches, which those steps do not change for the gate (a gated batch is as accepted
-as a completed one). Each file gets two verdicts from the same Great Expectations counts:
-the gate's, and the fixed-share rule it replaced (commit 96c294b: a share past the spec's fails unless
-fewer than 3 rows are bad; the volume check is unchanged). The city's files are clean: every quarantine
-of one is a false alarm.
+Loads the city into a fresh database `popex_bench_gate` on the configured server (dropped afterwards
+unless --keep-database), then receives, parses and gates every landing file in delivery order with the
+code of `popex ingest`; a quarantined batch is released at once, as an operator would, and goes on.
+The later steps are left out (--all-steps runs them): a verdict depends only on the batch's staged
+rows and on the states and gate results of the source's earlier batches, and a gated batch counts as
+accepted as much as a completed one. Each file gets two verdicts from the same Great Expectations
+counts: the gate's, and the fixed-share rule it replaced (commit 96c294b: a share past the spec's
+fails unless fewer than 3 rows are bad; the volume check is unchanged). The city's files are clean:
+every quarantine of one is a false alarm.
 
-Before each daily file of at least --min-rows rows is ingested, broken copies of it are received, parsed
+Before each daily file of at least --min-rows rows is gated, broken copies of it are received, parsed
 and gated in a transaction that is rolled back, so each is judged on the history the gate had that
 day: 20 % of its ID numbers cut short, 20 % of its names blank, cut to its first tenth of rows (a
 transfer that stopped), and an unbroken copy (the control: written as the broken ones are, as UTF-8
@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from base.db import SessionFactory, database_url, transaction
@@ -171,22 +171,28 @@ def gate_broken(
     return verdicts
 
 
-def fresh_database(name: str) -> str:
-    """Drop and create `name` on the configured server, migrated; its URL."""
+@contextmanager
+def bench_database(name: str, *, keep: bool) -> Iterator[str]:
+    """A fresh, migrated database `name` on the configured server (its URL), dropped afterwards unless
+    `keep`."""
     from registry.migrate import upgrade
 
-    admin = make_url(database_url())
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
+    admin = create_engine(make_url(database_url()), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    url = admin.set(database=name).render_as_string(hide_password=False)
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
     migrated = create_engine(url)
     with migrated.begin() as conn:
         upgrade(conn)
     migrated.dispose()
-    return url
+    try:
+        yield url
+    finally:
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def ingest_clean(factory: SessionFactory, path: Path, spec: FeedSpec, *, all_steps: bool) -> dict[str, Any]:
@@ -254,13 +260,14 @@ def _said(verdicts: dict[str, Any]) -> str:
     return "  ".join(said)
 
 
-def run(city: Path, *, min_rows: int, seed: int, all_steps: bool) -> dict[str, Any]:
-    """The benchmark; returns the figures."""
+def gate_city(
+    engine: Engine, city: Path, *, min_rows: int, seed: int, all_steps: bool
+) -> tuple[list[dict[str, Any]], Counter[str], dict[str, list[str]]]:
+    """Every landing file of the city gated in delivery order, broken copies of the daily ones first:
+    each file's figures, the broken copies' counts, and the sentences of the first stopped copy of
+    each break."""
     from registry.areas import load_areas
 
-    started = time.perf_counter()
-    url = fresh_database(DATABASE)
-    engine = create_engine(url)
     files: list[dict[str, Any]] = []
     detected: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
@@ -290,7 +297,20 @@ def run(city: Path, *, min_rows: int, seed: int, all_steps: bool) -> dict[str, A
                 f"  fixed {'隔离' if file['fixed'] else '通过'}  {'；'.join(file['failed'] + file['fixed'])}",
                 flush=True,
             )
-    engine.dispose()
+    return files, detected, examples
+
+
+def run(city: Path, *, min_rows: int, seed: int, all_steps: bool, keep: bool) -> dict[str, Any]:
+    """The benchmark; returns the figures."""
+    started = time.perf_counter()
+    with bench_database(DATABASE, keep=keep) as url:
+        engine = create_engine(url)
+        try:
+            files, detected, examples = gate_city(
+                engine, city, min_rows=min_rows, seed=seed, all_steps=all_steps
+            )
+        finally:
+            engine.dispose()
     files = [f for f in files if not f["duplicate"]]
     figures: dict[str, Any] = {"city": str(city), "min_rows": min_rows, "seed": seed, "all_steps": all_steps}
     for part, chosen in (
@@ -323,12 +343,17 @@ def main() -> None:
     parser.add_argument("--min-rows", type=int, default=20, help="daily files at least this long are broken")
     parser.add_argument("--seed", type=int, default=1, help="which rows the breaks spoil")
     parser.add_argument(
+        "--keep-database", action="store_true", help=f"leave {DATABASE} for a look afterwards"
+    )
+    parser.add_argument(
         "--all-steps",
         action="store_true",
         help="every batch to completed, as popex ingest (same verdicts, slower)",
     )
     args = parser.parse_args()
-    figures = run(args.city, min_rows=args.min_rows, seed=args.seed, all_steps=args.all_steps)
+    figures = run(
+        args.city, min_rows=args.min_rows, seed=args.seed, all_steps=args.all_steps, keep=args.keep_database
+    )
     print(json.dumps(figures, indent=2, ensure_ascii=False))
 
 
