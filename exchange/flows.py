@@ -111,8 +111,9 @@ def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object
     A failed batch first goes back to where its failed step starts (registry.batches.resume). A step
     that raises leaves the batch failed, with the step and a Chinese error, in a transaction of its own
     after the step's rollback, and gives "failed" (when even that cannot be written, the step's
-    exception is raised: the batch is still where the step found it). A step called on a batch it
-    does not work on changes nothing. An identity step holds the identity lock (identity_lock) unless
+    exception is raised, or registry.batches.Interrupted when the database connection was lost: the
+    batch is still where the step found it). A step called on a batch it does not work on changes
+    nothing. An identity step holds the identity lock (identity_lock) unless
     its caller does.
     """
     step = BatchStep(step)
@@ -146,6 +147,8 @@ def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object
                 step,
                 type(recording).__name__,
             )
+            if batches.connection_lost(exc) or batches.connection_lost(recording):
+                raise batches.Interrupted(batch_id, step) from None
             raise exc from None
         return str(BatchState.FAILED)
 

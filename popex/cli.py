@@ -23,6 +23,7 @@ from schemas.canonical import (
     ReviewKind,
     ReviewState,
     Sex,
+    batch_state_label,
     label_of,
 )
 from sharing_api.cli import audit_app, clients_app
@@ -30,6 +31,7 @@ from sharing_api.cli import audit_app, clients_app
 if TYPE_CHECKING:
     from base.db import SessionFactory
     from exchange.flows import Ingested
+    from registry.batches import Interrupted
 
 app = typer.Typer(help="popex 人口信息交换平台（一库五平台）", no_args_is_help=True)
 db_app = typer.Typer(help="数据库：迁移、嵌入式 PostgreSQL", no_args_is_help=True)
@@ -163,7 +165,8 @@ def _print_ingested(result: "Ingested") -> None:
     with session_scope() as session:
         batch = session.scalars(select(Batch).where(Batch.id == result.batch_id)).one()
         console.print(
-            f"批次 {batch.id} {batch.file_name} 状态 {BatchState(batch.state).label}：接收 {batch.rows_received}，"
+            f"批次 {batch.id} {batch.file_name} 状态 {batch_state_label(batch.state, batch.failed_step)}："
+            f"接收 {batch.rows_received}，"
             f"通过 {batch.rows_accepted}，拒收 {batch.rows_rejected}，待核查 {batch.rows_review}"
         )
         if result.duplicate:  # say what this run did, not what the first one did
@@ -188,9 +191,12 @@ def ingest(
     as_of: Annotated[str | None, typer.Option(help="文件名不含日期时的数据日期 YYYY-MM-DD")] = None,
 ) -> None:
     """Ingest one file (or every new file of a landing folder, in date order) through the whole pipeline."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from base.db import session_factory
     from exchange.exceptions import FeedFileError
     from exchange.flows import ingest_file, landing_files
+    from registry.batches import Interrupted
 
     if directory is not None:
         paths = landing_files(directory)
@@ -218,10 +224,26 @@ def ingest(
                 err.print(f"[red]{path.name}：[{exc.code}] {exc.message}[/red]")
                 failed += 1
                 continue
+            except (Interrupted, SQLAlchemyError) as exc:  # the database went away mid-step
+                interrupted = _interrupted(exc)
+                if interrupted is None:
+                    raise
+                err.print(f"[red]{path.name}：{interrupted.message}[/red]")
+                raise typer.Exit(1) from None  # the later files wait for the database too
         _print_ingested(result)
         failed += result.state in (BatchState.REJECTED, BatchState.QUARANTINED, BatchState.FAILED)
     if failed:
         raise typer.Exit(1)
+
+
+def _interrupted(exc: BaseException | None) -> "Interrupted | None":
+    """The step interruption behind a database error: closing a connection that went with the
+    database (the identity lock's) raises again while the interruption unwinds, and hides it."""
+    from registry.batches import Interrupted
+
+    while exc is not None and not isinstance(exc, Interrupted):
+        exc = exc.__context__
+    return exc
 
 
 @app.command()
@@ -549,6 +571,8 @@ def run() -> None:
     from rich.markup import escape
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from registry.batches import connection_lost
+
     try:
         app()
     except ProgrammingError as exc:
@@ -564,6 +588,12 @@ def run() -> None:
         err.print("[red]数据库尚未建表[/red]：请先运行 popex db upgrade（popex demo 会自动完成）。")
         raise SystemExit(2) from None
     except OperationalError as exc:
+        if connection_lost(exc):  # it was there when the command started
+            err.print(
+                "[red]与数据库的连接中断[/red]，命令未完成。数据库恢复后重新运行同一命令即从中断处继续"
+                "（已完成的步骤不会重复）。"
+            )
+            raise SystemExit(2) from None
         if getattr(exc.orig, "pgcode", None) is not None:  # the server answered: not a connection problem
             raise
         reason = str(exc.orig or exc).strip().splitlines()[0]

@@ -9,9 +9,10 @@ import logging
 import traceback
 from collections.abc import Iterable
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from base.crashpoint import stop_point
 from registry.audit import record_audit
 from registry.models import Batch
 from schemas.canonical import BATCH_MOVES, BatchState, BatchStep
@@ -46,13 +47,10 @@ def advance(
 def fail(session: Session, batch_id: int, *, step: BatchStep, exc: BaseException) -> Batch:
     """Leave the batch failed in `step` with what happened, audited (call after the step's rollback)."""
     sqlstate = _sqlstate(exc)
-    log.error(
-        "batch %s: step %s failed: %s (SQLSTATE %s)\n%s",
-        batch_id,
-        step,
-        type(exc).__name__,
-        sqlstate,
-        "".join(traceback.format_tb(exc.__traceback__)),
+    log.error("batch %s: step %s failed: %s (SQLSTATE %s)", batch_id, step, type(exc).__name__, sqlstate)
+    # Where, for the service log (Airflow's task log is at INFO); a CLI user sees it only with -v.
+    log.info(
+        "batch %s: step %s failed at\n%s", batch_id, step, "".join(traceback.format_tb(exc.__traceback__))
     )
     batch = _move(
         session, batch_id, to=BatchState.FAILED, expect=step.starts, error=failure_text(step, exc), step=step
@@ -82,7 +80,9 @@ def failure_text(step: BatchStep, exc: BaseException) -> str:
     """What batch.error says of a step that raised: the exception's type and a Chinese sentence. Never
     the message of a database error (it carries the statement's values: ID numbers, names), nor of any
     exception not ours."""
-    if isinstance(exc, SQLAlchemyError):
+    if connection_lost(exc):
+        what = "与数据库的连接中断"
+    elif isinstance(exc, SQLAlchemyError):
         sqlstate = _sqlstate(exc)
         what = f"数据库错误（SQLSTATE {sqlstate}）" if sqlstate else "数据库错误"
     elif isinstance(exc, ForbiddenMove):
@@ -90,6 +90,28 @@ def failure_text(step: BatchStep, exc: BaseException) -> str:
     else:
         what = "程序错误，详见服务日志"
     return f"[{type(exc).__name__}] 步骤「{step.label}」失败：{what}；重新运行即从该步骤继续"
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether the exception says the database connection went away (the server was restarted, the
+    backend terminated, the network dropped), not that a statement failed."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # 08: connection exceptions; 57P0x: the server shut the session down (admin, crash, restarting)
+    return (_sqlstate(exc) or "").startswith(("08", "57P0"))
+
+
+class Interrupted(Exception):
+    """A step lost its database connection and its failure could not be recorded either: the step's
+    transaction was rolled back, so the batch is still where the step found it (`state`)."""
+
+    def __init__(self, batch_id: int, step: BatchStep) -> None:
+        self.batch_id, self.step, self.state = batch_id, step, step.starts
+        self.message = (
+            f"与数据库的连接中断：批次 {batch_id} 在步骤「{step.label}」中断，仍处于「{step.starts.label}」；"
+            "数据库恢复后重新运行即从该步骤继续"
+        )
+        super().__init__(self.message)
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -122,4 +144,7 @@ def _move(
     if error is not None:
         batch.error = error
     session.flush()
+    moved_by = BatchStep.starting_from(current)
+    if moved_by is not None and to in moved_by.ends:
+        stop_point(moved_by)  # a test hook (base.crashpoint): nothing unless a test asks to stop here
     return batch
