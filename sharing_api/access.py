@@ -31,6 +31,9 @@ class Access:
     entries: list[AccessEntry] = field(default_factory=list)
     # Takes n more tokens from the client's rate limit: 0 when taken, else the seconds to wait.
     take_tokens: Callable[[int], float] = lambda n: 0.0
+    # The client's budget of lookups by document that found no one: the tokens left, and taking one.
+    lookup_misses_left: Callable[[], float] = lambda: 1.0
+    take_lookup_miss: Callable[[], float] = lambda: 0.0
 
     @property
     def policy(self) -> Policy:

@@ -30,6 +30,9 @@ class SharingSettings(BaseSettings):
     # Failed verifications a client may make of one document, or of one name and birth date, in 24
     # hours; further verifications of it are refused (sharing_api/guessing.py).
     verify_failures_per_day: int = Field(default=5, ge=1)
+    # Lookups by document that find no one (in scope), per client and day, refilled evenly; then its
+    # lookups by document are refused: trying the numbers a masked one leaves finds no one either.
+    lookup_misses_per_day: int = Field(default=50, ge=1)
     # The largest request body (bytes) read at all, checked before the key: a verification batch of
     # 1,000 items is about 150 kB.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -32,7 +32,7 @@ from sharing_api.clients import ClientCache, ClientContext
 from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.grouped import role_option
-from sharing_api.policy import Operation, PersonField
+from sharing_api.policy import Operation, PersonField, RateLimit
 from sharing_api.ratelimit import RateLimiter
 from sharing_api.reads import GroupedReads, InlineReads, PersonReader, PersonReads
 
@@ -51,6 +51,16 @@ client_cache = ClientCache()
 def rate_limiter() -> RateLimiter:
     """This process's view of the host's rate-limit buckets."""
     return RateLimiter(sharing_settings().rate_file)
+
+
+MISSES = "\x1flookup-misses"  # a client's second bucket: its lookups by document that found no one
+
+
+@lru_cache
+def lookup_misses() -> RateLimit:
+    """POPEX_SHARING_LOOKUP_MISSES_PER_DAY as a bucket: that many at once, refilled over a day."""
+    per_day = sharing_settings().lookup_misses_per_day
+    return RateLimit(per_second=per_day / 86_400, burst=per_day)
 
 
 @lru_cache
@@ -222,6 +232,8 @@ async def admit(request: Request, operation: Operation) -> Access:
         backends.audit,
         backends.reads,
         take_tokens=lambda n: rate_limiter().take(client.code, client.policy.rate_limit, cost=n),
+        lookup_misses_left=lambda: rate_limiter().left(client.code + MISSES, lookup_misses()),
+        take_lookup_miss=lambda: rate_limiter().take(client.code + MISSES, lookup_misses()),
     )
     request.scope[ACCESS_SCOPE_KEY] = access  # the route commits its audit records
     if why not in client.policy.purposes:

@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     AREA_NOT_GRANTED = "AREA_NOT_GRANTED"
     PERSON_NOT_FOUND = "PERSON_NOT_FOUND"
     VERIFY_LIMITED = "VERIFY_LIMITED"
+    LOOKUP_LIMITED = "LOOKUP_LIMITED"
     BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
@@ -46,6 +47,7 @@ STATUS = {
     ErrorCode.AREA_NOT_GRANTED: 403,
     ErrorCode.PERSON_NOT_FOUND: 404,
     ErrorCode.VERIFY_LIMITED: 429,
+    ErrorCode.LOOKUP_LIMITED: 429,
     ErrorCode.BATCH_TOO_LARGE: 422,
     ErrorCode.VALIDATION_ERROR: 422,
     ErrorCode.AUDIT_UNAVAILABLE: 503,
@@ -68,6 +70,7 @@ MESSAGES = {
     ErrorCode.AREA_NOT_GRANTED: "请求的区域超出本单位的授权范围",
     ErrorCode.PERSON_NOT_FOUND: "未找到该人员，或该人员不在本单位的授权范围内",
     ErrorCode.VERIFY_LIMITED: "该证件或该姓名与出生日期今日核验不符的次数已达上限，24 小时内不再核验",
+    ErrorCode.LOOKUP_LIMITED: "本单位按证件查询未找到人员的次数已达今日上限，暂停按证件查询，请稍后再试",
     ErrorCode.BATCH_TOO_LARGE: "批量核验每次最多 1000 条",
     ErrorCode.VALIDATION_ERROR: "请求参数不合法",
     ErrorCode.AUDIT_UNAVAILABLE: "审计日志暂时无法写入，为保证每次访问留痕，本次请求未予处理",

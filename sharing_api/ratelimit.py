@@ -49,6 +49,13 @@ class RateLimiter:
     def take(self, client: str, limit: RateLimit, now: float | None = None, cost: int = 1) -> float:
         """Take `cost` tokens for a client (a request, or a batch's items); 0 when allowed, else the
         seconds to wait (a cost above the burst can never be taken: check it first)."""
+        return self._take(client, limit, now, cost)[1]
+
+    def left(self, client: str, limit: RateLimit, now: float | None = None) -> float:
+        """The tokens a client's bucket holds now (none taken)."""
+        return self._take(client, limit, now, 0)[0]
+
+    def _take(self, client: str, limit: RateLimit, now: float | None, cost: int) -> tuple[float, float]:
         with self._lock:
             table = self._table()
             found = self._slots.get(client)
@@ -64,7 +71,7 @@ class RateLimiter:
                     tokens, updated = float(limit.burst), now
                 tokens, wait = refill(limit, tokens, updated, now, cost)
                 SLOT.pack_into(table, offset, digest, limit.per_second, float(limit.burst), tokens, now)
-            return wait
+            return tokens, wait
 
     def _table(self) -> mmap.mmap:
         if self._map is None:

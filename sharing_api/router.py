@@ -148,7 +148,13 @@ class SharingRoute(APIRoute):
 COMMON = tuple(
     c
     for c in ErrorCode
-    if c not in (ErrorCode.PERSON_NOT_FOUND, ErrorCode.BATCH_TOO_LARGE, ErrorCode.VERIFY_LIMITED)
+    if c
+    not in (
+        ErrorCode.PERSON_NOT_FOUND,
+        ErrorCode.BATCH_TOO_LARGE,
+        ErrorCode.VERIFY_LIMITED,
+        ErrorCode.LOOKUP_LIMITED,
+    )
 )
 router = APIRouter(route_class=SharingRoute, tags=["信息共享"], responses=error_responses(*COMMON))
 NOT_FOUND = error_responses(ErrorCode.PERSON_NOT_FOUND)
@@ -187,10 +193,12 @@ async def get_person(
 @router.post(
     "/persons/lookup",
     response_model=PersonOut,
-    responses=NOT_FOUND,
+    # 429 either way: too many requests, or too many lookups that found no one
+    responses=error_responses(ErrorCode.PERSON_NOT_FOUND, ErrorCode.RATE_LIMITED, ErrorCode.LOOKUP_LIMITED),
     summary="按证件号码查询",
     description="按证件类型和号码查询一人（号码放在请求体中，不出现在网址和日志里）；号码中的空格、小写 x 自动规范。"
-    "不在本单位授权范围内的人员与不存在一样答复 404。",
+    "不在本单位授权范围内的人员与不存在一样答复 404。本单位按证件查询未找到人员的次数达到每日上限后，"
+    "暂停按证件查询（LOOKUP_LIMITED）。",
     openapi_extra=LOOKUP_DOCS,
 )
 async def lookup_person(query: DocumentQuery, request: Request) -> Response:
@@ -225,7 +233,7 @@ def search_persons(
     description="回答“该证件号码是否属于此姓名和出生日期的人”（以及是否在世、是否在本市居住），只答是或否，"
     "不透露其他信息：号码不存在、属于他人或不在授权范围内，一律答复 match=false。只可比对授权策略 verifiable "
     "列出的字段；同一证件、或同一姓名与出生日期 24 小时内核验不符达到上限后不再核验（VERIFY_LIMITED）。",
-    responses=error_responses(ErrorCode.VERIFY_LIMITED),
+    responses=error_responses(ErrorCode.RATE_LIMITED, ErrorCode.VERIFY_LIMITED),
 )
 def verify_one(
     query: SingleVerifyQuery,

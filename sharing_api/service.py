@@ -126,10 +126,16 @@ async def lookup_by_number(
 async def lookup_by_document(
     *, reads: PersonReads, access: Access, query: DocumentQuery, fields: list[PersonField] | None
 ) -> PersonOut:
-    """A person by identity document number."""
+    """A person by identity document number. A client whose lookups by document found no one too often
+    (POPEX_SHARING_LOOKUP_MISSES_PER_DAY) is refused them for a while: otherwise the numbers a masked
+    one leaves could be tried until one is found."""
+    if access.lookup_misses_left() < 1:
+        raise access.refuse(ErrorCode.LOOKUP_LIMITED)
     shown = access.fields(fields)
-    row = await reads.by_document(query.id_type, clean_document(query.id_no))
-    return _answer_one(access, await _survivor(reads, row), shown, None)
+    row = await _survivor(reads, await reads.by_document(query.id_type, clean_document(query.id_no)))
+    if row is None or not _in_scope(access, row):
+        access.take_lookup_miss()
+    return _answer_one(access, row, shown, None)
 
 
 def search(

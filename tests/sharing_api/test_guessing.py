@@ -15,6 +15,7 @@ from sqlalchemy import text
 from monitor import alerts
 from monitor.config import MonitorSettings
 from sharing_api.config import sharing_settings
+from sharing_api.dependencies import lookup_misses
 from sharing_api.policy import MASKS, Mask, id_candidates
 from tests.sharing_api.support import audit_rows, client_code, last_audit_id, person, policy
 
@@ -152,3 +153,35 @@ def test_masks_are_policy_settings_and_the_default_hands_out_little() -> None:
     assert policy(masks={"phone": {"head": 3, "tail": 2}}).show({"phone": "13812345678"}, ["phone"]) == {
         "phone": "138******78"
     }
+
+
+def test_masked_id_number_cannot_be_found_by_looking_up_its_candidates(
+    http, session, new_client, monkeypatch
+) -> None:
+    """The same candidates tried through lookup by document: a 200 would confirm the number."""
+    monkeypatch.setenv("POPEX_SHARING_LOOKUP_MISSES_PER_DAY", "5")
+    sharing_settings.cache_clear()
+    lookup_misses.cache_clear()
+    try:
+        true_no = citizen("33010219900307979")
+        victim = person(session, name="郑八", sex="1", id_no=true_no)
+        known = person(session, name="王二")
+        client = new_client(fields=["name", "sex", "birth_date", "id_no"])
+        seen = http.get(f"/api/v1/persons/{victim.person_no}", headers=client).json()
+        tried = candidates(seen["id_no"], seen["birth_date"], male=True)
+        before = last_audit_id(session)
+        answers = [http.post("/api/v1/persons/lookup", json={"id_no": n}, headers=client) for n in tried]
+        assert [a.status_code for a in answers[:5]] == [404] * 5
+        assert {a.status_code for a in answers[5:]} == {429}, "a candidate was found by lookup"
+        assert {a.json()["code"] for a in answers[5:]} == {"LOOKUP_LIMITED"}
+        assert len(answers) == 500 and answers[tried.index(true_no)].status_code == 429
+        refused = [r for r in audit_rows(session, before) if r.detail.get("code") == "LOOKUP_LIMITED"]
+        assert len(refused) == 495
+        # Another client is not affected; a lookup that finds someone takes nothing from the budget.
+        other = new_client()
+        for _ in range(10):
+            found = http.post("/api/v1/persons/lookup", json={"id_no": known.id_no}, headers=other)
+            assert found.status_code == 200
+    finally:
+        sharing_settings.cache_clear()
+        lookup_misses.cache_clear()
