@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from base.db import SessionFactory, transaction
@@ -99,7 +100,12 @@ def identity_lock(factory: SessionFactory) -> Iterator[None]:
             yield
         finally:
             _holding_identity.reset(token)
-            conn.execute(text(f"SELECT pg_advisory_unlock({IDENTITY_LOCK})"))
+            try:
+                conn.execute(text(f"SELECT pg_advisory_unlock({IDENTITY_LOCK})"))
+            except DBAPIError:  # the connection went (and the lock with it): the step's error counts
+                log.warning("identity lock: its connection was lost before the unlock")
+                if conn is not bind:
+                    conn.invalidate()  # closed, not pooled: whatever it held goes
     finally:
         if conn is not bind:
             conn.close()
@@ -233,13 +239,20 @@ def ingest_file(
 ) -> Ingested:
     """Receive a file and run its batch to completed (a file already received is not applied twice).
 
-    The same name and content through the same channel again add no delivery: an operator's rerun is
-    a recovery, not a second delivery by the department (which the scorecards count). A rerun that
-    finished work is audited as batch.recovered with the steps it ran.
+    A name and content delivered before, through this channel or any other (a landing folder's file a
+    killed run left unfinished), add no delivery: an operator's rerun is a recovery, not a second
+    delivery by the department (which the scorecards count). A rerun that finished work is audited as
+    batch.recovered with the steps it ran.
     """
     with transaction(factory) as session:
         received = service.receive_file(
-            session=session, path=path, channel=channel, source=source, as_of=as_of, once_per_name=True
+            session=session,
+            path=path,
+            channel=channel,
+            source=source,
+            as_of=as_of,
+            once_per_name=True,
+            any_channel=True,
         )
         batch_id, duplicate = received.batch.id, received.duplicate
     processed = run_to_end(factory, batch_id, progress)

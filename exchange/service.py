@@ -97,13 +97,16 @@ def receive_file(
     source: str | None = None,
     as_of: date | None = None,
     once_per_name: bool = False,
+    any_channel: bool = False,
 ) -> Received:
     """Archive the file with its hash first, then register it as a batch (once per distinct content).
 
     A file over the size limit is refused before anything is copied (it stays where it was sent, and
     the refusal is audited), as the push API refuses it while streaming. With `once_per_name`, the
     same name and content delivered before through the same channel add no delivery (a landing
-    folder's file seen again by a retried run, its move interrupted: exchange.flows.receive_landing).
+    folder's file seen again by a retried run, its move interrupted: exchange.flows.receive_landing),
+    or through any channel with `any_channel` too (an operator finishing a delivered file:
+    exchange.flows.ingest_file).
     """
     size, limit = path.stat().st_size, storage_settings().max_upload_bytes
     if size > limit:
@@ -148,9 +151,9 @@ def receive_file(
     # of its batches, and this file is processed as this source's.
     existing = session.scalar(select(Batch).where(Batch.source == spec.source, Batch.sha256 == sha256))
     if existing is not None and once_per_name:
-        seen = select(Delivery.id).where(
-            Delivery.batch_id == existing.id, Delivery.channel == channel, Delivery.file_name == path.name
-        )
+        seen = select(Delivery.id).where(Delivery.batch_id == existing.id, Delivery.file_name == path.name)
+        if not any_channel:
+            seen = seen.where(Delivery.channel == channel)
         if session.scalar(seen.limit(1)) is not None:
             return Received(existing, True)
     batch = existing or Batch(

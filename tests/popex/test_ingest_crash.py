@@ -23,17 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from base.db import transaction
 from base.settings import storage_settings
 from decision.service import aggregate_cells, recount
 from exchange import flows
+from exchange.service import receive_file
 from registry.areas import load_areas
 from registry.consistency import check_consistency
+from registry.models import Delivery
 from schemas.canonical import BatchStep
 from synth import generate_city
 from tests.conftest import admin_url, create_database, drop_database, migrated_database
+from tests.feedfiles import hj, write_feed
 
 pytestmark = pytest.mark.slow
 REGISTER, FILE = "gaj_hj_20261101.csv", "rsj_cb_20261101.csv"
@@ -379,3 +383,21 @@ def test_a_database_gone_mid_step_is_said_with_the_batch_and_its_state(
     assert again.returncode == 0, again.stderr
     assert f"相同文件此前已接收（批次 {batch_id}）；本次完成了：合并、发布、统计、回执" in again.stdout
     _same_as_clean(database, outbox, clean)
+
+
+def test_popex_ingest_finishing_a_landing_file_is_a_recovery_not_a_delivery(
+    session, factory, areas, tmp_path
+) -> None:
+    """A day's run died after receiving a department's file from the landing folder; the operator
+    finishes that file with `popex ingest` (exchange.flows.ingest_file): no delivery is added, so the
+    department's scorecard does not count a duplicate it never sent."""
+    path = write_feed(
+        tmp_path, "gaj_hj", date(2026, 11, 1), [hj("H1", "330102198001010018", "张伟", "男", "1980-01-01")]
+    )
+    with transaction(factory) as received:
+        batch_id = receive_file(session=received, path=path, channel="landing", once_per_name=True).batch.id
+    flows.run_step(factory, BatchStep.PARSE, batch_id)
+    done = flows.ingest_file(factory, path)
+    assert (done.batch_id, done.duplicate, done.state) == (batch_id, True, "completed")
+    deliveries = session.execute(select(Delivery.channel, Delivery.duplicate)).all()
+    assert [tuple(d) for d in deliveries] == [("landing", False)]
