@@ -214,7 +214,8 @@ async def lookup_person(query: DocumentQuery, request: Request) -> Response:
     "/persons/search",
     response_model=SearchResult,
     summary="按姓名和出生日期查找",
-    description="姓名与出生日期完全相同（可限定区域）的授权范围内人员，最多 20 人；truncated 表示还有更多。",
+    description="姓名与出生日期完全相同（可限定区域）的授权范围内人员，最多 20 人；truncated 表示还有更多。"
+    "须获授权读取姓名和出生日期（查询条件即比对这两项）。",
 )
 def search_persons(
     query: SearchQuery,

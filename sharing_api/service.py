@@ -141,7 +141,15 @@ async def lookup_by_document(
 def search(
     *, session: Session, access: Access, query: SearchQuery, fields: list[PersonField] | None
 ) -> SearchResult:
-    """Persons with exactly this name and birth date, in the client's scope (and the area asked)."""
+    """Persons with exactly this name and birth date, in the client's scope (and the area asked).
+
+    The criteria must be fields the client may read: a hit confirms them, so a client refused the birth
+    date could otherwise search a name with every date until one answers."""
+    denied = sorted({"name", "birth_date"} - {f.value for f in access.policy.fields})
+    if denied:
+        raise access.refuse(
+            ErrorCode.FIELD_NOT_GRANTED, f"查询条件中的字段未获授权：{', '.join(denied)}", fields=denied
+        )
     shown = access.fields(fields)
     access.area(query.area)
     stmt = (

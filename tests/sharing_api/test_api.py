@@ -64,7 +64,7 @@ def test_search_by_name_and_birth_date_within_area(http, session, new_client) ->
     b = person(session, name="赵六", community_code="330102001002")
     person(session, name="赵六", birth_date=date(1991, 1, 1))
     person(session, name="赵六", community_code=AWAY)
-    headers = new_client(fields=["name"])
+    headers = new_client(fields=["name", "birth_date"])  # the criteria: fields it may read
     both = http.post(
         "/api/v1/persons/search", json={"name": "赵六", "birth_date": "1990-03-07"}, headers=headers
     )
@@ -73,6 +73,7 @@ def test_search_by_name_and_birth_date_within_area(http, session, new_client) ->
         "/api/v1/persons/search",
         json={"name": "赵六", "birth_date": "1990-03-07", "area": "330102001002"},
         headers=headers,
+        params={"fields": ["name"]},
     )
     assert one.json() == {"items": [{"person_no": b.person_no, "name": "赵六"}], "truncated": False}
 

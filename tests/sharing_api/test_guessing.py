@@ -185,3 +185,22 @@ def test_masked_id_number_cannot_be_found_by_looking_up_its_candidates(
     finally:
         sharing_settings.cache_clear()
         lookup_misses.cache_clear()
+
+
+def test_birth_date_cannot_be_learned_by_searching_every_date(http, session, new_client) -> None:
+    """Search matches a name and a birth date: a hit would confirm the date to a client refused it."""
+    holder = person(session, name="钱十一", birth_date=date(1987, 6, 5))
+    client = new_client(fields=["name", "sex", "status"])
+    before = last_audit_id(session)
+    answer = http.post(
+        "/api/v1/persons/search", json={"name": holder.name, "birth_date": "1987-06-05"}, headers=client
+    )
+    assert answer.status_code == 403 and answer.json()["code"] == "FIELD_NOT_GRANTED"
+    assert answer.json()["detail"]["fields"] == ["birth_date"] and holder.person_no not in answer.text
+    [row] = audit_rows(session, before)
+    assert row.detail["outcome"] == "refused" and row.detail["person_nos"] == []
+    granted = new_client(fields=["name", "birth_date"])
+    found = http.post(
+        "/api/v1/persons/search", json={"name": holder.name, "birth_date": "1987-06-05"}, headers=granted
+    )
+    assert [p["person_no"] for p in found.json()["items"]] == [holder.person_no]
