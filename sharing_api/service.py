@@ -431,6 +431,14 @@ def access_records(
     return list(session.execute(stmt).all())
 
 
+def _who(actor: str, detail: Mapping[str, Any]) -> str:
+    """Who acted: a client's staff account, or an operator's OS user with the name they stated."""
+    if detail.get("end_user"):
+        return str(detail["end_user"])
+    stated = detail.get("stated_actor")
+    return f"{actor}（{stated}）" if stated else actor
+
+
 def person_record(
     *, session: Session, person_no: str, purpose: str, stated_actor: str | None, limit: int
 ) -> list[AccessRecord]:
@@ -458,7 +466,7 @@ def person_record(
         AccessRecord(
             at=r.at,
             client=str(r.detail.get("client") or ""),
-            who=str(r.detail.get("end_user") or r.detail.get("stated_actor") or r.actor),
+            who=_who(r.actor, r.detail),
             purpose=str(r.detail.get("purpose") or ""),
             action=str(r.detail.get("operation") or r.action),
             outcome=str(r.detail.get("outcome") or ""),

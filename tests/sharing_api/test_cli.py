@@ -142,7 +142,7 @@ def test_audit_history_is_the_whole_record_and_is_audited(http, session, new_cli
     me = os_user()
     assert [(r["action"], r["purpose"], r["who"], r["outcome"]) for r in rows] == [
         ("audit.person_record", "答复居民查询申请 118 号", me, ""),  # this look-up, on record first
-        ("export.persons.rows", "人口普查比对", "张科长", ""),
+        ("export.persons.rows", "人口普查比对", f"{me}（张科长）", ""),  # the OS user, the name beside
         ("lookup", "medical_insurance", "doctor-1", "ok"),
         ("lookup", "social_security", "clerk-007", "ok"),
     ]
