@@ -31,7 +31,6 @@ from sharing_api.cli import audit_app, clients_app
 if TYPE_CHECKING:
     from base.db import SessionFactory
     from exchange.flows import Ingested
-    from registry.batches import Interrupted
 
 app = typer.Typer(help="popex 人口信息交换平台（一库五平台）", no_args_is_help=True)
 db_app = typer.Typer(help="数据库：迁移、嵌入式 PostgreSQL", no_args_is_help=True)
@@ -191,8 +190,6 @@ def ingest(
     as_of: Annotated[str | None, typer.Option(help="文件名不含日期时的数据日期 YYYY-MM-DD")] = None,
 ) -> None:
     """Ingest one file (or every new file of a landing folder, in date order) through the whole pipeline."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from base.db import session_factory
     from exchange.exceptions import FeedFileError
     from exchange.flows import ingest_file, landing_files
@@ -224,26 +221,13 @@ def ingest(
                 err.print(f"[red]{path.name}：[{exc.code}] {exc.message}[/red]")
                 failed += 1
                 continue
-            except (Interrupted, SQLAlchemyError) as exc:  # the database went away mid-step
-                interrupted = _interrupted(exc)
-                if interrupted is None:
-                    raise
-                err.print(f"[red]{path.name}：{interrupted.message}[/red]")
+            except Interrupted as exc:  # the database went away mid-step
+                err.print(f"[red]{path.name}：{exc.message}[/red]")
                 raise typer.Exit(1) from None  # the later files wait for the database too
         _print_ingested(result)
         failed += result.state in (BatchState.REJECTED, BatchState.QUARANTINED, BatchState.FAILED)
     if failed:
         raise typer.Exit(1)
-
-
-def _interrupted(exc: BaseException | None) -> "Interrupted | None":
-    """The step interruption behind a database error: closing a connection that went with the
-    database (the identity lock's) raises again while the interruption unwinds, and hides it."""
-    from registry.batches import Interrupted
-
-    while exc is not None and not isinstance(exc, Interrupted):
-        exc = exc.__context__
-    return exc
 
 
 @app.command()
