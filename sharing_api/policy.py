@@ -9,7 +9,7 @@ A policy is data (YAML or JSON, stored as JSONB on api_client), read in one scre
     population_types: [registered, floating]     # whom it may see
     areas: ["330102"]                            # district / street / community codes, or "*" (whole city)
     rate_limit: {per_second: 50, burst: 100}
-    verifiable: [id_no, name]                    # what a verification may compare (none unless listed)
+    verifiable: [id_no, name]                    # what a verification may compare (unset: id_no and the readable)
     masks: {id_no: {head: 6, tail: 0}}           # what a masked value shows (defaults: MASKS)
 
 A client cannot confirm by guessing what it may not read: a verification compares only the fields
@@ -127,9 +127,19 @@ class Policy(BaseModel):
     areas: list[AreaCode] = Field(min_length=1)
     rate_limit: RateLimit
     # What a verification may compare with the record: the document number, and the name and birth
-    # date claimed with it. Nothing unless listed: each is a value the client can confirm by guessing.
+    # date claimed with it. A policy that does not say (every policy stored before this setting) may
+    # compare the document number and those of the name and birth date it may read anyway: confirming
+    # a value it cannot read (a birth date not granted) must be listed.
     verifiable: list[Verifiable] = Field(default_factory=list)
     masks: dict[MaskedField, Mask] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _verifiable_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "verifiable" not in data:
+            readable = [f for f in ("name", "birth_date") if f in (data.get("fields") or [])]
+            return {**data, "verifiable": ["id_no", *readable]}
+        return data
 
     @model_validator(mode="after")
     def _unmasked_are_granted(self) -> "Policy":

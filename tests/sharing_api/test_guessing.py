@@ -16,7 +16,7 @@ from monitor import alerts
 from monitor.config import MonitorSettings
 from sharing_api.config import sharing_settings
 from sharing_api.dependencies import lookup_misses
-from sharing_api.policy import MASKS, Mask, id_candidates
+from sharing_api.policy import MASKS, Mask, Policy, id_candidates
 from tests.sharing_api.support import audit_rows, client_code, last_audit_id, person, policy
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -204,3 +204,21 @@ def test_birth_date_cannot_be_learned_by_searching_every_date(http, session, new
         "/api/v1/persons/search", json={"name": holder.name, "birth_date": "1987-06-05"}, headers=granted
     )
     assert [p["person_no"] for p in found.json()["items"]] == [holder.person_no]
+
+
+def test_a_policy_without_verifiable_compares_what_it_may_read(http, session, new_client) -> None:
+    """Policies stored before `verifiable` existed keep verifying the document and the readable fields."""
+    data = policy().model_dump(mode="json")
+    del data["verifiable"]
+    assert Policy.model_validate({**data, "fields": ["name", "sex"]}).verifiable == ["id_no", "name"]
+    assert Policy.model_validate(data).verifiable == ["id_no", "name", "birth_date"]
+    p = person(session, name="孙十二")
+    reader = new_client(Policy.model_validate({**data, "fields": ["name", "sex"]}))
+    ok = http.post("/api/v1/verify", json={"id_no": p.id_no, "name": "孙十二"}, headers=reader)
+    assert ok.status_code == 200 and ok.json()["match"] is True
+    dated = http.post(
+        "/api/v1/verify",
+        json={"id_no": p.id_no, "name": "孙十二", "birth_date": "1990-03-07"},
+        headers=reader,
+    )
+    assert dated.status_code == 403 and dated.json()["code"] == "FIELD_NOT_GRANTED"
