@@ -8,6 +8,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from base.tabular import safe_cell
+from decision.protection import DEFAULT_THRESHOLD, MAX_NOISE
 from decision.schemas import SUPPRESSED_MARK, StatCell, StatTable
 
 MEDIA_TYPES = {
@@ -36,7 +37,12 @@ def table_rows(table: StatTable, caption: str) -> list[list[Value]]:
     out: list[list[Value]] = [[caption], header]
     for row in [*table.rows, *([table.total_row] if table.total_row else [])]:
         out.append([row.label, *(_value(c) for c in row.cells), *([_value(row.total)] if row.total else [])])
-    out.append([f"注：“{SUPPRESSED_MARK}”为按小数抑制规则隐藏的数值（含为防止推算而隐藏的数值）"])
+    out.append(
+        [
+            f"注：各数值已加入 ±{MAX_NOISE} 以内的随机扰动（同一数值在各页面、接口和导出中相同），"
+            f"扰动后小于 {DEFAULT_THRESHOLD} 的数值以“{SUPPRESSED_MARK}”表示；表内分项之和与合计可能略有出入"
+        ]
+    )
     if table.note:
         out.append([f"注：{table.note}"])
     return [[safe_cell(c) if isinstance(c, str) else c for c in r] for r in out]

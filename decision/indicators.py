@@ -1,7 +1,8 @@
-"""Indicators of one area on one date, as published tables: read the aggregates, suppress, format.
+"""Indicators of one area on one date, as published tables: read the aggregates, perturb, format.
 
-Every number of a page is a cell with a key; the same quantity has the same key in every table, so
-suppression is decided once for the whole page (all its tables and the relations between them).
+Every number of a page is a cell with a key; a key names what it counts, and the same quantity gets
+the same published value wherever it appears (decision/protection.py: the cell-key perturbation
+hashes its definition and count), on this page and on every other.
 """
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -11,8 +12,9 @@ from datetime import date, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from decision import aggregates, service
+from decision import aggregates, protection, service
 from decision.dimensions import (
+    AGE_BAND_LOWER,
     CHILDREN,
     ELDERLY,
     FIVE_YEAR_GROUPS,
@@ -27,6 +29,7 @@ from decision.dimensions import (
     AgeRange,
     parse_pop_cell,
 )
+from decision.protection import DEFAULT_THRESHOLD
 from decision.provinces import province_name
 from decision.schemas import (
     SUPPRESSED_MARK,
@@ -41,7 +44,6 @@ from decision.schemas import (
     StatRow,
     StatTable,
 )
-from decision.suppression import DEFAULT_THRESHOLD, suppress
 from schemas.canonical import AreaLevel, FlowKind, PopulationType, Sex
 
 Key = tuple[Hashable, ...]
@@ -52,6 +54,7 @@ LEVEL_NAMES = {level.value: level.label for level in AreaLevel}
 CHILD_LENGTH = {0: 6, 6: 9, 9: 12}
 FLOW_KINDS = {kind.value: kind.label for kind in FlowKind}
 CITY = AreaOut(code="", name="全市", level="city")
+ALL_BANDS = frozenset({*range(len(AGE_BAND_LOWER)), UNKNOWN_BAND})
 
 
 class OutOfWindowError(ValueError):
@@ -143,7 +146,7 @@ def child_areas(session: Session, area: AreaOut) -> list[AreaOut]:
 
 @dataclass
 class Grid:
-    """A table under construction: its cells as keys; values and suppression come later."""
+    """A table under construction: its cells as keys; values and their protection come later."""
 
     key: str
     title: str
@@ -155,19 +158,6 @@ class Grid:
     grand_total: Key | None = None
     total_label: str | None = "合计"
     note: str | None = None
-
-    def lines(self) -> list[list[Key]]:
-        """Rows with their totals, columns with their totals, and the margins."""
-        out: list[list[Key]] = []
-        if self.row_totals is not None:
-            out += [[*keys, total] for (_, _, keys), total in zip(self.rows, self.row_totals, strict=True)]
-            if self.grand_total is not None:
-                out.append([*self.row_totals, self.grand_total])
-        if self.col_totals is not None:
-            out += [[r[2][j] for r in self.rows] + [total] for j, total in enumerate(self.col_totals)]
-            if self.grand_total is not None:
-                out.append([*self.col_totals, self.grand_total])
-        return out
 
     def cell_keys(self) -> Iterable[Key]:
         """Every key shown."""
@@ -205,23 +195,6 @@ def pop_key(
     """The key of a resident count; ages as a range, a tuple of band indexes, or None for all ages."""
     bands = ALL if ages is None else (ages.bands if isinstance(ages, AgeRange) else ages)
     return ("pop", population_type, sex, bands)
-
-
-def _age_lines(sexes: list[str]) -> tuple[list[list[Key]], set[Key]]:
-    """Relations between age ranges, per sex: a range is the sum of its five-year groups, and the
-    ranges that cut groups are sums of single bands (hidden unless published)."""
-    lines: list[list[Key]] = []
-    singles: set[Key] = set()
-    for sex in [*sexes, ALL]:
-        for rng in (CHILDREN, WORKING, OLD, *ELDERLY):
-            groups = [g for g in FIVE_YEAR_GROUPS if set(g.bands) <= set(rng.bands)]
-            lines.append([*(pop_key(ALL, sex, g) for g in groups), pop_key(ALL, sex, rng)])
-        for rng in (*FIVE_YEAR_GROUPS[:4], *SCHOOL_AGES):
-            if len(rng.bands) > 1:
-                parts = [pop_key(ALL, sex, (b,)) for b in rng.bands]
-                singles.update(parts)
-                lines.append([*parts, pop_key(ALL, sex, rng)])
-    return lines, singles
 
 
 def _cell(value: int | float | None, suppressed: bool) -> StatCell:
@@ -269,21 +242,54 @@ class Scope:
 
 @dataclass(frozen=True)
 class Published:
-    """The page's counts once suppression has chosen the cells that must not be shown."""
+    """The page's counts as published: each perturbed by its cell key, shown as suppressed below the threshold."""
 
+    scope: Scope
     page: Page
-    suppressed: frozenset[Hashable]
+    secret: str
+    threshold: int
+
+    def count(self, key: Key) -> int:
+        """The published (perturbed) count behind a key."""
+        area_code, definition = _definition(self.scope, key)
+        n = self.page.value(key)
+        return protection.perturb(n, protection.cell_key(self.secret, area_code, definition, n))
+
+    def hidden(self, key: Key) -> bool:
+        """Whether the count is shown as suppressed (perturbed to 1..threshold-1)."""
+        return 0 < self.count(key) < self.threshold
 
     def cell(self, key: Key) -> StatCell:
         """The count behind a key, as shown."""
-        return _cell(self.page.value(key), key in self.suppressed)
+        return _cell(self.count(key), self.hidden(key))
 
     def ratio(self, numerator: Sequence[Key], denominator: Sequence[Key], scale: float = 100.0) -> StatCell:
-        """A ratio is published only when every count it is made of is published and the denominator is not 0."""
-        if any(k in self.suppressed for k in (*numerator, *denominator)):
+        """A ratio of published counts, shown only when none of them is suppressed and the denominator is not 0."""
+        if any(self.hidden(k) for k in (*numerator, *denominator)):
             return _cell(None, True)
-        den = sum(self.page.value(k) for k in denominator)
-        return _cell(scale * sum(self.page.value(k) for k in numerator) / den if den else None, False)
+        den = sum(self.count(k) for k in denominator)
+        return _cell(scale * sum(self.count(k) for k in numerator) / den if den else None, False)
+
+
+def _definition(scope: Scope, key: Key) -> tuple[str, Key]:
+    """What a key counts, as (area, definition): the same definition wherever the quantity appears
+    (a year-earlier or month-end count of a type is that type's count on another day; a sub-area's
+    count is that area's own), so that it gets the same cell key and published value."""
+    area, kind = scope.area.code, key[0]
+    if kind == "pop":
+        bands = key[3]
+        if isinstance(bands, tuple) and set(bands) >= ALL_BANDS:
+            bands = ALL
+        return area, ("pop", key[1], key[2], bands)
+    if kind == "trend":
+        return area, pop_key(str(key[2]))
+    if kind == "earlier":
+        return area, pop_key(str(key[1]))
+    if kind == "child" and key[1] != "~":
+        return str(key[1]), pop_key(str(key[2]))
+    if kind == "flow" and key[1] == ALL:
+        return area, ("flow", (month_back(scope.this_month, scope.months - 1), scope.this_month), key[2])
+    return area, key
 
 
 @dataclass(frozen=True)
@@ -323,18 +329,41 @@ def build_dashboard(
     months: int = 12,
     until: date | None = None,
 ) -> Dashboard:
-    """Every indicator of an area on a date, suppressed for publication (until: the data's last day,
+    """Every indicator of an area on a date, protected for publication (until: the data's last day,
     shown with it; a later date is refused)."""
+    return _build(session, area_code, as_of, threshold, months, until)[0]
+
+
+@dataclass(frozen=True)
+class PublishedCount:
+    """A count the dashboard publishes (in a table or a headline), by key: its true value and what is shown."""
+
+    key: Key
+    true: int
+    cell: StatCell
+
+
+def published_counts(
+    *, session: Session, area_code: str, as_of: date, threshold: int = DEFAULT_THRESHOLD, months: int = 12
+) -> list[PublishedCount]:
+    """Every count of the dashboard with its true value: what a disclosure audit attacks."""
+    _, published, keys = _build(session, area_code, as_of, threshold, months, None)
+    return [PublishedCount(k, published.page.value(k), published.cell(k)) for k in keys]
+
+
+def _build(
+    session: Session, area_code: str, as_of: date, threshold: int, months: int, until: date | None
+) -> tuple[Dashboard, "Published", list[Key]]:
     check_not_after_data(as_of, until)
     window = _window(session, as_of)
     area = find_area(session, area_code)
     scope, page = _read_scope(session, area, as_of, window, months)
     grids = {g.key: g for build in GRIDS if (g := build(session, scope, page)) is not None}
     earlier_line = _earlier_line(session, scope, page)
-    published = _publish(scope, page, list(grids.values()), earlier_line, threshold)
+    published = Published(scope, page, protection.cell_key_secret(session), threshold)
     tables = {key: _table(grid, published.cell) for key, grid in grids.items()}
     tables.update((t.key, t) for t in (build(scope, published) for build in DERIVED_TABLES))
-    return Dashboard(
+    board = Dashboard(
         area=area,
         path=area_path(session, area),
         children=scope.children,
@@ -347,6 +376,8 @@ def build_dashboard(
         kpis=_kpis(scope, published),
         tables=[tables[key] for key in TABLE_ORDER if key in tables],
     )
+    keys = list(dict.fromkeys([*(k for g in grids.values() for k in g.cell_keys()), *earlier_line]))
+    return board, published, keys
 
 
 def _window(session: Session, as_of: date) -> aggregates.Window:
@@ -543,8 +574,7 @@ def _flows(session: Session, scope: Scope, page: Page) -> Grid:
     )
 
 
-# The count tables, each built by its own function (None: nothing to show). Their lines go to the
-# suppression in this order, and it decides which cell to sacrifice line by line: keep the order.
+# The count tables, each built by its own function (None: nothing to show), in the order they are built.
 GRIDS: tuple[Callable[[Session, Scope, Page], Grid | None], ...] = (
     _type_sex,
     _pyramid,
@@ -569,21 +599,6 @@ def _earlier_line(session: Session, scope: Scope, page: Page) -> list[Key]:
     page.values.update({("earlier", t): counts[code].get(t, 0) for t in scope.types})
     page.values["earlier", ALL] = sum(counts[code].values())
     return [*(("earlier", t) for t in scope.types), ("earlier", ALL)]
-
-
-def _publish(
-    scope: Scope, page: Page, grids: list[Grid], earlier_line: list[Key], threshold: int
-) -> Published:
-    """Suppress over every relation of the page at once: the grids' rows and columns, the age ranges and
-    the bands they are made of, and the year-earlier counts."""
-    age_lines, singles = _age_lines(scope.sexes)
-    lines = [line for g in grids for line in g.lines()] + age_lines + ([earlier_line] if earlier_line else [])
-    published = {k for g in grids for k in g.cell_keys()} | set(earlier_line)
-    for line in lines:
-        for k in line:
-            page.value(k)
-    result = suppress(page.values, lines, hidden=singles - published, threshold=threshold)
-    return Published(page, result.suppressed)
 
 
 def _table(grid: Grid, cell: Callable[[Key], StatCell]) -> StatTable:
@@ -655,13 +670,13 @@ def _change_row(scope: Scope, published: Published, population_type: str) -> Sta
         return StatRow(label=label, cells=[now, _cell(None, False), _cell(None, False), _cell(None, False)])
     before = published.cell(before_key)
     either = now.suppressed or before.suppressed
-    now_count, before_count = published.page.value(now_key), published.page.value(before_key)
+    now_count, before_count = published.count(now_key), published.count(before_key)
     diff = now_count - before_count
     pct = 100.0 * diff / before_count if before_count else None
     return StatRow(label=label, cells=[now, before, _cell(diff, either), _cell(pct, either)])
 
 
-# The tables computed from published counts (after suppression), each by its own function.
+# The tables computed from published (perturbed) counts, each by its own function.
 DERIVED_TABLES: tuple[Callable[[Scope, Published], StatTable], ...] = (_ratios, _change)
 # The dashboard's tables by key, in the order it shows them ("sub_areas" only above the community).
 TABLE_ORDER = (
@@ -741,7 +756,6 @@ def build_lineage(
         age_to=age_to,
     )
     values: dict[Key, int] = {("population",): population}
-    lines: list[list[Key]] = []
     departments: dict[str, dict[str, list[service.LineageRow]]] = {}
     for row in rows:
         departments.setdefault(row.department_code, {}).setdefault(row.source, []).append(row)
@@ -750,13 +764,16 @@ def build_lineage(
     for dept, sources in departments.items():
         for source, batches in sources.items():
             values["source", source] = sum(b.records for b in batches)
-            lines.append([*(("batch", b.batch_id) for b in batches), ("source", source)])
         values["dept", dept] = sum(values["source", s] for s in sources)
-        lines.append([*(("source", s) for s in sources), ("dept", dept)])
-    hide = suppress(values, lines, threshold=threshold).suppressed
+    secret = protection.cell_key_secret(session)
+    # The population is the dashboard's count of the same subgroup: same definition, same published value.
+    ages = None if age_from is None else AgeRange("", "", age_from, age_to)
+    population_definition = pop_key(population_type or ALL, sex or ALL, ages)
 
     def cell(key: Key) -> StatCell:
-        return _cell(values[key], key in hide)
+        definition = population_definition if key == ("population",) else ("lineage", indicator, *key)
+        n = protection.perturb(values[key], protection.cell_key(secret, area.code, definition, values[key]))
+        return _cell(n, 0 < n < threshold)
 
     return Lineage(
         area=area,

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from base.db import get_session
 from base.web import render
 from decision import aggregates, export, indicators
+from decision.protection import DEFAULT_THRESHOLD
 from decision.schemas import AreaOut, Dashboard, ErrorOut, Lineage, StatTable
-from decision.suppression import DEFAULT_THRESHOLD
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css")} if STATIC.is_dir() else set()

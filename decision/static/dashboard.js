@@ -8,7 +8,7 @@
   var charts = [];
 
   var threshold = data.threshold;
-  var suppressedWhy = "数值小于 " + threshold + " 或可由合计推算，按小数抑制规则不公开";
+  var suppressedWhy = "数值较小（扰动后小于 " + threshold + "），按小数保护规则不公开";
 
   function val(cell) { return cell && !cell.suppressed ? cell.value : null; }
   function anyValue(cells) { return cells.some(function (c) { var v = val(c); return v !== null && v !== 0; }); }

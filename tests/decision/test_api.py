@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from base.db import get_session
@@ -46,31 +47,36 @@ def client(session: Session, communities: list[str]) -> Iterator[TestClient]:
                 community_code=community,
             )
     service.rebuild(session=session, epoch=date(2025, 1, 1), horizon=date(2028, 1, 1))
+    # A known secret: the perturbed values below are the same on every run.
+    session.execute(text("UPDATE decision.publication SET cell_key_secret = 'api-test'"))
     app = create_app()
     app.dependency_overrides[get_session] = lambda: session
     with TestClient(app) as test_client:
         yield test_client
 
 
-def test_dashboard_api_returns_suppressed_indicators(client: TestClient) -> None:
+def test_dashboard_api_returns_perturbed_indicators(client: TestClient) -> None:
     response = client.get("/api/v1/stats/dashboard", params={"date": AS_OF})
     assert response.status_code == 200
     body = response.json()
     kpis = {k["key"]: k["cell"] for k in body["kpis"]}
+    # True counts: 66 residents, 40 registered (20 + 20), 9 floating (3 men, 6 women), 17 foreign (8 + 9).
+    # Each count is published with a noise of at most ±3 from its cell key; one below 5 shows as "*".
     assert kpis["population"] == {"value": 66, "suppressed": False, "display": "66"}
-    assert kpis["registered"]["value"] == 40
-    assert kpis["floating"]["value"] == 9
+    assert kpis["registered"]["value"] == 42
+    assert kpis["floating"]["value"] == 7
     tables = {t["key"]: t for t in body["tables"]}
     type_sex = tables["type_sex"]
     assert type_sex["columns"] == ["男", "女"]
     rows = {r["label"]: ([c["display"] for c in r["cells"]], r["total"]["display"]) for r in type_sex["rows"]}
-    # 3 floating men are below 5; the floating women (6) and foreign men and women are suppressed too,
-    # so that no suppressed cell follows from a row or column total.
-    assert rows == {"户籍": (["20", "20"], "40"), "流动": (["*", "*"], "9"), "境外": (["*", "*"], "17")}
-    assert [c["display"] for c in type_sex["total_row"]["cells"]] == ["31", "35"]
+    # Perturbed independently, a table need not add up: that is what keeps the 3 floating men hidden.
+    assert rows == {"户籍": (["18", "19"], "42"), "流动": (["*", "9"], "7"), "境外": (["8", "10"], "19")}
+    assert [c["display"] for c in type_sex["total_row"]["cells"]] == ["31", "37"]
     assert type_sex["total_row"]["total"]["display"] == "66"
     origin = tables["origin"]
-    assert [(r["label"], r["cells"][0]["display"]) for r in origin["rows"]] == [("河南省", "9")]
+    assert [(r["label"], r["cells"][0]["display"]) for r in origin["rows"]] == [("河南省", "11")]
+    # The same count shows the same value wherever it is published: the city's floating total here too.
+    assert origin["total_row"]["cells"][0]["display"] == "7"
     assert [a["name"] for a in body["children"]] == ["上城区", "西湖区"]
     assert tables["sub_areas"]["rows"][0]["code"] == "330102"
 
@@ -124,10 +130,10 @@ def test_page_exports_and_static_assets(client: TestClient) -> None:
     lines = csv.content.decode("utf-8-sig").splitlines()
     assert lines[1:6] == [
         "人口类型,男,女,合计",
-        "户籍,20,20,40",
-        "流动,*,*,9",
-        "境外,*,*,17",
-        "合计,31,35,66",
+        "户籍,18,19,42",
+        "流动,*,9,7",
+        "境外,8,10,19",
+        "合计,31,37,66",
     ]
     xlsx = client.get("/decision/export/pyramid.xlsx", params={"date": AS_OF, "area": "330102001001"})
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
@@ -135,7 +141,7 @@ def test_page_exports_and_static_assets(client: TestClient) -> None:
     assert [c.value for c in sheet[2]] == ["年龄组", "男", "女", "合计"]
     assert sheet["A1"].value == "上城一甲社区 年龄金字塔（5岁组）（截至 2026-06-30）　数据截至 2026-06-30"
     total = next(r for r in sheet.iter_rows(min_row=3) if r[0].value == "合计")
-    assert [c.value for c in total] == ["合计", 20, 20, 40]
+    assert [c.value for c in total] == ["合计", 18, 18, 40]
     assert [c.data_type for c in total] == ["s", "n", "n", "n"]
     assert "*" in [c.value for r in sheet.iter_rows(min_row=3) for c in r]  # suppressed cells stay text
     lineage_page = client.get("/decision/lineage", params={"date": AS_OF, "area": "330102001001"})

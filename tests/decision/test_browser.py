@@ -106,7 +106,7 @@ def test_dashboard_draws_charts_offline_and_drills_down(base_url: str, browser, 
     # A small community's pyramid: suppressed cells drawn as marked bars, or (every cell suppressed, as in
     # most communities of this city) the chart says so instead of drawing nothing.
     if page.locator("#chart-pyramid.chart-empty").count():
-        assert "按小数抑制规则不公开" in page.locator("#chart-pyramid").inner_text()
+        assert "按小数保护规则不公开" in page.locator("#chart-pyramid").inner_text()
     else:
         assert page.evaluate(SUPPRESSED_BARS) > 0
     assert "数据截至" in page.locator("#data-until").inner_text()

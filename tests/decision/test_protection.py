@@ -1,4 +1,4 @@
-"""Small cells are suppressed, and no suppressed cell can be derived from a row or column total."""
+"""Counts are perturbed alike wherever they are published, small ones shown as suppressed; exports keep numbers."""
 
 import csv
 import io
@@ -7,96 +7,64 @@ from datetime import date
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
-from decision import export, service
-from decision.indicators import build_dashboard, child_areas, find_area
+from decision import export, protection, service
+from decision.indicators import build_dashboard, build_lineage, child_areas, find_area
 from decision.schemas import StatCell, StatRow, StatTable
-from decision.suppression import suppress, unsafe_lines
 from tests.decision.conftest import random_population
 
 
-def test_primary_and_complementary_suppression() -> None:
-    # A 2×2 table with margins: a=3 is sensitive; b, c and then d must go with it, totals stay.
-    values = {"a": 3, "b": 10, "c": 12, "d": 20, "r1": 13, "r2": 32, "k1": 15, "k2": 30, "t": 45}
-    lines = [
-        ["a", "b", "r1"],
-        ["c", "d", "r2"],
-        ["a", "c", "k1"],
-        ["b", "d", "k2"],
-        ["r1", "r2", "t"],
-        ["k1", "k2", "t"],
-    ]
-    result = suppress(values, lines)
-    assert result.primary == {"a"}
-    assert result.complementary == {"b", "c", "d"}
-    assert unsafe_lines(lines, result.suppressed) == []
+def test_perturbation_is_small_unbiased_and_keeps_zeros() -> None:
+    keys = [i / 10_000 for i in range(10_000)]
+    assert all(protection.perturb(0, k) == 0 for k in keys)
+    noise = [protection.perturb(50, k) - 50 for k in keys]
+    assert set(noise) == set(range(-protection.MAX_NOISE, protection.MAX_NOISE + 1))
+    assert abs(sum(noise) / len(noise)) < 0.01
+    assert min(protection.perturb(1, k) for k in keys) == 0  # a small count may show as 0
+    secret = "s"
+    assert protection.cell_key(secret, "330102", ("pop", "*", "*", "*"), 7) == protection.cell_key(
+        secret, "330102", ("pop", "*", "*", "*"), 7
+    )
+    assert protection.cell_key(secret, "330102", ("pop", "*", "*", "*"), 7) != protection.cell_key(
+        "t", "330102", ("pop", "*", "*", "*"), 7
+    )
 
 
-def test_a_lone_small_cell_takes_its_total_with_it() -> None:
-    # Row [3, 0 | 3]: the row total is small too; the other row's total then its smallest cell go with it.
-    values = {"a": 3, "b": 0, "r1": 3, "c": 8, "d": 9, "r2": 17, "t": 20}
-    lines = [["a", "b", "r1"], ["c", "d", "r2"], ["r1", "r2", "t"]]
-    result = suppress(values, lines)
-    assert result.suppressed == {"a", "r1", "r2", "c"}
-    assert unsafe_lines(lines, result.suppressed) == []
-
-
-def test_threshold_and_zeros() -> None:
-    values = {"a": 5, "b": 4, "c": 0, "t": 9}
-    assert suppress(values, [["a", "b", "c", "t"]]).suppressed == {"a", "b"}
-    assert suppress(values, [["a", "b", "c", "t"]], threshold=4).suppressed == frozenset()
-
-
-def test_hidden_bands_protect_without_being_published() -> None:
-    # 0-4 = b0 + b1 and 3-5 = b1 + b2: a small 3-5 is protected by the hidden bands alone.
-    values = {"0-4": 20, "3-5": 2, "b0": 12, "b1": 8, "b2": 1}
-    lines = [["b0", "b1", "0-4"], ["b1", "b2", "3-5"]]
-    result = suppress(values, lines, hidden={"b0", "b1", "b2"})
-    assert result.suppressed == {"3-5"}
-
-
-def table_lines(table: StatTable) -> list[list[tuple[int, int]]]:
-    """Rows and columns of a published table, with their totals, as (row, column) positions."""
-    rows: list[StatRow] = [*table.rows, *([table.total_row] if table.total_row else [])]
-    width = len(table.columns) + (1 if table.total_label else 0)
-
-    def cells(row: StatRow) -> list[StatCell]:
-        return [*row.cells, *([row.total] if row.total else [])]
-
-    lines = []
-    if table.total_label:
-        lines += [[(i, j) for j in range(width)] for i in range(len(rows))]
-    if table.total_row:
-        lines += [[(i, j) for i in range(len(rows))] for j in range(len(cells(rows[-1])))]
-    return lines
-
-
-def test_every_published_table_is_safe_at_every_level(session: Session, communities: list[str]) -> None:
+def test_a_count_is_published_alike_everywhere(session: Session, communities: list[str]) -> None:
+    """Pages, months variants, the sub-area table, the trend, the year-earlier column and lineage show a
+    quantity with the same value; no count of 1-4 is shown."""
     random_population(session, communities, 400, seed=5)
     service.rebuild(session=session, epoch=date(2025, 1, 1), horizon=date(2028, 1, 1))
+    day = date(2026, 6, 30)
+    city = build_dashboard(session=session, area_code="", as_of=day)
+    assert build_dashboard(session=session, area_code="", as_of=day, months=3).kpis == city.kpis
     areas = [find_area(session, "")]
     areas += child_areas(session, areas[0])
     areas += [c for a in areas[1:] for c in child_areas(session, a)]
     areas += [c for a in areas[3:] for c in child_areas(session, a)]
-    assert {a.level for a in areas} == {"city", "district", "street", "community"}
-    suppressed_somewhere = 0
+    shown_as_suppressed = 0
     for area in areas:
-        board = build_dashboard(session=session, area_code=area.code, as_of=date(2026, 6, 30))
+        board = build_dashboard(session=session, area_code=area.code, as_of=day)
+        kpis = {k.key: k.cell for k in board.kpis}
         for table in board.tables:
-            rows = [*table.rows, *([table.total_row] if table.total_row else [])]
-            grid = [[*r.cells, *([r.total] if r.total else [])] for r in rows]
-            for cell in (c for row in grid for c in row):
-                assert (
-                    cell.suppressed
-                    or cell.value is None
-                    or not (0 < cell.value < 5)
-                    or table.key in ("ratios", "change")
-                )
-            for line in table_lines(table):
-                members = [grid[i][j] for i, j in line if j < len(grid[i])]
-                hidden = sum(1 for c in members if c.suppressed)
-                suppressed_somewhere += hidden
-                assert hidden != 1, (area.code, table.key, line)
-    assert suppressed_somewhere > 50
+            if table.key in ("ratios", "change"):
+                continue
+            for row in [*table.rows, *([table.total_row] if table.total_row else [])]:
+                for cell in [*row.cells, *([row.total] if row.total else [])]:
+                    assert cell.value is None or not 0 < cell.value < 5, (area.code, table.key)
+                    shown_as_suppressed += cell.suppressed
+        for child in board.table("sub_areas").rows if board.children else []:
+            if child.code:
+                page = build_dashboard(session=session, area_code=child.code, as_of=day)
+                assert child.total == next(k.cell for k in page.kpis if k.key == "population")
+        lineage = build_lineage(session=session, area_code=area.code, as_of=day, indicator="floating")
+        assert lineage.population == kpis["floating"]
+        change = board.table("change").rows[-1].cells
+        earlier = build_dashboard(session=session, area_code=area.code, as_of=board.year_earlier)
+        assert change[1] == next(k.cell for k in earlier.kpis if k.key == "population")
+    month_end = build_dashboard(session=session, area_code="", as_of=date(2026, 5, 31))
+    trend = {r.label: r.total for r in city.table("trend").rows}
+    assert trend["2026-05月末"] == next(k.cell for k in month_end.kpis if k.key == "population")
+    assert shown_as_suppressed > 50
 
 
 def test_exports_keep_numbers_and_neutralise_formulas() -> None:

@@ -6,7 +6,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from decision import service
-from decision.indicators import build_dashboard
+from decision.dimensions import ELDERLY, FIVE_YEAR_GROUPS, SCHOOL_AGE_LABELS, SCHOOL_AGES
+from decision.indicators import ALL, FLOW_KINDS, Key, pop_key, published_counts
 from tests.decision.conftest import add_person, change, random_batch, random_population
 from tests.factories import make_batch
 
@@ -19,6 +20,11 @@ DATES = [
     date(2026, 12, 31),
     date(2027, 7, 15),
 ]
+
+
+def true_counts(session: Session, area: str, day: date) -> dict[Key, int]:
+    """The dashboard's counts before perturbation, by key."""
+    return {c.key: c.true for c in published_counts(session=session, area_code=area, as_of=day)}
 
 
 def snapshot(session: Session) -> tuple[list[tuple], list[tuple]]:
@@ -49,8 +55,8 @@ def test_population_as_of_dates_and_ages(session: Session, communities: list[str
     service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
 
     def pop(day: date, area: str = "") -> dict[str, int]:
-        table = build_dashboard(session=session, area_code=area, as_of=day, threshold=1).table("pyramid")
-        return {r.label: r.total.value for r in table.rows if r.total and r.total.value}
+        counts = true_counts(session, area, day)
+        return {g.label: n for g in FIVE_YEAR_GROUPS if (n := counts[pop_key(ages=g)])}
 
     # 2026-02-28: the 29 February child is still 17, the other woman still 59.
     assert pop(date(2026, 2, 28)) == {"15-19岁": 1, "55-59岁": 1}
@@ -60,10 +66,9 @@ def test_population_as_of_dates_and_ages(session: Session, communities: list[str
     assert pop(date(2026, 8, 31)) == {"15-19岁": 1, "60-64岁": 1}
     assert pop(date(2026, 8, 31), c2) == {}
     assert pop(date(2026, 9, 1), c2) == {"15-19岁": 1}
-    special = build_dashboard(session=session, area_code="", as_of=date(2026, 3, 1), threshold=1).table(
-        "school_elderly"
-    )
-    assert {r.label: r.total.value for r in special.rows if r.total} == {
+    special = true_counts(session, "", date(2026, 3, 1))
+    labels = [(SCHOOL_AGE_LABELS[r.key], r) for r in SCHOOL_AGES] + [(r.label, r) for r in ELDERLY]
+    assert {label: special[pop_key(ages=r)] for label, r in labels} == {
         "学前（3-5岁）": 0,
         "小学（6-11岁）": 0,
         "初中（12-14岁）": 0,
@@ -123,12 +128,11 @@ def test_flows_per_month(session: Session, communities: list[str]) -> None:
         ("", "2026-04", "in"): 1,
     }
     # The population changes by exactly the month's flows.
-    board = build_dashboard(session=session, area_code=c1, as_of=date(2026, 4, 30), threshold=1)
-    trend = {r.label: r.total.value for r in board.table("trend").rows if r.total}
-    assert trend["2026-02月末"] == 4 and trend["2026-03月末"] == 3 and trend["2026-04-30"] == 1
-    flows_table = {r.label: [c.value for c in r.cells] for r in board.table("flows").rows}
-    assert flows_table["2026-03"] == [1, 1, 0, 1, 0]
-    assert flows_table["2026-04"] == [0, 0, 0, 2, 0]
+    counts = true_counts(session, c1, date(2026, 4, 30))
+    assert counts["trend", date(2026, 2, 1), ALL] == 4 and counts["trend", date(2026, 3, 1), ALL] == 3
+    assert counts[pop_key()] == 1
+    assert [counts["flow", date(2026, 3, 1), k] for k in FLOW_KINDS] == [1, 1, 0, 1, 0]
+    assert [counts["flow", date(2026, 4, 1), k] for k in FLOW_KINDS] == [0, 0, 0, 2, 0]
 
 
 def test_incremental_refresh_equals_rebuild(session: Session, communities: list[str]) -> None:
