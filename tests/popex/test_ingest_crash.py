@@ -75,7 +75,10 @@ def template(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
             yield url
     finally:
         for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         storage_settings.cache_clear()
 
 
@@ -343,7 +346,8 @@ def test_a_dropped_connection_fails_the_step_and_says_so(database, city, tmp_pat
     outbox = tmp_path / "outbox"
     run = _ingest(database, city, outbox, stop_at=BatchStep.MERGE)
     _stopped(run)
-    _terminate(_backends(database, in_transaction=True))  # the merge's session: the database stays up
+    [merging] = _backends(database, in_transaction=True)  # the merge's session: the database stays up
+    _terminate([merging])
     os.kill(run.pid, signal.SIGCONT)
     out, err = run.communicate(timeout=120)
     batch_id, state, failed_step = _state(database)
