@@ -147,3 +147,28 @@ def test_two_ingests_at_once_equal_one_after_the_other(city, fresh, archive_dir)
     assert concurrent in serial, {
         k: (concurrent[k], serial[0][k]) for k in ("persons", "identifiers", "links")
     }
+
+
+def test_a_lock_whose_connection_is_lost_is_free_and_hides_no_error(fresh) -> None:
+    """The database restarted under a holder: the step's own error comes out, not the failed unlock,
+    and the next batch takes the lock at once."""
+    engine = create_engine(fresh)
+    factory = sessionmaker(engine)
+    held = (
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with pytest.raises(RuntimeError, match="the step's error"), flows.identity_lock(factory):
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as other:
+            pid = other.execute(text(held)).scalar_one()
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            while other.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+            ).scalar():
+                time.sleep(0.05)
+        raise RuntimeError("the step's error")
+    with engine.connect() as other:
+        assert other.execute(text(held)).all() == []
+    with flows.identity_lock(factory):
+        pass
+    engine.dispose()
