@@ -4,13 +4,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from base.db import get_session
 from base.web import render
-from decision import aggregates, export, indicators
+from decision import access, aggregates, export, indicators
+from decision.dependencies import COOKIE, ApiReader, AreaParam, DateParam, PageReader, SessionDep
 from decision.protection import DEFAULT_THRESHOLD
 from decision.schemas import AreaOut, Dashboard, ErrorOut, Lineage, StatTable
 
@@ -19,15 +19,11 @@ STATIC_FILES = {p.name for p in STATIC.iterdir() if p.suffix in (".js", ".css")}
 
 pages = APIRouter(prefix="/decision", include_in_schema=False)
 api = APIRouter(
-    prefix="/stats", tags=["决策分析"], responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+    prefix="/stats",
+    tags=["决策分析"],
+    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 
-SessionDep = Annotated[Session, Depends(get_session)]
-AreaParam = Annotated[str, Query(max_length=12, pattern=r"^[0-9]*$", description="区划代码；空为全市")]
-DateParam = Annotated[
-    date | None,
-    Query(alias="date", description="统计日期，默认为数据截至日（不晚于今天）；晚于数据截至日的日期不予统计"),
-]
 Months = Annotated[int, Query(ge=1, le=60)]
 
 
@@ -68,7 +64,7 @@ def dashboard_for(session: Session, area: str, day: date | None, months: int = 1
         raise _error(503, "NOT_BUILT", str(exc)) from exc
 
 
-@pages.get("", response_class=HTMLResponse)
+@pages.get("", response_class=HTMLResponse, dependencies=[PageReader])
 def dashboard_page(
     request: Request, session: SessionDep, area: AreaParam = "", day: DateParam = None, months: Months = 12
 ) -> HTMLResponse:
@@ -84,7 +80,7 @@ def dashboard_page(
     )
 
 
-@pages.get("/export/{key}.{fmt}")
+@pages.get("/export/{key}.{fmt}", dependencies=[PageReader])
 def export_table(
     key: str, fmt: Literal["csv", "xlsx"], session: SessionDep, area: AreaParam = "", day: DateParam = None
 ) -> Response:
@@ -105,7 +101,7 @@ def export_table(
     )
 
 
-@pages.get("/lineage", response_class=HTMLResponse)
+@pages.get("/lineage", response_class=HTMLResponse, dependencies=[PageReader])
 def lineage_page(
     request: Request,
     session: SessionDep,
@@ -121,6 +117,47 @@ def lineage_page(
     return render(
         request, "decision/lineage.html", {"l": result, "indicators": indicators.LINEAGE_INDICATORS}
     )
+
+
+def _local(target: str) -> str:
+    """Where to go after logging in: a decision page of this site, never elsewhere."""
+    return target if target.startswith("/decision") and not target.startswith("//") else "/decision"
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/decision") -> HTMLResponse:
+    """The planners' login: their API key opens the statistics of every level."""
+    return render(request, "decision/login.html", {"next": _local(next), "error": None})
+
+
+@pages.post("/login", response_class=HTMLResponse, response_model=None)
+def login(
+    request: Request,
+    session: SessionDep,
+    key: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form()] = "/decision",
+) -> Response:
+    """Check the key; on success keep it in an HTTP-only cookie and go on to the page asked for."""
+    if access.planner_for_key(session, key) is None:
+        return render(
+            request,
+            "decision/login.html",
+            {"next": _local(next), "error": "API 密钥无效或已停用"},
+            status_code=401,
+        )
+    response = RedirectResponse(_local(next), status_code=303)
+    response.set_cookie(
+        COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https", max_age=8 * 3600
+    )
+    return response
+
+
+@pages.get("/logout")
+def logout() -> RedirectResponse:
+    """Forget the planner's key in this browser."""
+    response = RedirectResponse("/decision/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
 
 
 @pages.get("/static/{name}")
@@ -151,6 +188,7 @@ def _lineage(session: Session, area: str, day: date | None, indicator: str) -> L
 
 @api.get(
     "/dashboard",
+    dependencies=[ApiReader],
     response_model=Dashboard,
     summary="统计看板（某区域、某日）",
     description="某区域某日的全部指标：总量与各统计表，小数值单元格按规则隐藏。",
@@ -164,6 +202,7 @@ def api_dashboard(
 
 @api.get(
     "/tables/{key}",
+    dependencies=[ApiReader],
     response_model=StatTable,
     summary="统计表",
     description="一张统计表：type_sex、pyramid、school_elderly、ratios、change、age_structure、origin、sub_areas、trend 或 flows。",
@@ -194,6 +233,7 @@ def api_areas(session: SessionDep, parent: AreaParam = "") -> list[AreaOut]:
 
 @api.get(
     "/lineage",
+    dependencies=[ApiReader],
     response_model=Lineage,
     summary="指标来源（数据血缘）",
     description="常住人口（或其中一类）由哪些部门、数据项、批次而来，各有多少条记录。",

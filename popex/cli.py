@@ -13,6 +13,7 @@ from rich.progress import TaskID
 
 from base.progress import err, progress_bar
 from collection.cli import officers_app
+from decision.cli import decision_app
 from exchange.cli import departments_app
 from schemas.canonical import (
     BatchState,
@@ -38,6 +39,7 @@ areas_app = typer.Typer(help="区划参考数据", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(areas_app, name="areas")
 app.add_typer(officers_app, name="officers")
+app.add_typer(decision_app, name="decision")
 app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
 console = Console()

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from base.db import get_session
-from decision import service
+from decision import access, service
 from popex.app import create_app
 from tests.decision.conftest import add_person
 from tests.factories import make_batch
@@ -51,8 +51,41 @@ def client(session: Session, communities: list[str]) -> Iterator[TestClient]:
     session.execute(text("UPDATE decision.publication SET cell_key_secret = 'api-test'"))
     app = create_app()
     app.dependency_overrides[get_session] = lambda: session
-    with TestClient(app) as test_client:
+    key = access.add_planner(session=session, name="规划局", actor="test")
+    with TestClient(app, headers={"X-API-Key": key}) as test_client:
         yield test_client
+
+
+def test_statistics_need_a_planner_unless_a_level_is_open(client: TestClient, session: Session) -> None:
+    key = client.headers.pop("X-API-Key")
+    for path in ("/api/v1/stats/dashboard", "/api/v1/stats/tables/pyramid", "/api/v1/stats/lineage"):
+        refused = client.get(path, params={"date": AS_OF})
+        assert refused.status_code == 401, path
+        assert refused.json()["detail"]["code"] == "AUTH_REQUIRED"
+        assert client.get(path, params={"date": AS_OF}, headers={"Authorization": f"Bearer {key}"}).is_success
+    assert client.get("/api/v1/stats/dashboard", headers={"X-API-Key": "pk_wrong"}).status_code == 401
+    assert client.get("/api/v1/stats/areas").is_success  # names of areas are no statistics
+    for path in ("/decision", "/decision/lineage", "/decision/export/pyramid.csv"):
+        page = client.get(path, params={"date": AS_OF, "area": "330102"}, follow_redirects=False)
+        assert page.status_code == 303, path
+        assert page.headers["location"].startswith(f"/decision/login?next={path}%3F")
+    # An operator opens the district level: districts for everyone, the city and streets still not.
+    access.set_open(session=session, level="district", opened=True, actor="test")
+    assert client.get("/api/v1/stats/dashboard", params={"date": AS_OF, "area": "330102"}).is_success
+    assert client.get("/api/v1/stats/dashboard", params={"date": AS_OF}).status_code == 401
+    assert (
+        client.get("/api/v1/stats/dashboard", params={"date": AS_OF, "area": "330102001"}).status_code == 401
+    )
+    # A planner logs in with the key: the browser keeps it in an HTTP-only cookie.
+    assert client.post("/decision/login", data={"key": "pk_wrong", "next": "/decision"}).status_code == 401
+    login = client.post(
+        "/decision/login", data={"key": key, "next": "https://evil.example/"}, follow_redirects=False
+    )
+    assert login.status_code == 303 and login.headers["location"] == "/decision"
+    assert "httponly" in login.headers["set-cookie"].lower()
+    assert client.get("/decision", params={"date": AS_OF}).status_code == 200
+    client.get("/decision/logout")
+    assert client.get("/decision", params={"date": AS_OF}, follow_redirects=False).status_code == 303
 
 
 def test_dashboard_api_returns_perturbed_indicators(client: TestClient) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from base.db import get_session
-from decision import bench, service
+from decision import access, bench, service
 from popex.app import create_app
 from registry.migrate import upgrade
 from registry.models import Area
@@ -28,8 +28,9 @@ pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    """The app on a free local port, on a committed database with a small generated city."""
+def served_city() -> Iterator[tuple[str, str]]:
+    """The app on a free local port, on a committed database with a small generated city; its URL and a
+    planner's API key."""
     url = create_database("popex_browser")
     engine = create_engine(url)
     try:
@@ -50,6 +51,7 @@ def base_url() -> Iterator[str]:
             session.add(
                 Area(code=EMPTY_COMMUNITY, name="新建社区", level="community", parent_code="330101001")
             )
+            key = access.add_planner(session=session, name="规划局", actor="test")
             session.commit()
 
         def session_for_request() -> Iterator[Session]:
@@ -59,18 +61,26 @@ def base_url() -> Iterator[str]:
         app = create_app()
         app.dependency_overrides[get_session] = session_for_request
         with served(app) as address:
-            yield address
+            yield address, key
     finally:
         engine.dispose()
         drop_database(url)
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
-def test_dashboard_draws_charts_offline_and_drills_down(base_url: str, browser, width: str) -> None:
+def test_dashboard_draws_charts_offline_and_drills_down(
+    served_city: tuple[str, str], browser, width: str
+) -> None:
+    base_url, key = served_city
     opened = offline_page(browser, base_url, width)
     page, w = opened.page, opened.width
 
+    # The statistics are for planners: the page sends a visitor to the login, which leads back to it.
     page.goto(f"{base_url}/decision?date={AS_OF}")
+    assert page.url.startswith(f"{base_url}/decision/login?next=")
+    page.screenshot(path=str(SHOTS / f"decision_login_{width}.png"))
+    page.fill("input[name=key]", key)
+    page.click("form button[type=submit]")
     page.wait_for_selector("html[data-charts='4']", timeout=15000)
     assert page.title().startswith("决策分析 · 全市")
     assert page.locator("canvas").count() >= 4

@@ -204,7 +204,7 @@ def test_officer_day_on_a_phone(database, browser, tmp_path: Path) -> None:
 
 
 def test_planner_drills_changes_the_date_and_exports(browser, tmp_path: Path) -> None:
-    from decision import bench, service
+    from decision import access, bench, service
 
     planner_db = create_database("popex_journeys_planner")
     engine = create_engine(planner_db)
@@ -223,10 +223,15 @@ def test_planner_drills_changes_the_date_and_exports(browser, tmp_path: Path) ->
                 batch = bench.daily_batch(session, records=300, day=date(2026, month, 10))
                 service.refresh_after_batch(session=session, batch_id=batch)
                 session.commit()
+        with factory() as session:
+            key = access.add_planner(session=session, name="规划局", actor="test")
+            session.commit()
         with serve_app(factory) as base_url:
             opened = page_at(browser, base_url, WIDE)
             page = opened.page
-            page.goto(f"{base_url}/decision?date=2026-11-10")
+            page.goto(f"{base_url}/decision?date=2026-11-10")  # the login first, then back to this page
+            page.fill("input[name=key]", key)
+            page.click("form button[type=submit]")
             page.wait_for_selector("html[data-charts='4']", timeout=20000)
             assert page.title().startswith("决策分析 · 全市")
             shot(opened, "planner_city")
