@@ -1,6 +1,23 @@
-"""Publish change events: what the versions a batch wrote mean for the departments subscribed."""
+"""Publish change events: what the versions a batch or a clerk's operation wrote mean for subscribers.
 
-from sqlalchemy import text
+Every event carries what a subscriber needs to keep an exact copy without asking again:
+- `record`'s fields at the top of the payload: the person as it stands when the event is written
+  (the fields the sharing service can show, status included);
+- `scope`: `before` and `after`, each `[population_type, community_code]` or null (not visible to
+  anyone: retired, or not yet a person). `before` is what the person's previous event said it was
+  after (so a subscriber's last word on the person), else its previous version; the sharing service
+  decides from the two whether a client sees the person arrive, change or leave (sharing_api/feed.py);
+- `lead`: true on one event per person and moment (a version can mean several events: one arrival
+  or departure is served, not one per event);
+- `related` (merges, splits, unmerges): the other person's number and scope.
+
+Batches publish in their publish step (`publish_batch`); a clerk's merge, split, unmerge, accept and
+reject publish as they commit (`publish_clerk_change`), with their own event types.
+"""
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from registry import batches
@@ -20,6 +37,76 @@ EVENT_RULES = {
     "attribute_changed": "o.id IS NOT NULL AND v.changed ?| array['name', 'id_no', 'sex', 'birth_date', 'address',"
     " 'phone', 'ethnicity', 'population_type']",
 }
+# Any other change to what a subscriber sees (a death date corrected, a move while away, a widowing)
+# is an attribute change too: no change to a shown field goes without an event.
+EVENT_RULES["attribute_changed"] = (
+    f"{EVENT_RULES['attribute_changed']} OR (o.id IS NOT NULL"
+    " AND v.changed ?| array['status', 'death_date', 'community_code', 'marital_status']"
+    f" AND NOT coalesce({' OR '.join(f'({c})' for n, c in EVENT_RULES.items() if n != 'attribute_changed')}, false))"
+)
+
+
+# What a subscriber may be shown of a person: every field the sharing service can grant.
+RECORD_FIELDS = (
+    "status", "name", "sex", "ethnicity", "birth_date", "death_date", "id_type", "id_no", "phone", "address",
+    "community_code", "population_type", "marital_status",
+)  # fmt: skip
+# Events a clerk's operation writes (not derived from a batch's versions).
+CLERK_EVENTS = ("merged", "split", "unmerged")
+
+
+def _record(p: str) -> str:
+    fields = ", ".join(f"'{f}', {p}.{f}" for f in RECORD_FIELDS)
+    return f"jsonb_build_object('person_no', {p}.person_no, {fields})"
+
+
+def _scope(p: str) -> str:
+    """A person's (or version's) scope keys as JSON, null when retired."""
+    return (
+        f"CASE WHEN {p}.id IS NULL OR {p}.status = 'retired' THEN 'null'::jsonb "
+        f"ELSE jsonb_build_array({p}.population_type, {p}.community_code) END"
+    )
+
+
+# What the person's previous event said it became (SQL NULL when it has none yet).
+LAST_SEEN = (
+    "(SELECT e.payload -> 'scope' -> 'after' FROM change_event e"
+    " WHERE e.person_id = p.id AND e.payload ? 'scope' ORDER BY e.id DESC LIMIT 1)"
+)
+
+
+def _rule_events(conn: Connection, select_versions: Callable[[str], str], params: dict[str, object]) -> int:
+    """Insert the rule events of the versions `select_versions(alias)` picks; returns how many."""
+    types = ", ".join(f"CASE WHEN {cond} THEN '{name}' END" for name, cond in EVENT_RULES.items())
+    created, older = select_versions("x"), select_versions("older")
+    return conn.execute(
+        text(
+            f"""
+            INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id, payload)
+            SELECT person_id, event_type, CASE WHEN event_type = 'died' THEN coalesce(death_date, valid_from)
+                                               ELSE valid_from END,
+                   community_code, batch_id, id,
+                   payload || jsonb_build_object('lead', row_number() OVER (PARTITION BY person_id ORDER BY event_type) = 1)
+            FROM (SELECT v.person_id, v.death_date, v.valid_from, v.community_code, v.batch_id, v.id,
+                         unnest(array_remove(ARRAY[{types}], NULL)) AS event_type,
+                         {_record("p")}
+                         || jsonb_build_object('changed', v.changed, 'previous_community_code', o.community_code,
+                                               'scope', jsonb_build_object('before', coalesce({LAST_SEEN}, {_scope("o")}),
+                                                                           'after', {_scope("p")})) AS payload
+                  FROM (SELECT x.*, NULL::bigint AS prev_id FROM person_version x
+                        WHERE {created} AND x.changed @> '["created"]'
+                        UNION ALL
+                        SELECT * FROM (SELECT x.*, lag(x.id) OVER w AS prev_id FROM person_version x
+                                       WHERE x.person_id IN (SELECT x.person_id FROM person_version x
+                                                             WHERE {created} AND NOT x.changed @> '["created"]')
+                                       WINDOW w AS (PARTITION BY x.person_id ORDER BY x.id)) older
+                        WHERE {older} AND NOT older.changed @> '["created"]') v
+                  JOIN person p ON p.id = v.person_id
+                  LEFT JOIN person_version o ON o.id = v.prev_id) e
+            """
+        ),
+        params,
+    ).rowcount
 
 
 def publish_batch(*, session: Session, batch_id: int) -> int:
@@ -33,32 +120,62 @@ def publish_batch(*, session: Session, batch_id: int) -> int:
         text("SELECT EXISTS (SELECT 1 FROM change_event WHERE batch_id = :b)"), {"b": batch_id}
     ).scalar():
         return 0
-    types = ", ".join(f"CASE WHEN {cond} THEN '{name}' END" for name, cond in EVENT_RULES.items())
-    inserted = conn.execute(
-        text(
-            f"""
-            INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id, payload)
-            SELECT person_id, event_type, CASE WHEN event_type = 'died' THEN coalesce(death_date, valid_from)
-                                               ELSE valid_from END,
-                   community_code, batch_id, id, payload
-            FROM (SELECT v.person_id, v.death_date, v.valid_from, v.community_code, v.batch_id, v.id,
-                         unnest(array_remove(ARRAY[{types}], NULL)) AS event_type,
-                         jsonb_build_object('person_no', p.person_no, 'changed', v.changed, 'status', v.status,
-                                            'community_code', v.community_code,
-                                            'previous_community_code', o.community_code) AS payload
-                  FROM (SELECT x.*, NULL::bigint AS prev_id FROM person_version x
-                        WHERE x.batch_id = :b AND x.changed @> '["created"]'
-                        UNION ALL
-                        SELECT * FROM (SELECT x.*, lag(x.id) OVER w AS prev_id FROM person_version x
-                                       WHERE x.person_id IN (SELECT person_id FROM person_version
-                                                             WHERE batch_id = :b AND NOT changed @> '["created"]')
-                                       WINDOW w AS (PARTITION BY x.person_id ORDER BY x.id)) older
-                        WHERE older.batch_id = :b AND NOT older.changed @> '["created"]') v
-                  JOIN person p ON p.id = v.person_id
-                  LEFT JOIN person_version o ON o.id = v.prev_id) e
-            """
-        ),
-        {"b": batch_id},
-    ).rowcount
+    inserted = _rule_events(conn, lambda a: f"{a}.batch_id = :b", {"b": batch_id})
     batches.advance(session, batch_id, to=BatchState.PUBLISHED, expect=BatchState.MERGED)
+    return inserted
+
+
+def version_mark(session: Session) -> int:
+    """The newest version id now: a clerk's operation publishes the versions it writes after it."""
+    return int(session.scalar(text("SELECT coalesce(max(id), 0) FROM person_version")) or 0)
+
+
+def publish_clerk_change(
+    *,
+    session: Session,
+    since_version: int,
+    persons: list[int],
+    special: dict[int, tuple[str, str, int]] | None = None,
+) -> int:
+    """Write the events of a clerk's operation on `persons`, in its transaction; returns how many.
+
+    `special` maps a person to (event type, role, related person): the retired number of a merge
+    (merged, survivor), the new person of a split (split, split_from), the restored number of an
+    unmerge (unmerged, unmerged_from); that person gets that one event, the others the rule events
+    of the versions the operation wrote (after `since_version`).
+    """
+    conn = session.connection()
+    special = special or {}
+    own = list(special)
+    inserted = _rule_events(
+        conn,
+        lambda a: (
+            f"{a}.batch_id IS NULL AND {a}.id > :since AND {a}.person_id = ANY(:persons)"
+            f" AND NOT {a}.person_id = ANY(:own)"
+        ),
+        {"since": since_version, "persons": persons, "own": own},
+    )
+    # Before the operation: the last event's word, else the newest version written before it.
+    before = (
+        f"coalesce({LAST_SEEN}, (SELECT {_scope('b')} FROM person_version b WHERE b.person_id = p.id"
+        " AND b.id <= :since ORDER BY b.id DESC LIMIT 1), 'null'::jsonb)"
+    )
+    for person_id, (event_type, role, related) in special.items():
+        inserted += conn.execute(
+            text(
+                f"""
+                INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id,
+                                          payload)
+                SELECT p.id, :type, current_date, p.community_code, NULL,
+                       (SELECT max(v.id) FROM person_version v WHERE v.person_id = p.id),
+                       {_record("p")}
+                       || jsonb_build_object('changed', '[]'::jsonb, 'lead', true,
+                                             'scope', jsonb_build_object('before', {before}, 'after', {_scope("p")}),
+                                             'related', jsonb_build_object('role', :role, 'person_no', r.person_no,
+                                                                           'scope', {_scope("r")}))
+                FROM person p, person r WHERE p.id = :p AND r.id = :r
+                """
+            ),
+            {"type": event_type, "role": role, "p": person_id, "r": related, "since": since_version},
+        ).rowcount
     return inserted

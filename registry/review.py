@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from registry import events
 from registry.audit import record_audit
 from registry.masking import mask_id_no, mask_phone
 from registry.merge import merge_persons
@@ -99,11 +100,13 @@ def accept(*, session: Session, item_id: int, actor: str, note: str | None = Non
     item = _open_item(session, item_id)
     record = session.get_one(SourceRecord, item.source_record_id)
     assert item.candidate_person_id is not None
+    mark = events.version_mark(session)
     _hold(session, record, item.candidate_person_id)
     _link(session, record, item.candidate_person_id, actor, f"review_{item.kind}")
     item.state, item.decided_by, item.note = "accepted", actor, note
     session.execute(text("UPDATE review_item SET decided_at = now() WHERE id = :i"), {"i": item.id})
     merge_persons(session=session, person_ids=[item.candidate_person_id], valid_from=date.today())
+    events.publish_clerk_change(session=session, since_version=mark, persons=[item.candidate_person_id])
     record_audit(
         session=session,
         actor=actor,
@@ -119,6 +122,7 @@ def reject(*, session: Session, item_id: int, actor: str, note: str | None = Non
     """Not the same person: the record becomes a new person, and the pair is never proposed again."""
     item = _open_item(session, item_id)
     record = session.get_one(SourceRecord, item.source_record_id)
+    mark = events.version_mark(session)
     # An ID conflict rejected means the number stays with its holder: the new person does not take it.
     person = _new_person(session, record, with_identifier=item.kind != "id_conflict")
     _link(session, record, person.id, actor, f"review_{item.kind}_rejected")
@@ -127,6 +131,7 @@ def reject(*, session: Session, item_id: int, actor: str, note: str | None = Non
     item.state, item.decided_by, item.note = "rejected", actor, note
     session.execute(text("UPDATE review_item SET decided_at = now() WHERE id = :i"), {"i": item.id})
     merge_persons(session=session, person_ids=[person.id], valid_from=date.today())
+    events.publish_clerk_change(session=session, since_version=mark, persons=[person.id])
     record_audit(
         session=session,
         actor=actor,
@@ -154,6 +159,7 @@ def merge(
     survivor, retired = _live(session, survivor_no), _live(session, retired_no)
     if survivor.id == retired.id:
         raise ReviewError("不能把人员与自身合并")
+    mark = events.version_mark(session)
     moved = session.scalars(select(Link.source_record_id).where(Link.person_id == retired.id)).all()
     identifiers = session.execute(
         text("UPDATE person_identifier SET person_id = :s WHERE person_id = :r RETURNING id_type, id_no"),
@@ -177,6 +183,12 @@ def merge(
         {"r": retired.id},
     )
     merge_persons(session=session, person_ids=[survivor.id], valid_from=date.today())
+    events.publish_clerk_change(
+        session=session,
+        since_version=mark,
+        persons=[survivor.id, retired.id],
+        special={retired.id: ("merged", "survivor", survivor.id)},
+    )
     record_audit(
         session=session,
         actor=actor,
@@ -204,6 +216,7 @@ def split(
         raise ReviewError(f"所选记录不全属于人员 {person_no}")
     if set(record_ids) == linked:
         raise ReviewError("不能拆出该人员的全部记录")
+    mark = events.version_mark(session)
     first = session.get_one(SourceRecord, min(record_ids))
     new = _new_person(session, first, with_identifier=False)
     session.execute(
@@ -228,6 +241,12 @@ def split(
     )
     _remember_non_match(session, person.id, new.id, actor)
     merge_persons(session=session, person_ids=[person.id, new.id], valid_from=date.today())
+    events.publish_clerk_change(
+        session=session,
+        since_version=mark,
+        persons=[person.id, new.id],
+        special={new.id: ("split", "split_from", person.id)},
+    )
     record_audit(
         session=session,
         actor=actor,
@@ -254,6 +273,7 @@ def unmerge(*, session: Session, retired_no: str, actor: str, note: str | None =
     if not detail:
         raise ReviewError(f"找不到人员编号 {retired_no} 的合并记录")
     survivor_id = retired.merged_into
+    mark = events.version_mark(session)
     session.execute(
         text("UPDATE link SET person_id = :r WHERE person_id = :s AND source_record_id = ANY(:ids)"),
         {"r": retired.id, "s": survivor_id, "ids": detail["records"]},
@@ -267,6 +287,12 @@ def unmerge(*, session: Session, retired_no: str, actor: str, note: str | None =
     session.flush()
     _remember_non_match(session, survivor_id, retired.id, actor)
     merge_persons(session=session, person_ids=[survivor_id, retired.id], valid_from=date.today())
+    events.publish_clerk_change(
+        session=session,
+        since_version=mark,
+        persons=[survivor_id, retired.id],
+        special={retired.id: ("unmerged", "unmerged_from", survivor_id)},
+    )
     record_audit(
         session=session,
         actor=actor,

@@ -371,6 +371,12 @@ class ChangeEventType(StrEnum):
     ATTRIBUTE_CHANGED = "attribute_changed"
     MARRIED = "married"
     DIVORCED = "divorced"
+    # A clerk's operations (registry/review.py) and what the sharing feed serves a client.
+    MERGED = "merged"  # the retired number (person_no) was merged into payload.survivor
+    SPLIT = "split"  # a new person (person_no) split off payload.split_from
+    UNMERGED = "unmerged"  # a merge undone: the retired number (person_no) is a person again
+    ENTERED_SCOPE = "entered_scope"  # came into the client's areas or population types (served only)
+    LEFT_SCOPE = "left_scope"  # went out of them: drop the person (served only)
 
     @property
     def label(self) -> str:
@@ -388,6 +394,11 @@ _CHANGE_EVENT_LABELS = {
     ChangeEventType.ATTRIBUTE_CHANGED: "信息变更",
     ChangeEventType.MARRIED: "结婚",
     ChangeEventType.DIVORCED: "离婚",
+    ChangeEventType.MERGED: "合并注销",
+    ChangeEventType.SPLIT: "拆分新增",
+    ChangeEventType.UNMERGED: "撤销合并",
+    ChangeEventType.ENTERED_SCOPE: "进入授权范围",
+    ChangeEventType.LEFT_SCOPE: "离开授权范围",
 }
 
 
@@ -403,6 +414,7 @@ class AuditCategory(StrEnum):
     PERSON = "person"
     EXPORT = "export"
     AREAS = "areas"
+    AUDIT = "audit"  # the log's own: a person's record looked up, the chain re-hashed
 
     @property
     def label(self) -> str:
@@ -420,6 +432,7 @@ _AUDIT_CATEGORY_LABELS = {
     AuditCategory.PERSON: "人员合并拆分",
     AuditCategory.EXPORT: "数据导出",
     AuditCategory.AREAS: "区划数据",
+    AuditCategory.AUDIT: "审计日志",
 }
 
 

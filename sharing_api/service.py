@@ -23,6 +23,7 @@ from sharing_api import guessing
 from sharing_api.access import Access
 from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
+from sharing_api.feed import changes as changes  # the change feed has a module of its own
 from sharing_api.models import AUDIT_PERSON_NOS
 from sharing_api.policy import PersonField
 from sharing_api.reads import PERSON_COLUMNS, PersonReader, PersonReads
@@ -33,11 +34,8 @@ from sharing_api.schemas import (
     AccessRecord,
     BaselinePage,
     BatchVerifyResult,
-    ChangeFeed,
-    ChangeOut,
     Check,
     DocumentQuery,
-    EventType,
     PersonOut,
     SearchQuery,
     SearchResult,
@@ -293,78 +291,6 @@ def verify_batch(
         matched=sum(bool(r.match) for r in results),
         limited=sum(bool(r.limited) for r in results),
     )
-
-
-def _payload(access: Access, payload: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-    """The event's changed attributes this client may see (masked as usual); anything else dropped."""
-    granted = set(fields)
-    shown = access.policy.show(payload, [k for k in payload if k in granted])
-    changed = payload.get("changed")
-    if isinstance(changed, list):
-        shown["changed"] = [name for name in changed if name in granted]
-    return shown
-
-
-def changes(
-    *,
-    session: Session,
-    access: Access,
-    since: int,
-    event_types: list[EventType] | None,
-    area: str | None,
-    limit: int,
-    fields: list[PersonField] | None,
-) -> ChangeFeed:
-    """Change events after a cursor, in order, within the client's scope and the filters asked."""
-    shown = access.fields(fields)
-    access.area(area)
-    stmt = (
-        select(
-            ChangeEvent.id,
-            ChangeEvent.event_type,
-            ChangeEvent.event_date,
-            _aware(ChangeEvent.recorded_at),
-            ChangeEvent.community_code,
-            ChangeEvent.payload,
-            Person.person_no,
-        )
-        .join(Person, Person.id == ChangeEvent.person_id)
-        .where(
-            ChangeEvent.id > since,
-            access.policy.scope_sql(
-                population_type=Person.population_type, community_code=ChangeEvent.community_code
-            ),
-        )
-        .order_by(ChangeEvent.id)
-        .limit(limit + 1)
-    )
-    if event_types:
-        stmt = stmt.where(ChangeEvent.event_type.in_([e.value for e in event_types]))
-    if area:
-        stmt = stmt.where(ChangeEvent.community_code.startswith(area))
-    rows = session.execute(stmt).all()
-    page = rows[:limit]
-    show_community = PersonField.COMMUNITY_CODE.value in shown
-    items = [
-        ChangeOut(
-            cursor=r.id,
-            event_type=r.event_type,
-            event_date=r.event_date,
-            recorded_at=r.recorded_at,
-            person_no=r.person_no,
-            payload=_payload(access, r.payload or {}, shown),
-            **({"community_code": r.community_code} if show_community else {}),
-        )
-        for r in page
-    ]
-    access.record(
-        outcome="ok",
-        person_nos=sorted({r.person_no for r in page}),
-        fields=shown,
-        since=since,
-        events=len(items),
-    )
-    return ChangeFeed(items=items, next_cursor=page[-1].id if page else since, has_more=len(rows) > limit)
 
 
 def baseline(
