@@ -281,6 +281,9 @@ def measure(spec: FeedSpec, frame: pd.DataFrame, volume: VolumeBounds | None) ->
     from great_expectations.core.validation_definition import ValidationDefinition
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GE sets this module's logger to INFO itself: its "Created temporary directory ... for ephemeral docs
+    # site" reached popex ingest's users in English. Its warnings still show.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     suite = build_suite(context, spec, frame, volume)

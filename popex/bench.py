@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import threading
 import time
 from collections import defaultdict
@@ -82,6 +83,10 @@ def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
         figures["synth_seconds"] = round(time.perf_counter() - started, 1)
     url = fresh_database("popex_bench_exchange")
     os.environ["POPEX_ARCHIVE_DIR"] = str(BENCH_DIR / "archive")
+    shutil.rmtree(
+        BENCH_DIR / "outbox", ignore_errors=True
+    )  # this run's receipts, not the repository's var/outbox
+    os.environ["POPEX_OUTBOX_DIR"] = str(BENCH_DIR / "outbox")
     engine = create_engine(url, pool_size=2)
     with engine.begin() as conn:
         upgrade(conn)

@@ -165,10 +165,13 @@ def _print_ingested(result: "Ingested") -> None:
 
     with session_scope() as session:
         batch = session.scalars(select(Batch).where(Batch.id == result.batch_id)).one()
+        held = batch.state in (BatchState.QUARANTINED, BatchState.REJECTED)
         console.print(
             f"批次 {batch.id} {batch.file_name} 状态 {batch_state_label(batch.state, batch.failed_step)}："
             f"接收 {batch.rows_received}，"
-            f"通过 {batch.rows_accepted}，拒收 {batch.rows_rejected}，待核查 {batch.rows_review}"
+            # a held batch's rows passed their own checks but nothing entered the register
+            + (f"行校验通过 {batch.rows_accepted}（整批未入库）" if held else f"通过 {batch.rows_accepted}")
+            + f"，拒收 {batch.rows_rejected}，待核查 {batch.rows_review}"
         )
         if result.duplicate:  # say what this run did, not what the first one did
             done = "、".join(step.label for step in result.steps)
@@ -179,7 +182,7 @@ def _print_ingested(result: "Ingested") -> None:
         if batch.error:
             err.print(f"[red]{batch.error}[/red]")
         for check in (batch.gate_result or {}).get("failed", []):
-            err.print(f"[yellow]批次闸门未通过：{check['message']}（{check['column'] or '全表'}）[/yellow]")
+            err.print(f"[yellow]批次闸门未通过：{check['message']}[/yellow]")  # the message names the column
 
 
 @app.command()
