@@ -6,7 +6,9 @@ earliest valid_from of any version recorded after it (never, if that is not late
 and active, the person counts in one cell per cube (type|sex|age band, type, province of origin),
 moving to the next age band on the birthdays that start one. Each stay in a cell is a +1 on its
 first day and a -1 on the day after its last, summed per area (city, district, street, community)
-and per month and per day. Flows are the changes of area between consecutive versions.
+and per month and per day. Flows are the changes of area between consecutive versions; a person's
+first version is a birth when they were born then, an arrival otherwise, except when it comes from
+their department's first extract and is dated no later than it (stock the extract found, not a move).
 
 Everything is computed for a scope of (side, version) rows: side +1 adds a derivation, side -1
 subtracts one, so one statement computes "new minus old" for an incremental refresh.
@@ -55,8 +57,16 @@ WITH fallback AS (
       AND left(sr.extra->>'registered_area_code', 2) = ANY(:provinces)
       AND l.person_id IN (SELECT person_id FROM {persons})
     ORDER BY x.side, l.person_id, sr.id
+),
+first_load AS (
+    -- Each batch with the data date of its feed's first batch.
+    SELECT b.id AS batch_id, min(o.as_of_date) AS first_date
+    FROM batch b JOIN batch o ON o.source = b.source GROUP BY b.id
 )
 SELECT x.side, v.person_id, v.id, v.valid_from, v.recorded_at, v.status,
+       -- Stock, not an event: a version dated no later than its department's first extract (the first
+       -- load lists who was there; it does not say they arrived then).
+       coalesce(v.valid_from <= fl.first_date, FALSE) AS stock,
        CASE WHEN v.community_code ~ '^[0-9]{{12}}$' THEN v.community_code END AS cc,
        CASE WHEN v.population_type IN ('registered', 'floating', 'foreign') THEN v.population_type ELSE '' END
            AS ptype,
@@ -68,6 +78,7 @@ SELECT x.side, v.person_id, v.id, v.valid_from, v.recorded_at, v.status,
 FROM person_version v
 CROSS JOIN LATERAL (VALUES (-1, {before}), (1, {after})) AS x(side, inside)
 LEFT JOIN fallback f ON f.side = x.side AND f.person_id = v.person_id
+LEFT JOIN first_load fl ON fl.batch_id = v.batch_id
 WHERE x.inside AND v.person_id IN (SELECT person_id FROM {persons})
 """
 )
@@ -76,7 +87,7 @@ WHERE x.inside AND v.person_id IN (SELECT person_id FROM {persons})
 EFF_SQL = """
 CREATE TEMP TABLE _decision_eff ON COMMIT DROP AS
 WITH seg AS (
-    SELECT side, person_id, status, cc, ptype, sex, b, province, valid_from AS s,
+    SELECT side, person_id, status, stock, cc, ptype, sex, b, province, valid_from AS s,
            min(valid_from) OVER (PARTITION BY side, person_id ORDER BY recorded_at DESC, id DESC
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS e
     FROM _decision_scope
@@ -144,13 +155,13 @@ HAVING sum(c.d) <> 0
 FLOW_DELTA_SQL = """
 CREATE TEMP TABLE _decision_flow_delta ON COMMIT DROP AS
 WITH step AS (
-    SELECT side, s AS day, b, status, cc,
+    SELECT side, s AS day, b, status, stock, cc,
            lag(status) OVER w AS prev_status, lag(cc) OVER w AS prev_cc, row_number() OVER w = 1 AS first
     FROM _decision_eff
     WINDOW w AS (PARTITION BY side, person_id ORDER BY s)
 ),
 moved AS (
-    SELECT side, day, b, status, first, c.old_code, c.new_code
+    SELECT side, day, b, status, stock, first, c.old_code, c.new_code
     FROM step
     CROSS JOIN LATERAL (VALUES (0), (6), (9), (12)) AS l(len)
     CROSS JOIN LATERAL (SELECT
@@ -162,7 +173,7 @@ moved AS (
 flow AS (
     SELECT side, new_code AS area_code, day,
            CASE WHEN first AND b IS NOT NULL AND day < decision.birthday(b, 1) THEN 'birth' ELSE 'in' END AS kind
-    FROM moved WHERE new_code IS NOT NULL
+    FROM moved WHERE new_code IS NOT NULL AND NOT (first AND stock AND (b IS NULL OR day >= decision.birthday(b, 1)))
     UNION ALL
     SELECT side, old_code, day,
            CASE status WHEN 'dead' THEN 'death' WHEN 'retired' THEN 'other' ELSE 'out' END

@@ -55,6 +55,7 @@ CHILD_LENGTH = {0: 6, 6: 9, 9: 12}
 FLOW_KINDS = {kind.value: kind.label for kind in FlowKind}
 CITY = AreaOut(code="", name="全市", level="city")
 ALL_BANDS = frozenset({*range(len(AGE_BAND_LOWER)), UNKNOWN_BAND})
+NO_DATA: tuple[str] = ("nodata",)  # a cell of a month before the data begin
 
 
 class OutOfWindowError(ValueError):
@@ -83,6 +84,19 @@ def data_until(session: Session) -> date | None:
         )
     )
     return until
+
+
+def data_since(session: Session) -> date | None:
+    """The first day the statistics can tell: the data date of the first batch in the aggregates (a
+    department's first extract lists who was there, not who had left before), or an earlier day a
+    version written outside any batch starts (a clerk's); None before any data."""
+    since: date | None = session.scalar(
+        text(
+            "SELECT least((SELECT min(b.as_of_date) FROM decision.applied_batch a JOIN batch b ON b.id = a.batch_id),"
+            " (SELECT min(valid_from) FROM person_version WHERE batch_id IS NULL))"
+        )
+    )
+    return since
 
 
 def check_not_after_data(day: date, until: date | None) -> None:
@@ -223,6 +237,7 @@ class Scope:
     months: int
     types: list[str]
     sexes: list[str]
+    data_since: date | None = None
 
     @property
     def earlier(self) -> date:
@@ -231,8 +246,13 @@ class Scope:
 
     @property
     def has_earlier(self) -> bool:
-        """Whether the aggregates reach back to the day a year before."""
-        return self.earlier >= self.window.epoch
+        """Whether the data reach back to the day a year before."""
+        return self.earlier >= self.since
+
+    @property
+    def since(self) -> date:
+        """The first day with data: the later of the aggregates' epoch and the first batch's date."""
+        return max(self.window.epoch, self.data_since or self.window.epoch)
 
     @property
     def this_month(self) -> date:
@@ -260,7 +280,9 @@ class Published:
         return 0 < self.count(key) < self.threshold
 
     def cell(self, key: Key) -> StatCell:
-        """The count behind a key, as shown."""
+        """The count behind a key, as shown ("无数据" before the data begin)."""
+        if key == NO_DATA:
+            return StatCell(value=None, display="无数据")
         return _cell(self.count(key), self.hidden(key))
 
     def ratio(self, numerator: Sequence[Key], denominator: Sequence[Key], scale: float = 100.0) -> StatCell:
@@ -348,7 +370,7 @@ def published_counts(
 ) -> list[PublishedCount]:
     """Every count of the dashboard with its true value: what a disclosure audit attacks."""
     _, published, keys = _build(session, area_code, as_of, threshold, months, None)
-    return [PublishedCount(k, published.page.value(k), published.cell(k)) for k in keys]
+    return [PublishedCount(k, published.page.value(k), published.cell(k)) for k in keys if k != NO_DATA]
 
 
 def _build(
@@ -371,6 +393,7 @@ def _build(
         year_earlier=scope.earlier,
         epoch=window.epoch,
         horizon=window.horizon,
+        data_since=scope.since,
         data_until=until,
         threshold=threshold,
         kpis=_kpis(scope, published),
@@ -404,6 +427,7 @@ def _read_scope(
         months=months,
         types=[*POPULATION_TYPES, *([""] if any(t == "" for t, _, _ in page.pop) else [])],
         sexes=[*SEXES, *([""] if any(s == "" for _, s, _ in page.pop) else [])],
+        data_since=data_since(session),
     )
     return scope, page
 
@@ -541,7 +565,10 @@ def _trend(session: Session, scope: Scope, page: Page) -> Grid:
     for m in months:
         page.values.update({("trend", m, t): counts[m].get(t, 0) for t in scope.types})
         page.values["trend", m, ALL] = sum(counts[m].values())
-    rows: list[GridRow] = [(f"{m:%Y-%m}月末", None, [("trend", m, t) for t in scope.types]) for m in months]
+    rows: list[GridRow] = [
+        (f"{m:%Y-%m}月末", None, [("trend", m, t) if _has_data(scope, m) else NO_DATA for t in scope.types])
+        for m in months
+    ]
     rows.append((f"{scope.as_of:%Y-%m-%d}", None, [pop_key(t) for t in scope.types]))
     return Grid(
         "trend",
@@ -549,8 +576,14 @@ def _trend(session: Session, scope: Scope, page: Page) -> Grid:
         "时点",
         [TYPE_LABELS[t] for t in scope.types],
         rows,
-        row_totals=[*(("trend", m, ALL) for m in months), pop_key()],
+        row_totals=[*(("trend", m, ALL) if _has_data(scope, m) else NO_DATA for m in months), pop_key()],
+        note=None if scope.since <= scope.window.epoch else f"数据始于 {scope.since}，此前各月无数据",
     )
+
+
+def _has_data(scope: Scope, month: date) -> bool:
+    """Whether the data reach the end of the month (a month that ended before they begin has none)."""
+    return aggregates.next_month(month) > scope.since
 
 
 def _flows(session: Session, scope: Scope, page: Page) -> Grid:
@@ -562,13 +595,18 @@ def _flows(session: Session, scope: Scope, page: Page) -> Grid:
     for m in months:
         page.values.update({("flow", m, kind): counts.get(m, {}).get(kind, 0) for kind in FLOW_KINDS})
     for kind in FLOW_KINDS:
-        page.values["flow", ALL, kind] = sum(page.values["flow", m, kind] for m in months)
+        page.values["flow", ALL, kind] = sum(
+            page.values["flow", m, kind] for m in months if _has_data(scope, m)
+        )
     return Grid(
         "flows",
         "人口变动（按月）",
         "月份",
         list(FLOW_KINDS.values()),
-        [(f"{m:%Y-%m}", None, [("flow", m, k) for k in FLOW_KINDS]) for m in months],
+        [
+            (f"{m:%Y-%m}", None, [("flow", m, k) if _has_data(scope, m) else NO_DATA for k in FLOW_KINDS])
+            for m in months
+        ],
         col_totals=[("flow", ALL, k) for k in FLOW_KINDS],
         note="迁入、迁出按本区域边界计；注销合并指重复记录合并等注销",
     )
@@ -658,7 +696,7 @@ def _change(scope: Scope, published: Published) -> StatTable:
         row_header="人口类型",
         columns=["本期", f"上年同期（{scope.earlier:%Y-%m-%d}）", "增减", "增减率（%）"],
         rows=[_change_row(scope, published, t) for t in [*scope.types, ALL]],
-        note=None if scope.has_earlier else "上年同期早于统计起始日，无可比数据",
+        note=None if scope.has_earlier else f"上年同期早于数据起始日 {scope.since}，无可比数据",
     )
 
 

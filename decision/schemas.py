@@ -66,6 +66,9 @@ class Dashboard(BaseModel):
     year_earlier: date
     epoch: date
     horizon: date
+    data_since: date | None = Field(
+        default=None, description="数据起始日：首批数据的日期；此前的月份显示为“无数据”，同比不跨越此日"
+    )
     data_until: date | None = Field(
         default=None, description="数据截至日：已计入统计的最近一批数据的日期，此后的日期不予统计"
     )

@@ -125,7 +125,8 @@ def test_table_areas_lineage_and_errors(client: TestClient) -> None:
     lineage = client.get("/api/v1/stats/lineage", params={"date": AS_OF, "area": "330102001001"}).json()
     assert lineage["population"]["value"] == 40
     assert lineage["departments"][0]["sources"][0]["source"] == "gaj_hj"
-    assert lineage["departments"][0]["sources"][0]["batches"][0]["versions"]["value"] == 40
+    # 40 versions, perturbed by a key that includes the batch's id (which differs between runs).
+    assert abs(lineage["departments"][0]["sources"][0]["batches"][0]["versions"]["value"] - 40) <= 3
     assert client.get("/api/v1/stats/dashboard", params={"area": "999999"}).json() == {
         "detail": {"code": "UNKNOWN_AREA", "message": "区划代码 999999 不存在"}
     }

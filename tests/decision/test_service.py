@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from decision import service
 from decision.dimensions import ELDERLY, FIVE_YEAR_GROUPS, SCHOOL_AGE_LABELS, SCHOOL_AGES
-from decision.indicators import ALL, FLOW_KINDS, Key, pop_key, published_counts
+from decision.indicators import ALL, FLOW_KINDS, Key, build_dashboard, pop_key, published_counts
 from tests.decision.conftest import add_person, change, random_batch, random_population
 from tests.factories import make_batch
 
@@ -236,3 +236,43 @@ def test_province_of_origin_from_id_number_or_floating_registration(
     )
     assert population == 4
     assert [(r.source, r.batch_id, r.records, r.versions) for r in rows] == [("gaj_ld", batch.id, 1, 0)]
+
+
+def test_a_first_extract_is_stock_and_history_starts_with_the_data(
+    session: Session, communities: list[str]
+) -> None:
+    """The first extract's people were there, not arriving; months before it have no data, and no
+    year-on-year change is shown across its date."""
+    c1, c2 = communities[0], communities[1]
+    first = make_batch(session, source="gaj_hj", as_of=date(2026, 3, 1))
+    for i in range(6):  # registered long ago, or known only from the extract's date
+        add_person(
+            session,
+            batch=first,
+            valid_from=date(2019, 5, 1) if i % 2 else date(2026, 3, 1),
+            community_code=c1,
+        )
+    add_person(
+        session, batch=first, valid_from=date(2026, 2, 20), birth_date=date(2026, 2, 20), community_code=c1
+    )
+    later = make_batch(session, source="gaj_hj", as_of=date(2026, 5, 10))
+    add_person(
+        session, batch=later, valid_from=date(2026, 5, 5), birth_date=date(1990, 1, 1), community_code=c2
+    )
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+
+    flows = {
+        (m.strftime("%Y-%m"), k): n
+        for m, k, n in session.execute(text("SELECT month, kind, n FROM decision.flow WHERE area_code = ''"))
+    }
+    assert flows == {("2026-02", "birth"): 1, ("2026-05", "in"): 1}  # no 3,000 arrivals on 1 March
+    board = build_dashboard(session=session, area_code="", as_of=date(2026, 6, 30))
+    assert board.data_since == date(2026, 3, 1)
+    trend = {r.label: r.total for r in board.table("trend").rows if r.total}
+    assert trend["2026-02月末"].display == "无数据" and trend["2026-02月末"].value is None
+    assert trend["2026-03月末"].value is not None and trend["2026-05月末"].value is not None
+    flows_table = {r.label: [c.display for c in r.cells] for r in board.table("flows").rows}
+    assert flows_table["2026-01"] == ["无数据"] * 5 and flows_table["2026-05"][3] != "无数据"
+    change = board.table("change")
+    assert change.note == "上年同期早于数据起始日 2026-03-01，无可比数据"
+    assert next(k for k in board.kpis if k.key == "change").cell.value is None
