@@ -68,6 +68,12 @@ def _scope(p: str) -> str:
     )
 
 
+# Writers of events take this lock until they commit, so events commit in id order: a reader that has
+# seen id N has seen every event below it (two writers at once, a batch's publish and a clerk's merge,
+# could otherwise commit a lower id after a subscriber's cursor passed it, and it would never be served).
+WRITERS_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('popex.change_event'))")
+
+
 # What the person's previous event said it became (SQL NULL when it has none yet).
 LAST_SEEN = (
     "(SELECT e.payload -> 'scope' -> 'after' FROM change_event e"
@@ -83,12 +89,11 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
         text(
             f"""
             INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id, payload)
-            SELECT person_id, event_type, CASE WHEN event_type = 'died' THEN coalesce(death_date, valid_from)
-                                               ELSE valid_from END,
-                   community_code, batch_id, id,
-                   payload || jsonb_build_object('lead', row_number() OVER (PARTITION BY person_id ORDER BY event_type) = 1)
+            SELECT person_id, t.event_type, CASE WHEN t.event_type = 'died' THEN coalesce(death_date, valid_from)
+                                                 ELSE valid_from END,
+                   community_code, batch_id, id, payload || jsonb_build_object('lead', t.n = 1)
             FROM (SELECT v.person_id, v.death_date, v.valid_from, v.community_code, v.batch_id, v.id,
-                         unnest(array_remove(ARRAY[{types}], NULL)) AS event_type,
+                         array_remove(ARRAY[{types}], NULL) AS types,
                          {_record("p")}
                          || jsonb_build_object('changed', v.changed, 'previous_community_code', o.community_code,
                                                'scope', jsonb_build_object('before', coalesce({LAST_SEEN}, {_scope("o")}),
@@ -103,6 +108,7 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
                         WHERE {older} AND NOT older.changed @> '["created"]') v
                   JOIN person p ON p.id = v.person_id
                   LEFT JOIN person_version o ON o.id = v.prev_id) e
+            CROSS JOIN LATERAL unnest(e.types) WITH ORDINALITY AS t(event_type, n)
             """
         ),
         params,
@@ -116,6 +122,7 @@ def publish_batch(*, session: Session, batch_id: int) -> int:
     finds the previous version, which keeps a snapshot of new persons to one pass over its versions.
     """
     conn = session.connection()
+    conn.execute(WRITERS_LOCK)
     if conn.execute(
         text("SELECT EXISTS (SELECT 1 FROM change_event WHERE batch_id = :b)"), {"b": batch_id}
     ).scalar():
@@ -145,6 +152,7 @@ def publish_clerk_change(
     of the versions the operation wrote (after `since_version`).
     """
     conn = session.connection()
+    conn.execute(WRITERS_LOCK)
     special = special or {}
     own = list(special)
     inserted = _rule_events(

@@ -8,10 +8,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from exchange import flows
@@ -192,3 +194,22 @@ def test_a_subscriber_replaying_the_feed_holds_what_lookups_return(
     for subscriber in subscribers:
         subscriber.catch_up()
         assert subscriber.copy == expected, steps
+
+
+def test_event_writers_commit_one_after_another(own_db: str) -> None:
+    """A clerk's events wait for a batch's publish to commit (and the other way): ids commit in order,
+    so a subscriber's cursor never passes an event that commits later."""
+    engine = create_engine(own_db)
+    try:
+        with Session(engine) as first, Session(engine) as second:
+            events.publish_clerk_change(session=first, since_version=0, persons=[])  # holds the lock
+            second.execute(text("SET lock_timeout = '200ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                events.publish_clerk_change(session=second, since_version=0, persons=[])
+            second.rollback()
+            first.commit()
+            second.execute(text("SET lock_timeout = '200ms'"))
+            events.publish_clerk_change(session=second, since_version=0, persons=[])
+            second.commit()
+    finally:
+        engine.dispose()
