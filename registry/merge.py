@@ -124,7 +124,8 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
         # No current record may state where a newborn lives (the birth certificate does not): a
         # community once known is kept rather than erased.
         "community_code": f"coalesce({_value('community_code')}, p.community_code)",
-        "population_type": _value("population_type"),
+        # Likewise a population type (a newborn's, taken from the mother) is kept until a record states one.
+        "population_type": f"coalesce({_value('population_type')}, p.population_type)",
         "status": f"coalesce(substr(g.k_status, {1 + OBSERVED_WIDTH + 1}), 'active')",  # death flag, observed
         "death_date": "CASE WHEN g.k_status LIKE '1%' THEN g.death_date END",
         "marital_status": f"CASE substr(g.k_marital, {OBSERVED_WIDTH + 1}) WHEN 'marry' THEN 'married'"

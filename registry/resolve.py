@@ -51,7 +51,7 @@ def _pending(conn: Connection, batch_id: int) -> int:
             SELECT r.id, r.source, r.id_type, r.id_no, r.id_valid, r.name, r.name_pinyin, r.sex, r.birth_date,
                    r.community_code, r.phone, r.area_key, r.population_type, r.ethnicity, r.address,
                    r.residence_status, r.event, coalesce(r.event_date, b.as_of_date) AS observed,
-                   r.community_code IS NOT NULL AS own_community
+                   r.community_code IS NOT NULL AS own_community, r.population_type IS NOT NULL AS own_type
             FROM source_record r JOIN batch b ON b.id = r.batch_id
             WHERE r.batch_id = :b AND r.status = 'accepted'
               AND NOT EXISTS (SELECT 1 FROM link l WHERE l.source_record_id = r.id)
@@ -60,14 +60,19 @@ def _pending(conn: Connection, batch_id: int) -> int:
         {"b": batch_id},
     )
     conn.execute(text("CREATE INDEX ON pending (id)"))
-    # A birth certificate names no community: the newborn lives with the mother, which lets the
-    # household registration's birth entry (with the new ID number) find the newborn days later.
+    # A birth certificate names no community and no population type: the newborn lives in the mother's
+    # household and counts as she does (floating with a floating mother) until their own registration
+    # says otherwise; the community lets the household registration's birth entry (with the new ID
+    # number) find the newborn days later.
     conn.execute(
         text(
             """
-            UPDATE pending pe SET community_code = m.community_code, area_key = m.area_key
+            UPDATE pending pe SET community_code = coalesce(pe.community_code, m.community_code),
+                   area_key = CASE WHEN pe.community_code IS NULL THEN m.area_key ELSE pe.area_key END,
+                   population_type = coalesce(pe.population_type, m.population_type)
             FROM source_record r, person_identifier pi, person m
-            WHERE r.id = pe.id AND pe.community_code IS NULL AND r.mother_id_no IS NOT NULL
+            WHERE r.id = pe.id AND (pe.community_code IS NULL OR pe.population_type IS NULL)
+              AND r.mother_id_no IS NOT NULL
               AND pi.id_type = 'RID' AND pi.id_no = r.mother_id_no AND m.id = pi.person_id
             """
         )
@@ -311,7 +316,7 @@ def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
                        'phone', CASE WHEN phone IS NOT NULL THEN id END,
                        'address', CASE WHEN address IS NOT NULL THEN id END,
                        'community_code', CASE WHEN own_community THEN id END,
-                       'population_type', CASE WHEN population_type IS NOT NULL THEN id END))
+                       'population_type', CASE WHEN own_type THEN id END))
             FROM newp
             """
         )
