@@ -276,8 +276,10 @@ EVENT_TYPES = "事件类型（可重复）：" + "；".join(f"{e.value} {e.label
     "/changes",
     response_model=ChangeFeed,
     summary="变更订阅",
-    description="游标之后的变更事件（出生、死亡、迁入迁出、婚姻、属性变更等），按时间先后，限本单位授权范围，"
-    "可按事件类型和区域筛选；下次以 next_cursor 作为 since 继续。",
+    description="游标之后的变更事件（出生、死亡、迁居、婚姻、属性变更，进入或离开本单位授权范围，合并、拆分、撤销合并），"
+    "按时间先后，限本单位授权范围，可按事件类型和区域筛选；下次以 next_cursor 作为 since 继续（本页条数少于 limit 时亦然）。"
+    "应用方式：left_scope（离开授权范围）与 merged（合并注销）删除该人员编号，其余事件以 payload 中的字段替换本地副本，"
+    "即与逐人查询所得一致（docs/CHANGE_FEED.md）。",
 )
 def get_changes(
     session: SessionDep,
