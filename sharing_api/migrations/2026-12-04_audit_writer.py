@@ -8,6 +8,9 @@ that client is registered in api_client. A leaked server credential can then no 
 in an invented client's name, or pose as an operator or a batch. Superusers and the log's owner
 (the migrating user, which is granted popex_sharing by 0103) write as before.
 
+Its cost, paid under the chain's lock: 10,000 records in 100 group inserts as the role took 0.39-0.40 s
+with the check and 0.25-0.27 s without (about 14 µs a record).
+
 Revision ID: 0105_audit_writer
 Revises: 0104_verify_failure
 Create Date: 2026-12-04
