@@ -618,8 +618,18 @@ CLEARANCE_SQL = text(
            count(*) FILTER (WHERE status = 'discarded' AND closed_at <= :cutoff) AS discarded,
            count(*) FILTER (WHERE status IN ('pending', 'rejected')
                                OR (status IN ('corrected', 'discarded') AND closed_at > :cutoff)) AS still_open
-    FROM collection_row
-    WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
+    FROM (
+        SELECT replaces_id, status, closed_at FROM collection_row
+        WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
+        UNION ALL
+        -- The community's uploads as files through the exchange (push, landing folder, command line):
+        -- a row rejected or held for review keeps the day open (a file that corrects it is new rows).
+        SELECT NULL, CASE r.status WHEN 'accepted' THEN 'accepted' ELSE 'rejected' END, NULL
+        FROM source_record r JOIN batch b ON b.id = r.batch_id
+        WHERE b.source = 'sq_cj' AND b.as_of_date = :day AND r.community_code = :community
+          AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :cutoff)
+          AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.channel = 'collection')
+    ) AS uploads
     """
 )
 

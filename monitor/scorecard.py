@@ -135,7 +135,9 @@ def build(*, session: Session, period: Period, now: datetime, expected_from: dat
                        count(r.id) FILTER (WHERE r.event = 'update') AS corrections,
                        count(r.id) FILTER (WHERE r.reasons::text LIKE '%DUPLICATE_ROW%') AS duplicates
                 FROM area a
-                LEFT JOIN source_record r ON r.community_code = a.code AND r.batch_id IN (
+                -- The community's own uploads (社区采集, through the collection platform or as files): the
+                -- other departments' records of its residents are theirs, not the community's work.
+                LEFT JOIN source_record r ON r.community_code = a.code AND r.source = 'sq_cj' AND r.batch_id IN (
                     SELECT b.id FROM batch b WHERE b.as_of_date BETWEEN :start AND :end
                       AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :now))
                 WHERE a.level = 'community'
