@@ -9,12 +9,15 @@ then writes one daily batch of version changes the way the merge step does and t
 """
 
 import argparse
+import csv
 import statistics
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, make_url, text
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from base.db import database_url
 from decision import aggregates, indicators, service
+from decision.dimensions import POPULATION_TYPES
 from decision.schemas import AreaOut
 from registry.migrate import upgrade
 
@@ -238,6 +242,70 @@ def dashboard_queries(session: Session, area: AreaOut, day: date) -> dict[str, C
         "whole dashboard": lambda: indicators.build_dashboard(
             session=session, area_code=area.code, as_of=day
         ),
+    }
+
+
+TYPE_OF_LABEL = {
+    label: code for code, label in POPULATION_TYPES.items()
+}  # the truth file writes 户籍, 流动, 境外
+
+
+def accuracy(*, session: Session, truth: Path, day: date) -> dict[str, Any]:
+    """Published district figures against the synthetic city's truth (truth/persons.csv: each person's
+    final state) on its last day: residents per district, published (perturbed) and as counted (before
+    perturbation), and what the counted figures miss city-wide, by source of difference."""
+    true: Counter[str] = Counter()
+    true_types: Counter[tuple[str, str]] = Counter()
+    with truth.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["status"] == "active":
+                true[row["community_code"][:6]] += 1
+                true_types[row["community_code"][:6], TYPE_OF_LABEL.get(row["population_type"], "")] += 1
+    districts: list[dict[str, Any]] = []
+    errors: list[float] = []
+    counted_errors: list[float] = []
+    counted_in_districts = 0
+    for area in indicators.child_areas(session, indicators.CITY):
+        counts = {
+            c.key: c for c in indicators.published_counts(session=session, area_code=area.code, as_of=day)
+        }
+        total = counts[indicators.pop_key()]
+        published = total.cell.value if isinstance(total.cell.value, int) else None
+        errors.append(round(100 * abs((published or 0) - true[area.code]) / max(true[area.code], 1), 3))
+        counted_errors.append(round(100 * abs(total.true - true[area.code]) / max(true[area.code], 1), 3))
+        counted_in_districts += total.true
+        districts.append(
+            {
+                "code": area.code,
+                "truth": true[area.code],
+                "counted": total.true,
+                "published": published,
+                "error_pct": round(
+                    100 * abs((published or 0) - true[area.code]) / max(true[area.code], 1), 3
+                ),
+                "counted_error_pct": round(
+                    100 * abs(total.true - true[area.code]) / max(true[area.code], 1), 3
+                ),
+                "types": {
+                    t: {"truth": true_types[area.code, t], "counted": counts[indicators.pop_key(t)].true}
+                    for t in POPULATION_TYPES
+                },
+            }
+        )
+    city = {c.key: c.true for c in indicators.published_counts(session=session, area_code="", as_of=day)}
+    sources = {
+        # Residents the registry holds with no known community count for the city only.
+        "no_community": city[indicators.pop_key()] - counted_in_districts,
+        "no_population_type": city.get(indicators.pop_key(""), 0),
+        # More active persons than the truth has: records of one person not linked together.
+        "persons_over_truth": city[indicators.pop_key()] - sum(true.values()),
+    }
+    return {
+        "day": day.isoformat(),
+        "districts": districts,
+        "max_error_pct": max(errors),
+        "max_counted_error_pct": max(counted_errors),
+        "sources": sources,
     }
 
 

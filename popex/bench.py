@@ -6,8 +6,9 @@ Generates (or reuses) the city under var/bench/, loads it into a fresh database 
 configured server, ingests the initial snapshots and then each daily increment with the same code
 as `popex ingest` (receive → parse → gate → resolve → merge → publish), and prints records/s per
 phase and per step, the peak memory of this process, pairwise precision / recall / F1 of person
-linking against the ground truth, and the share of rows sent to review. Figures also go to
-var/bench/<city>/results.json.
+linking against the ground truth, the share of rows sent to review, and the decision statistics'
+residents per district on the last day against the truth (published and as counted, with the
+sources of the difference). Figures also go to var/bench/<city>/results.json.
 """
 
 import argparse
@@ -18,7 +19,7 @@ import shutil
 import threading
 import time
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import psutil
@@ -68,6 +69,7 @@ def fresh_database(name: str) -> str:
 
 def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
     """The benchmark; returns the figures."""
+    from decision.bench import accuracy as decision_accuracy
     from exchange.flows import ingest_file, landing_files, process_batch
     from exchange.gate import release_batch
     from registry.areas import load_areas
@@ -122,6 +124,10 @@ def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
         quality = evaluate_links(session=session, truth_rows=city / "truth" / "rows.csv")
         write_errors(session=session, out=city / "link_errors.csv")
         session.commit()
+    with factory() as session:
+        figures["decision_accuracy"] = decision_accuracy(
+            session=session, truth=city / "truth" / "persons.csv", day=start + timedelta(days=days)
+        )
     engine.dispose()
     total_rows = sum(p["rows"] for p in phases.values())
     total_seconds = sum(p["seconds"] for p in phases.values())
