@@ -91,6 +91,11 @@ def test_dashboard_draws_charts_offline_and_drills_down(
     page.screenshot(path=str(SHOTS / f"decision_city_{width}_top.png"))
     page.locator(".charts").screenshot(path=str(SHOTS / f"decision_city_{width}_charts.png"))
     page.locator("#table-pyramid").screenshot(path=str(SHOTS / f"decision_city_{width}_pyramid_table.png"))
+    if width == "desktop":  # also at a common laptop width
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.screenshot(path=str(SHOTS / "decision_city_1366.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1367
+        page.set_viewport_size({"width": w, "height": 900})
 
     page.locator("#drill a.chip").first.click()
     page.wait_for_selector("html[data-charts='4']")
