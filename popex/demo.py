@@ -92,6 +92,7 @@ def run_demo(*, persons: int, days: int, seed: int, start: date | None, serve: b
     """The whole demo; re-running it reuses the database and skips what is already done."""
     from base.db import session_scope
     from base.settings import database_settings
+    from decision import access
     from registry.areas import load_areas
     from registry.migrate import upgrade
     from synth import generate_city
@@ -140,6 +141,9 @@ def run_demo(*, persons: int, days: int, seed: int, start: date | None, serve: b
     with session_scope() as session:
         backdate_arrivals(session, start=start, last=last)
         officer = demo_officer(session)
+        # Statistics are for planners; the demo shows the city's and districts' to everyone.
+        for level in ("city", "district"):
+            access.set_open(session=session, level=level, opened=True, actor="demo")
     console.print("[bold]5/5[/bold] 概况")
     console.print(summary())
     console.print(addresses(officer))
@@ -210,4 +214,5 @@ def addresses(officer: tuple[str, str, str, str]) -> Table:
     for label, path in PAGES:
         table.add_row(label, f"http://127.0.0.1:8000{path}")
     table.add_row("信息员账号", f"工号 {officer_no}  密码 {password}（{name} {code}，仅供演示）")
+    table.add_row("决策分析", "全市、区级统计公开；街道、社区需规划人员密钥：popex decision planner-add 姓名")
     return table
