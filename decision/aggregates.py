@@ -60,8 +60,7 @@ WITH fallback AS (
 ),
 first_load AS (
     -- Each batch with the data date of its feed's first batch.
-    SELECT b.id AS batch_id, min(o.as_of_date) AS first_date
-    FROM batch b JOIN batch o ON o.source = b.source GROUP BY b.id
+    SELECT id AS batch_id, min(as_of_date) OVER (PARTITION BY source) AS first_date FROM batch
 )
 SELECT x.side, v.person_id, v.id, v.valid_from, v.recorded_at, v.status,
        -- Stock, not an event: a version dated no later than its department's first extract (the first
