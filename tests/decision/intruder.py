@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import pairwise
 
 import numpy as np
 from scipy.optimize import linprog
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from decision import aggregates, indicators, protection
 from decision.dimensions import AGE_BAND_LOWER, POPULATION_TYPES, SEXES, UNKNOWN_BAND, parse_pop_cell
-from decision.indicators import ALL, LINEAGE_INDICATORS, month_back, year_earlier
+from decision.indicators import ALL, LINEAGE_INDICATORS, Key, month_back, year_earlier
 from decision.schemas import StatCell
 
 Atom = tuple[Hashable, ...]
@@ -46,6 +47,8 @@ class Audit:
     equalities: list[Expr] = field(default_factory=list)  # expr == 0 (relations the intruder knows)
     protected: dict[tuple[tuple[int, int], ...], tuple[str, Hashable, int]] = field(default_factory=dict)
     published: int = 0
+    balances: int = 0  # relations month-end change = flows added
+    unbalanced: int = 0  # month pairs where that relation does not hold on the true counts
 
     def var(self, atom: Atom) -> int:
         """The index of an unknown (created on first use)."""
@@ -149,6 +152,7 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
     window = aggregates.read_window(session)
     assert window is not None
     truth = _truth(session, audit, as_of, window.epoch)
+    truths: dict[tuple[str, Key], int] = {}
     for area in areas:
         for m in months:
             flow_months: dict[Hashable, list[int]] = defaultdict(list)
@@ -157,6 +161,7 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
                 session=session, area_code=area, as_of=as_of, threshold=threshold, months=m
             ):
                 key = count.key
+                truths[area, key] = count.true
                 if key[0] == "flow" and key[1] == ALL:  # the window's total: a sum of the months shown
                     first = month_back(as_of.replace(day=1), m - 1)
                     expr = {audit.var(("flowsum", area, key[2], first)): 1}
@@ -168,6 +173,8 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
                 audit.publish(f"{area or '全市'} {key}", expr, count.cell, count.true, threshold)
             for expr, kind in window_totals:
                 audit.equalities.append({**expr, **{i: -1 for i in flow_months[kind]}})
+            if m == max(months):
+                _balance(audit, area, as_of, truths)
         for indicator, (label, ptype, sex, lo, hi) in LINEAGE_INDICATORS.items():
             lineage = indicators.build_lineage(
                 session=session, area_code=area, as_of=as_of, indicator=indicator, threshold=threshold
@@ -183,6 +190,35 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
             _lineage_records(audit, area, indicator, lineage, threshold)
     relations(audit)
     return audit
+
+
+SIGNS = {"birth": 1, "in": 1, "death": -1, "out": -1, "other": -1}
+
+
+def _balance(audit: Audit, area: str, as_of: date, truths: dict[tuple[str, Key], int]) -> None:
+    """Month-end residents change by the month's flows: an intruder's relation between the trend and the
+    flows of consecutive months with data (added where it holds on the true counts; audit.unbalanced
+    counts where it does not, e.g. a backdated correction)."""
+    months: list[date] = sorted(
+        k[1] for (a, k) in truths if a == area and k[0] == "trend" and k[2] == ALL and isinstance(k[1], date)
+    )
+    for before, month in pairwise(months):
+        flows = [("flow", month, kind) for kind in SIGNS]
+        if any((area, k) not in truths for k in flows):
+            continue
+        change = truths[area, ("trend", month, ALL)] - truths[area, ("trend", before, ALL)]
+        if change != sum(SIGNS[str(k[2])] * truths[area, k] for k in flows):
+            audit.unbalanced += 1
+            continue
+        expr: Expr = defaultdict(int)
+        for i, v in expression(audit, area, ("trend", month, ALL), as_of).items():
+            expr[i] += v
+        for i, v in expression(audit, area, ("trend", before, ALL), as_of).items():
+            expr[i] -= v
+        for k in flows:
+            expr[audit.var(("flow", area, month, k[2]))] -= SIGNS[str(k[2])]
+        audit.equalities.append(dict(expr))
+        audit.balances += 1
 
 
 def _truth(session: Session, audit: Audit, as_of: date, epoch: date) -> dict[int, int]:

@@ -62,6 +62,7 @@ def test_an_intruder_narrows_few_protected_cells_to_one_count(city: Session) -> 
     print(
         f"published {audit.published} numbers, {len(audit.variables)} unknowns, {len(findings)} protected "
         f"cells, {len(pinned)} narrowed to one count; widths {sorted(widths.items())}; "
+        f"{audit.balances} month balances used, {audit.unbalanced} not holding; "
         f"{time.perf_counter() - started:.1f} s"
     )
     for f in pinned:
