@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 
 from decision.indicators import LEVEL_OF_LENGTH
 from registry.audit import record_audit
+from schemas.canonical import AreaLevel
 
-LEVELS = {"city": "全市", "district": "区", "street": "街道", "community": "社区"}
+LEVELS = tuple(level.value for level in AreaLevel)  # their words: AreaLevel.label
 
 
 def level_of(area_code: str) -> str:

@@ -415,6 +415,7 @@ class AuditCategory(StrEnum):
     EXPORT = "export"
     AREAS = "areas"
     AUDIT = "audit"  # the log's own: a person's record looked up, the chain re-hashed
+    DECISION = "decision"  # planners' keys, levels opened to everyone
 
     @property
     def label(self) -> str:
@@ -433,6 +434,7 @@ _AUDIT_CATEGORY_LABELS = {
     AuditCategory.EXPORT: "数据导出",
     AuditCategory.AREAS: "区划数据",
     AuditCategory.AUDIT: "审计日志",
+    AuditCategory.DECISION: "决策统计",
 }
 
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlalchemy.orm import Session
 
 from base import db as base_db
 from base.settings import storage_settings
 from decision import service as decision_service
+from decision.access import add_planner
 from exchange.cli import new_push_key
 from exchange.dependencies import get_factory
 from exchange.models import PushCredential
@@ -161,6 +162,25 @@ def public(call: Callable[[World, str], dict[str, Any]]) -> Row:
     )
 
 
+def planner(call: Callable[[World, str], dict[str, Any]]) -> Row:
+    """The statistics a planner reads: a planner's API key (decision.planner), unless an operator opened
+    the level to everyone (none is open here)."""
+    refused = Refused(401, "AUTH_REQUIRED")
+    return Row(
+        call,
+        {
+            "no_key": refused,
+            "bad_key": refused,
+            "disabled": refused,  # a planner no longer active
+            "in_scope": Answered(lambda r, w: w.home.person_no not in r.text),
+            "out_of_scope": NotApplicable("规划人员可读各层级的汇总统计：无授权范围"),
+            "field_not_granted": NotApplicable("汇总统计不含人员字段"),
+            "purpose_not_granted": NotApplicable("汇总统计不按用途授权"),
+        },
+        "planner",
+    )
+
+
 def push(call: Callable[[World, str], dict[str, Any]], in_scope: Expectation, out_of_scope: Refused) -> Row:
     """A push API operation: a department's key; scope is the department's own sources and batches."""
     return Row(
@@ -231,10 +251,10 @@ MATRIX: dict[str, Row] = {
         NOT_FOUND,
         NotApplicable("访问记录只有何时、何单位、何人、何用途，不含人员字段"),
     ),
-    "api_dashboard_api_v1_stats_dashboard_get": public(lambda w, v: {}),
-    "api_table_api_v1_stats_tables__key__get": public(lambda w, v: {"path": {"key": "type_sex"}}),
+    "api_dashboard_api_v1_stats_dashboard_get": planner(lambda w, v: {}),
+    "api_table_api_v1_stats_tables__key__get": planner(lambda w, v: {"path": {"key": "type_sex"}}),
     "api_areas_api_v1_stats_areas_get": public(lambda w, v: {}),
-    "api_lineage_api_v1_stats_lineage_get": public(lambda w, v: {}),
+    "api_lineage_api_v1_stats_lineage_get": planner(lambda w, v: {}),
     "push_file_api_v1_exchange_files_post": push(
         _push_call,
         Answered(lambda r, w: r.json()["batch_id"] > 0, status=202),
@@ -301,8 +321,10 @@ def world(matrix_app, session, factory, areas, tmp_path, monkeypatch, new_client
 
 def _prepare(world: World, family: str) -> None:
     """What a family's operations need besides persons: the statistics built; push keys and a batch."""
-    if family == "public":
+    if family in ("public", "planner"):
         decision_service.rebuild(session=world.session, epoch=date(2026, 1, 1), horizon=date(2027, 1, 1))
+    if family == "planner":
+        world.keys = {"planner": add_planner(session=world.session, name="规划处", actor="t")}
     elif family == "push":
         world.keys = {d: new_push_key(session=world.session, department=d) for d in ("gaj", "wjw")}
         pushed = world.http.post(
@@ -330,6 +352,12 @@ def _headers(world: World, family: str, case: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
     if family == "public":
         return {"X-API-Key": "pxk_" + "x" * 43} if case == "bad_key" else {}
+    if family == "planner":
+        if case == "disabled":
+            world.session.execute(text("UPDATE decision.planner SET active = false"))
+            world.session.flush()
+        key = {"no_key": None, "bad_key": "pk_" + "x" * 32}.get(case, world.keys["planner"])
+        return {"X-API-Key": key} if key else {}
     if case == "field_not_granted":
         withheld = (PersonField.PHONE, PersonField.STATUS, PersonField.BIRTH_DATE)
         return world.make_client(
@@ -369,7 +397,9 @@ def test_cell(operation: str, case: str, request: pytest.FixtureRequest) -> None
     response = world.http.request(method, url, headers=_headers(world, row.family, case), **kwargs)
     if isinstance(expected, Refused):
         assert response.status_code == expected.status, response.text
-        assert response.json()["code"] == expected.code, response.text
+        body = response.json()
+        code = body["code"] if "code" in body else body["detail"]["code"]  # decision's errors are in detail
+        assert code == expected.code, response.text
     else:
         assert response.status_code == expected.status, response.text
         assert expected.check(response, world), response.text
