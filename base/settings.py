@@ -4,6 +4,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,22 @@ class ScheduleSettings(BaseSettings):
     go_live_date: date | None = None  # unset: no lower bound (development, tests)
 
 
+class WorkerSettings(BaseSettings):
+    """How many processes the work starts: set per deployment, never guessed from the host's cores.
+
+    os.cpu_count() counts the host's cores, not what this process may use (a container's CPU quota,
+    an Airflow worker running several tasks, a server sharing its host with PostgreSQL), so a big
+    host would fork dozens of parsers each holding a copy of the parent's memory.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="POPEX_")
+
+    # 2: the reference machine (BENCHMARKS.md) has two cores; more only where the cores are this task's.
+    parse_workers: int = Field(default=2, ge=1)
+    # 1: one uvicorn process; a host that serves only popex sets one per core it gives the server.
+    serve_workers: int = Field(default=1, ge=1)
+
+
 @lru_cache
 def database_settings() -> DatabaseSettings:
     """The database settings of this process."""
@@ -53,3 +70,9 @@ def storage_settings() -> StorageSettings:
 def schedule_settings() -> ScheduleSettings:
     """The schedule settings of this process."""
     return ScheduleSettings()
+
+
+@lru_cache
+def worker_settings() -> WorkerSettings:
+    """The worker-count settings of this process."""
+    return WorkerSettings()

@@ -1,4 +1,4 @@
-"""Rows of a received file → COPY text for source_record, on every core.
+"""Rows of a received file → COPY text for source_record, on POPEX_PARSE_WORKERS processes.
 
 The reader streams rows in the main process (and spots repeated lines, which needs the whole file);
 worker processes map, normalise and validate chunks of rows and hand back CSV text for COPY. At most
@@ -8,12 +8,12 @@ main process: starting workers would cost more than it saves.
 
 import csv
 import io
-import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date
 from multiprocessing import get_context
 
+from base.settings import worker_settings
 from exchange.readers import FeedFile
 from registry.records import DuplicateRows, RecordBuilder, copy_row
 from schemas.feed_spec import get_feed_spec
@@ -63,9 +63,10 @@ def _chunks(feed: FeedFile) -> Iterator[list[Row]]:
 def staged_chunks(
     feed: FeedFile, *, batch_id: int, known_areas: set[str], today: date, workers: int | None = None
 ) -> Iterator[tuple[str, int]]:
-    """(COPY text, rows) per chunk of the file, in file order."""
+    """(COPY text, rows) per chunk of the file, in file order; `workers` processes (default
+    POPEX_PARSE_WORKERS) build them, or this process alone when that is 1 or the file is small."""
     args = (feed.spec.source, known_areas, today)
-    workers = workers or os.cpu_count() or 1
+    workers = workers or worker_settings().parse_workers
     if workers < 2 or feed.path.stat().st_size < PARALLEL_MIN_BYTES:
         _init(*args)
         for chunk in _chunks(feed):

@@ -133,14 +133,19 @@ def synth(
 def serve(
     host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="端口")] = 8000,
-    workers: Annotated[int, typer.Option(help="工作进程数（建议每个 CPU 核一个）")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="工作进程数（默认取 POPEX_SERVE_WORKERS；建议每个分给本服务的 CPU 核一个）"),
+    ] = None,
 ) -> None:
     """Serve the web app (every platform) until Ctrl-C."""
     import uvicorn
 
+    from base.settings import worker_settings
     from collection.config import session_secret
 
     session_secret()  # made (or read) once before the workers start: each of them signs with the same key
+    workers = workers or worker_settings().serve_workers
     uvicorn.run("popex.app:app", host=host, port=port, workers=workers, log_level="warning")
 
 
