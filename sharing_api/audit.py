@@ -53,6 +53,7 @@ APPEND = Statement(
     "popex_audit_append",
     "PREPARE popex_audit_append(jsonb) AS " + INSERT_SQL.replace("%(rows)s::jsonb", "$1"),
     "EXECUTE popex_audit_append(%(rows)s)",
+    INSERT_SQL,
 )
 
 
@@ -134,6 +135,7 @@ class GroupCommitAudit(GroupedStatement[list[AccessEntry], None]):
         statement_timeout: float = 5.0,
         answer_timeout: float | None = None,
         role: str = "",
+        session_state: bool = True,
     ) -> None:
         super().__init__(
             url,
@@ -141,6 +143,7 @@ class GroupCommitAudit(GroupedStatement[list[AccessEntry], None]):
             lock_timeout=lock_timeout,
             answer_timeout=answer_timeout,
             role=role,
+            session_state=session_state,
         )
 
     async def write(self, entries: list[AccessEntry]) -> None:

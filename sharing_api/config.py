@@ -10,7 +10,7 @@ from base.settings import ROOT
 
 
 class SharingSettings(BaseSettings):
-    """Connection pool and role, event-loop reads, client cache and rate-limit file of the server processes."""
+    """Connection pool and role, event-loop reads, client cache, rate limit and replica of the server processes."""
 
     model_config = SettingsConfigDict(env_prefix="POPEX_SHARING_")
 
@@ -38,6 +38,19 @@ class SharingSettings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # The clients' token buckets, shared by every server process on this host (sharing_api/ratelimit.py).
     rate_file: Path = ROOT / "var" / "sharing" / "rate-buckets"
+    # The clients' token buckets in Redis instead (redis://host:6379/0), shared by every host's processes:
+    # behind a load balancer a client gets its policy's rate once, not once per host. Unset: rate_file.
+    rate_redis_url: str | None = None
+    # A streaming replica (SQLAlchemy URL) for the reads of the population: the loop's lookups and the
+    # routes that only read (search, changes, baseline). Audit records, verification (it records failed
+    # tries), client look-ups and access history stay on the primary (POPEX_DATABASE_URL). A lookup
+    # sees the replica's snapshot: a person written on the primary in the last moments of replication
+    # lag answers as not found until replayed. Unset: everything on the primary.
+    replica_url: str | None = None
+    # Behind a pooler in transaction mode (PgBouncer pool_mode=transaction): no PREPARE and no
+    # connection-level settings (libpq startup options); the loop's reads and audit set their timeouts
+    # and role per statement (SET LOCAL, in the same round trip), and PostgreSQL plans each statement.
+    transaction_pooling: bool = False
 
 
 @lru_cache

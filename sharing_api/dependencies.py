@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine, create_engine
@@ -33,7 +33,7 @@ from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.grouped import role_option
 from sharing_api.policy import Operation, PersonField, RateLimit
-from sharing_api.ratelimit import RateLimiter
+from sharing_api.ratelimit import Limiter, RateLimiter, RedisRateLimiter
 from sharing_api.reads import GroupedReads, InlineReads, PersonReader, PersonReads
 
 MAX_HEADER = 128
@@ -48,9 +48,13 @@ client_cache = ClientCache()
 
 
 @lru_cache
-def rate_limiter() -> RateLimiter:
-    """This process's view of the host's rate-limit buckets."""
-    return RateLimiter(sharing_settings().rate_file)
+def rate_limiter() -> Limiter:
+    """This process's view of the clients' buckets: in Redis when POPEX_SHARING_RATE_REDIS_URL is set
+    (every host), else in the host's file."""
+    settings = sharing_settings()
+    if settings.rate_redis_url:
+        return RedisRateLimiter(settings.rate_redis_url)
+    return RateLimiter(settings.rate_file)
 
 
 MISSES = "\x1flookup-misses"  # a client's second bucket: its lookups by document that found no one
@@ -63,23 +67,38 @@ def lookup_misses() -> RateLimit:
     return RateLimit(per_second=per_day / 86_400, burst=per_day)
 
 
-@lru_cache
-def api_engine() -> Engine:
-    """The engine of this server process's API requests: a pool as large as its concurrency.
-
-    Requests only read, so they run in autocommit: no BEGIN, COMMIT or ROLLBACK round trips. No
-    pre-ping either (a round trip per request): after a database restart the first request on each
-    stale connection fails and the pool replaces the connections.
-    """
+def _engine(url: str) -> Engine:
     settings = sharing_settings()
+    # Behind a transaction pooler no startup options: the login role's own defaults apply there
+    # (README: ALTER ROLE … SET role), since a connection-level setting would not follow the requests.
+    options = "" if settings.transaction_pooling else role_option(settings.database_role)
     return create_engine(
-        database_url(),
+        url,
         pool_size=settings.pool_size,
         max_overflow=0,
         isolation_level="AUTOCOMMIT",
-        connect_args={"options": role_option(settings.database_role)},
+        connect_args={"options": options},
         hide_parameters=True,  # no document numbers in error messages (registry/db.py)
     )
+
+
+@lru_cache
+def api_engine() -> Engine:
+    """The engine of this server process's API requests on the primary: a pool as large as its concurrency.
+
+    Requests run in autocommit: no BEGIN, COMMIT or ROLLBACK round trips. No pre-ping either (a round
+    trip per request): after a database restart the first request on each stale connection fails and
+    the pool replaces the connections.
+    """
+    return _engine(database_url())
+
+
+@lru_cache
+def read_engine() -> Engine:
+    """The engine of the routes that only read the population: on the replica when one is set
+    (POPEX_SHARING_REPLICA_URL), else the primary's `api_engine`."""
+    replica = sharing_settings().replica_url
+    return _engine(replica) if replica else api_engine()
 
 
 async def get_session() -> AsyncIterator[Session]:
@@ -89,6 +108,16 @@ async def get_session() -> AsyncIterator[Session]:
     autocommit connection has no transaction to roll back. So no thread hop is spent on either.
     """
     with Session(api_engine()) as session:
+        yield session
+
+
+async def get_read_session(primary: Annotated[Session, Depends(get_session)]) -> AsyncIterator[Session]:
+    """A session for a request that only reads the population: on the replica when one is set, else
+    `get_session`'s (whose override in tests then holds here too; an unused session costs no I/O)."""
+    if not sharing_settings().replica_url:
+        yield primary
+        return
+    with Session(read_engine()) as session:
         yield session
 
 
@@ -119,12 +148,16 @@ def _api_session() -> Session:
 @lru_cache
 def _server_backends() -> Backends:
     settings = sharing_settings()
+    state = not settings.transaction_pooling
     return Backends(
         session=_api_session,
         reads=GroupedReads(
-            database_url(), statement_timeout=settings.loop_statement_timeout, role=settings.database_role
+            settings.replica_url or database_url(),
+            statement_timeout=settings.loop_statement_timeout,
+            role=settings.database_role,
+            session_state=state,
         ),
-        audit=GroupCommitAudit(database_url(), role=settings.database_role),
+        audit=GroupCommitAudit(database_url(), role=settings.database_role, session_state=state),
     )
 
 

@@ -39,11 +39,13 @@ _PARAM = re.compile(r"%\((\w+)\)s")
 
 @dataclass(frozen=True)
 class Statement:
-    """A Core statement compiled once, with its PREPARE and EXECUTE forms."""
+    """A Core statement compiled once, with its PREPARE and EXECUTE forms, and as it is (`sql`, with
+    %(name)s parameters: for a connection that may not prepare, behind a transaction pooler)."""
 
     name: str
     prepare_sql: str
     execute_sql: str
+    sql: str
 
     @classmethod
     def of(cls, name: str, stmt: Select[Any] | CompoundSelect[Any]) -> "Statement":
@@ -52,7 +54,7 @@ class Statement:
         params = list(dict.fromkeys(_PARAM.findall(sql)))
         numbered = _PARAM.sub(lambda m: f"${params.index(m.group(1)) + 1}", sql)
         arguments = ", ".join(f"%({p})s" for p in params)
-        return cls(name, f"PREPARE {name} AS {numbered}", f"EXECUTE {name}({arguments})")
+        return cls(name, f"PREPARE {name} AS {numbered}", f"EXECUTE {name}({arguments})", sql)
 
 
 def role_option(role: str) -> str:
@@ -79,12 +81,17 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         lock_timeout: float | None = None,
         answer_timeout: float | None = None,
         role: str = "",
+        session_state: bool = True,
     ) -> None:
         # The project's database URL (SQLAlchemy's form, postgresql+psycopg2://…) as libpq reads it.
         self.url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self.statement_timeout = statement_timeout
         self.lock_timeout = lock_timeout
         self.role = role  # the PostgreSQL role the connection acts as ("": the login role)
+        # False behind a transaction pooler: consecutive statements may run on different server
+        # connections, so nothing is left on one (no PREPARE, no startup options); each statement
+        # carries its settings (SET LOCAL: the implicit transaction of one multi-statement query).
+        self.session_state = session_state
         # statement_timeout ends a slow statement on the server; this ends a wait on a server that is gone.
         self.answer_timeout = statement_timeout + 1 if answer_timeout is None else answer_timeout
         self._pending: Waiting[ItemT, ResultT] = []
@@ -116,21 +123,33 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         import psycopg2.extras
 
         if self._connection is None or self._connection.closed:
-            options = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
-            if self.lock_timeout is not None:
-                options += f" -c lock_timeout={int(self.lock_timeout * 1000)}"
-            options += "".join(f" -c {name}={value}" for name, value in self.settings)
-            options += f" {role_option(self.role)}"
+            options = " ".join(f"-c {name}={value}" for name, value in self._settings())
             connection = psycopg2.connect(
                 self.url,
                 connect_timeout=5,
-                options=options,
+                options=options if self.session_state else "",
                 application_name=self.application_name,
                 async_=True,  # autocommit: one statement, one transaction
             )
             psycopg2.extras.wait_select(connection)  # a new connection only: blocking, bounded
             self._connection, self._prepared = connection, False
         return self._connection
+
+    def _settings(self) -> list[tuple[str, str]]:
+        """The connection's PostgreSQL settings: timeouts (ms), the class's own, the role."""
+        settings = [("statement_timeout", str(int(self.statement_timeout * 1000)))]
+        if self.lock_timeout is not None:
+            settings.append(("lock_timeout", str(int(self.lock_timeout * 1000))))
+        settings.extend(self.settings)
+        if self.role:
+            settings.append(("role", self.role))
+        return settings
+
+    def _sql(self) -> str:
+        st = self.statement
+        if not self.session_state:
+            return "".join(f"SET LOCAL {name} = {value}; " for name, value in self._settings()) + st.sql
+        return st.execute_sql if self._prepared else f"{st.prepare_sql}; {st.execute_sql}"
 
     def _send(self) -> None:
         if self._in_flight is not None or not self._pending:
@@ -141,10 +160,8 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         try:
             parameters = self.parameters([item for item, _ in group])
             connection = self._connect()
-            st = self.statement
-            sql = st.execute_sql if self._prepared else f"{st.prepare_sql}; {st.execute_sql}"
             self._cursor = connection.cursor()
-            self._cursor.execute(sql, parameters)
+            self._cursor.execute(self._sql(), parameters)
             self._prepared = True
         except Exception as exc:
             self._finish(exc)

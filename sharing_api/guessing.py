@@ -25,11 +25,16 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.orm import Session
 
+from sharing_api.config import sharing_settings
 from sharing_api.schemas import VerifyQuery
 
 # (namespace, client) for pg_advisory_lock(int, int): one client's verifications one at a time.
 LOCK = text("SELECT pg_advisory_lock(hashtext('popex.verify'), hashtext(:client))")
 UNLOCK = text("SELECT pg_advisory_unlock(hashtext('popex.verify'), hashtext(:client))")
+# Behind a transaction pooler (POPEX_SHARING_TRANSACTION_POOLING) the lock and the unlock could reach
+# different server connections, leaving the lock held: there the block is one transaction of the
+# (autocommit) session, holding a transaction-level lock that its end releases, on one connection.
+XACT_LOCK = text("BEGIN; SELECT pg_advisory_xact_lock(hashtext('popex.verify'), hashtext(:client))")
 COUNT = text(
     """
     SELECT subject, count(*) AS failures FROM verify_failure
@@ -77,15 +82,21 @@ class Tries:
 @contextmanager
 def tries(*, session: Session, client: str, claimed: Sequence[str], limit: int) -> Iterator[Tries]:
     """The client's tries at these subjects, under its lock; the failures added are recorded on exit."""
-    session.execute(LOCK, {"client": client})
+    pooled = sharing_settings().transaction_pooling
+    session.execute(XACT_LOCK if pooled else LOCK, {"client": client})
+    done = False
     try:
         rows = session.execute(COUNT, {"client": client, "subjects": sorted(set(claimed))}).all()
         counted = Tries(Counter({r.subject: r.failures for r in rows}), limit)
         yield counted
         if counted.new:
             session.execute(RECORD, {"client": client, "subjects": counted.new})
+        done = True
     finally:
-        session.execute(UNLOCK, {"client": client})
+        if pooled:
+            session.execute(text("COMMIT" if done else "ROLLBACK"))
+        else:
+            session.execute(UNLOCK, {"client": client})
 
 
 # Per client over a window: the claims (documents, identities) that failed, and those that failed as

@@ -5,7 +5,10 @@ memory; a take locks the client's slot (a POSIX record lock on its bytes), refil
 back. So a client gets its policy's rate however many workers `popex serve --workers N` starts (kept
 in each process's own memory, it got N times its rate). Costs a lock and an unlock per request, no
 round trip. Servers on several hosts each keep their own file: behind a load balancer over H hosts,
-divide the policy's rate by H.
+divide the policy's rate by H, or share the buckets through Redis (`RedisRateLimiter`,
+POPEX_SHARING_RATE_REDIS_URL): the same bucket, taken by a script Redis runs atomically on its own
+clock, for every process of every host, at a round trip per request. Redis unreachable: the request
+fails (closed), it is not let through unlimited.
 
 Slot layout: 16-byte client digest, then the limit it was filled under (rate, burst), then the tokens
 and when they were counted (CLOCK_MONOTONIC, one clock for every process on the host). A changed
@@ -20,6 +23,7 @@ import struct
 import threading
 import time
 from pathlib import Path
+from typing import Any, Protocol
 
 from sharing_api.policy import RateLimit
 
@@ -34,6 +38,16 @@ def refill(limit: RateLimit, tokens: float, updated: float, now: float, cost: in
     if tokens >= cost:
         return tokens - cost, 0.0
     return tokens, (cost - tokens) / limit.per_second
+
+
+class Limiter(Protocol):
+    """Where the clients' buckets are: a file on this host, or Redis."""
+
+    def take(self, client: str, limit: RateLimit, now: float | None = None, cost: int = 1) -> float:
+        """Take `cost` tokens for a client; 0 when allowed, else the seconds to wait."""
+
+    def left(self, client: str, limit: RateLimit, now: float | None = None) -> float:
+        """The tokens a client's bucket holds now (none taken)."""
 
 
 class RateLimiter:
@@ -116,3 +130,58 @@ class _SlotLock:
 
     def __exit__(self, *_: object) -> None:
         fcntl.lockf(self.fd, fcntl.LOCK_UN, SLOT.size, self.offset)
+
+
+# KEYS[1] the client's bucket; ARGV rate, burst, cost, now ("" : Redis's clock, one for every host).
+# The same refill as `refill`; a changed policy or a clock behind the stored one starts it full. The
+# key expires once the bucket would be full again: an absent bucket is a full one.
+_TAKE = """
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local held = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'tokens', 'updated')
+local tokens, updated = tonumber(held[3]), tonumber(held[4])
+if tokens == nil or tonumber(held[1]) ~= rate or tonumber(held[2]) ~= burst or now < updated then
+  tokens, updated = burst, now
+end
+tokens = math.min(burst, tokens + (now - updated) * rate)
+local wait = 0
+if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
+-- %.17g: Lua's tostring keeps 14 digits, which rounds the clock's microseconds (a later take
+-- would then find a clock behind the stored one and start the bucket full).
+local tokens_text = string.format('%.17g', tokens)
+redis.call('HSET', KEYS[1], 'rate', ARGV[1], 'burst', ARGV[2], 'tokens', tokens_text,
+           'updated', string.format('%.17g', now))
+redis.call('EXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1)
+return {tokens_text, string.format('%.17g', wait)}
+"""
+
+
+class RedisRateLimiter:
+    """The buckets of every client in Redis at `url`, shared by every process of every host."""
+
+    def __init__(self, url: str, prefix: str = "popex:rate:") -> None:
+        import redis
+
+        self.prefix = prefix
+        # Short timeouts: a request waits at most this long for its bucket before failing.
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._script: Any = self._redis.register_script(_TAKE)
+
+    def take(self, client: str, limit: RateLimit, now: float | None = None, cost: int = 1) -> float:
+        """Take `cost` tokens for a client; 0 when allowed, else the seconds to wait."""
+        return self._take(client, limit, now, cost)[1]
+
+    def left(self, client: str, limit: RateLimit, now: float | None = None) -> float:
+        """The tokens a client's bucket holds now (none taken)."""
+        return self._take(client, limit, now, 0)[0]
+
+    def _take(self, client: str, limit: RateLimit, now: float | None, cost: int) -> tuple[float, float]:
+        # The key is a digest: client codes are not personal data, but keep Redis's keys uniform.
+        key = self.prefix + hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
+        args = [repr(limit.per_second), repr(float(limit.burst)), cost, "" if now is None else repr(now)]
+        tokens, wait = self._script(keys=[key], args=args)
+        return float(tokens), float(wait)

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from registry.models import Person, PersonIdentifier
+from sharing_api.config import sharing_settings
 from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.grouped import GroupedStatement, Statement
 from sharing_api.policy import PersonField
@@ -105,7 +106,12 @@ _prepared: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionar
 
 
 def execute_prepared(cursor: Any, statement: Statement, params: dict[str, Any]) -> None:
-    """Run a statement on a psycopg2 cursor, preparing it first on a connection that has not."""
+    """Run a statement on a psycopg2 cursor, preparing it first on a connection that has not (behind
+    a transaction pooler, POPEX_SHARING_TRANSACTION_POOLING, as it is: the next statement may run on
+    another server connection, which has not prepared it)."""
+    if sharing_settings().transaction_pooling:
+        cursor.execute(statement.sql, params)
+        return
     done = _prepared.setdefault(cursor.connection, set())
     if statement.name not in done:
         cursor.execute(statement.prepare_sql)

@@ -34,6 +34,7 @@ from sharing_api.dependencies import (
     LOOKUP_DOCS,
     access_for,
     admit,
+    get_read_session,
     get_session,
     requested_fields,
 )
@@ -160,6 +161,8 @@ router = APIRouter(route_class=SharingRoute, tags=["信息共享"], responses=er
 NOT_FOUND = error_responses(ErrorCode.PERSON_NOT_FOUND)
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# The routes that only read the population: on the replica when one is set (POPEX_SHARING_REPLICA_URL).
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 Fields = Annotated[
     list[PersonField] | None,
     Query(description=FIELDS_DESCRIPTION),
@@ -219,7 +222,7 @@ async def lookup_person(query: DocumentQuery, request: Request) -> Response:
 )
 def search_persons(
     query: SearchQuery,
-    session: SessionDep,
+    session: ReadSessionDep,
     access: Annotated[Access, Depends(access_for(Operation.SEARCH))],
     fields: Fields = None,
 ) -> Response:
@@ -282,7 +285,7 @@ EVENT_TYPES = "事件类型（可重复）：" + "；".join(f"{e.value} {e.label
     "即与逐人查询所得一致（docs/CHANGE_FEED.md）。",
 )
 def get_changes(
-    session: SessionDep,
+    session: ReadSessionDep,
     access: Annotated[Access, Depends(access_for(Operation.CHANGES))],
     since: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="上次收到的 next_cursor；首次为 0")] = 0,
     event_type: Annotated[list[EventType] | None, Query(description=EVENT_TYPES)] = None,
@@ -312,7 +315,7 @@ def get_changes(
     "调用 /changes 接续，不漏不重。",
 )
 def get_baseline(
-    session: SessionDep,
+    session: ReadSessionDep,
     access: Annotated[Access, Depends(access_for(Operation.BASELINE))],
     after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="上一页的 next_cursor；首页为 0")] = 0,
     area: Area = None,
