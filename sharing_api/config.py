@@ -49,7 +49,9 @@ class SharingSettings(BaseSettings):
     replica_url: str | None = None
     # Behind a pooler in transaction mode (PgBouncer pool_mode=transaction): no PREPARE and no
     # connection-level settings (libpq startup options); the loop's reads and audit set their timeouts
-    # and role per statement (SET LOCAL, in the same round trip), and PostgreSQL plans each statement.
+    # and role per statement (SET LOCAL, in the same round trip), and PostgreSQL plans each statement:
+    # measured here (2 cores, direct, one lookup at a time) 450–470 µs per lookup against 110–180 µs
+    # prepared, the planning of the grouped read's union; so only where a pooler requires it.
     transaction_pooling: bool = False
 
 
