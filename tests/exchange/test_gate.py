@@ -240,3 +240,30 @@ def test_the_verdict_does_not_depend_on_the_row_order(rows, rng: random.Random) 
     assert judged[0] == judged[1]
     if all(i is True and n is True for i, n in rows):  # all good: every check passes
         assert all(c["success"] for c in judged[0])
+
+
+@settings(max_examples=25)  # each example runs Great Expectations once per frame
+@given(
+    st.lists(st.tuples(cells, cells), min_size=1, max_size=60),
+    st.integers(min_value=1, max_value=25),
+    st.integers(min_value=0, max_value=70),
+    st.integers(min_value=0, max_value=70),
+)
+def test_a_batch_read_a_frame_at_a_time_counts_as_one_frame(rows, size, low, high) -> None:
+    """The gate reads a batch FRAME_ROWS at a time (its memory does not grow with the batch): the
+    frames' counts add up to the whole frame's, and the row count's verdict on the last frame is the batch's."""
+    spec = gate.get_feed_spec("gaj_hj")
+    volume = gate.VolumeBounds(low=min(low, high), high=max(low, high), median=30, batches=5)
+    whole = _frame(*map(list, zip(*rows)))
+    frames = [whole.iloc[i : i + size].reset_index(drop=True) for i in range(0, len(whole), size)]
+    assert gate.measure(spec, frames, volume) == gate.measure(spec, whole, volume)
+
+
+def test_the_gate_streams_a_batch_with_the_same_verdict(factory, areas, tmp_path, monkeypatch) -> None:
+    """Through the database, a frame of 4 rows at a time: the same checks as in one frame."""
+    results = []
+    for frame_rows, day in ((gate.FRAME_ROWS, DAY0), (4, DAY0 + timedelta(days=1))):
+        monkeypatch.setattr(gate, "FRAME_ROWS", frame_rows)
+        batch = _gate(factory, tmp_path, day, _rows(0, 30, day, bad=2, blank=3))
+        results.append(batch.gate_result["checks"])
+    assert results[0] == results[1] and len(results[0]) > 1
