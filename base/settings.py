@@ -20,13 +20,17 @@ class DatabaseSettings(BaseSettings):
 
 
 class StorageSettings(BaseSettings):
-    """Where received files are archived and where landing folders are."""
+    """Where received files are archived and where landing folders are: local paths or URIs (base.storage)."""
 
     model_config = SettingsConfigDict(env_prefix="POPEX_")
 
-    archive_dir: Path = ROOT / "var" / "archive"
-    landing_dir: Path = ROOT / "var" / "landing"
-    outbox_dir: Path = ROOT / "var" / "outbox"  # receipts for the departments
+    # A folder (or file://…), or a bucket's prefix such as s3://popex/archive (base.storage.location).
+    archive_dir: str = str(ROOT / "var" / "archive")
+    landing_dir: str = str(ROOT / "var" / "landing")
+    outbox_dir: str = str(ROOT / "var" / "outbox")  # receipts for the departments
+    # An S3-compatible server that is not AWS (MinIO, Ceph…); credentials come from botocore's usual
+    # places (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role), never from here.
+    s3_endpoint_url: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
 
 

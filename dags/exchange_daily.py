@@ -1,7 +1,6 @@
 """Department exchange: one run per as-of day over the landing folder, after the departments' deadline."""
 
 from datetime import date, timedelta
-from pathlib import Path
 
 import pendulum
 from airflow.sdk import (
@@ -70,11 +69,11 @@ def _as_of() -> date:
         raise AirflowFailException(str(exc)) from exc
 
 
-def _outbox() -> Path:
-    """Where the run writes receipts: its 'outbox' param, else POPEX_OUTBOX_DIR."""
+def _outbox() -> str:
+    """Where the run writes receipts (a folder or a URI): its 'outbox' param, else POPEX_OUTBOX_DIR."""
     from base.settings import storage_settings
 
-    return Path(get_current_context()["params"].get("outbox") or storage_settings().outbox_dir)
+    return str(get_current_context()["params"].get("outbox") or storage_settings().outbox_dir)
 
 
 def _ids(gated: int | list[int]) -> list[int]:
@@ -118,8 +117,12 @@ def _identity(batch_ids: list[int]) -> list[int]:
     tags=["exchange", "popex"],
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="业务日期，默认前一天"),
-        "landing": Param(None, type=["null", "string"], description="落地目录，默认 POPEX_LANDING_DIR"),
-        "outbox": Param(None, type=["null", "string"], description="回执目录，默认 POPEX_OUTBOX_DIR"),
+        "landing": Param(
+            None,
+            type=["null", "string"],
+            description="落地目录或 URI（如 s3://桶/landing），默认 POPEX_LANDING_DIR",
+        ),
+        "outbox": Param(None, type=["null", "string"], description="回执目录或 URI，默认 POPEX_OUTBOX_DIR"),
     },
 )
 def exchange_daily() -> None:
@@ -132,7 +135,7 @@ def exchange_daily() -> None:
         from exchange.flows import receive_landing
 
         as_of = _as_of()
-        landing = Path(get_current_context()["params"].get("landing") or storage_settings().landing_dir)
+        landing = str(get_current_context()["params"].get("landing") or storage_settings().landing_dir)
         return receive_landing(session_factory(), landing, as_of)
 
     @task(map_index_template="{{ batch_id }}")

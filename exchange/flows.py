@@ -1,7 +1,6 @@
 """Multi-step jobs: a received file through every step, each step its own transaction (what DAGs call)."""
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -14,6 +13,7 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from base import storage
 from base.db import SessionFactory, transaction
 from decision import service as decision_service  # the statistics step (pyproject: the one allowed import)
 from exchange import gate, service
@@ -281,16 +281,15 @@ def waiting_for(factory: SessionFactory, step: BatchStep) -> list[int]:
         )
 
 
-def landing_files(folder: Path) -> list[Path]:
-    """Files in a landing folder in delivery order: as-of date, then source, then sequence."""
+def landing_files(folder: storage.Location) -> list[storage.Location]:
+    """Files in a landing folder (a local one, or a bucket's prefix) in delivery order: as-of date, then
+    source, then sequence."""
     found = []
-    for path in folder.iterdir():
-        if not path.is_file():
-            continue
+    for path in storage.files(folder):
         try:
-            name = parse_file_name(path.name)
+            name = parse_file_name(storage.name(path))
         except service.FeedFileError:
-            log.warning("landing: ignoring %s (name does not follow the standard)", path.name)
+            log.warning("landing: ignoring %s (name does not follow the standard)", storage.name(path))
             continue
         found.append(((name.as_of, name.source, name.seq), path))
     return [p for _, p in sorted(found)]
@@ -300,7 +299,7 @@ RECEIVED_DIR = "_received"  # where a landing folder's files go once received: <
 REFUSED_DIR = "_refused"  # … and those the intake refused (source, size): <folder>/_refused/<run's as-of>/
 
 
-def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[int]:
+def receive_landing(factory: SessionFactory, folder: Path | str, as_of: date) -> list[int]:
     """The batches a day's run works on, in delivery order: the landing folder's files for this day or
     an earlier one (late files too), each archived, registered and then moved out of the folder to
     _received/<as-of>/, and every batch of this day or earlier that no run has finished (pushed
@@ -312,25 +311,29 @@ def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[
 
     Safe to retry: a file already received from a landing folder (same name and content, its move
     interrupted) gives its batch without a second delivery, and moved files are not seen again.
+
+    A landing folder in a bucket (a URI): each file is received from a local copy, then moved within the bucket.
     """
-    refused = folder / REFUSED_DIR / as_of.strftime("%Y%m%d")
+    folder = storage.location(folder)
+    refused = storage.join(folder, REFUSED_DIR, as_of.strftime("%Y%m%d"))
     batch_ids: list[int] = []
-    for path in landing_files(folder):
-        name = parse_file_name(path.name)
+    for found in landing_files(folder):
+        name = parse_file_name(storage.name(found))
         if name.as_of > as_of:
             continue
         try:
-            with transaction(factory) as session:
+            with transaction(factory) as session, storage.local_copy(found) as path:
                 received = service.receive_file(
                     session=session, path=path, channel="landing", once_per_name=True
                 )
                 known = received.batch.id
         except service.FeedFileError as exc:
-            log.warning("landing: %s refused (%s)", path.name, exc.code)
-            _move(path, refused)
+            log.warning("landing: %s refused (%s)", storage.name(found), exc.code)
+            storage.move(found, refused)
             continue
         batch_ids.append(known)
-        _move(path, folder / RECEIVED_DIR / name.as_of.strftime("%Y%m%d"))
+        # Out of the landing folder (it is archived by hash): a same-named file moved earlier is kept.
+        storage.move(found, storage.join(folder, RECEIVED_DIR, name.as_of.strftime("%Y%m%d")))
     with transaction(factory) as session:
         ordered = session.scalars(
             text(
@@ -340,14 +343,3 @@ def receive_landing(factory: SessionFactory, folder: Path, as_of: date) -> list[
             {"ids": batch_ids, "open": [str(s) for s in UNFINISHED_STATES], "d": as_of},
         ).all()
     return list(ordered)
-
-
-def _move(path: Path, target_dir: Path) -> None:
-    """Out of the landing folder (it is archived by hash): a same-named file moved earlier is kept."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / path.name
-    n = 1
-    while target.exists():
-        n += 1
-        target = target_dir / f"{path.stem}.{n}{path.suffix}"
-    shutil.move(path, target)

@@ -1,8 +1,10 @@
 """The push API: departments upload their daily file and read its receipt (回执)."""
 
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
@@ -14,6 +16,7 @@ from pydantic import BaseModel
 from base.bodies import declared_too_large
 from base.db import SessionFactory, transaction
 from base.settings import storage_settings
+from base.storage import location
 from exchange import flows, service
 from exchange.dependencies import current_department, get_factory
 from exchange.exceptions import FeedFileError, PushError
@@ -116,7 +119,13 @@ def push_file(
     if spec.department.code != department:
         raise PushError(403, "SOURCE_NOT_YOURS", f"来源 {spec.source} 不属于本部门，不能推送")
     storage = storage_settings()
-    incoming = storage.landing_dir / "_incoming" / uuid.uuid4().hex
+    # Streamed to local disk first: the landing folder's, or the system's temporary folder when landing is a bucket.
+    landing = location(storage.landing_dir)
+    incoming = (
+        (landing if isinstance(landing, Path) else Path(tempfile.gettempdir()))
+        / "_incoming"
+        / uuid.uuid4().hex
+    )
     incoming.mkdir(parents=True)
     path = incoming / name
     try:

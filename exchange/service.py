@@ -5,11 +5,8 @@ called again on a batch already past that state it does nothing, so every step i
 """
 
 import csv
-import hashlib
 import io
 import logging
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -19,7 +16,9 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from base import storage
 from base.settings import storage_settings
+from base.storage import file_sha256 as file_sha256
 
 # FeedFileError and open_feed_file are public here: the collection platform reads officers' sq_cj uploads
 # with the exchange standard's reader.
@@ -49,25 +48,11 @@ class Received:
     duplicate: bool
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def archive_file(path: Path, sha256: str, folder: str) -> Path:
-    """Copy the file, read-only, to archive/<folder>/<sha256[:2]>/<sha256>/<name>; keep an existing copy."""
-    target = storage_settings().archive_dir / folder / sha256[:2] / sha256 / path.name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(target.suffix + ".part")
-        shutil.copyfile(path, partial)
-        os.chmod(partial, 0o444)
-        partial.rename(target)
-    return target
+def archive_file(path: Path, sha256: str, folder: str) -> Path | str:
+    """Copy the hashed file, read-only, to archive/<folder>/<sha256[:2]>/<sha256>/<name> (a local folder
+    or a bucket: POPEX_ARCHIVE_DIR); keep an existing copy."""
+    archive = storage.location(storage_settings().archive_dir)
+    return storage.store_once(path, storage.join(archive, folder, sha256[:2], sha256, path.name))
 
 
 def identify(path: Path, source: str | None, as_of: date | None) -> tuple[FileName, FeedSpec]:
@@ -200,46 +185,50 @@ COPY_SQL = f"COPY source_record ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FOR
 
 
 def parse_batch(
-    *, session: Session, batch_id: int, progress: Progress | None = None, outbox: Path | None = None
+    *, session: Session, batch_id: int, progress: Progress | None = None, outbox: Path | str | None = None
 ) -> Batch:
     """Read the archived file, validate every row and stage it into source_record with COPY. A file
-    that cannot be read is rejected, and its receipt (saying why) goes to the outbox at once."""
+    that cannot be read is rejected, and its receipt (saying why) goes to the outbox at once.
+
+    An archive in a bucket is read from a local copy made for this step (checked against the batch's
+    SHA-256): a worker needs no disk shared with the one that received the file."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
     if batch.state != BatchState.RECEIVED:
         return batch
     spec = get_feed_spec(batch.source)
-    try:
-        feed = open_feed_file(Path(batch.archive_path), spec, max_bytes=storage_settings().max_upload_bytes)
-        batch.encoding, batch.file_format = feed.encoding, feed.format
-        known = set(session.scalars(select(Area.code).where(Area.level == "community")))
-        session.execute(text("DELETE FROM source_record WHERE batch_id = :b"), {"b": batch_id})
-        cursor = session.connection().connection.cursor()
-        # Dates after the extract's as-of day are impossible; using that day keeps a re-run identical.
-        for copy_text, rows in staged_chunks(
-            feed, batch_id=batch_id, known_areas=known, today=batch.as_of_date + timedelta(days=1)
-        ):
-            cursor.copy_expert(COPY_SQL, io.StringIO(copy_text))
-            if progress:
-                progress(rows)
-    except FeedFileError as exc:
-        session.rollback()
-        batch = batches.advance(
-            session,
-            batch_id,
-            to=BatchState.REJECTED,
-            expect=BatchState.RECEIVED,
-            error=f"[{exc.code}] {exc.message}",
-        )
-        record_audit(
-            session=session,
-            actor="pipeline",
-            action="batch.rejected",
-            object_type="batch",
-            object_id=str(batch_id),
-            detail={"code": str(exc.code), "row": exc.row, "field": exc.field},
-        )
-        write_receipts(session=session, batch_id=batch_id, outbox=outbox)
-        return batch
+    with storage.local_copy(storage.location(batch.archive_path), sha256=batch.sha256) as path:
+        try:
+            feed = open_feed_file(path, spec, max_bytes=storage_settings().max_upload_bytes)
+            batch.encoding, batch.file_format = feed.encoding, feed.format
+            known = set(session.scalars(select(Area.code).where(Area.level == "community")))
+            session.execute(text("DELETE FROM source_record WHERE batch_id = :b"), {"b": batch_id})
+            cursor = session.connection().connection.cursor()
+            # Dates after the extract's as-of day are impossible; using that day keeps a re-run identical.
+            for copy_text, rows in staged_chunks(
+                feed, batch_id=batch_id, known_areas=known, today=batch.as_of_date + timedelta(days=1)
+            ):
+                cursor.copy_expert(COPY_SQL, io.StringIO(copy_text))
+                if progress:
+                    progress(rows)
+        except FeedFileError as exc:
+            session.rollback()
+            batch = batches.advance(
+                session,
+                batch_id,
+                to=BatchState.REJECTED,
+                expect=BatchState.RECEIVED,
+                error=f"[{exc.code}] {exc.message}",
+            )
+            record_audit(
+                session=session,
+                actor="pipeline",
+                action="batch.rejected",
+                object_type="batch",
+                object_id=str(batch_id),
+                detail={"code": str(exc.code), "row": exc.row, "field": exc.field},
+            )
+            write_receipts(session=session, batch_id=batch_id, outbox=outbox)
+            return batch
     batch.gate_result = {"warnings": [{"code": str(w.code), "message": w.message} for w in feed.warnings]}
     batches.advance(session, batch_id, to=BatchState.PARSED, expect=BatchState.RECEIVED)
     resolve.update_counts(session=session, batch_id=batch_id)
@@ -272,7 +261,7 @@ def publish_batch(*, session: Session, batch_id: int) -> Batch:
     return _advance(session, batch_id, BatchStep.PUBLISH, events.publish_batch)
 
 
-def complete_batch(*, session: Session, batch_id: int, outbox: Path | None = None) -> Batch:
+def complete_batch(*, session: Session, batch_id: int, outbox: Path | str | None = None) -> Batch:
     """The receipt step: the counted batch's receipts into the outbox (default POPEX_OUTBOX_DIR), then
     it is completed."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
@@ -282,7 +271,7 @@ def complete_batch(*, session: Session, batch_id: int, outbox: Path | None = Non
     return batch
 
 
-def write_receipts(*, session: Session, batch_id: int, outbox: Path | None = None) -> list[Path]:
+def write_receipts(*, session: Session, batch_id: int, outbox: Path | str | None = None) -> list[Path | str]:
     """The batch's receipt CSV into outbox/<source>/<file name>.receipt.csv (default outbox:
     POPEX_OUTBOX_DIR), once for every name the batch was delivered under (an empty daily file has the
     bytes of the day before's: one batch, a receipt for each day's file); rewritten whole (same rows,
@@ -292,7 +281,7 @@ def write_receipts(*, session: Session, batch_id: int, outbox: Path | None = Non
     and the gate (a quarantined batch). A quarantined batch an operator releases later gets its final
     receipt at completion, in place of the quarantine's (one receipt per delivered file, always the
     batch's latest outcome)."""
-    outbox = outbox or storage_settings().outbox_dir
+    folder = storage.location(outbox or storage_settings().outbox_dir)
     receipt = build_receipt(session=session, batch_id=batch_id)
     names = session.scalars(
         select(Delivery.file_name)
@@ -300,15 +289,12 @@ def write_receipts(*, session: Session, batch_id: int, outbox: Path | None = Non
         .distinct()
         .order_by(Delivery.file_name)
     ).all()
-    written = []
-    for name in names or [receipt.file_name]:
-        target = outbox / receipt.source / f"{name}.receipt.csv"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".part")
-        partial.write_text(receipt.csv_text(), encoding="utf-8-sig")
-        partial.replace(target)  # a department never reads half a receipt
-        written.append(target)
-    return written
+    data = receipt.csv_text().encode("utf-8-sig")
+    # Written whole: a department never reads half a receipt.
+    return [
+        storage.write_whole(storage.join(folder, receipt.source, f"{name}.receipt.csv"), data)
+        for name in names or [receipt.file_name]
+    ]
 
 
 @dataclass
