@@ -481,7 +481,7 @@ def decide(
     return gate
 
 
-def run_gate(*, session: Session, batch_id: int, outbox: Path | None = None) -> dict[str, Any]:
+def run_gate(*, session: Session, batch_id: int, outbox: Path | str | None = None) -> dict[str, Any]:
     """Validate the staged batch with its feed's suite; move it to gated or quarantined (its receipt,
     saying why, goes to the outbox at once: exchange.service.write_receipts)."""
     batch = session.get_one(Batch, batch_id, with_for_update=True)
