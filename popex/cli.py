@@ -15,6 +15,7 @@ from base.progress import err, progress_bar
 from collection.cli import officers_app
 from decision.cli import decision_app
 from exchange.cli import departments_app
+from registry.operator import operator_actor
 from schemas.canonical import (
     BatchState,
     BatchStep,
@@ -467,7 +468,9 @@ def review_show(
 
     try:
         with session_scope() as session:
-            shown = review.compare_item(session=session, item_id=item, actor=actor, unmasked=unmasked)
+            shown = review.compare_item(
+                session=session, item_id=item, actor=operator_actor(actor), unmasked=unmasked
+            )
     except review.ReviewError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
@@ -486,13 +489,14 @@ def review_show(
     )
 
 
-def _review_op(op: str, **kwargs: object) -> None:
+def _review_op(op: str, *, actor: str, **kwargs: object) -> None:
+    """A clerk's decision, recorded under the OS user with the stated --actor beside it."""
     from base.db import session_scope
     from registry import review
 
     try:
         with session_scope() as session:
-            person = getattr(review, op)(session=session, **kwargs)
+            person = getattr(review, op)(session=session, actor=operator_actor(actor), **kwargs)
             console.print(f"完成：人员编号 {person.person_no}")
     except review.ReviewError as exc:
         err.print(f"[red]{exc}[/red]")

@@ -40,3 +40,11 @@ def operator_detail(*, stated_actor: str | None, purpose: str) -> dict[str, str]
     if stated_actor and stated_actor.strip() and stated_actor.strip() != detail["os_user"]:
         detail["stated_actor"] = unicodedata.normalize("NFKC", stated_actor).strip()[:64]
     return detail
+
+
+def operator_actor(stated_actor: str | None) -> str:
+    """The actor an operator's command records where only one name fits (review decisions, clerk
+    operations): the OS user, with a stated name beside it in brackets when one was given."""
+    user = os_user()
+    stated = unicodedata.normalize("NFKC", stated_actor or "").strip()[:64]
+    return user if not stated or stated == user else f"{user}（{stated}）"

@@ -3,7 +3,7 @@
 from datetime import date
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from exchange import flows
 from registry import review
@@ -174,6 +174,13 @@ def test_review_show_prints_the_comparison_and_how_to_decide(session, conflict, 
     said = "".join(done.output.split())  # rich wraps at the terminal's width
     assert "欧阳娜娜" in said and "张伟" in said and ZHANG not in said and "（待处理" in said
     assert f"popexreviewaccept{conflict.id}--actorclerk-2" in said
+    # the OS user is recorded, the stated name beside it (not instead of it)
+    from registry.operator import os_user
+
+    viewed = session.scalar(
+        text("SELECT actor FROM audit_log WHERE action = 'review.viewed' ORDER BY id DESC LIMIT 1")
+    )
+    assert viewed == f"{os_user()}（clerk-2）", viewed
     listed = CliRunner().invoke(app, ["review", "list"]).output
     [line] = [row for row in listed.splitlines() if row.startswith(f"│ {conflict.id} ")]
     assert "证件号码与" in line and "id_conflict" not in listed  # the kind in words (wrapped in its column)
