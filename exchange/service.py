@@ -156,6 +156,18 @@ def receive_file(
     if existing is None:
         session.add(batch)
         session.flush()
+    # The same bytes again are a duplicate delivery when they carry rows, or come under a name already
+    # delivered. A file with no data rows under a new day's name is that day's "nothing changed" file:
+    # a quiet feed sends the same header-only bytes every day, and each is on time, not a duplicate.
+    repeated = existing is not None and (
+        existing.rows_received > 0
+        or session.scalar(
+            select(Delivery.id)
+            .where(Delivery.batch_id == existing.id, Delivery.file_name == path.name)
+            .limit(1)
+        )
+        is not None
+    )
     session.add(
         Delivery(
             source=spec.source,
@@ -166,13 +178,13 @@ def receive_file(
             size_bytes=path.stat().st_size,
             channel=channel,
             batch_id=batch.id,
-            duplicate=existing is not None,
+            duplicate=repeated,
         )
     )
     record_audit(
         session=session,
         actor=actor,
-        action="file.duplicate" if existing else "file.received",
+        action="file.duplicate" if repeated else "file.received",
         object_type="batch",
         object_id=str(batch.id),
         detail={"file": path.name, "sha256": sha256, "channel": channel},

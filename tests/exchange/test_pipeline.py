@@ -93,6 +93,28 @@ def test_same_file_twice_is_not_applied_twice(session, factory, areas, tmp_path)
     assert session.scalar(select(func.count()).select_from(Person)) == 3
 
 
+def test_a_quiet_feeds_header_only_files_are_each_days_delivery(session, factory, areas, tmp_path) -> None:
+    """The same header-only bytes every quiet day: one batch, but each day's file is its own delivery
+    (on time), not a duplicate; the same name again still is one."""
+    days = [write_feed(tmp_path, "gaj_hj", date(2026, 11, n), []) for n in (1, 2, 3)]
+    assert len({p.read_bytes() for p in days}) == 1  # identical bytes
+    results = [flows.ingest_file(factory, p) for p in days]
+    assert len({r.batch_id for r in results}) == 1 and results[0].state == "completed"
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / days[2].name).write_bytes(days[2].read_bytes())
+    received = service.receive_file(session=session, path=again / days[2].name, channel="landing")
+    session.flush()
+    assert received.duplicate
+    deliveries = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+    assert [(d.as_of_date.day, d.duplicate) for d in deliveries] == [
+        (1, False),
+        (2, False),
+        (3, False),
+        (3, True),
+    ]
+
+
 def test_increments_land_on_the_same_persons(session, factory, areas, tmp_path) -> None:
     flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()))
     numbers = dict(session.execute(select(Person.id_no, Person.person_no)).tuples().all())
