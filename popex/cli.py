@@ -490,12 +490,14 @@ def review_show(
 
 
 def _review_op(op: str, *, actor: str, **kwargs: object) -> None:
-    """A clerk's decision, recorded under the OS user with the stated --actor beside it."""
-    from base.db import session_scope
+    """A clerk's decision, recorded under the OS user with the stated --actor beside it. It changes
+    persons and their numbers, so it waits for the identity lock like a batch's resolve → publish."""
+    from base.db import session_factory, session_scope
+    from exchange.flows import identity_lock
     from registry import review
 
     try:
-        with session_scope() as session:
+        with identity_lock(session_factory()), session_scope() as session:
             person = getattr(review, op)(session=session, actor=operator_actor(actor), **kwargs)
             console.print(f"完成：人员编号 {person.person_no}")
     except review.ReviewError as exc:

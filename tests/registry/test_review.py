@@ -187,3 +187,46 @@ def test_review_show_prints_the_comparison_and_how_to_decide(session, conflict, 
     assert "popexreviewshow" in "".join(listed.split())
     missing = CliRunner().invoke(app, ["review", "show", "999999", "--actor", "clerk-2"])
     assert missing.exit_code == 1 and "不存在" in missing.output
+
+
+def test_a_clerks_decision_waits_for_the_identity_lock(session, conflict, monkeypatch) -> None:
+    """popex review reject (like merge, split, unmerge) changes persons: it runs only when no batch is
+    between resolve and publish (the identity lock), and records the OS user beside the stated name."""
+    import threading
+    from contextlib import contextmanager
+
+    from sqlalchemy import create_engine
+    from typer.testing import CliRunner
+
+    from base.db import database_url
+    from exchange.flows import IDENTITY_LOCK
+    from popex.cli import app
+    from registry.operator import os_user
+
+    @contextmanager
+    def scope():
+        yield session
+        session.flush()
+
+    monkeypatch.setattr("base.db.session_scope", scope)
+    holder = create_engine(database_url()).connect()  # a batch's resolve → publish, as far as the lock goes
+    holder.execute(text(f"SELECT pg_advisory_lock({IDENTITY_LOCK})"))
+    outcome: list[object] = []
+    clerk = threading.Thread(
+        target=lambda: outcome.append(
+            CliRunner().invoke(app, ["review", "reject", str(conflict.id), "--actor", "clerk-9"])
+        )
+    )
+    try:
+        clerk.start()
+        clerk.join(timeout=2)
+        assert clerk.is_alive() and not outcome  # waiting, nothing decided
+        assert session.scalar(select(ReviewItem.state).where(ReviewItem.id == conflict.id)) == "open"
+    finally:
+        holder.execute(text(f"SELECT pg_advisory_unlock({IDENTITY_LOCK})"))
+        holder.close()
+    clerk.join(timeout=30)
+    [done] = outcome
+    assert done.exit_code == 0, done.output  # type: ignore[attr-defined]
+    item = session.scalars(select(ReviewItem).where(ReviewItem.id == conflict.id)).one()
+    assert (item.state, item.decided_by) == ("rejected", f"{os_user()}（clerk-9）")
