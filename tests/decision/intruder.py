@@ -44,6 +44,7 @@ class Audit:
     bands: list[int]
     variables: dict[Atom, int] = field(default_factory=dict)
     rows: list[tuple[Expr, float, float]] = field(default_factory=list)  # lo <= expr <= hi
+    row_names: list[str] = field(default_factory=list)  # the published number behind each row, as shown
     equalities: list[Expr] = field(default_factory=list)  # expr == 0 (relations the intruder knows)
     protected: dict[tuple[tuple[int, int], ...], tuple[str, Hashable, int]] = field(default_factory=dict)
     published: int = 0
@@ -89,6 +90,7 @@ class Audit:
         bounds = protection.true_range(cell, threshold)
         if bounds is not None:
             self.rows.append((dict(expr), bounds[0], bounds[1]))
+            self.row_names.append(f"{name} 显示 {cell.display}")
         if 0 < true < threshold:
             self.protected.setdefault(tuple(sorted(expr.items())), (name, cell.display, true))
 
@@ -269,6 +271,10 @@ class Finding:
     true: int
     low: float
     high: float
+    # For a cell narrowed to one count: the published numbers whose bounds the two programs end on
+    # (nonzero duals), and how many of the intruder's own relations (equalities) take part.
+    binding: tuple[str, ...] = ()
+    relations: int = 0
 
     @property
     def width(self) -> float:
@@ -307,13 +313,13 @@ def attack(audit: Audit) -> list[Finding]:
     blocks: dict[int, list[int]] = defaultdict(list)
     for i in range(len(parent)):
         blocks[find(i)].append(i)
-    systems: dict[int, tuple[dict[int, int], object, np.ndarray, object]] = {}
+    systems: dict[int, System] = {}
     findings = []
     for items, (name, shown, true) in audit.protected.items():
         root = find(items[0][0])
         if root not in systems:
             systems[root] = _system(audit, blocks[root], root, find)
-        local, a_ub, b_ub, a_eq = systems[root]
+        local, a_ub, b_ub, a_eq, _ = systems[root]
         c = np.zeros(len(local))
         for i, v in items:
             c[local[i]] = v
@@ -321,19 +327,42 @@ def attack(audit: Audit) -> list[Finding]:
         low = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs", **eq)
         high = linprog(-c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs", **eq)
         assert low.status == 0 and high.status in (0, 3), (name, low.message, high.message)
-        findings.append(Finding(name, shown, true, low.fun, np.inf if high.status == 3 else -high.fun))
+        finding = Finding(name, shown, true, low.fun, np.inf if high.status == 3 else -high.fun)
+        if finding.candidates < 2:
+            finding = _binding(audit, finding, systems[root], low, high)
+        findings.append(finding)
     return findings
 
 
-def _system(
-    audit: Audit, members: list[int], root: int, find: object
-) -> tuple[dict[int, int], object, np.ndarray, object]:
+def _binding(audit: Audit, finding: Finding, system: "System", low: object, high: object) -> Finding:
+    """The finding with the published numbers and relations that pin it (nonzero duals of either program)."""
+    rows = system[4]
+    names: dict[str, None] = {}
+    relations = 0
+    for res in (low, high):
+        for j in np.nonzero(np.abs(res.ineqlin.marginals) > 1e-9)[0]:  # type: ignore[attr-defined]
+            r = rows[j // 2]
+            names[f"{audit.row_names[r]} ⇒ [{audit.rows[r][1]:g}, {audit.rows[r][2]:g}]"] = None
+        if getattr(res, "eqlin", None) is not None and len(res.eqlin.marginals):  # type: ignore[attr-defined]
+            relations += int(np.count_nonzero(np.abs(res.eqlin.marginals) > 1e-9))  # type: ignore[attr-defined]
+    return Finding(
+        finding.name, finding.shown, finding.true, finding.low, finding.high, tuple(names), relations
+    )
+
+
+# One block's unknowns (global -> local index), A_ub, b_ub, A_eq, and the audit row behind each pair of A_ub rows.
+System = tuple[dict[int, int], object, np.ndarray, object, list[int]]
+
+
+def _system(audit: Audit, members: list[int], root: int, find: object) -> System:
     """The constraints of one block, over its own unknowns numbered from 0."""
     local = {v: k for k, v in enumerate(members)}
     ub_rows: list[Expr] = []
     ub_rhs: list[float] = []
-    for expr, lo, hi in audit.rows:
+    sources: list[int] = []
+    for r, (expr, lo, hi) in enumerate(audit.rows):
         if expr and find(next(iter(expr))) == root:  # type: ignore[operator]
+            sources.append(r)
             ub_rows.append({local[i]: v for i, v in expr.items()})
             ub_rhs.append(hi)
             ub_rows.append({local[i]: -v for i, v in expr.items()})
@@ -345,7 +374,7 @@ def _system(
     ]
     n = len(members)
     a_eq = _matrix(eq_rows, n) if eq_rows else None
-    return local, _matrix(ub_rows, n), np.array(ub_rhs), a_eq
+    return local, _matrix(ub_rows, n), np.array(ub_rhs), a_eq, sources
 
 
 def _matrix(rows: list[Expr], n: int) -> csr_array:

@@ -65,8 +65,12 @@ def test_an_intruder_narrows_few_protected_cells_to_one_count(city: Session) -> 
         f"{audit.balances} month balances used, {audit.unbalanced} not holding; "
         f"{time.perf_counter() - started:.1f} s"
     )
-    for f in pinned:
-        print(f)
+    for f in pinned:  # what pins it: the published numbers (and relations) the two programs end on
+        print(
+            f"{f.name} 显示 {f.shown}，真值 {f.true}，区间 [{f.low:g}, {f.high:g}]；{f.relations} relations"
+        )
+        for bound in f.binding:
+            print("    ", bound)
     assert audit.published > 5000 and len(findings) > 300
     assert all(f.low - 1e-6 <= f.true <= f.high + 1e-6 for f in findings)
     assert len(pinned) <= 0.01 * len(findings)
