@@ -310,7 +310,13 @@ def _definition(scope: Scope, key: Key) -> tuple[str, Key]:
     if kind == "child" and key[1] != "~":
         return str(key[1]), pop_key(str(key[2]))
     if kind == "flow" and key[1] == ALL:
-        return area, ("flow", (month_back(scope.this_month, scope.months - 1), scope.this_month), key[2])
+        # The window's total sums the months with data in it: defined by those months, so that every
+        # months variant summing the same months, and a total of one month and that month's own cell,
+        # are one quantity with one published value (not two draws an intruder could intersect).
+        first = max(month_back(scope.this_month, scope.months - 1), scope.since.replace(day=1))
+        if first == scope.this_month:
+            return area, ("flow", first, key[2])
+        return area, ("flow", (first, scope.this_month), key[2])
     return area, key
 
 

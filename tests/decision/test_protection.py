@@ -65,6 +65,12 @@ def test_a_count_is_published_alike_everywhere(session: Session, communities: li
     trend = {r.label: r.total for r in city.table("trend").rows}
     assert trend["2026-05月末"] == next(k.cell for k in month_end.kpis if k.key == "population")
     assert shown_as_suppressed > 50
+    # A window total of one month is that month's count: one value, not a second draw of the same count.
+    one_month = build_dashboard(session=session, area_code="", as_of=day, months=1).table("flows")
+    assert one_month.total_row is not None and one_month.total_row.cells == one_month.rows[-1].cells
+    every = build_dashboard(session=session, area_code="", as_of=day, months=60).table("flows")
+    since = build_dashboard(session=session, area_code="", as_of=day, months=19).table("flows")
+    assert every.total_row == since.total_row  # both windows sum the months from the epoch (2025-01)
 
 
 def test_exports_keep_numbers_and_neutralise_formulas() -> None:
