@@ -88,3 +88,26 @@ def client_code(session: Session, headers: dict[str, str]) -> str:
     code = session.scalar(select(ApiClient.code).where(ApiClient.key_hash == hash_key(headers["X-API-Key"])))
     assert code is not None
     return code
+
+
+def reset_server_backends() -> None:
+    """Forget this process's sharing engines, backends, settings and cached clients (before and after a
+    test serves the app under its own settings)."""
+    from base.settings import database_settings
+    from sharing_api.config import sharing_settings
+    from sharing_api.dependencies import _server_backends, api_engine, client_cache, rate_limiter, read_engine
+
+    if _server_backends.cache_info().currsize:
+        backends = _server_backends()
+        for grouped in (backends.reads, backends.audit):
+            connection = getattr(grouped, "_connection", None)
+            if connection is not None:
+                connection.close()
+    _server_backends.cache_clear()
+    for cached in (read_engine, api_engine):
+        if cached.cache_info().currsize:
+            cached().dispose()
+        cached.cache_clear()
+    for cached_settings in (database_settings, sharing_settings, rate_limiter):
+        cached_settings.cache_clear()
+    client_cache.clear()

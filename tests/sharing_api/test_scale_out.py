@@ -19,19 +19,18 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
-from base.settings import ROOT, database_settings
+from base.settings import ROOT
 from popex.app import create_app
 from registry.migrate import upgrade
 from sharing_api.audit import GroupCommitAudit
 from sharing_api.clients import create_client
-from sharing_api.config import sharing_settings
-from sharing_api.dependencies import _server_backends, api_engine, client_cache, rate_limiter, read_engine
+from sharing_api.dependencies import _server_backends, api_engine, read_engine
 from sharing_api.policy import RateLimit
 from sharing_api.ratelimit import RedisRateLimiter
 from sharing_api.reads import GroupedReads
 from tests.browser import served
 from tests.pgcluster import Cluster, free_port, pgbouncer, primary_and_replica
-from tests.sharing_api.support import PURPOSE, event, person, policy
+from tests.sharing_api.support import PURPOSE, event, person, policy, reset_server_backends
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -48,37 +47,19 @@ def cluster() -> Iterator[Cluster]:
         yield pair
 
 
-def _reset() -> None:
-    """Forget this process's engines, backends, settings and cached clients."""
-    if _server_backends.cache_info().currsize:
-        backends = _server_backends()
-        for grouped in (backends.reads, backends.audit):
-            connection = getattr(grouped, "_connection", None)
-            if connection is not None:
-                connection.close()
-    _server_backends.cache_clear()
-    for cached in (read_engine, api_engine):
-        if cached.cache_info().currsize:
-            cached().dispose()
-        cached.cache_clear()
-    for cached_settings in (database_settings, sharing_settings, rate_limiter):
-        cached_settings.cache_clear()
-    client_cache.clear()
-
-
 @contextmanager
 def serving(**env: str) -> Iterator[str]:
     """The app with the server's backends under these POPEX_ settings, on a free port; yields its URL."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        _reset()
+        reset_server_backends()
         try:
             with served(create_app()) as address:
                 yield address
         finally:
-            _reset()
-    _reset()
+            reset_server_backends()
+    reset_server_backends()
 
 
 def _client_and_person(url: str, name: str, **limits: Any) -> tuple[dict[str, str], Any]:

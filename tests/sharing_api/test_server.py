@@ -18,37 +18,23 @@ from base.settings import database_settings
 from popex.app import create_app
 from registry.audit import verify_chain
 from sharing_api.clients import create_client
-from sharing_api.dependencies import _server_backends, api_engine, client_cache
+from sharing_api.dependencies import api_engine
 from tests.browser import served
-from tests.sharing_api.support import AWAY, PURPOSE, event, person, policy
+from tests.sharing_api.support import AWAY, PURPOSE, event, person, policy, reset_server_backends
 
 
 @pytest.fixture
 def server_on(own_db: str) -> Iterator[str]:
     """The app with the server's backends on own_db, served on a free port; yields its base URL."""
 
-    def reset() -> None:
-        if _server_backends.cache_info().currsize:
-            backends = _server_backends()
-            for grouped in (backends.reads, backends.audit):
-                connection = getattr(grouped, "_connection", None)
-                if connection is not None:
-                    connection.close()
-        _server_backends.cache_clear()
-        if api_engine.cache_info().currsize:
-            api_engine().dispose()
-        api_engine.cache_clear()
-        database_settings.cache_clear()
-        client_cache.clear()
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POPEX_DATABASE_URL", own_db)
-        reset()
+        reset_server_backends()
         try:
             with served(create_app()) as address:
                 yield address
         finally:
-            reset()
+            reset_server_backends()
     database_settings.cache_clear()
 
 
