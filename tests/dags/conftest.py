@@ -55,3 +55,20 @@ def popex_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     for cached in (database_settings, storage_settings, db.get_engine, db.session_factory):
         cached.cache_clear()
     drop_database(url, admin)
+
+
+AREAS = (
+    "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
+    "330102001001,清波社区,community,330102001\n"
+)
+
+
+def load_test_areas(tmp_path: Path) -> None:
+    """One district, one street, one community (清波社区 330102001001) into the configured database."""
+    from base.db import session_scope
+    from registry.areas import load_areas
+
+    areas = tmp_path / "areas.csv"
+    areas.write_text(AREAS, encoding="utf-8")
+    with session_scope() as session:
+        load_areas(session=session, path=areas)

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from schemas.canonical import BatchStep
+from tests.dags.conftest import load_test_areas
 from tests.feedfiles import hj, write_feed
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -62,16 +63,8 @@ def _stopped(run: subprocess.Popen[str]) -> None:
 def test_a_day_killed_inside_a_step_is_finished_by_its_rerun(step, airflow_home, popex_db, tmp_path) -> None:
     from base.db import session_scope
     from decision.service import aggregate_cells, recount
-    from registry.areas import load_areas
 
-    areas = tmp_path / "areas.csv"
-    areas.write_text(
-        "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
-        "330102001001,清波社区,community,330102001\n",
-        encoding="utf-8",
-    )
-    with session_scope() as session:
-        load_areas(session=session, path=areas)
+    load_test_areas(tmp_path)
     landing, outbox = tmp_path / "landing", tmp_path / "outbox"
     landing.mkdir()
     write_feed(landing, "gaj_hj", DAY, [hj("H1", ZHANG, "张伟", "男", "1980-01-01")])

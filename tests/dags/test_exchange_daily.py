@@ -5,6 +5,7 @@ from datetime import date
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.dags.conftest import load_test_areas
 from tests.feedfiles import hj, write_feed
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -37,16 +38,8 @@ def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     from base.db import session_scope
-    from registry.areas import load_areas
 
-    areas = tmp_path / "areas.csv"
-    areas.write_text(
-        "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
-        "330102001001,清波社区,community,330102001\n",
-        encoding="utf-8",
-    )
-    with session_scope() as session:
-        load_areas(session=session, path=areas)
+    load_test_areas(tmp_path)
     landing, outbox = tmp_path / "landing", tmp_path / "outbox"
     landing.mkdir()
     write_feed(
@@ -96,7 +89,6 @@ def test_two_days_through_the_dag(airflow_home, popex_db, tmp_path) -> None:
     assert lines[0] == "row,record_key,status,person_id,reasons" and lines[1].startswith("1,D1,accepted,P")
 
     # The decision platform's aggregates were refreshed from the merged batches and agree with a recount.
-    from base.db import session_scope
     from decision.service import aggregate_cells, recount
 
     with session_scope() as session:
@@ -125,17 +117,9 @@ def test_a_run_killed_after_publishing_is_finished_by_the_next(
     from base.db import session_factory, session_scope
     from decision.service import aggregate_cells, recount
     from exchange import flows
-    from registry.areas import load_areas
     from schemas.canonical import BatchStep
 
-    areas = tmp_path / "areas.csv"
-    areas.write_text(
-        "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
-        "330102001001,清波社区,community,330102001\n",
-        encoding="utf-8",
-    )
-    with session_scope() as session:
-        load_areas(session=session, path=areas)
+    load_test_areas(tmp_path)
     landing, outbox = tmp_path / "landing", tmp_path / "outbox"
     landing.mkdir()
     day = date(2026, 11, 1)

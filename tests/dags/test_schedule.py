@@ -9,16 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.dags.conftest import load_test_areas
 from tests.feedfiles import hj, write_feed
 
 pytestmark = pytest.mark.airflow
 
 ZHANG = "330102198001010018"
 LI = "330102198505050021"
-AREAS = (
-    "code,name,level,parent_code\n330102,上城区,district,\n330102001,清波街道,street,330102\n"
-    "330102001001,清波社区,community,330102001\n"
-)
 IDENTITY = {"exchange_daily": {"resolve", "merge", "publish"}, "collection_daily": {"process"}}
 
 
@@ -58,21 +55,11 @@ def test_dags_run_in_local_time_after_the_deadline_and_retry(airflow_home) -> No
         assert "as_of" in dag.params or dag.dag_id == "monitor_alerts"
 
 
-def load_areas(tmp_path: Path) -> None:
-    from base.db import session_scope
-    from registry.areas import load_areas as load
-
-    areas = tmp_path / "areas.csv"
-    areas.write_text(AREAS, encoding="utf-8")
-    with session_scope() as session:
-        load(session=session, path=areas)
-
-
 @pytest.mark.slow
 def test_a_plain_trigger_processes_yesterday(airflow_home, popex_db, tmp_path) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    load_areas(tmp_path)
+    load_test_areas(tmp_path)
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -95,7 +82,7 @@ def test_a_broken_batch_fails_alone_and_the_rerun_resumes_it(airflow_home, popex
     from base.db import session_factory, transaction
     from exchange import service
 
-    load_areas(tmp_path)
+    load_test_areas(tmp_path)
     # A batch pushed the day before, whose archived file has gone missing: its parse raises.
     pushed = write_feed(tmp_path, "gaj_hj", date(2026, 10, 31), [hj("H2", LI, "李娜", "女", "1985-05-05")])
     with transaction(session_factory()) as session:
