@@ -40,7 +40,7 @@ def table_rows(table: StatTable, caption: str) -> list[list[Value]]:
     out.append(
         [
             f"注：各数值已加入 ±{MAX_NOISE} 以内的随机扰动（同一数值在各页面、接口和导出中相同），"
-            f"扰动后小于 {DEFAULT_THRESHOLD} 的数值以“{SUPPRESSED_MARK}”表示；表内分项之和与合计可能略有出入"
+            f"扰动后小于 {DEFAULT_THRESHOLD} 的数值（包括 0）均以“{SUPPRESSED_MARK}”表示；表内分项之和与合计可能略有出入"
         ]
     )
     if table.note:

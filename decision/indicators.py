@@ -6,7 +6,7 @@ hashes its definition and count), on this page and on every other.
 """
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from sqlalchemy import text
@@ -238,6 +238,14 @@ class Scope:
     types: list[str]
     sexes: list[str]
     data_since: date | None = None
+    secret: str = ""
+    threshold: int = protection.DEFAULT_THRESHOLD
+
+    def shows(self, page: "Page", key: Key) -> bool:
+        """Whether a count is published as a number (perturbed to the threshold or more). An optional row
+        or column (unknown type, sex or age, area not known) is shown only then: its absence tells no
+        more than a suppressed cell would."""
+        return Published(self, page, self.secret, self.threshold).count(key) >= self.threshold
 
     @property
     def earlier(self) -> date:
@@ -276,8 +284,9 @@ class Published:
         return protection.perturb(n, protection.cell_key(self.secret, area_code, definition, n))
 
     def hidden(self, key: Key) -> bool:
-        """Whether the count is shown as suppressed (perturbed to 1..threshold-1)."""
-        return 0 < self.count(key) < self.threshold
+        """Whether the count is shown as suppressed: perturbed below the threshold, a true 0 included,
+        so that a suppressed cell never tells that someone is there."""
+        return self.count(key) < self.threshold
 
     def cell(self, key: Key) -> StatCell:
         """The count behind a key, as shown ("无数据" before the data begin)."""
@@ -385,10 +394,11 @@ def _build(
     check_not_after_data(as_of, until)
     window = _window(session, as_of)
     area = find_area(session, area_code)
-    scope, page = _read_scope(session, area, as_of, window, months)
+    secret = protection.cell_key_secret(session)
+    scope, page = _read_scope(session, area, as_of, window, months, secret, threshold)
     grids = {g.key: g for build in GRIDS if (g := build(session, scope, page)) is not None}
     earlier_line = _earlier_line(session, scope, page)
-    published = Published(scope, page, protection.cell_key_secret(session), threshold)
+    published = Published(scope, page, secret, threshold)
     tables = {key: _table(grid, published.cell) for key, grid in grids.items()}
     tables.update((t.key, t) for t in (build(scope, published) for build in DERIVED_TABLES))
     board = Dashboard(
@@ -420,9 +430,16 @@ def _window(session: Session, as_of: date) -> aggregates.Window:
 
 
 def _read_scope(
-    session: Session, area: AreaOut, as_of: date, window: aggregates.Window, months: int
+    session: Session,
+    area: AreaOut,
+    as_of: date,
+    window: aggregates.Window,
+    months: int,
+    secret: str,
+    threshold: int,
 ) -> tuple[Scope, Page]:
-    """The area's residents on the date by type, sex and age band, and the scope they give the dashboard."""
+    """The area's residents on the date by type, sex and age band, and the scope they give the dashboard:
+    the column of residents of unknown type (or sex) only when its published count is a number."""
     cells = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of, epoch=window.epoch)
     page = Page(pop={parse_pop_cell(c): n for c, n in cells[area.code].items()})
     scope = Scope(
@@ -431,16 +448,23 @@ def _read_scope(
         as_of=as_of,
         window=window,
         months=months,
-        types=[*POPULATION_TYPES, *([""] if any(t == "" for t, _, _ in page.pop) else [])],
-        sexes=[*SEXES, *([""] if any(s == "" for _, s, _ in page.pop) else [])],
+        types=[*POPULATION_TYPES, ""],
+        sexes=[*SEXES, ""],
         data_since=data_since(session),
+        secret=secret,
+        threshold=threshold,
     )
-    return scope, page
+    return replace(
+        scope,
+        types=[t for t in scope.types if t or scope.shows(page, pop_key(t))],
+        sexes=[s for s in scope.sexes if s or scope.shows(page, pop_key(ALL, s))],
+    ), page
 
 
-def _unknown_age(page: Page) -> list[tuple[str, tuple[int, ...]]]:
-    """The row of residents whose age is not known, when there are any."""
-    return [("年龄不详", (UNKNOWN_BAND,))] if page.value(pop_key(ages=(UNKNOWN_BAND,))) else []
+def _unknown_age(scope: Scope, page: Page) -> list[tuple[str, tuple[int, ...]]]:
+    """The row of residents whose age is not known, when its published count is a number."""
+    key = pop_key(ages=(UNKNOWN_BAND,))
+    return [("年龄不详", (UNKNOWN_BAND,))] if scope.shows(page, key) else []
 
 
 def _type_sex(session: Session, scope: Scope, page: Page) -> Grid:
@@ -459,7 +483,7 @@ def _type_sex(session: Session, scope: Scope, page: Page) -> Grid:
 
 def _pyramid(session: Session, scope: Scope, page: Page) -> Grid:
     """Residents by five-year age group and sex."""
-    groups = [(g.label, g.bands) for g in FIVE_YEAR_GROUPS] + _unknown_age(page)
+    groups = [(g.label, g.bands) for g in FIVE_YEAR_GROUPS] + _unknown_age(scope, page)
     return Grid(
         "pyramid",
         "年龄金字塔（5岁组）",
@@ -491,7 +515,7 @@ def _age_structure(session: Session, scope: Scope, page: Page) -> Grid:
         ("少儿人口（0-14岁）", CHILDREN.bands),
         ("劳动年龄人口（15-64岁）", WORKING.bands),
         ("老年人口（65岁及以上）", OLD.bands),
-        *_unknown_age(page),
+        *_unknown_age(scope, page),
     ]
     return Grid(
         "age_structure",
@@ -541,10 +565,10 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
     for c in scope.children:
         page.values.update({("child", c.code, t): counts[c.code].get(t, 0) for t in types})
         page.values["child", c.code, ALL] = sum(counts[c.code].values())
-    if any(rest.values()):
+    page.values.update({("child", "~", t): rest[t] for t in types})
+    page.values["child", "~", ALL] = sum(rest.values())
+    if scope.shows(page, ("child", "~", ALL)):
         rows.append(("区划不明", None, [("child", "~", t) for t in types]))
-        page.values.update({("child", "~", t): rest[t] for t in types})
-        page.values["child", "~", ALL] = sum(rest.values())
     level_name = LEVEL_NAMES[scope.children[0].level]
     return Grid(
         "sub_areas",
@@ -817,7 +841,7 @@ def build_lineage(
     def cell(key: Key) -> StatCell:
         definition = population_definition if key == ("population",) else ("lineage", indicator, *key)
         n = protection.perturb(values[key], protection.cell_key(secret, area.code, definition, values[key]))
-        return _cell(n, 0 < n < threshold)
+        return _cell(n, n < threshold)
 
     return Lineage(
         area=area,

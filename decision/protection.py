@@ -4,8 +4,9 @@ Every published count n gets a small noise e in -3..3 drawn from a fixed table b
 number in [0, 1) hashed from a secret (drawn once, decision.publication), the cell's definition
 (area, what it counts) and n itself. The same cell with the same count therefore shows the same value
 on every page, table, API answer, export, months variant and date, so that repeating or combining
-queries gives an intruder nothing to average. Zeros stay zero (n = 0 has no noise); a count that comes
-out below the threshold is shown as suppressed. Totals are perturbed as cells of their own, so a table
+queries gives an intruder nothing to average. Zeros get no noise; a count that comes out below the
+threshold is shown as suppressed, and so is a true 0, so that a suppressed cell never tells that
+someone is there (nor a 0 that at most MAX_NOISE are). Totals are perturbed as cells of their own, so a table
 need not add up exactly: that is what keeps a small cell from being derived from its margins.
 """
 
@@ -61,7 +62,7 @@ def true_range(cell: StatCell, threshold: int) -> tuple[float, float] | None:
     what an intruder starts from (tests/decision/intruder.py). None when it tells nothing."""
     if cell.value is None and not cell.suppressed:
         return None
-    if cell.suppressed:  # shown 1..threshold-1: the true count is at least 1
-        return 1.0, float(threshold - 1 + MAX_NOISE)
+    if cell.suppressed:  # perturbed to 0..threshold-1, or a true 0
+        return 0.0, float(threshold - 1 + MAX_NOISE)
     value = float(cell.value)  # type: ignore[arg-type]
     return max(0.0, value - MAX_NOISE), value + MAX_NOISE

@@ -141,16 +141,9 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
         *session.scalars(text("SELECT code FROM area WHERE level <> 'community' ORDER BY code")),
         *communities,
     ]
-    city = {c.key for c in indicators.published_counts(session=session, area_code="", as_of=as_of, months=1)}
-    audit = Audit(
-        communities,
-        types=[t for t in TYPES if ("pop", t, ALL, ALL) in city],
-        sexes=[s for s in SEX_CODES if ("pop", ALL, s, ALL) in city],
-        bands=[
-            *range(len(AGE_BAND_LOWER)),
-            *([UNKNOWN_BAND] if ("pop", ALL, ALL, (UNKNOWN_BAND,)) in city else []),
-        ],
-    )
+    # Every type, sex and age band is an unknown: a page leaves out the column of unknown type (or sex),
+    # the row of unknown age or of no known area below it only when its count is suppressed (below).
+    audit = Audit(communities, types=TYPES, sexes=SEX_CODES, bands=BANDS)
     window = aggregates.read_window(session)
     assert window is not None
     truth = _truth(session, audit, as_of, window.epoch)
@@ -159,9 +152,10 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
         for m in months:
             flow_months: dict[Hashable, list[int]] = defaultdict(list)
             window_totals = []
-            for count in indicators.published_counts(
+            counts = indicators.published_counts(
                 session=session, area_code=area, as_of=as_of, threshold=threshold, months=m
-            ):
+            )
+            for count in counts:
                 key = count.key
                 truths[area, key] = count.true
                 if key[0] == "flow" and key[1] == ALL:  # the window's total: a sum of the months shown
@@ -173,6 +167,13 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
                     if key[0] == "flow":
                         flow_months[key[2]].append(audit.var(("flow", area, key[1], key[2])))
                 audit.publish(f"{area or '全市'} {key}", expr, count.cell, count.true, threshold)
+            shown = {count.key for count in counts}
+            for key in OPTIONAL:
+                if key not in shown and (key[0] != "child" or len(area) < len(communities[0])):
+                    hidden = StatCell(value=None, suppressed=True, display="（未列出）")
+                    audit.publish(
+                        f"{area or '全市'} {key}", expression(audit, area, key, as_of), hidden, -1, threshold
+                    )
             for expr, kind in window_totals:
                 audit.equalities.append({**expr, **{i: -1 for i in flow_months[kind]}})
             if m == max(months):
@@ -193,6 +194,15 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
     relations(audit)
     return audit
 
+
+# The counts of a page's optional rows and columns: residents of unknown type, sex or age, and those of
+# no known area one level down (pages with areas below). Left out, they are known to be suppressed.
+OPTIONAL: tuple[Key, ...] = (
+    ("pop", "", ALL, ALL),
+    ("pop", ALL, "", ALL),
+    ("pop", ALL, ALL, (UNKNOWN_BAND,)),
+    ("child", "~", ALL),
+)
 
 SIGNS = {"birth": 1, "in": 1, "death": -1, "out": -1, "other": -1}
 

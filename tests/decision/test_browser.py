@@ -131,14 +131,16 @@ def test_dashboard_draws_charts_offline_and_drills_down(
         assert page.evaluate(SUPPRESSED_BARS) > 0
     assert "数据截至" in page.locator("#data-until").inner_text()
 
-    # A community without residents says why its charts are empty, instead of blank boxes.
+    # A community without residents says why its charts are empty, instead of blank boxes: as for any small
+    # area, its counts are suppressed (a true 0 too: a suppressed cell never tells that someone is there).
     page.goto(f"{base_url}/decision?date={AS_OF}&area={EMPTY_COMMUNITY}")
     page.wait_for_selector("html[data-charts='4']")
     page.screenshot(path=str(SHOTS / f"decision_empty_community_{width}.png"), full_page=True)
     empty = page.eval_on_selector_all(".chart-empty", "els => els.map(e => e.id)")
     assert empty == ["chart-pyramid", "chart-trend", "chart-flows", "chart-origin"]
-    assert "没有常住人口" in page.locator("#chart-pyramid").inner_text()
-    assert "没有出生、死亡或迁入迁出" in page.locator("#chart-flows").inner_text()
+    assert "按小数保护规则不公开" in page.locator("#chart-pyramid").inner_text()
+    assert "按小数保护规则不公开" in page.locator("#chart-flows").inner_text()
+    assert "没有常住人口" not in page.locator("main").inner_text()
     page.screenshot(path=str(SHOTS / f"decision_empty_community_{width}.png"), full_page=True)
 
     # A date after the data is refused in words.
