@@ -194,31 +194,40 @@ def _print_ingested(result: "Ingested") -> None:
 @app.command()
 def ingest(
     source: Annotated[str | None, typer.Argument(help="数据来源，如 gaj_hj；省略时按文件名识别")] = None,
-    file: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="数据文件")] = None,
+    file: Annotated[str | None, typer.Argument(help="数据文件：本地路径或 s3://… 等地址")] = None,
     directory: Annotated[
-        Path | None, typer.Option("--dir", exists=True, file_okay=False, help="落地目录")
+        str | None, typer.Option("--dir", help="落地目录：本地目录或 s3://桶/前缀 等地址")
     ] = None,
     as_of: Annotated[str | None, typer.Option(help="文件名不含日期时的数据日期 YYYY-MM-DD")] = None,
 ) -> None:
-    """Ingest one file (or every new file of a landing folder, in date order) through the whole pipeline."""
+    """Ingest one file (or every new file of a landing folder, in date order) through the whole pipeline.
+    A file or folder is a local path or a URI (s3://bucket/prefix, as POPEX_LANDING_DIR may be)."""
+    from base import storage
     from base.db import session_factory
     from exchange.exceptions import FeedFileError
     from exchange.flows import ingest_file, landing_files
     from registry.batches import Interrupted
 
+    if file is None and source is not None and (Path(source).is_file() or "://" in source):
+        file, source = source, None  # `popex ingest FILE`
     if directory is not None:
-        paths = landing_files(directory)
+        folder = storage.location(directory)
+        if isinstance(folder, Path) and not folder.is_dir():
+            err.print(f"[red]落地目录 {directory} 不存在[/red]")
+            raise typer.Exit(2)
+        paths = landing_files(folder)
     elif file is not None:
-        paths = [file]
-    elif source is not None and Path(source).is_file():
-        paths, source = [Path(source)], None  # `popex ingest FILE`
+        paths = [storage.location(file)]
+        if not storage.exists(paths[0]) or (isinstance(paths[0], Path) and not paths[0].is_file()):
+            err.print(f"[red]文件 {file} 不存在[/red]")
+            raise typer.Exit(2)
     else:
         err.print("[red]请指定文件（popex ingest SOURCE FILE）或落地目录（--dir）[/red]")
         raise typer.Exit(2)
     factory = session_factory()
     failed = 0
-    for path in paths:
-        with progress_bar() as bar:
+    for where in paths:
+        with progress_bar() as bar, storage.local_copy(where) as path:
             task = bar.add_task(f"{path.name} 读取校验", total=None)
             try:
                 result: Ingested = ingest_file(

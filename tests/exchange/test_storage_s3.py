@@ -161,3 +161,51 @@ def test_a_worker_with_no_shared_disk_parses_from_the_bucket(endpoint, bucket, t
             assert session.scalars(select(Batch.state)).all() == ["completed"]
         engine.dispose()
     assert _names(f"{bucket}/outbox/gaj_hj") == ["gaj_hj_20261101.csv.receipt.csv"]
+
+
+@pytest.mark.slow
+def test_popex_ingest_takes_a_landing_folder_in_a_bucket(endpoint, bucket, tmp_path) -> None:
+    """`popex ingest --dir s3://…` (and one file by its URI), as an operator types it, in a process of its own."""
+    landing = f"{bucket}/landing"
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    _put(write_feed(drop, "gaj_hj", date(2026, 11, 1), [ZHANG]), f"{landing}/gaj_hj_20261101.csv")
+    _put(write_feed(drop, "gaj_hj", date(2026, 11, 2), [LI]), f"{landing}/gaj_hj_20261102.csv")
+    later = f"{bucket}/elsewhere/gaj_hj_20261103.csv"
+    _put(write_feed(drop, "gaj_hj", date(2026, 11, 3), [ZHANG, LI]), later)
+    with migrated_database("popex_s3_cli") as url:
+        engine = create_engine(url)
+        with Session(engine) as session:
+            make_areas(session)
+            session.commit()
+        env = {
+            **os.environ,
+            **KEYS,
+            "POPEX_DATABASE_URL": url,
+            "POPEX_S3_ENDPOINT_URL": endpoint,
+            "POPEX_ARCHIVE_DIR": f"{bucket}/archive",
+            "POPEX_OUTBOX_DIR": f"{bucket}/outbox",
+            "COLUMNS": "200",
+        }
+        popex = str(Path(sys.executable).with_name("popex"))
+        for args in (["--dir", landing], [later], [f"{bucket}/landing/gaj_hj_20261109.csv"]):
+            done = subprocess.run(
+                [popex, "ingest", *args], env=env, capture_output=True, text=True, timeout=300, check=False
+            )
+            if args[0].endswith("20261109.csv"):  # a URI with nothing behind it: said in words
+                assert done.returncode == 2 and "不存在" in done.stderr, done.stderr
+                assert "Traceback" not in done.stderr
+            else:
+                assert done.returncode == 0, done.stdout + done.stderr
+                assert done.stdout.count("状态 已完成") == (2 if args[0] == "--dir" else 1), done.stdout
+        with Session(engine) as session:
+            rows = session.execute(select(Batch.file_name, Batch.state, Batch.archive_path).order_by(Batch.id))
+            got = [(name, state, path.startswith(f"{bucket}/archive/gaj_hj/")) for name, state, path in rows]
+        engine.dispose()
+    assert got == [
+        ("gaj_hj_20261101.csv", "completed", True),
+        ("gaj_hj_20261102.csv", "completed", True),
+        ("gaj_hj_20261103.csv", "completed", True),
+    ]
+    assert len(_names(f"{bucket}/outbox/gaj_hj")) == 3
+    assert not (tmp_path / "archive").exists()
