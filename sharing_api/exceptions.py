@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    RATE_LIMIT_UNAVAILABLE = "RATE_LIMIT_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -52,6 +53,7 @@ STATUS = {
     ErrorCode.VALIDATION_ERROR: 422,
     ErrorCode.AUDIT_UNAVAILABLE: 503,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
+    ErrorCode.RATE_LIMIT_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 
@@ -75,6 +77,7 @@ MESSAGES = {
     ErrorCode.VALIDATION_ERROR: "请求参数不合法",
     ErrorCode.AUDIT_UNAVAILABLE: "审计日志暂时无法写入，为保证每次访问留痕，本次请求未予处理",
     ErrorCode.DATABASE_UNAVAILABLE: "人口库暂时无法访问，请稍后重试",
+    ErrorCode.RATE_LIMIT_UNAVAILABLE: "访问频率控制服务暂时无法访问，为防止超额查询，本次请求未予处理，请稍后重试",
     ErrorCode.INTERNAL_ERROR: "服务内部错误，已记入服务日志，请联系平台管理员",
 }
 

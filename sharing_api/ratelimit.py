@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.policy import RateLimit
 
 SLOT = struct.Struct("<16s4d")  # digest, per_second, burst, tokens, updated
@@ -170,6 +171,7 @@ class RedisRateLimiter:
         # Short timeouts: a request waits at most this long for its bucket before failing.
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._script: Any = self._redis.register_script(_TAKE)
+        self._errors = redis.RedisError
 
     def take(self, client: str, limit: RateLimit, now: float | None = None, cost: int = 1) -> float:
         """Take `cost` tokens for a client; 0 when allowed, else the seconds to wait."""
@@ -183,5 +185,8 @@ class RedisRateLimiter:
         # The key is a digest: client codes are not personal data, but keep Redis's keys uniform.
         key = self.prefix + hashlib.blake2b(client.encode(), digest_size=16).hexdigest()
         args = [repr(limit.per_second), repr(float(limit.burst)), cost, "" if now is None else repr(now)]
-        tokens, wait = self._script(keys=[key], args=args)
+        try:
+            tokens, wait = self._script(keys=[key], args=args)
+        except self._errors as exc:  # closed, not open: no bucket, no request (a 503, not a 500)
+            raise SharingError(ErrorCode.RATE_LIMIT_UNAVAILABLE) from exc
         return float(tokens), float(wait)

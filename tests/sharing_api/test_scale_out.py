@@ -25,6 +25,7 @@ from registry.migrate import upgrade
 from sharing_api.audit import GroupCommitAudit
 from sharing_api.clients import create_client
 from sharing_api.dependencies import _server_backends, api_engine, read_engine
+from sharing_api.exceptions import ErrorCode, SharingError
 from sharing_api.policy import RateLimit
 from sharing_api.ratelimit import RedisRateLimiter
 from sharing_api.reads import GroupedReads
@@ -285,3 +286,23 @@ def test_two_servers_with_files_of_their_own_share_one_budget_through_redis(
         ]
     assert codes.count(200) == 10  # the policy's burst once, not once per server
     assert codes.count(429) == 10
+
+
+def test_with_redis_unreachable_the_api_refuses_in_words_and_grants_nothing(
+    own_db: str, tmp_path: Any
+) -> None:
+    """The shared buckets' Redis down (nothing listens on its port): 503 RATE_LIMIT_UNAVAILABLE, never a
+    500 and never a request let through unlimited."""
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(SharingError) as refused:
+        RedisRateLimiter(down).take("c", SLOW)
+    assert refused.value.code == ErrorCode.RATE_LIMIT_UNAVAILABLE
+    headers, p = _client_and_person(own_db, "癸一")
+    env = {"POPEX_DATABASE_URL": own_db, "POPEX_SHARING_RATE_REDIS_URL": down}
+    with _uvicorn({**env, "POPEX_SHARING_RATE_FILE": str(tmp_path / "a")}) as server:
+        answers = [
+            httpx.get(f"{server}/api/v1/persons/{p.person_no}", headers=headers, timeout=30) for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [503, 503, 503]
+    assert answers[0].json()["code"] == "RATE_LIMIT_UNAVAILABLE"
+    assert "访问频率控制服务暂时无法访问" in answers[0].json()["message"]
