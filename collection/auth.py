@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from base.sessions import sign, unsign
 from collection.config import collection_settings, session_secret
 from collection.models import LoginFailure, Officer
 from registry.audit import record_audit
@@ -71,8 +71,7 @@ class SessionData:
     password_version: float
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(session_secret(), salt="popex.collection.session")
+SALT = "popex.collection.session"
 
 
 def password_version(officer: Officer) -> float:
@@ -83,20 +82,22 @@ def password_version(officer: Officer) -> float:
 def issue_session(officer: Officer) -> tuple[str, SessionData]:
     """A new signed cookie value (with a fresh CSRF token) for the officer."""
     data = SessionData(officer.id, secrets.token_urlsafe(24), password_version(officer))
-    return _serializer().dumps([data.officer_id, data.csrf, data.password_version]), data
+    payload = [data.officer_id, data.csrf, data.password_version]
+    return sign(payload, secret=session_secret(), salt=SALT), data
 
 
 def read_session(cookie: str | None) -> SessionData | None:
     """The session in a cookie; None when missing, forged or older than session_minutes."""
-    if not cookie:
+    payload = unsign(
+        cookie, secret=session_secret(), salt=SALT, max_age_seconds=collection_settings().session_minutes * 60
+    )
+    if not (isinstance(payload, list) and len(payload) == 3):
         return None
+    officer_id, csrf, version = payload
     try:
-        officer_id, csrf, version = _serializer().loads(
-            cookie, max_age=collection_settings().session_minutes * 60
-        )
-    except (BadSignature, ValueError, TypeError):
-        return None  # SignatureExpired is a BadSignature
-    return SessionData(int(officer_id), str(csrf), float(version))
+        return SessionData(int(officer_id), str(csrf), float(version))
+    except (ValueError, TypeError):
+        return None
 
 
 def csrf_ok(data: SessionData, token: str | None) -> bool:

@@ -1,14 +1,12 @@
 """Settings of the collection platform (env prefix POPEX_COLLECTION_)."""
 
-import os
-import secrets
-import time as clock
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from base.sessions import kept_secret
 from base.settings import ROOT
 
 
@@ -40,23 +38,8 @@ def collection_settings() -> CollectionSettings:
 
 @lru_cache
 def session_secret() -> str:
-    """POPEX_COLLECTION_SECRET_KEY, else the key in secret_file, which the first process to need it creates
-    (readable by its owner only); the others, started at the same moment, wait for it to be written."""
+    """POPEX_COLLECTION_SECRET_KEY, else the key kept in secret_file (base.sessions.kept_secret)."""
     settings = collection_settings()
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.secret_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):
-            key = path.read_text(encoding="ascii").strip()
-            if key:
-                return key
-            clock.sleep(0.1)
-        raise RuntimeError(f"{path} 为空：删除它后重启，或设置 POPEX_COLLECTION_SECRET_KEY") from None
-    key = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(key + "\n")
-    return key
+    return kept_secret(
+        given=settings.secret_key, path=settings.secret_file, variable="POPEX_COLLECTION_SECRET_KEY"
+    )
