@@ -46,3 +46,28 @@ def open_level(level: Level) -> None:
 def close_level(level: Level) -> None:
     """Make a level's statistics planners-only again."""
     _set(level, False)
+
+
+@decision_app.command("planner-disable")
+def planner_disable(name: Annotated[str, typer.Argument(help="规划人员姓名或单位")]) -> None:
+    """Deactivate a planner: their key and every open session stop working at the next request."""
+    from base.db import session_scope
+    from decision import access
+
+    with session_scope() as session:
+        found = access.disable_planner(session=session, name=name, actor=f"cli:{getpass.getuser()}")
+    if not found:
+        err.print(f"[red]没有名为 {name} 的规划人员[/red]")
+        raise typer.Exit(1)
+    console.print(f"已停用规划人员 {name}：其密钥和已登录的会话立即失效")
+
+
+@decision_app.command("unlock")
+def unlock(address: Annotated[str, typer.Argument(help="被锁定的客户端地址")]) -> None:
+    """Forget the wrong keys counted for an address, so it may log in or call the API at once."""
+    from base.db import session_scope
+    from decision import access
+
+    with session_scope() as session:
+        count = access.unlock_address(session=session, ip=address, actor=f"cli:{getpass.getuser()}")
+    console.print(f"已解除 {address} 的锁定（清除 {count} 次失败记录）")

@@ -10,7 +10,16 @@ from sqlalchemy.orm import Session
 
 from base.web import render
 from decision import access, aggregates, export, indicators
-from decision.dependencies import COOKIE, ApiReader, AreaParam, DateParam, PageReader, SessionDep
+from decision.config import decision_settings
+from decision.dependencies import (
+    COOKIE,
+    ApiReader,
+    AreaParam,
+    DateParam,
+    PageReader,
+    SessionDep,
+    client_address,
+)
 from decision.protection import DEFAULT_THRESHOLD
 from decision.schemas import AreaOut, Dashboard, ErrorOut, Lineage, StatTable
 
@@ -137,8 +146,17 @@ def login(
     key: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form()] = "/decision",
 ) -> Response:
-    """Check the key; on success keep it in an HTTP-only cookie and go on to the page asked for."""
-    if access.planner_for_key(session, key) is None:
+    """Check the key; on success a signed, expiring session cookie naming the planner (not the key), and on
+    to the page asked for. An address with too many wrong keys in the window is refused for a while."""
+    ip = client_address(request)
+    try:
+        planner = access.log_in(session=session, key=key, ip=ip)
+    except access.AddressLocked as exc:
+        message = f"登录失败次数过多，请 {exc.minutes} 分钟后再试"
+        return render(
+            request, "decision/login.html", {"next": _local(next), "error": message}, status_code=429
+        )
+    if planner is None:
         return render(
             request,
             "decision/login.html",
@@ -147,14 +165,19 @@ def login(
         )
     response = RedirectResponse(_local(next), status_code=303)
     response.set_cookie(
-        COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https", max_age=8 * 3600
+        COOKIE,
+        access.issue_session(planner),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=decision_settings().session_minutes * 60,
     )
     return response
 
 
 @pages.get("/logout")
 def logout() -> RedirectResponse:
-    """Forget the planner's key in this browser."""
+    """End the planner's session in this browser."""
     response = RedirectResponse("/decision/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response

@@ -143,9 +143,12 @@ def serve(
     import uvicorn
 
     from base.settings import worker_settings
-    from collection.config import session_secret
+    from collection.config import session_secret as collection_secret
+    from decision.config import session_secret as decision_secret
 
-    session_secret()  # made (or read) once before the workers start: each of them signs with the same key
+    # Made (or read) once before the workers start: each of them signs sessions with the same keys.
+    collection_secret()
+    decision_secret()
     workers = workers or worker_settings().serve_workers
     uvicorn.run("popex.app:app", host=host, port=port, workers=workers, log_level="warning")
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from base.settings import WorkerSettings, worker_settings
 from collection.config import collection_settings
+from decision.config import decision_settings
 from exchange import staging
 from exchange.readers import open_feed_file
 from schemas.feed_spec import get_feed_spec
@@ -77,14 +78,17 @@ def test_serve_starts_the_configured_number_of_processes(
     runs: list[dict[str, Any]] = []
     workers_env.setattr(uvicorn, "run", lambda target, **kwargs: runs.append(kwargs))
     workers_env.setenv("POPEX_COLLECTION_SECRET_KEY", "test-key")  # no secret file written under var/
+    workers_env.setenv("POPEX_DECISION_SECRET_KEY", "test-key")
     if env is None:
         workers_env.delenv("POPEX_SERVE_WORKERS", raising=False)
     else:
         workers_env.setenv("POPEX_SERVE_WORKERS", env)
     collection_settings.cache_clear()
+    decision_settings.cache_clear()
     try:
         done = CliRunner().invoke(app, ["serve", *(["--workers", option] if option else [])])
     finally:
         collection_settings.cache_clear()
+        decision_settings.cache_clear()
     assert done.exit_code == 0, done.output
     assert [r["workers"] for r in runs] == [expected]

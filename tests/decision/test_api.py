@@ -1,6 +1,9 @@
 """The stats API and the dashboard page return the indicators, suppressed, with stable error codes."""
 
+import base64
 import io
+import json
+import time
 from collections.abc import Iterator
 from datetime import date
 
@@ -12,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from base.db import get_session
 from decision import access, service
+from decision.dependencies import COOKIE
 from popex.app import create_app
 from tests.decision.conftest import add_person
 from tests.factories import make_batch
@@ -86,6 +90,113 @@ def test_statistics_need_a_planner_unless_a_level_is_open(client: TestClient, se
     assert client.get("/decision", params={"date": AS_OF}).status_code == 200
     client.get("/decision/logout")
     assert client.get("/decision", params={"date": AS_OF}, follow_redirects=False).status_code == 303
+
+
+def test_the_login_cookie_names_the_planner_not_the_key(client: TestClient, session: Session) -> None:
+    key = client.headers.pop("X-API-Key")
+    page = {"date": AS_OF}
+    # The key itself as the cookie (what the login set before) opens nothing.
+    client.cookies.set(COOKIE, key)
+    assert client.get("/decision", params=page, follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    login = client.post("/decision/login", data={"key": key, "next": "/decision"}, follow_redirects=False)
+    assert login.status_code == 303
+    cookie = client.cookies[COOKIE]
+    planner_id = session.scalar(text("SELECT id FROM decision.planner WHERE name = '规划局'"))
+    assert key not in cookie and key not in login.headers["set-cookie"]
+    payload = base64.urlsafe_b64decode(cookie.split(".")[0] + "==")
+    assert json.loads(payload) == [planner_id]  # readable by anyone: it names the planner, nothing more
+    assert f"Max-Age={8 * 3600}" in login.headers["set-cookie"]
+    assert client.get("/decision", params=page).status_code == 200
+    assert client.get("/api/v1/stats/dashboard", params=page).status_code == 200
+    # A changed signature is refused.
+    client.cookies.clear()
+    client.cookies.set(COOKIE, cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"))
+    assert client.get("/decision", params=page, follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    client.cookies.set(COOKIE, cookie)
+    # Deactivated: the live cookie stops working at the next request.
+    assert access.disable_planner(session=session, name="规划局", actor="test")
+    refused = client.get("/decision", params=page, follow_redirects=False)
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/decision/login")
+    assert client.get("/api/v1/stats/dashboard", params=page).status_code == 401
+    session.execute(text("UPDATE decision.planner SET active = true"))
+    assert client.get("/decision", params=page).status_code == 200
+    # Logout forgets the session in this browser.
+    client.cookies.clear()
+    assert client.post("/decision/login", data={"key": key}, follow_redirects=False).status_code == 303
+    assert client.get("/decision/logout", follow_redirects=False).headers["location"] == "/decision/login"
+    assert COOKIE not in client.cookies
+    assert client.get("/decision", params=page, follow_redirects=False).status_code == 303
+
+
+def test_the_login_session_expires(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = client.headers.pop("X-API-Key")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 8 * 3600 - 60)  # signed 8 h 1 min ago
+    assert client.post("/decision/login", data={"key": key}, follow_redirects=False).status_code == 303
+    kept = client.cookies[COOKIE]
+    monkeypatch.setattr(time, "time", real)
+    client.cookies.clear()
+    client.cookies.set(COOKIE, kept)  # a browser that keeps the cookie beyond its Max-Age
+    assert client.get("/decision", params={"date": AS_OF}, follow_redirects=False).status_code == 303
+
+
+def audited(session: Session, prefix: str) -> list[tuple[str, str, dict[str, object]]]:
+    rows = session.execute(
+        text("SELECT actor, action, detail FROM audit_log WHERE action LIKE :p ORDER BY id"),
+        {"p": prefix + "%"},
+    ).all()
+    return [(r.actor, r.action, r.detail) for r in rows]
+
+
+def test_wrong_keys_lock_the_address_out(client: TestClient, session: Session) -> None:
+    key = client.headers.pop("X-API-Key")
+    guesses = [f"pk_guess{i}" for i in range(6)]
+    codes = [client.post("/decision/login", data={"key": g}).status_code for g in guesses]
+    assert codes == [401, 401, 401, 401, 401, 429]
+    locked = client.post("/decision/login", data={"key": key}, follow_redirects=False)
+    assert locked.status_code == 429 and "登录失败次数过多，请 15 分钟后再试" in locked.text
+    assert COOKIE not in client.cookies  # the right key is not even looked at while locked
+    # The API from the same address: refused too, with the time to wait.
+    api = client.get("/api/v1/stats/dashboard", params={"date": AS_OF}, headers={"X-API-Key": key})
+    assert api.status_code == 429 and api.json()["detail"]["code"] == "TOO_MANY_FAILURES"
+    assert api.headers["retry-after"] == "900"
+    # Another address is not locked out by these failures.
+    with TestClient(client.app, client=("10.0.0.9", 50000)) as other:
+        assert other.post("/decision/login", data={"key": key}, follow_redirects=False).status_code == 303
+    # Audited: the address, each refusal and the lock once; never the key or a guess.
+    events = audited(session, "decision.key.")
+    assert [a for _, a, _ in events] == ["decision.key.refused"] * 5 + ["decision.key.locked"]
+    assert {actor for actor, _, _ in events} == {"address:testclient"}
+    assert events[-1][2] == {"ip": "testclient", "via": "login", "minutes": 15}
+    logged = json.dumps(audited(session, "decision."), ensure_ascii=False)
+    assert "pk_" not in logged and key not in logged
+    # An operator lifts it.
+    assert access.unlock_address(session=session, ip="testclient", actor="test") == 5
+    assert client.post("/decision/login", data={"key": key}, follow_redirects=False).status_code == 303
+
+
+def test_wrong_api_keys_lock_the_address_out(client: TestClient, session: Session) -> None:
+    key = client.headers.pop("X-API-Key")
+    codes = [
+        client.get(
+            "/api/v1/stats/dashboard", params={"date": AS_OF}, headers={"X-API-Key": f"pk_{i}"}
+        ).status_code
+        for i in range(6)
+    ]
+    assert codes == [401, 401, 401, 401, 401, 429]
+    bearer = client.get("/api/v1/stats/dashboard", headers={"Authorization": f"Bearer {key}"})
+    assert bearer.status_code == 429
+    assert "API 密钥错误次数过多，请 15 分钟后再试" in bearer.json()["detail"]["message"]
+    # Open levels need no key and stay open to that address.
+    access.set_open(session=session, level="district", opened=True, actor="test")
+    assert client.get("/api/v1/stats/dashboard", params={"date": AS_OF, "area": "330102"}).is_success
+    with TestClient(client.app, client=("10.0.0.9", 50000), headers={"X-API-Key": key}) as other:
+        assert other.get("/api/v1/stats/dashboard", params={"date": AS_OF}).is_success
+    assert [a for _, a, d in audited(session, "decision.key.") if d["via"] == "api"] == [
+        "decision.key.refused"
+    ] * 5 + ["decision.key.locked"]
 
 
 def test_dashboard_api_returns_perturbed_indicators(client: TestClient) -> None:
