@@ -26,6 +26,9 @@ from exchange import service as exchange_service
 from registry.audit import record_audit
 from registry.models import Area, Person
 from registry.normalise.codes import ETHNICITIES
+from registry.normalise.dates import parse_date
+from registry.normalise.ids import parse_id_number
+from registry.normalise.names import name_key
 from registry.records import DuplicateRows, RecordBuilder, describe
 from schemas.canonical import PopulationType, ResidenceStatus, Sex, label_of
 from schemas.feed_spec import FeedSpec, get_feed_spec
@@ -374,8 +377,63 @@ def validate_submission(*, session: Session, submission_id: int) -> list[Submiss
         if row.status == "accepted" and _stored_twin(session, row):
             row.status, row.reasons = "rejected", ["DUPLICATE_STORED"]
         row.validated_at = now
+        if row.status == "accepted":
+            _close_corrected(session, row, now)
         session.flush()  # the next row of the file sees this one accepted
     return rows
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a stored row names, as far as its cells tell: the resident verified, a valid ID number, the
+    name (matching key) and birth date (its cell, else the valid ID number's)."""
+
+    person_no: str | None
+    id_no: str | None
+    name_birth: tuple[str, date] | None
+
+
+def identity(row: SubmissionRow) -> Identity:
+    """The identity of a stored row."""
+    parsed = parse_id_number(row.raw.get("身份证号"), today=row.work_date + timedelta(days=1))
+    born = parse_date(row.raw.get("出生日期"), today=row.work_date + timedelta(days=1)).value
+    born = born or (parsed.birth_date if parsed.valid else None)
+    name = name_key(row.raw.get("姓名"))
+    return Identity(
+        row.person_no, parsed.value if parsed.valid else None, (name, born) if name and born else None
+    )
+
+
+def same_person(rejected: Identity, accepted: Identity) -> bool:
+    """A rejected row and an accepted one name the same person: the same resident verified, the same
+    valid ID number, or the same name and birth date unless both carry valid ID numbers that differ."""
+    if rejected.person_no and rejected.person_no == accepted.person_no:
+        return True
+    if rejected.id_no and accepted.id_no:
+        return rejected.id_no == accepted.id_no
+    return rejected.name_birth is not None and rejected.name_birth == accepted.name_birth
+
+
+def _close_corrected(session: Session, accepted: SubmissionRow, now: datetime | None) -> None:
+    """An accepted row corrects the rows of the same person its community rejected that day in earlier
+    submissions (a later upload or form instead of 更正此行): they become corrected, closed now, and stay
+    in their submission's history; the accepted row names the latest of them as the row it replaces."""
+    earlier = session.scalars(
+        select(SubmissionRow)
+        .where(
+            SubmissionRow.community_code == accepted.community_code,
+            SubmissionRow.work_date == accepted.work_date,
+            SubmissionRow.status == "rejected",
+            SubmissionRow.submission_id < accepted.submission_id,
+        )
+        .order_by(SubmissionRow.id)
+    ).all()
+    who = identity(accepted)
+    corrected = [r for r in earlier if same_person(identity(r), who)]
+    for row in corrected:
+        row.status, row.closed_at = "corrected", now
+    if corrected and accepted.replaces_id is None:
+        accepted.replaces_id = corrected[-1].id
 
 
 def _stored_twin(session: Session, row: SubmissionRow) -> bool:
@@ -618,37 +676,72 @@ CLEARANCE_SQL = text(
            count(*) FILTER (WHERE status = 'discarded' AND closed_at <= :cutoff) AS discarded,
            count(*) FILTER (WHERE status IN ('pending', 'rejected')
                                OR (status IN ('corrected', 'discarded') AND closed_at > :cutoff)) AS still_open
-    FROM (
-        SELECT replaces_id, status, closed_at FROM collection_row
-        WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
-        UNION ALL
-        -- The community's uploads as files through the exchange (push, landing folder, command line):
-        -- a row rejected or held for review keeps the day open (a file that corrects it is new rows).
-        SELECT NULL, CASE r.status WHEN 'accepted' THEN 'accepted' ELSE 'rejected' END, NULL
-        FROM source_record r JOIN batch b ON b.id = r.batch_id
-        WHERE b.source = 'sq_cj' AND b.as_of_date = :day AND r.community_code = :community
-          AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :cutoff)
-          AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.channel = 'collection')
-    ) AS uploads
+    FROM collection_row
+    WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
+    """
+)
+# The community's uploads as files through the exchange (push, landing folder, command line), delivered
+# by the cut-off: a row rejected or held for review keeps the day open unless a later file corrects it.
+FILE_ROWS_SQL = text(
+    """
+    SELECT r.batch_id, r.status, r.id_no, r.id_valid, r.name, r.birth_date
+    FROM source_record r JOIN batch b ON b.id = r.batch_id
+    WHERE b.source = 'sq_cj' AND b.as_of_date = :day AND r.community_code = :community
+      AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :cutoff)
+      AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.channel = 'collection')
+    ORDER BY r.batch_id, r.row_no
     """
 )
 
 
+def _file_counts(session: Session, community_code: str, day: date, cutoff: datetime) -> dict[str, int]:
+    """Clearance counts of the day's rows that came as files through the exchange. A rejected row is
+    corrected when a later file (a batch received after its own) has the same person accepted
+    (same_person); the accepted row is then a correction, not a new submission. A row held for review
+    waits for the clerk, not for a file."""
+    rows = session.execute(FILE_ROWS_SQL, {"community": community_code, "day": day, "cutoff": cutoff}).all()
+    who = [
+        Identity(
+            None,
+            r.id_no if r.id_valid else None,
+            (key, r.birth_date) if (key := name_key(r.name)) and r.birth_date else None,
+        )
+        for r in rows
+    ]
+    corrected: set[int] = set()
+    corrections: set[int] = set()
+    for i, row in enumerate(rows):
+        if row.status != "rejected":
+            continue
+        for j, later in enumerate(rows):
+            if later.batch_id > row.batch_id and later.status == "accepted" and same_person(who[i], who[j]):
+                corrected.add(i)
+                corrections.add(j)
+                break
+    accepted = sum(1 for r in rows if r.status == "accepted")
+    return {
+        "submitted": len(rows) - len(corrections),
+        "accepted": accepted,
+        "rejected": len(rows) - accepted,
+        "corrected": len(corrected),
+        "discarded": 0,
+        "still_open": len(rows) - accepted - len(corrected),
+    }
+
+
 def clearance(*, session: Session, community_code: str, day: date) -> Clearance:
-    """一日一清 of one community's day as it stood at the cut-off (not stored)."""
+    """一日一清 of one community's day as it stood at the cut-off (not stored): the officers' rows and the
+    community's files through the exchange."""
     cutoff = datetime.combine(day, collection_settings().cutoff)
     counts = session.execute(CLEARANCE_SQL, {"community": community_code, "day": day, "cutoff": cutoff}).one()
+    files = _file_counts(session, community_code, day, cutoff)
+    total = {key: getattr(counts, key) + files[key] for key in files}
     return Clearance(
         community_code=community_code,
         work_date=day,
         cutoff_at=cutoff,
-        submitted=counts.submitted,
-        accepted=counts.accepted,
-        rejected=counts.rejected,
-        corrected=counts.corrected,
-        discarded=counts.discarded,
-        still_open=counts.still_open,
-        cleared=counts.still_open == 0,
+        **total,
+        cleared=total["still_open"] == 0,
     )
 
 

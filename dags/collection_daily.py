@@ -30,7 +30,9 @@ DOC = """
    publish step writes the `change_event` rows that subscribed departments read. A rerun forwards
    only rows not yet forwarded; the same bytes again are recognised by the exchange.
 3. **clearance** – per community: submitted, accepted, rejected, corrected, still open at the cut-off;
-   cleared when nothing is open (upserted into `collection_clearance`).
+   cleared when nothing is open (upserted into `collection_clearance`). A rejected row is corrected by
+   更正此行 or by the same person accepted in a later upload, form or file of the day
+   (docs/OPERATIONS.md, 一日一清).
 """
 
 

@@ -1,7 +1,7 @@
 """The form, the upload, corrections, clearance and scope (URL tampering), through the pages."""
 
 import io
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 
 import openpyxl
 from fastapi.testclient import TestClient
@@ -9,11 +9,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from collection import service
-from collection.models import Submission, SubmissionRow
-from registry.models import AuditLog
+from collection.flows import clear_day
+from collection.models import Clearance, Submission, SubmissionRow
+from exchange import flows as exchange_flows
+from monitor.service import community_clearance
+from registry.models import AuditLog, SourceRecord
+from registry.normalise.ids import check_char
 from schemas.feed_spec import get_feed_spec
-from tests.collection.conftest import LI, TODAY, ZHANG_BAD, log_in, person_form
+from tests.collection.conftest import LI, TODAY, ZHANG, ZHANG_BAD, log_in, person_form
 from tests.factories import make_person
+from tests.feedfiles import write_feed
 
 
 def rows(session: Session) -> list[SubmissionRow]:
@@ -200,3 +205,110 @@ def test_clearance_at_the_cutoff(session: Session, officers) -> None:
         c.community_code: (c.submitted, c.cleared) for c in service.record_clearance(session=session, day=day)
     }
     assert stored == {"330102001001": (1, True), "330102001002": (0, True)}
+
+
+def test_a_later_upload_corrects_the_rows_of_the_same_persons(
+    client: TestClient, session: Session, factory, officers
+) -> None:
+    """The officer's path: an upload with rejected rows, a second upload of the day with those persons
+    right, the day's clearance (page, stored by the nightly job, monitor)."""
+    li_namesake = "33010219850505004" + check_char("33010219850505004")  # 李娜 too, another person
+    zhang = {**GOOD, "姓名": "张伟", "身份证号": ZHANG_BAD, "性别": "男", "出生日期": "1980-01-01"}
+    csrf = log_in(client)
+    first = client.post(
+        "/collection/upload",
+        data={"csrf": csrf},
+        files={
+            "file": (
+                "day.xlsx",
+                sheet(
+                    [
+                        zhang,  # wrong check character
+                        {**GOOD, "现住址": ""},  # 李娜, address missing
+                        {**GOOD, "姓名": "赵六", "身份证号": "", "现住址": ""},  # no ID number, no birth date
+                        {**GOOD, "身份证号": li_namesake, "现住址": ""},
+                    ]
+                ),
+                "x",
+            )
+        },
+    )
+    assert first.status_code == 303
+    assert [r.status for r in rows(session)] == ["rejected"] * 4
+    second = client.post(
+        "/collection/upload",
+        data={"csrf": csrf},
+        files={
+            "file": (
+                "day-fixed.xlsx",
+                sheet(
+                    [
+                        {**zhang, "身份证号": ZHANG},  # same name and birth date, the number now valid
+                        GOOD,  # the same ID number
+                        {**GOOD, "姓名": "赵六", "身份证号": "", "出生日期": "1990-01-01"},
+                    ]
+                ),
+                "x",
+            )
+        },
+    )
+    assert second.status_code == 303
+    zhang_bad, li_bad, zhao_bad, namesake, zhang_ok, li_ok, zhao_ok = rows(session)
+    assert [r.status for r in (zhang_bad, li_bad, zhao_bad, namesake)] == [
+        "corrected",
+        "corrected",
+        "rejected",  # nothing in it says who it was: not guessed from the name alone
+        "rejected",  # a valid ID number of its own: another person of the same name and birth date
+    ]
+    assert (zhang_ok.replaces_id, li_ok.replaces_id, zhao_ok.replaces_id) == (zhang_bad.id, li_bad.id, None)
+    assert zhang_bad.closed_at is not None and zhang_bad.reasons == ["ID_CHECKSUM:身份证号"]  # history kept
+    status = service.clearance(session=session, community_code="330102001001", day=TODAY)
+    assert (status.submitted, status.accepted, status.rejected, status.corrected, status.still_open) == (
+        5,
+        3,
+        4,
+        2,
+        2,
+    )
+    history = client.get(first.headers["location"])
+    assert history.text.count(">已更正</span>") == 2 and history.text.count(">需更正</span>") == 2
+    assert client.get("/collection").text.count('href="/collection/form?fix=') == 2
+    for row in (zhao_bad, namesake):
+        gone = client.post(f"/collection/rows/{row.id}/discard", data={"csrf": csrf, "reason": "重复录入"})
+        assert gone.status_code == 303
+    assert service.clearance(session=session, community_code="330102001001", day=TODAY).cleared
+    assert clear_day(factory, TODAY)["330102001001"] is True
+    stored = session.get(Clearance, ("330102001001", TODAY))
+    assert (stored.corrected, stored.discarded, stored.still_open) == (2, 2, 0)
+    after_cutoff = datetime.combine(TODAY, time(23, 59, 59)) + timedelta(seconds=1)
+    grid = community_clearance(session=session, days=[TODAY], now=after_cutoff)
+    assert {code: [c.cleared for c in cells if c] for code, _, cells in grid}["330102001001"] == [True]
+
+
+def test_a_later_file_through_the_exchange_corrects_a_rejected_row(
+    session: Session, factory, areas, tmp_path
+) -> None:
+    """A community's files that came through the exchange (here the command line): a row the first file
+    had rejected is corrected by the second file's accepted row of the same person."""
+    cells = {"社区代码": areas[0], "采集日期": TODAY.isoformat(), "信息员工号": "A001"}
+    li, wang = {**GOOD, **cells}, {**GOOD, **cells, "姓名": "王五", "身份证号": ZHANG, "性别": "男"}
+    first = exchange_flows.ingest_file(
+        factory, write_feed(tmp_path, "sq_cj", TODAY, [{**li, "现住址": ""}, wang])
+    )
+    before = service.clearance(session=session, community_code=areas[0], day=TODAY)
+    assert (before.submitted, before.accepted, before.still_open, before.cleared) == (2, 1, 1, False)
+    second = exchange_flows.ingest_file(factory, write_feed(tmp_path, "sq_cj", TODAY, [li], seq=2))
+    assert second.batch_id > first.batch_id
+    after = service.clearance(session=session, community_code=areas[0], day=TODAY)
+    assert (after.submitted, after.accepted, after.rejected, after.corrected, after.still_open) == (
+        2,
+        2,
+        1,
+        1,
+        0,
+    )
+    assert after.cleared
+    statuses = session.scalars(
+        select(SourceRecord.status).order_by(SourceRecord.batch_id, SourceRecord.row_no)
+    )
+    assert list(statuses) == ["rejected", "accepted", "accepted"]  # the rejected record is kept as it was
