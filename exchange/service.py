@@ -42,7 +42,8 @@ Progress = Callable[[int], None]
 
 @dataclass
 class Received:
-    """A received file: its batch, and whether the same bytes had been received before."""
+    """A received file: its batch, and whether it repeats a delivery (the same bytes with rows, or under a
+    name already delivered; a quiet feed's header-only file for a new day is that day's delivery)."""
 
     batch: Batch
     duplicate: bool
@@ -190,7 +191,7 @@ def receive_file(
         detail={"file": path.name, "sha256": sha256, "channel": channel},
     )
     session.flush()
-    return Received(batch, existing is not None)
+    return Received(batch, repeated)
 
 
 COPY_SQL = f"COPY source_record ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"

@@ -100,6 +100,7 @@ def test_a_quiet_feeds_header_only_files_are_each_days_delivery(session, factory
     assert len({p.read_bytes() for p in days}) == 1  # identical bytes
     results = [flows.ingest_file(factory, p) for p in days]
     assert len({r.batch_id for r in results}) == 1 and results[0].state == "completed"
+    assert [r.duplicate for r in results] == [False, False, False]  # what the CLI and push API say
     again = tmp_path / "again"
     again.mkdir()
     (again / days[2].name).write_bytes(days[2].read_bytes())
