@@ -8,14 +8,14 @@ before the row is accepted, because the officer is standing in front of the resi
 
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import openpyxl
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from collection.auth import hash_password
@@ -667,39 +667,42 @@ def audit_read(*, session: Session, officer: Officer, what: str, object_id: str)
 
 # --- clearance ------------------------------------------------------------------------------------
 
+# One round trip per community and day (the monitor asks for every community of a week): the officers'
+# rows counted, beside the community's rows that came as files through the exchange (push, landing
+# folder, command line) delivered by the cut-off, one per line (none: one line of NULLs).
 CLEARANCE_SQL = text(
     """
-    SELECT count(*) FILTER (WHERE replaces_id IS NULL) AS submitted,
-           count(*) FILTER (WHERE status = 'accepted') AS accepted,
-           count(*) FILTER (WHERE status IN ('rejected', 'corrected', 'discarded')) AS rejected,
-           count(*) FILTER (WHERE status = 'corrected' AND closed_at <= :cutoff) AS corrected,
-           count(*) FILTER (WHERE status = 'discarded' AND closed_at <= :cutoff) AS discarded,
-           count(*) FILTER (WHERE status IN ('pending', 'rejected')
-                               OR (status IN ('corrected', 'discarded') AND closed_at > :cutoff)) AS still_open
-    FROM collection_row
-    WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
+    WITH officers AS (
+        SELECT count(*) FILTER (WHERE replaces_id IS NULL) AS submitted,
+               count(*) FILTER (WHERE status = 'accepted') AS accepted,
+               count(*) FILTER (WHERE status IN ('rejected', 'corrected', 'discarded')) AS rejected,
+               count(*) FILTER (WHERE status = 'corrected' AND closed_at <= :cutoff) AS corrected,
+               count(*) FILTER (WHERE status = 'discarded' AND closed_at <= :cutoff) AS discarded,
+               count(*) FILTER (WHERE status IN ('pending', 'rejected')
+                                   OR (status IN ('corrected', 'discarded') AND closed_at > :cutoff))
+                   AS still_open
+        FROM collection_row
+        WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
+    )
+    SELECT officers.*, f.batch_id, f.status, f.id_no, f.id_valid, f.name, f.birth_date
+    FROM officers LEFT JOIN LATERAL (
+        SELECT r.batch_id, r.row_no, r.status, r.id_no, r.id_valid, r.name, r.birth_date
+        FROM source_record r JOIN batch b ON b.id = r.batch_id
+        WHERE b.source = 'sq_cj' AND b.as_of_date = :day AND r.community_code = :community
+          AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :cutoff)
+          AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.channel = 'collection')
+    ) AS f ON true
+    ORDER BY f.batch_id, f.row_no
     """
 )
-# The community's uploads as files through the exchange (push, landing folder, command line), delivered
-# by the cut-off: a row rejected or held for review keeps the day open unless a later file corrects it.
-FILE_ROWS_SQL = text(
-    """
-    SELECT r.batch_id, r.status, r.id_no, r.id_valid, r.name, r.birth_date
-    FROM source_record r JOIN batch b ON b.id = r.batch_id
-    WHERE b.source = 'sq_cj' AND b.as_of_date = :day AND r.community_code = :community
-      AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :cutoff)
-      AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.channel = 'collection')
-    ORDER BY r.batch_id, r.row_no
-    """
-)
+COUNTS = ("submitted", "accepted", "rejected", "corrected", "discarded", "still_open")
 
 
-def _file_counts(session: Session, community_code: str, day: date, cutoff: datetime) -> dict[str, int]:
+def _file_counts(rows: Sequence[Row[Any]]) -> dict[str, int]:
     """Clearance counts of the day's rows that came as files through the exchange. A rejected row is
     corrected when a later file (a batch received after its own) has the same person accepted
     (same_person); the accepted row is then a correction, not a new submission. A row held for review
     waits for the clerk, not for a file."""
-    rows = session.execute(FILE_ROWS_SQL, {"community": community_code, "day": day, "cutoff": cutoff}).all()
     who = [
         Identity(
             None,
@@ -733,9 +736,9 @@ def clearance(*, session: Session, community_code: str, day: date) -> Clearance:
     """一日一清 of one community's day as it stood at the cut-off (not stored): the officers' rows and the
     community's files through the exchange."""
     cutoff = datetime.combine(day, collection_settings().cutoff)
-    counts = session.execute(CLEARANCE_SQL, {"community": community_code, "day": day, "cutoff": cutoff}).one()
-    files = _file_counts(session, community_code, day, cutoff)
-    total = {key: getattr(counts, key) + files[key] for key in files}
+    lines = session.execute(CLEARANCE_SQL, {"community": community_code, "day": day, "cutoff": cutoff}).all()
+    files = _file_counts([line for line in lines if line.batch_id is not None])
+    total = {key: getattr(lines[0], key) + files[key] for key in COUNTS}
     return Clearance(
         community_code=community_code,
         work_date=day,
