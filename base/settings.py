@@ -58,6 +58,19 @@ class WorkerSettings(BaseSettings):
     serve_workers: int = Field(default=1, ge=1)
 
 
+class PartitionSettings(BaseSettings):
+    """How far ahead the time-partitioned tables get their partitions, and how long old ones stay
+    attached (docs/PARTITIONS.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="POPEX_")
+
+    # The daily run creates every partition a row written up to this many days from today falls in.
+    partition_ahead_days: int = Field(default=92, ge=1)
+    # Change events older than this many whole years may be detached (`popex db retention`); unset:
+    # kept (subscribers replay the feed from their baseline). Version history is never detached.
+    change_event_retention_years: int | None = Field(default=None, ge=1)
+
+
 @lru_cache
 def database_settings() -> DatabaseSettings:
     """The database settings of this process."""
@@ -80,3 +93,9 @@ def schedule_settings() -> ScheduleSettings:
 def worker_settings() -> WorkerSettings:
     """The worker-count settings of this process."""
     return WorkerSettings()
+
+
+@lru_cache
+def partition_settings() -> PartitionSettings:
+    """The partition settings of this process."""
+    return PartitionSettings()

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import Connection, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from base import storage
@@ -18,7 +18,7 @@ from base.db import SessionFactory, transaction
 from decision import service as decision_service  # the statistics step (pyproject: the one allowed import)
 from exchange import gate, service
 from exchange.readers import parse_file_name
-from registry import batches
+from registry import batches, partitions
 from registry.audit import record_audit
 from registry.models import Batch
 from schemas.canonical import UNFINISHED_STATES, BatchState, BatchStep
@@ -299,6 +299,20 @@ RECEIVED_DIR = "_received"  # where a landing folder's files go once received: <
 REFUSED_DIR = "_refused"  # … and those the intake refused (source, size): <folder>/_refused/<run's as-of>/
 
 
+def prepare_partitions(factory: SessionFactory) -> list[str]:
+    """The day's run first creates the partitions the coming days' rows need (registry.partitions); a
+    table busy past the lock timeout is left to the next run (they are made POPEX_PARTITION_AHEAD_DAYS
+    ahead, and a row with no partition yet waits in the default one)."""
+    try:
+        with transaction(factory) as session:
+            return partitions.ensure_ahead(session)
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != "55P03":  # lock_not_available
+            raise
+        log.warning("partitions: a table was busy, none created this run; the next run tries again")
+        return []
+
+
 def receive_landing(factory: SessionFactory, folder: Path | str, as_of: date) -> list[int]:
     """The batches a day's run works on, in delivery order: the landing folder's files for this day or
     an earlier one (late files too), each archived, registered and then moved out of the folder to
@@ -314,6 +328,7 @@ def receive_landing(factory: SessionFactory, folder: Path | str, as_of: date) ->
 
     A landing folder in a bucket (a URI): each file is received from a local copy, then moved within the bucket.
     """
+    prepare_partitions(factory)
     folder = storage.location(folder)
     refused = storage.join(folder, REFUSED_DIR, as_of.strftime("%Y%m%d"))
     batch_ids: list[int] = []

@@ -65,6 +65,39 @@ def db_upgrade() -> None:
         err.print(f"[red]数据库未迁移[/red]：{exc}")
         raise typer.Exit(1) from None
     console.print("数据库已迁移到最新版本")
+    db_partitions()
+
+
+@db_app.command("partitions")
+def db_partitions() -> None:
+    """Create the partitions of the coming POPEX_PARTITION_AHEAD_DAYS days (what the daily run does)."""
+    from base.db import session_scope
+    from registry.partitions import ensure_ahead
+
+    with session_scope() as session:
+        created = ensure_ahead(session)
+    console.print(f"已创建分区：{'、'.join(created)}" if created else "分区齐全，无需创建")
+
+
+@db_app.command("retention")
+def db_retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出到期的分区，不分离")] = False,
+) -> None:
+    """Detach the partitions past their retention (docs/PARTITIONS.md: archive them, then drop)."""
+    from base.db import session_scope
+    from base.settings import partition_settings
+    from registry.partitions import detach, expired_partitions
+
+    years = partition_settings().change_event_retention_years
+    with session_scope() as session:
+        expired = expired_partitions(session, {"change_event": years} if years else {})
+        for part in expired:
+            if not dry_run:
+                detach(session, part)
+            state = "待分离" if dry_run else "已分离"
+            console.print(f"{state}  {part.name}  {part.start} 至 {part.end}  约 {part.rows} 行")
+    if not expired:
+        console.print("没有超过保留期限的分区")
 
 
 @db_app.command("downgrade")

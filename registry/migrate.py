@@ -1,11 +1,14 @@
 """Apply or roll back the schema with alembic, from code (CLI, tests, demo)."""
 
 import os
+import re
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
+
+from registry.partitions import TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 # The registry owns the base schema; each platform that needs tables of its own keeps its migrations
@@ -32,6 +35,14 @@ def import_all_models() -> None:
     for platform in PLATFORMS:
         if importlib.util.find_spec(f"{platform}.models") is not None:
             importlib.import_module(f"{platform}.models")
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """What alembic compares: not the partitions of a partitioned table (registry.partitions), which
+    the daily run creates and no model maps."""
+    if type_ != "table" or name is None:
+        return True
+    return not any(re.fullmatch(rf"{t.table}_(y\d{{4}}|m\d{{6}}|default)", name) for t in TABLES)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -103,13 +103,15 @@ class PersonVersion(Base):
     __table_args__ = (
         Index("ix_person_version_person", "person_id", "recorded_at"),
         Index("ix_person_version_valid", "valid_from", "recorded_at"),
+        # Yearly partitions (registry/partitions.py): every key includes recorded_at.
+        {"postgresql_partition_by": "RANGE (recorded_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(BigInteger)
     area_key: Mapped[str | None] = mapped_column(String(6))
     valid_from: Mapped[date]
-    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now(), primary_key=True)
     batch_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     changed: Mapped[list[str]] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(8))
@@ -167,10 +169,13 @@ class ChangeEvent(Base):
     __tablename__ = "change_event"
     __table_args__ = (
         Index("ix_change_event_type", "event_type", "id"),
-        UniqueConstraint("version_id", "event_type", name="uq_change_event_version_type"),
+        # One event of a type per version: the key must include the partition column; the writers'
+        # lock keeps it across years and `popex db check` counts a break (migration 0012).
+        UniqueConstraint("version_id", "event_type", "recorded_at", name="uq_change_event_version_type"),
+        {"postgresql_partition_by": "RANGE (recorded_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(BigInteger, index=True)
     event_type: Mapped[str] = mapped_column(String(24))
     event_date: Mapped[date | None]
@@ -178,4 +183,4 @@ class ChangeEvent(Base):
     batch_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     version_id: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now(), primary_key=True)

@@ -5,7 +5,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from registry.db import Base
-from registry.migrate import MigrationRefused, downgrade, import_all_models, upgrade
+from registry.migrate import MigrationRefused, downgrade, import_all_models, include_name, upgrade
 from tests.conftest import create_database, drop_database
 
 
@@ -35,7 +35,8 @@ def test_models_match_migrations(engine) -> None:
 
     import_all_models()
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 

@@ -1,0 +1,200 @@
+"""The time-partitioned tables: their partitions, created ahead, and the old ones retention may detach.
+
+Each table is range-partitioned on the time its rows are written (docs/PARTITIONS.md), one partition
+per period plus a default partition that catches a row whose period has none yet (a fresh install, a
+test, a synthetic history with old times). `ensure_partitions` creates the missing periods up to a
+date, and those of any rows found in the default partition, moving them out.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from base.settings import partition_settings
+
+log = logging.getLogger(__name__)
+
+Unit = Literal["month", "year"]
+
+
+@dataclass(frozen=True)
+class Partitioned:
+    """A table range-partitioned on `column` by `unit`."""
+
+    table: str
+    column: str
+    unit: Unit
+
+    @property
+    def default(self) -> str:
+        return f"{self.table}_default"
+
+    def name(self, start: date) -> str:
+        """The partition holding `start`'s period: change_event_y2026, audit_log_m202612."""
+        return f"{self.table}_y{start:%Y}" if self.unit == "year" else f"{self.table}_m{start:%Y%m}"
+
+    def start(self, day: date) -> date:
+        """The first day of the period `day` falls in."""
+        return date(day.year, 1, 1) if self.unit == "year" else date(day.year, day.month, 1)
+
+    def after(self, start: date) -> date:
+        """The first day of the period after the one starting on `start`."""
+        if self.unit == "year":
+            return date(start.year + 1, 1, 1)
+        return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+# Versions and change events are the history: kept whole, yearly (a lookup by id or person visits one
+# index per partition, so fewer partitions keep those cheap). See docs/PARTITIONS.md.
+TABLES = (
+    Partitioned("person_version", "recorded_at", "year"),
+    Partitioned("change_event", "recorded_at", "year"),
+)
+LOCK = text("SELECT pg_advisory_xact_lock(hashtext('popex.partitions'))")
+# A partition is created under an ACCESS EXCLUSIVE lock on its table: rather than queue every reader
+# of the table behind a long query, give up and let the next run (days before it is needed) try again.
+LOCK_TIMEOUT = "5s"
+
+
+def table(name: str) -> Partitioned:
+    """The partitioned table called `name`."""
+    return next(t for t in TABLES if t.table == name)
+
+
+def attached(conn: Connection, spec: Partitioned) -> set[str]:
+    """The names of `spec`'s partitions attached now."""
+    return set(
+        conn.scalars(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST(:t AS regclass)"
+            ),
+            {"t": spec.table},
+        )
+    )
+
+
+def _periods(spec: Partitioned, first: date, through: date) -> list[date]:
+    starts, start = [], spec.start(first)
+    while start <= through:
+        starts.append(start)
+        start = spec.after(start)
+    return starts
+
+
+def _stray_periods(conn: Connection, spec: Partitioned) -> list[date]:
+    """The periods of the rows sitting in the default partition."""
+    rows = conn.scalars(
+        text(f"SELECT DISTINCT date_trunc('{spec.unit}', {spec.column})::date FROM {spec.default}")
+    )
+    return sorted(rows)
+
+
+def _create(conn: Connection, spec: Partitioned, start: date) -> None:
+    """Create the partition of the period starting `start`, moving its rows out of the default one."""
+    name, bounds = spec.name(start), f"FROM ('{start}') TO ('{spec.after(start)}')"
+    in_period = f"{spec.column} >= '{start}' AND {spec.column} < '{spec.after(start)}'"
+    # No row may reach the default partition between the move and the attach (the attach checks it).
+    conn.execute(text(f"LOCK TABLE {spec.default} IN ACCESS EXCLUSIVE MODE"))
+    if conn.scalar(text(f"SELECT EXISTS (SELECT 1 FROM {spec.default} WHERE {in_period})")):
+        conn.execute(
+            text(f"CREATE TABLE {name} (LIKE {spec.table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        )
+        conn.execute(
+            text(
+                f"WITH moved AS (DELETE FROM {spec.default} WHERE {in_period} RETURNING *) "
+                f"INSERT INTO {name} SELECT * FROM moved"
+            )
+        )
+        conn.execute(text(f"ALTER TABLE {spec.table} ATTACH PARTITION {name} FOR VALUES {bounds}"))
+    else:
+        conn.execute(text(f"CREATE TABLE {name} PARTITION OF {spec.table} FOR VALUES {bounds}"))
+
+
+def ensure_partitions(session: Session, through: date) -> list[str]:
+    """Create every partition from this period's through `through`'s, and those of rows left in a
+    default partition; returns the names created (none when all exist).
+
+    Idempotent, and safe to run twice at once: runs take an advisory lock first and go one after the
+    other (the lock comes before any read of the tables: a run that had read a default partition
+    while waiting would block the other's move out of it, a deadlock).
+    """
+    conn = session.connection()
+    conn.execute(LOCK)
+    today = conn.execute(text("SELECT CAST(localtimestamp AS date)")).scalar_one()
+    conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    created = []
+    for spec in TABLES:
+        have = attached(conn, spec)
+        for start in sorted({*_periods(spec, today, through), *_stray_periods(conn, spec)}):
+            if spec.name(start) not in have:
+                _create(conn, spec, start)
+                created.append(spec.name(start))
+    conn.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    if created:
+        log.info("partitions created: %s", ", ".join(created))
+    return created
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A partition retention may detach: its table, name, period and rows (estimated)."""
+
+    table: str
+    name: str
+    start: date
+    end: date
+    rows: int
+
+
+def expired_partitions(
+    session: Session, retention_years: dict[str, int], today: date | None = None
+) -> list[Expired]:
+    """The partitions of the tables in `retention_years` whose whole period ended more than that many
+    years before the start of `today`'s month (default: the database's today)."""
+    conn = session.connection()
+    day = today or conn.execute(text("SELECT CAST(localtimestamp AS date)")).scalar_one()
+    found = []
+    for spec in TABLES:
+        if spec.table not in retention_years:
+            continue
+        keep_from = date(day.year - retention_years[spec.table], day.month, 1)
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), c.reltuples::bigint FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:t AS regclass) ORDER BY 1"
+            ),
+            {"t": spec.table},
+        )
+        for name, bound, tuples in rows:
+            if name == spec.default:
+                continue
+            lo, hi = (datetime.fromisoformat(v).date() for v in bound.split("'")[1::2])
+            if hi <= keep_from:
+                found.append(Expired(spec.table, name, lo, hi, max(int(tuples), 0)))
+    return found
+
+
+def ensure_ahead(session: Session) -> list[str]:
+    """The daily run's call: every partition a row written within POPEX_PARTITION_AHEAD_DAYS falls in."""
+    ahead = partition_settings().partition_ahead_days
+    through = session.connection().execute(
+        text("SELECT CAST(localtimestamp + make_interval(days => :d) AS date)"), {"d": ahead}
+    )
+    return ensure_partitions(session, through=through.scalar_one())
+
+
+def detach(session: Session, part: Expired) -> None:
+    """Detach an expired partition: it stays in the database as a table of its own, to be archived
+    (pg_dump -t) and then dropped by an operator. Not CONCURRENTLY: PostgreSQL refuses that while the
+    table has a default partition, so it takes the table's lock briefly, within LOCK_TIMEOUT."""
+    conn = session.connection()
+    conn.execute(LOCK)
+    conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    conn.execute(text(f"ALTER TABLE {part.table} DETACH PARTITION {part.name}"))
+    conn.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    log.info("partition detached: %s", part.name)
