@@ -367,6 +367,7 @@ def validate_submission(*, session: Session, submission_id: int) -> list[Submiss
     )
     duplicates = DuplicateRows()
     now = session.scalar(select(func.clock_timestamp()))
+    waiting: list[tuple[SubmissionRow, Identity]] | None = None  # rows a correction may close, read once
     for row in rows:
         first = duplicates.first(row.row_no, tuple(row.raw.get(c) for c in spec().column_names))
         if row.status != "pending":
@@ -378,7 +379,9 @@ def validate_submission(*, session: Session, submission_id: int) -> list[Submiss
             row.status, row.reasons = "rejected", ["DUPLICATE_STORED"]
         row.validated_at = now
         if row.status == "accepted":
-            _close_corrected(session, row, now)
+            if waiting is None:
+                waiting = _waiting_for_correction(session, row)
+            _close_corrected(row, waiting, now)
         session.flush()  # the next row of the file sees this one accepted
     return rows
 
@@ -414,22 +417,29 @@ def same_person(rejected: Identity, accepted: Identity) -> bool:
     return rejected.name_birth is not None and rejected.name_birth == accepted.name_birth
 
 
-def _close_corrected(session: Session, accepted: SubmissionRow, now: datetime | None) -> None:
-    """An accepted row corrects the rows of the same person its community rejected that day in earlier
-    submissions (a later upload or form instead of 更正此行): they become corrected, closed now, and stay
-    in their submission's history; the accepted row names the latest of them as the row it replaces."""
+def _waiting_for_correction(session: Session, row: SubmissionRow) -> list[tuple[SubmissionRow, Identity]]:
+    """The rejected rows of the row's community and day in earlier submissions, with who they name."""
     earlier = session.scalars(
         select(SubmissionRow)
         .where(
-            SubmissionRow.community_code == accepted.community_code,
-            SubmissionRow.work_date == accepted.work_date,
+            SubmissionRow.community_code == row.community_code,
+            SubmissionRow.work_date == row.work_date,
             SubmissionRow.status == "rejected",
-            SubmissionRow.submission_id < accepted.submission_id,
+            SubmissionRow.submission_id < row.submission_id,
         )
         .order_by(SubmissionRow.id)
-    ).all()
+    )
+    return [(r, identity(r)) for r in earlier]
+
+
+def _close_corrected(
+    accepted: SubmissionRow, waiting: list[tuple[SubmissionRow, Identity]], now: datetime | None
+) -> None:
+    """An accepted row corrects the rows of the same person its community rejected that day in earlier
+    submissions (a later upload or form instead of 更正此行): they become corrected, closed now, and stay
+    in their submission's history; the accepted row names the latest of them as the row it replaces."""
     who = identity(accepted)
-    corrected = [r for r in earlier if same_person(identity(r), who)]
+    corrected = [r for r, named in waiting if r.status == "rejected" and same_person(named, who)]
     for row in corrected:
         row.status, row.closed_at = "corrected", now
     if corrected and accepted.replaces_id is None:
