@@ -199,7 +199,9 @@ def test_popex_ingest_takes_a_landing_folder_in_a_bucket(endpoint, bucket, tmp_p
                 assert done.returncode == 0, done.stdout + done.stderr
                 assert done.stdout.count("状态 已完成") == (2 if args[0] == "--dir" else 1), done.stdout
         with Session(engine) as session:
-            rows = session.execute(select(Batch.file_name, Batch.state, Batch.archive_path).order_by(Batch.id))
+            rows = session.execute(
+                select(Batch.file_name, Batch.state, Batch.archive_path).order_by(Batch.id)
+            )
             got = [(name, state, path.startswith(f"{bucket}/archive/gaj_hj/")) for name, state, path in rows]
         engine.dispose()
     assert got == [
