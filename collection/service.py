@@ -677,32 +677,62 @@ def audit_read(*, session: Session, officer: Officer, what: str, object_id: str)
 
 # --- clearance ------------------------------------------------------------------------------------
 
-# One round trip per community and day (the monitor asks for every community of a week): the officers'
-# rows counted, beside the community's rows that came as files through the exchange (push, landing
-# folder, command line) delivered by the cut-off, one per line (none: one line of NULLs).
+# What the officers' rows of a community's day count, as they stood at its cut-off (`cutoff`): shared by
+# the one-day statement (the officer's page) and the set-wise ones (the monitor's grid, the nightly job).
+OFFICER_COUNTS = """
+    count(*) FILTER (WHERE replaces_id IS NULL) AS submitted,
+    count(*) FILTER (WHERE status = 'accepted') AS accepted,
+    count(*) FILTER (WHERE status IN ('rejected', 'corrected', 'discarded')) AS rejected,
+    count(*) FILTER (WHERE status = 'corrected' AND closed_at <= {cutoff}) AS corrected,
+    count(*) FILTER (WHERE status = 'discarded' AND closed_at <= {cutoff}) AS discarded,
+    count(*) FILTER (WHERE status IN ('pending', 'rejected')
+                        OR (status IN ('corrected', 'discarded') AND closed_at > {cutoff})) AS still_open
+"""
+# The community's rows of the day that came as files through the exchange (push, landing folder, command
+# line), delivered by the cut-off: `r` a source_record of the sq_cj batch `b`.
+FILE_DELIVERED = """
+    b.source = 'sq_cj'
+    AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= {cutoff})
+    AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.channel = 'collection')
+"""
+FILE_COLUMNS = "r.batch_id, r.row_no, r.status, r.id_no, r.id_valid, r.name, r.birth_date"
+# One community's day in one round trip: the officers' rows counted, beside the files' rows, one per line
+# (none: one line of NULLs).
 CLEARANCE_SQL = text(
-    """
+    f"""
     WITH officers AS (
-        SELECT count(*) FILTER (WHERE replaces_id IS NULL) AS submitted,
-               count(*) FILTER (WHERE status = 'accepted') AS accepted,
-               count(*) FILTER (WHERE status IN ('rejected', 'corrected', 'discarded')) AS rejected,
-               count(*) FILTER (WHERE status = 'corrected' AND closed_at <= :cutoff) AS corrected,
-               count(*) FILTER (WHERE status = 'discarded' AND closed_at <= :cutoff) AS discarded,
-               count(*) FILTER (WHERE status IN ('pending', 'rejected')
-                                   OR (status IN ('corrected', 'discarded') AND closed_at > :cutoff))
-                   AS still_open
+        SELECT {OFFICER_COUNTS.format(cutoff=":cutoff")}
         FROM collection_row
         WHERE community_code = :community AND work_date = :day AND created_at <= :cutoff
     )
-    SELECT officers.*, f.batch_id, f.status, f.id_no, f.id_valid, f.name, f.birth_date
+    SELECT officers.*, f.*
     FROM officers LEFT JOIN LATERAL (
-        SELECT r.batch_id, r.row_no, r.status, r.id_no, r.id_valid, r.name, r.birth_date
+        SELECT {FILE_COLUMNS}
         FROM source_record r JOIN batch b ON b.id = r.batch_id
-        WHERE b.source = 'sq_cj' AND b.as_of_date = :day AND r.community_code = :community
-          AND EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.received_at <= :cutoff)
-          AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.batch_id = b.id AND d.channel = 'collection')
+        WHERE b.as_of_date = :day AND r.community_code = :community AND {FILE_DELIVERED.format(cutoff=":cutoff")}
     ) AS f ON true
     ORDER BY f.batch_id, f.row_no
+    """
+)
+# Many communities and days at once: the days with their cut-offs, then one statement for the officers'
+# counts per community and day and one for the files' rows.
+DAYS = "SELECT * FROM unnest(CAST(:days AS date[]), CAST(:cutoffs AS timestamp[])) AS t(day, cutoff)"
+OFFICER_COUNTS_SQL = text(
+    f"""
+    WITH days AS ({DAYS})
+    SELECT c.community_code, days.day, {OFFICER_COUNTS.format(cutoff="days.cutoff")}
+    FROM days JOIN collection_row c ON c.work_date = days.day AND c.created_at <= days.cutoff
+    WHERE c.community_code = ANY(:communities)
+    GROUP BY c.community_code, days.day
+    """
+)
+FILE_ROWS_SQL = text(
+    f"""
+    WITH days AS ({DAYS})
+    SELECT r.community_code, days.day, {FILE_COLUMNS}
+    FROM days JOIN batch b ON b.as_of_date = days.day JOIN source_record r ON r.batch_id = b.id
+    WHERE r.community_code = ANY(:communities) AND {FILE_DELIVERED.format(cutoff="days.cutoff")}
+    ORDER BY r.community_code, days.day, r.batch_id, r.row_no
     """
 )
 COUNTS = ("submitted", "accepted", "rejected", "corrected", "discarded", "still_open")
@@ -742,20 +772,49 @@ def _file_counts(rows: Sequence[Row[Any]]) -> dict[str, int]:
     }
 
 
-def clearance(*, session: Session, community_code: str, day: date) -> Clearance:
-    """一日一清 of one community's day as it stood at the cut-off (not stored): the officers' rows and the
-    community's files through the exchange."""
-    cutoff = datetime.combine(day, collection_settings().cutoff)
-    lines = session.execute(CLEARANCE_SQL, {"community": community_code, "day": day, "cutoff": cutoff}).all()
-    files = _file_counts([line for line in lines if line.batch_id is not None])
-    total = {key: getattr(lines[0], key) + files[key] for key in COUNTS}
+def _cutoff(day: date) -> datetime:
+    return datetime.combine(day, collection_settings().cutoff)
+
+
+def _clearance(
+    community_code: str, day: date, officers: Mapping[Any, Any], files: Sequence[Row[Any]]
+) -> Clearance:
+    counted = _file_counts(files)
+    total = {key: int(officers.get(key) or 0) + counted[key] for key in COUNTS}
     return Clearance(
         community_code=community_code,
         work_date=day,
-        cutoff_at=cutoff,
+        cutoff_at=_cutoff(day),
         **total,
         cleared=total["still_open"] == 0,
     )
+
+
+def clearance(*, session: Session, community_code: str, day: date) -> Clearance:
+    """一日一清 of one community's day as it stood at the cut-off (not stored): the officers' rows and the
+    community's files through the exchange."""
+    lines = session.execute(
+        CLEARANCE_SQL, {"community": community_code, "day": day, "cutoff": _cutoff(day)}
+    ).all()
+    files = [line for line in lines if line.batch_id is not None]
+    return _clearance(community_code, day, lines[0]._mapping, files)
+
+
+def clearances(
+    *, session: Session, community_codes: Sequence[str], days: Sequence[date]
+) -> dict[tuple[str, date], Clearance]:
+    """clearance() of every community and day given, in two statements whatever their number (the
+    monitor's grid, the nightly job): the same counts, keyed by (community, day)."""
+    params = {"communities": list(community_codes), "days": list(days), "cutoffs": [_cutoff(d) for d in days]}
+    officers = {(r.community_code, r.day): r._mapping for r in session.execute(OFFICER_COUNTS_SQL, params)}
+    files: dict[tuple[str, date], list[Row[Any]]] = {}
+    for line in session.execute(FILE_ROWS_SQL, params):
+        files.setdefault((line.community_code, line.day), []).append(line)
+    return {
+        (code, day): _clearance(code, day, officers.get((code, day), {}), files.get((code, day), []))
+        for code in community_codes
+        for day in days
+    }
 
 
 def record_clearance(*, session: Session, day: date) -> list[Clearance]:
@@ -765,9 +824,11 @@ def record_clearance(*, session: Session, day: date) -> list[Clearance]:
         .where(Officer.active)
         .union(select(SubmissionRow.community_code).where(SubmissionRow.work_date == day))
     ).all()
+    codes = sorted(set(communities))
+    computed = clearances(session=session, community_codes=codes, days=[day])
     stored = []
-    for code in sorted(set(communities)):
-        fresh = clearance(session=session, community_code=code, day=day)
+    for code in codes:
+        fresh = computed[(code, day)]
         row = session.get(Clearance, (code, day))
         values: dict[str, Any] = {
             k: getattr(fresh, k)

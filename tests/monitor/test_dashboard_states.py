@@ -3,7 +3,7 @@
 from datetime import date, datetime
 
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import Connection, event, update
 from sqlalchemy.orm import Session
 
 from collection import service as collection_service
@@ -56,3 +56,19 @@ def test_long_clearance_grid_is_summarised_problems_first(
     shown = section[: section.index('id="clearance-rest"')]
     assert shown.count("<tr data-community=") == 1 and 'data-community="330102001042"' in shown
     assert "展开其余 58 个已清的社区" in section
+
+
+def test_a_view_issues_a_bounded_number_of_statements(
+    session: Session, connection: Connection, areas, client: TestClient
+) -> None:
+    """The clearance grid of 300 communities x 7 days is a few statements, not one per community-day."""
+    session.add_all(
+        Area(code=f"330102001{i:03d}", name=f"社区{i}", level="community", parent_code="330102001")
+        for i in range(3, 301)
+    )
+    session.flush()
+    statements: list[str] = []
+    event.listen(connection, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    html = client.get("/monitor", params={"now": "2026-11-09T12:00"}).text
+    assert "300 个社区" in html
+    assert len(statements) <= 50, len(statements)
