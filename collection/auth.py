@@ -38,7 +38,9 @@ class LoginThrottled(Exception):
 def login(*, session: Session, officer_no: str, password: str, ip: str) -> Officer | None:
     """The officer when the credentials are right; None (and a failure counted) when not.
 
-    Raises LoginThrottled after max_failures failures in the window, without checking the password.
+    Raises LoginThrottled after max_failures failures in the window, without checking the password. The
+    lock is audited once, by the failure that locks the account (collection.login.throttled), not on every
+    refused attempt after it: a script hammering a locked account cannot flood the audit chain.
     """
     settings = collection_settings()
     window_start = func.now() - timedelta(minutes=settings.failure_window_minutes)
@@ -49,12 +51,18 @@ def login(*, session: Session, officer_no: str, password: str, ip: str) -> Offic
     )
     actor = f"officer:{officer_no}"
     if (failures or 0) >= settings.max_failures:
-        record_audit(session=session, actor=actor, action="collection.login.throttled", detail={"ip": ip})
         raise LoginThrottled
     officer = session.scalar(select(Officer).where(Officer.officer_no == officer_no))
     if officer is None or not officer.active or not verify_password(officer.password_hash, password):
         session.add(LoginFailure(officer_no=officer_no[:64], ip=ip[:64]))
         record_audit(session=session, actor=actor, action="collection.login.failed", detail={"ip": ip})
+        if (failures or 0) + 1 >= settings.max_failures:  # this failure locks the account from the address
+            record_audit(
+                session=session,
+                actor=actor,
+                action="collection.login.throttled",
+                detail={"ip": ip, "minutes": settings.failure_window_minutes},
+            )
         return None
     if _hasher.check_needs_rehash(officer.password_hash):
         officer.password_hash = hash_password(password)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from collection import service
 from collection.models import SubmissionRow
+from registry.models import AuditLog
 from tests.collection.conftest import PASSWORD, log_in, person_form
 
 
@@ -33,6 +34,28 @@ def test_fifth_failure_throttles_the_account_from_that_address(client: TestClien
     assert (
         client.post("/collection/login", data={"officer_no": "B001", "password": PASSWORD}).status_code == 303
     )
+
+
+def test_a_locked_account_is_audited_once_however_often_it_is_tried(
+    client: TestClient, session: Session, officers
+) -> None:
+    def audited(action: str) -> int:
+        return (
+            session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action)) or 0
+        )
+
+    for i in range(5):
+        assert (
+            client.post("/collection/login", data={"officer_no": "A001", "password": f"guess{i}"}).status_code
+            == 401
+        )
+    assert (audited("collection.login.failed"), audited("collection.login.throttled")) == (5, 1)
+    codes = {
+        client.post("/collection/login", data={"officer_no": "A001", "password": p}).status_code
+        for p in [f"script{i}" for i in range(49)] + [PASSWORD]
+    }
+    assert codes == {429}  # every attempt refused, the right password too
+    assert (audited("collection.login.failed"), audited("collection.login.throttled")) == (5, 1)
 
 
 def test_session_expires(client: TestClient, officers, monkeypatch: pytest.MonkeyPatch) -> None:
