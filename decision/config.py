@@ -20,6 +20,9 @@ class DecisionSettings(BaseSettings):
     secret_key: str | None = None
     secret_file: Path = ROOT / "var" / "decision_secret_key"
     session_minutes: int = Field(default=480, ge=1)
+    # The session cookie is marked Secure when the request came over HTTPS, and always when this is set:
+    # behind a proxy that ends TLS the server itself sees plain HTTP.
+    cookie_secure: bool = False
     # This many wrong keys from one address within the window (login form or API) lock that address out.
     max_failures: int = Field(default=5, ge=1)
     failure_window_minutes: int = Field(default=15, ge=1)

@@ -163,14 +163,15 @@ def login(
             {"next": _local(next), "error": "API 密钥无效或已停用"},
             status_code=401,
         )
+    settings = decision_settings()
     response = RedirectResponse(_local(next), status_code=303)
     response.set_cookie(
         COOKIE,
         access.issue_session(planner),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
-        max_age=decision_settings().session_minutes * 60,
+        secure=settings.cookie_secure or request.url.scheme == "https",
+        max_age=settings.session_minutes * 60,
     )
     return response
 

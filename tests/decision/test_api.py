@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from base.db import get_session
 from decision import access, service
+from decision.config import decision_settings
 from decision.dependencies import COOKIE
 from popex.app import create_app
 from tests.decision.conftest import add_person
@@ -128,6 +129,27 @@ def test_the_login_cookie_names_the_planner_not_the_key(client: TestClient, sess
     assert client.get("/decision/logout", follow_redirects=False).headers["location"] == "/decision/login"
     assert COOKIE not in client.cookies
     assert client.get("/decision", params=page, follow_redirects=False).status_code == 303
+
+
+def test_the_login_cookie_is_secure_when_set_behind_a_tls_proxy(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy that ends TLS the server sees http: POPEX_DECISION_COOKIE_SECURE marks it Secure."""
+    key = client.headers.pop("X-API-Key")
+
+    def login_cookie() -> str:
+        login = client.post("/decision/login", data={"key": key}, follow_redirects=False)
+        assert login.status_code == 303
+        return login.headers["set-cookie"]
+
+    assert "secure" not in login_cookie().lower()  # plain http, not set: as before
+    monkeypatch.setenv("POPEX_DECISION_COOKIE_SECURE", "true")
+    decision_settings.cache_clear()
+    try:
+        assert "; secure" in login_cookie().lower()
+    finally:
+        monkeypatch.delenv("POPEX_DECISION_COOKIE_SECURE")
+        decision_settings.cache_clear()
 
 
 def test_the_login_session_expires(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
