@@ -14,6 +14,7 @@ from base.db import transaction
 from exchange import flows, gate, service
 from registry.models import Batch
 from registry.normalise.ids import check_char
+from schemas.canonical import ColumnKind
 from tests.feedfiles import hj, write_feed
 
 DAY0 = date(2026, 11, 2)
@@ -211,15 +212,15 @@ def test_the_tolerated_share_lies_between_the_spec_and_the_usual_level(spec, bat
     )
 
 
-def _frame(ids: list[bool | None], names: list[bool | None]) -> pd.DataFrame:
+def _frame(ids: list[bool | None], names: list[bool | None]) -> gate.Frame:
     """A gaj_hj batch as the gate sees it: filled flags and conformance per kind."""
-    return pd.DataFrame(
-        {
-            "req:公民身份号码": [True if v is not None else None for v in ids],
-            "req:姓名": [True if v is not None else None for v in names],
-            "kind:id_no": ids,
-            "kind:name": names,
-        }
+    columns = ["req:公民身份号码", "req:姓名", "kind:id_no", "kind:name"]
+    return gate.Frame(
+        columns,
+        [
+            (True if i is not None else None, True if n is not None else None, i, n)
+            for i, n in zip(ids, names)
+        ],
     )
 
 
@@ -255,7 +256,7 @@ def test_a_batch_read_a_frame_at_a_time_counts_as_one_frame(rows, size, low, hig
     spec = gate.get_feed_spec("gaj_hj")
     volume = gate.VolumeBounds(low=min(low, high), high=max(low, high), median=30, batches=5)
     whole = _frame(*map(list, zip(*rows)))
-    frames = [whole.iloc[i : i + size].reset_index(drop=True) for i in range(0, len(whole), size)]
+    frames = [gate.Frame(whole.columns, whole.rows[i : i + size]) for i in range(0, len(whole), size)]
     assert gate.measure(spec, frames, volume) == gate.measure(spec, whole, volume)
 
 
@@ -267,3 +268,113 @@ def test_the_gate_streams_a_batch_with_the_same_verdict(factory, areas, tmp_path
         batch = _gate(factory, tmp_path, day, _rows(0, 30, day, bad=2, blank=3))
         results.append(batch.gate_result["checks"])
     assert results[0] == results[1] and len(results[0]) > 1
+
+
+def ge_counts(spec, rows: gate.Frame, volume, before: int) -> list[gate.Count]:
+    """The suite run by Great Expectations itself on the frame in pandas, as the gate ran it before it
+    counted the suite on its own (commit b8cf86a): the oracle of gate.count_frame."""
+    import great_expectations as gx
+
+    global _GE_FRAMES
+    frame = pd.DataFrame.from_records(rows.rows, columns=rows.columns)
+    expectations: list = []
+    for col in frame.columns:
+        kind, _, name = col.partition(":")
+        if kind == "req":
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToNotBeNull(column=col, mostly=1 - spec.gate.max_null_rate)
+            )
+        else:
+            expectations.append(
+                gx.expectations.ExpectColumnValuesToBeInSet(
+                    column=col, value_set=[True], mostly=spec.gate.min_conformance[ColumnKind(name)]
+                )
+            )
+    if volume:
+        expectations.append(
+            gx.expectations.ExpectTableRowCountToBeBetween(
+                min_value=max(volume.low - before, 0), max_value=max(volume.high - before, 0)
+            )
+        )
+    suite = gx.ExpectationSuite(name=f"feed_{spec.source}", expectations=expectations)
+    if _GE_FRAMES is None:
+        context = gx.get_context(mode="ephemeral")
+        asset = context.data_sources.add_pandas("popex").add_dataframe_asset(name="frame")
+        _GE_FRAMES = asset.add_batch_definition_whole_dataframe("batch")
+    results = _GE_FRAMES.get_batch(batch_parameters={"dataframe": frame}).validate(
+        suite, result_format="BASIC"
+    )
+    counts = []
+    for result in results.results:
+        config = result.expectation_config
+        column = config.kwargs.get("column")
+        found = result.result
+        counts.append(
+            gate.Count(
+                expectation=config.type,
+                column=column.partition(":")[2] if column else None,
+                rows=int(found.get("element_count") or 0) - int(found.get("missing_count") or 0),
+                bad=int(found.get("unexpected_count") or 0),
+                success=bool(result.success),
+                observed=before + found["observed_value"] if config.type == gate.ROW_COUNT else None,
+            )
+        )
+    return counts
+
+
+_GE_FRAMES = None
+MIXES = [[True], [True] * 30 + [None, False], [True, None], [None], [False], [False, None]]
+
+
+def _columns(spec) -> list[str]:
+    """The gate's columns for a feed: filled per required header, conformance per kind."""
+    kinds = dict.fromkeys(c.kind for c in spec.columns if c.kind in spec.gate.min_conformance)
+    return [f"req:{c.name}" for c in spec.columns if c.required] + [f"kind:{k}" for k in kinds]
+
+
+@settings(max_examples=40, deadline=None)  # each example runs Great Expectations once
+@given(
+    st.sampled_from(["gaj_hj", "gaj_ld", "rsj_cb", "wjw_cs", "jyj_xj"]),
+    st.data(),
+    st.integers(min_value=0, max_value=80),
+    st.integers(min_value=0, max_value=80),
+    st.integers(min_value=0, max_value=40),
+    st.booleans(),
+)
+def test_the_suite_counted_by_the_gate_is_what_great_expectations_counts(
+    source, data, low, high, before, with_volume
+) -> None:
+    """Counts, verdicts and their order on frames of every feed's columns: mostly filled, half empty,
+    all empty, all bad, one row."""
+    spec = gate.get_feed_spec(source)
+    rows = data.draw(st.integers(min_value=1, max_value=120))
+    values = []
+    for col in _columns(spec):
+        mix = data.draw(st.sampled_from(MIXES))
+        cells = data.draw(st.lists(st.sampled_from(mix), min_size=rows, max_size=rows))
+        values.append(cells if col.startswith("kind:") else [None if v is None else True for v in cells])
+    frame = gate.Frame(_columns(spec), list(zip(*values)))
+    volume = gate.VolumeBounds(min(low, high), max(low, high), 30, 5) if with_volume else None
+    assert gate.count_frame(spec, frame, volume, before) == ge_counts(spec, frame, volume, before)
+
+
+def test_a_share_exactly_at_the_suites_mostly_is_what_great_expectations_says() -> None:
+    """At, one value under and one over each check's `mostly` (the float comparison GE makes)."""
+    spec = gate.get_feed_spec("gaj_hj")
+    columns = _columns(spec)
+    for rows in (100, 200, 1000):
+        for shift in (-1, 0, 1):
+            values = []
+            for col in columns:
+                if col.startswith("req:"):
+                    bad = max(round(spec.gate.max_null_rate * rows) + shift, 0)
+                    values.append([None] * bad + [True] * (rows - bad))
+                else:
+                    bad = max(round((1 - spec.gate.min_conformance[ColumnKind(col[5:])]) * rows) + shift, 0)
+                    values.append([False] * bad + [True] * (rows - bad))
+            frame = gate.Frame(columns, list(zip(*values)))
+            volume = gate.VolumeBounds(rows - shift, rows + 5, rows, 5)
+            assert gate.count_frame(spec, frame, volume, 0) == ge_counts(spec, frame, volume, 0), (
+                rows,
+                shift,
+            )
