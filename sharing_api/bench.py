@@ -14,12 +14,18 @@ Two kinds of run, both over 64 connections:
 - paced: wrk keeps a fixed schedule of `rate` requests per second however the server answers, as
   many independent clients would: the latency at that offered load. Each rate is run `repeats`
   times, since other work on the 2 cores moves single runs.
-CPU per request is measured for every run: the server's processes, PostgreSQL's, and wrk's own.
+CPU per request is measured for every run: the server's processes, PostgreSQL's (the backends connected
+to the benchmark's database: its reads, audit commits and autovacuum, not other databases' work on a
+shared machine, nor the WAL writer and checkpointer), and wrk's own.
+The machine's speed is printed beside the figures (`python_loop_s`: the best of three runs of a
+pure-Python loop of 10⁷ additions), so that runs on different machines can be compared.
 Targets (issue 6): >= 1,500 req/s, p99 <= 20 ms at 64 connections on 2 cores; batch <= 200 ms.
+Issue 19 item 5: p99 <= 20 ms at 1,500 req/s paced where that loop takes up to 1.0 s.
 """
 
 import functools
 import json
+import math
 import os
 import shutil
 import socket
@@ -134,7 +140,9 @@ class LoadRun:
     errors: int
     non_2xx: int
     server_cpu_ms: float  # uvicorn processes, per request
-    postgres_cpu_ms: float  # every PostgreSQL process (reads, audit commits, background), per request
+    postgres_cpu_ms: (
+        float  # the benchmark database's backends (reads, audit commits, autovacuum), per request
+    )
     wrk_cpu_ms: float  # the load generator, per request
 
 
@@ -152,6 +160,8 @@ class BenchResult:
     batch_ms_max: float
     batch_matched: int
     load_average: float  # of the machine (1 min) before the runs: other work shares the 2 cores
+    load_average_after: float  # and after them
+    python_loop_s: float  # a pure-Python loop of 10⁷ additions, best of 3: the machine's speed
     requests_sent: int  # warm-up, measured runs and batches (wrk does not count those cut off at its end)
     audit_rows: int
     audit_chain_ok: bool
@@ -171,6 +181,19 @@ def _machine() -> str:
     )
     memory = psutil.virtual_memory().total / 2**30
     return f"{model}, {psutil.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}"
+
+
+def python_loop_seconds(runs: int = 3) -> float:
+    """Seconds a pure-Python loop of 10⁷ additions takes here, the best of `runs` (other work on the
+    machine only slows a run down)."""
+    best = math.inf
+    for _ in range(runs):
+        started = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
 
 
 def _free_port() -> int:
@@ -248,8 +271,9 @@ def _start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("uvicorn did not start within 60 s")
 
 
-def _cpu_seconds(server: subprocess.Popen[bytes]) -> dict[str, float]:
-    """CPU seconds used so far: by uvicorn and its workers, by PostgreSQL, by finished children (wrk)."""
+def _cpu_seconds(server: subprocess.Popen[bytes], database: str) -> dict[str, float]:
+    """CPU seconds used so far: by uvicorn and its workers, by the PostgreSQL backends connected to
+    `database` (their process title names it), by finished children (wrk)."""
     import resource
 
     import psutil
@@ -265,7 +289,11 @@ def _cpu_seconds(server: subprocess.Popen[bytes]) -> dict[str, float]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "server": used(root) + sum(used(p) for p in root.children(recursive=True)),
-        "postgres": sum(used(p) for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"),
+        "postgres": sum(
+            used(p)
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "postgres" and f" {database} " in " ".join(p.info["cmdline"] or ()) + " "
+        ),
         "wrk": children.ru_utime + children.ru_stime,
     }
 
@@ -291,15 +319,16 @@ def _load_run(
     seconds: int,
     connections: int,
     threads: int,
+    database: str = "popex_bench",
 ) -> LoadRun:
     """One wrk run at an offered rate (0: closed loop), with the CPU every party used for it."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "lookup.lua"
         interval_ms = threads * 1000 / rate if rate else 0
         script.write_text(WRK_SCRIPT.format(n=persons, key=key, interval_ms=interval_ms))
-        before = _cpu_seconds(server)
+        before = _cpu_seconds(server, database)
         figures = _wrk(port, script, seconds=seconds, connections=connections, threads=threads)
-        after = _cpu_seconds(server)
+        after = _cpu_seconds(server, database)
     n = max(figures["requests"], 1)
     per_request = {k: round((after[k] - before[k]) * 1000 / n, 3) for k in before}
     return LoadRun(
@@ -376,6 +405,7 @@ def run_benchmark(
         key = _create_client(url)
         port = _free_port()
         server = _start_server(url, port, workers)
+        python_loop = python_loop_seconds()
         load_average = os.getloadavg()[0]
         run = functools.partial(
             _load_run, server, port, key=key, persons=persons, connections=connections, threads=threads
@@ -384,6 +414,7 @@ def run_benchmark(
         unpaced = run(rate=0, seconds=seconds)
         paced = [run(rate=rate, seconds=seconds) for rate in rates for _ in range(repeats)]
         batch_ms, matched = _batches(port, key, persons, batch_rounds)
+        load_average_after = os.getloadavg()[0]
         engine = create_engine(url)
         with engine.connect() as conn:
             audit_rows = (
@@ -414,6 +445,8 @@ def run_benchmark(
         batch_ms_max=round(max(batch_ms), 1),
         batch_matched=matched,
         load_average=round(load_average, 2),
+        load_average_after=round(load_average_after, 2),
+        python_loop_s=python_loop,
         requests_sent=sum(r.requests for r in (warm_up, unpaced, *paced)) + batch_rounds,
         audit_rows=audit_rows,
         audit_chain_ok=chain_ok,

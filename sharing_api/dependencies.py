@@ -291,6 +291,8 @@ FIELDS_DESCRIPTION = "要返回的字段（可重复）；缺省为本单位获�
 
 def requested_fields(request: Request) -> list[PersonField] | None:
     """The `fields` query parameter (repeatable) as person fields; None when absent."""
+    if not request.scope.get("query_string"):  # the usual lookup: no query string to parse
+        return None
     values = request.query_params.getlist("fields")
     if not values:
         return None

@@ -99,6 +99,10 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         self._connection: Any = None
         self._cursor: Any = None  # kept while a group is in flight: psycopg2 polls through it
         self._deadline: asyncio.TimerHandle | None = None  # the in-flight group's answer timeout
+        # What the loop watches the connection's socket for ("read", "write", None): changed only when
+        # the poll asks for something else (not removed and added again at every step of every group).
+        self._watching: str | None = None
+        self._watched_fd = -1
         self._prepared = False
 
     def parameters(self, items: list[ItemT]) -> dict[str, Any]:
@@ -173,10 +177,6 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         """Advance the group's statement: wait to write the rest of it, wait for the answer, or done."""
         import psycopg2.extensions
 
-        loop = asyncio.get_running_loop()
-        fd = self._connection.fileno()
-        loop.remove_reader(fd)
-        loop.remove_writer(fd)
         try:
             state = self._connection.poll()
         except Exception as exc:  # the server's error (lock or statement timeout …) or a lost link
@@ -185,9 +185,24 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         if state == psycopg2.extensions.POLL_OK:
             self._finish(None)
         elif state == psycopg2.extensions.POLL_WRITE:  # a large group: the socket's buffer was full
-            loop.add_writer(fd, self._poll)
+            self._watch("write")
         else:
-            loop.add_reader(fd, self._poll)
+            self._watch("read")
+
+    def _watch(self, event: str | None) -> None:
+        """Have the loop call `_poll` when the socket is ready for `event` (None: for nothing)."""
+        if event == self._watching:
+            return
+        loop = asyncio.get_running_loop()
+        if self._watching == "read":
+            loop.remove_reader(self._watched_fd)
+        elif self._watching == "write":
+            loop.remove_writer(self._watched_fd)
+        self._watching = None
+        if event is not None:
+            self._watched_fd = self._connection.fileno()
+            (loop.add_reader if event == "read" else loop.add_writer)(self._watched_fd, self._poll)
+            self._watching = event
 
     def _overdue(self, group: Waiting[ItemT, ResultT]) -> None:
         if self._in_flight is group:
@@ -201,9 +216,9 @@ class GroupedStatement(Generic[ItemT, ResultT]):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if self._connection is not None and not self._connection.closed:
-            asyncio.get_running_loop().remove_reader(self._connection.fileno())
-            asyncio.get_running_loop().remove_writer(self._connection.fileno())
+        with contextlib.suppress(Exception):  # its socket may be closed already (a lost link)
+            self._watch(None)
+        self._watching = None
         results: list[ResultT] = []
         if exc is None:
             try:

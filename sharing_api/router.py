@@ -2,13 +2,16 @@
 
 The single-person lookups (by number or document) are async and await their
 read on the event loop (`Access.reads`: the reads of one loop pass go as one statement, no thread
-hop). The others read more, or count a client's failed verifications (sharing_api/guessing.py), and
+hop); a well-formed lookup is parsed by the route itself and its endpoint called directly, without
+FastAPI's request handler (`direct`: the busiest path, measured in BENCHMARKS.md). The others read more, or count a client's failed verifications (sharing_api/guessing.py), and
 run in the thread pool on a session. Either way the route class commits the request's audit
 records before the response leaves (`SharingRoute`).
 """
 
 import contextlib
+import json
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -76,6 +79,45 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(exclude_unset=True), media_type="application/json")
 
 
+# Parses a route's arguments from a well-formed request itself: the endpoint is then called directly,
+# without FastAPI's request handler (dependency solving, body validation, response checks: about a
+# sixth of the server's CPU per lookup, BENCHMARKS.md). None: not well-formed as far as the parser
+# can tell, and FastAPI's handler takes the request, answering it exactly as without the shortcut.
+ArgumentParser = Callable[[Request], dict[str, Any] | None]
+_DIRECT: dict[Callable[..., Any], ArgumentParser] = {}
+
+
+def direct(parse: ArgumentParser) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give an endpoint its own argument parser (placed below the route decorator)."""
+
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        _DIRECT[endpoint] = parse
+        return endpoint
+
+    return register
+
+
+def _json_body(model: type[BaseModel]) -> Callable[[Request], BaseModel | None]:
+    """A JSON body as `model`, parsed and validated as FastAPI does (json.loads, then the model in
+    Python mode), read from where `read_body` left it; None for anything else."""
+
+    def parse(request: Request) -> BaseModel | None:
+        body: bytes | None = getattr(request, "_body", None)
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if not body or media != "application/json":
+            return None
+        try:
+            return model.model_validate(json.loads(body))
+        except Exception:  # not JSON, too deeply nested, not valid: FastAPI's handler answers it
+            return None
+
+    return parse
+
+
+_document_query = _json_body(DocumentQuery)
+_PERSON_NO = re.compile(r"P[0-9]{11}")  # the path's pattern, ASCII digits only (others: FastAPI's)
+
+
 def _error(status: int, body: ErrorOut, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
@@ -95,13 +137,15 @@ class SharingRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        endpoint, parse = self.endpoint, _DIRECT.get(self.endpoint)
 
         async def route_handler(request: Request) -> Response:
             failure: SharingError | None = None  # unanswered by a fault on our side (5xx)
             try:
                 if request.method in BODY_METHODS:  # read within the limit before the key is looked at
                     await read_body(request, sharing_settings().max_body_bytes)
-                response = await handler(request)
+                arguments = parse(request) if parse is not None else None
+                response = await (handler(request) if arguments is None else endpoint(**arguments))
             except BodyTooLarge as exc:
                 refused = SharingError(ErrorCode.BODY_TOO_LARGE, f"请求体超过 {exc.limit} 字节")
                 response = _error(refused.status_code, refused.body())
@@ -182,6 +226,11 @@ Area = Annotated[
     "只返回本单位获授权且请求的字段，证件号码、电话默认脱敏。每次查询记入审计日志。",
     openapi_extra=LOOKUP_DOCS,
 )
+@direct(
+    lambda r: (
+        {"person_no": n, "request": r} if _PERSON_NO.fullmatch(n := r.path_params["person_no"]) else None
+    )
+)
 async def get_person(
     person_no: Annotated[str, Path(pattern=r"^P\d{11}$", description="统一人口编号")], request: Request
 ) -> Response:
@@ -204,6 +253,7 @@ async def get_person(
     "暂停按证件查询（LOOKUP_LIMITED）。",
     openapi_extra=LOOKUP_DOCS,
 )
+@direct(lambda r: {"query": q, "request": r} if (q := _document_query(r)) is not None else None)
 async def lookup_person(query: DocumentQuery, request: Request) -> Response:
     """A person by identity document number (in the body, so that it stays out of URLs and logs)."""
     access = await admit(request, Operation.LOOKUP)
