@@ -2,6 +2,7 @@
 for the levels an operator opened. An address that keeps presenting wrong keys is locked out for a while."""
 
 import hashlib
+import hmac
 import math
 import secrets
 from dataclasses import dataclass
@@ -100,6 +101,19 @@ def planner_for_session(session: Session, cookie: str | None) -> Planner | None:
         text("SELECT id, name FROM decision.planner WHERE id = :i AND active"), {"i": payload[0]}
     ).one_or_none()
     return Planner(row.id, row.name) if row is not None else None
+
+
+def csrf_token(cookie: str) -> str:
+    """The token a planner's forms carry: bound to the session cookie and the server's key, so a page of
+    another site, which can read neither, cannot forge a form of this one (the session stays one id)."""
+    return hmac.new(
+        session_secret().encode(), f"{SESSION_SALT}.csrf:{cookie}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def csrf_ok(cookie: str | None, token: str | None) -> bool:
+    """The token sent with a form is the one of this session cookie (constant-time comparison)."""
+    return bool(cookie) and bool(token) and secrets.compare_digest(csrf_token(cookie or ""), token or "")
 
 
 # --- wrong keys: counted per client address, audited without the key ------------------------------

@@ -85,7 +85,12 @@ def dashboard_page(
     return render(
         request,
         "decision/dashboard.html",
-        {"d": board, "data": board.model_dump(mode="json"), "indicators": indicators.LINEAGE_INDICATORS},
+        {
+            "d": board,
+            "data": board.model_dump(mode="json"),
+            "indicators": indicators.LINEAGE_INDICATORS,
+            "logout_csrf": _logout_csrf(request, session),
+        },
     )
 
 
@@ -124,7 +129,13 @@ def lineage_page(
     except HTTPException as exc:
         return render(request, "decision/error.html", {"error": exc.detail}, status_code=exc.status_code)
     return render(
-        request, "decision/lineage.html", {"l": result, "indicators": indicators.LINEAGE_INDICATORS}
+        request,
+        "decision/lineage.html",
+        {
+            "l": result,
+            "indicators": indicators.LINEAGE_INDICATORS,
+            "logout_csrf": _logout_csrf(request, session),
+        },
     )
 
 
@@ -176,9 +187,38 @@ def login(
     return response
 
 
-@pages.get("/logout")
-def logout() -> RedirectResponse:
-    """End the planner's session in this browser."""
+def _logout_csrf(request: Request, session: Session) -> str | None:
+    """The CSRF token of the logout button: for a live planner's session only (None: nobody to log out)."""
+    cookie = request.cookies.get(COOKIE)
+    if cookie and access.planner_for_session(session, cookie) is not None:
+        return access.csrf_token(cookie)
+    return None
+
+
+@pages.get("/logout", response_class=HTMLResponse, response_model=None)
+def logout_page(request: Request, session: SessionDep) -> Response:
+    """Asks before logging out (a link or image of another site must not end the session); without a
+    session, on to the login."""
+    csrf = _logout_csrf(request, session)
+    if csrf is None:
+        return RedirectResponse("/decision/login", status_code=303)
+    return render(request, "decision/logout.html", {"logout_csrf": csrf})
+
+
+@pages.post("/logout", response_class=HTMLResponse, response_model=None)
+def logout(request: Request, session: SessionDep, csrf: Annotated[str, Form()] = "") -> Response:
+    """End the planner's session in this browser: a form of this site's pages only (its CSRF token)."""
+    cookie = request.cookies.get(COOKIE)
+    if cookie and not access.csrf_ok(cookie, csrf):
+        return render(
+            request,
+            "decision/logout.html",
+            {
+                "logout_csrf": _logout_csrf(request, session),
+                "error": "页面已过期或来源不明（CSRF 校验失败），请刷新页面后重试",
+            },
+            status_code=403,
+        )
     response = RedirectResponse("/decision/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response

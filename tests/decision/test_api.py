@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -89,8 +90,19 @@ def test_statistics_need_a_planner_unless_a_level_is_open(client: TestClient, se
     assert login.status_code == 303 and login.headers["location"] == "/decision"
     assert "httponly" in login.headers["set-cookie"].lower()
     assert client.get("/decision", params={"date": AS_OF}).status_code == 200
-    client.get("/decision/logout")
+    log_out(client)
     assert client.get("/decision", params={"date": AS_OF}, follow_redirects=False).status_code == 303
+
+
+def log_out(client: TestClient) -> None:
+    """Log out as a planner does: the button of a page (a form with its CSRF token)."""
+    page = client.get("/decision", params={"date": AS_OF})
+    match = re.search(
+        r'action="/decision/logout"><input type="hidden" name="csrf" value="([0-9a-f]+)"', page.text
+    )
+    assert match, "the page has a logout button"
+    out = client.post("/decision/logout", data={"csrf": match.group(1)}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/decision/login"
 
 
 def test_the_login_cookie_names_the_planner_not_the_key(client: TestClient, session: Session) -> None:
@@ -126,9 +138,39 @@ def test_the_login_cookie_names_the_planner_not_the_key(client: TestClient, sess
     # Logout forgets the session in this browser.
     client.cookies.clear()
     assert client.post("/decision/login", data={"key": key}, follow_redirects=False).status_code == 303
-    assert client.get("/decision/logout", follow_redirects=False).headers["location"] == "/decision/login"
+    log_out(client)
     assert COOKIE not in client.cookies
     assert client.get("/decision", params=page, follow_redirects=False).status_code == 303
+
+
+def test_logout_is_a_form_of_this_site_not_a_link(client: TestClient, session: Session) -> None:
+    """Another site can make a browser GET /decision/logout (a link, an image) or POST a form to it, but
+    cannot read the page's token: neither ends the planner's session."""
+    key = client.headers.pop("X-API-Key")
+    page = {"date": AS_OF}
+    assert client.post("/decision/login", data={"key": key}, follow_redirects=False).status_code == 303
+    confirm = client.get("/decision/logout", follow_redirects=False)
+    assert confirm.status_code == 200 and 'method="post" action="/decision/logout"' in confirm.text
+    assert COOKIE in client.cookies and client.get("/decision", params=page).status_code == 200
+    for forged in ({}, {"csrf": ""}, {"csrf": "0" * 64}):
+        refused = client.post("/decision/logout", data=forged, follow_redirects=False)
+        assert refused.status_code == 403 and "CSRF 校验失败" in refused.text
+        assert "set-cookie" not in refused.headers
+    # A token of another session (another planner's page) does not fit this one.
+    other_key = access.add_planner(session=session, name="统计局", actor="test")
+    with TestClient(client.app) as other:
+        assert (
+            other.post("/decision/login", data={"key": other_key}, follow_redirects=False).status_code == 303
+        )
+        theirs = re.search(r'name="csrf" value="([0-9a-f]+)"', other.get("/decision/logout").text)
+        assert theirs and theirs.group(1) not in client.get("/decision/logout").text
+        wrong = client.post("/decision/logout", data={"csrf": theirs.group(1)}, follow_redirects=False)
+        assert wrong.status_code == 403
+    assert client.get("/decision", params=page, follow_redirects=False).status_code == 200
+    log_out(client)
+    assert client.get("/decision", params=page, follow_redirects=False).status_code == 303
+    # Without a session the confirm page has nothing to ask: on to the login.
+    assert client.get("/decision/logout", follow_redirects=False).headers["location"] == "/decision/login"
 
 
 def test_the_login_cookie_is_secure_when_set_behind_a_tls_proxy(

@@ -154,5 +154,11 @@ def test_dashboard_draws_charts_offline_and_drills_down(
     page.goto(f"{base_url}/decision/lineage?date={AS_OF}&area=330101")
     assert "公安局" in page.locator("table.stats").inner_text()
     page.screenshot(path=str(SHOTS / f"decision_lineage_{width}.png"), full_page=True)
+
+    # Logging out is the button of a page (a form with its CSRF token), not a link another site could open.
+    page.click("header nav form.logout button")
+    page.wait_for_url(f"{base_url}/decision/login")
+    page.goto(f"{base_url}/decision?date={AS_OF}")
+    assert page.url.startswith(f"{base_url}/decision/login?next=")
     assert opened.outside == [] and opened.errors == []
     page.close()
