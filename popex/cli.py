@@ -599,14 +599,19 @@ def demo(
 
 @db_app.command("check")
 def db_check() -> None:
-    """Referential and accounting checks of the bulk tables (they carry no foreign keys)."""
+    """Referential and accounting checks of the bulk tables (they carry no foreign keys), and warnings
+    about PostgreSQL settings below what bulk loads want (docs/OPERATIONS.md; they do not fail the check)."""
     from base.db import session_scope
     from registry.consistency import check_consistency
+    from registry.server_settings import warnings
 
     with session_scope() as session:
         found = check_consistency(session=session)
+        advice = warnings(session=session)
     for name, count in found.items():
         console.print(f"{'[green]通过[/green]' if count == 0 else f'[red]{count} 行不符[/red]'}  {name}")
+    for line in advice:
+        console.print(f"[yellow]设置建议[/yellow]  {line}")
     if any(found.values()):
         raise typer.Exit(1)
 
