@@ -197,3 +197,33 @@ def test_similarity_is_a_symmetric_score_in_the_unit_interval(a: str, b: str) ->
     assert score == name_similarity(b, a)
     if normalise_name(a) is not None:
         assert name_similarity(a, a) == 1.0
+
+
+# Characters of the synthetic city's names and of some of pypinyin's phrases (so that random texts
+# often hold a phrase: 长安, 重庆, 银行, 朝阳, 单于 …), read per character or per phrase.
+_PHRASE_PRONE = "长安重庆银行朝阳单于曾参乐天都会觉得和平解放行长大夫"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=_PHRASE_PRONE + NAME_CHARACTERS, min_size=1, max_size=8))
+def test_a_name_read_per_character_equals_pypinyins_reading(text: str) -> None:
+    from pypinyin import Style, lazy_pinyin
+
+    from registry.normalise.names import _spell
+
+    assert _spell(text) == "".join(lazy_pinyin(text, style=Style.NORMAL))
+
+
+def test_every_synthetic_surname_with_every_given_character_reads_as_pypinyin_reads_it() -> None:
+    from pypinyin import Style, lazy_pinyin
+
+    from registry.normalise.names import _spell
+    from synth.reference import GIVEN_CHARS, SURNAMES
+
+    given = sorted(set("".join(GIVEN_CHARS.values())))
+    names = [s + g for s, _ in SURNAMES for g in given] + [
+        s + g + h for s, _ in SURNAMES[:3] for g in given for h in given[:40]
+    ]
+    assert len(names) > 30_000
+    differ = [n for n in names if _spell(n) != "".join(lazy_pinyin(n, style=Style.NORMAL))]
+    assert differ == []
