@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from base import storage
 from base.db import SessionFactory, transaction
+from base.progress import say_waiting
 from decision import service as decision_service  # the statistics step (pyproject: the one allowed import)
 from exchange import gate, service
 from exchange.readers import parse_file_name
@@ -94,6 +95,7 @@ def identity_lock(factory: SessionFactory) -> Iterator[None]:
     try:
         if not conn.execute(text(f"SELECT pg_try_advisory_lock({IDENTITY_LOCK})")).scalar_one():
             log.info("identity steps: waiting for another batch's resolve → merge → publish")
+            say_waiting("另一批次正在识别、合并与发布（身份锁），本次等待其完成后自动继续……")
             conn.execute(text(f"SELECT pg_advisory_lock({IDENTITY_LOCK})"))
         token = _holding_identity.set(True)
         try:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import TaskID
 
-from base.progress import err, progress_bar
+from base.progress import err, progress_bar, waiting_notice
 from collection.cli import officers_app
 from decision.cli import decision_app
 from exchange.cli import departments_app
@@ -52,6 +52,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="显示�
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    waiting_notice.set(lambda message: err.print(f"[yellow]{message}[/yellow]"))
 
 
 @db_app.command("upgrade")

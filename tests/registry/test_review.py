@@ -228,5 +228,6 @@ def test_a_clerks_decision_waits_for_the_identity_lock(session, conflict, monkey
     clerk.join(timeout=30)
     [done] = outcome
     assert done.exit_code == 0, done.output  # type: ignore[attr-defined]
+    assert "另一批次正在识别、合并与发布（身份锁），本次等待其完成后自动继续" in done.output  # type: ignore[attr-defined]
     item = session.scalars(select(ReviewItem).where(ReviewItem.id == conflict.id)).one()
     assert (item.state, item.decided_by) == ("rejected", f"{os_user()}（clerk-9）")
