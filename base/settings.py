@@ -69,6 +69,17 @@ class PartitionSettings(BaseSettings):
     # Change events older than this many whole years may be detached (`popex db retention`); unset:
     # kept (subscribers replay the feed from their baseline). Version history is never detached.
     change_event_retention_years: int | None = Field(default=None, ge=1)
+    # Audit records are kept as long as the law requires: months older than this many whole years may
+    # be detached (and archived before they are dropped); unset: kept.
+    audit_log_retention_years: int | None = Field(default=None, ge=1)
+
+    def retention_years(self) -> dict[str, int]:
+        """Each table with a retention, and its years."""
+        kept = {
+            "change_event": self.change_event_retention_years,
+            "audit_log": self.audit_log_retention_years,
+        }
+        return {table: years for table, years in kept.items() if years is not None}
 
 
 @lru_cache

@@ -89,9 +89,8 @@ def db_retention(
     from base.settings import partition_settings
     from registry.partitions import detach, expired_partitions
 
-    years = partition_settings().change_event_retention_years
     with session_scope() as session:
-        expired = expired_partitions(session, {"change_event": years} if years else {})
+        expired = expired_partitions(session, partition_settings().retention_years())
         for part in expired:
             if not dry_run:
                 detach(session, part)

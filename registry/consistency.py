@@ -34,9 +34,10 @@ CHECKS = {
     "AND x.id_no = p.id_no AND x.person_id = p.id)",
     "link to a retired person": "SELECT count(*) FROM link l JOIN person p ON p.id = l.person_id "
     "WHERE p.status = 'retired'",
-    # Partitioned tables' keys include recorded_at (migration 0012): a key repeated across years.
+    # Partitioned tables' keys include their partition column (migrations 0012, 0013): a key repeated across periods.
     "person_version id twice": "SELECT count(*) FROM (SELECT 1 FROM person_version GROUP BY id HAVING count(*) > 1) d",
     "change_event id twice": "SELECT count(*) FROM (SELECT 1 FROM change_event GROUP BY id HAVING count(*) > 1) d",
+    "audit_log id twice": "SELECT count(*) FROM (SELECT 1 FROM audit_log GROUP BY id HAVING count(*) > 1) d",
     "change event of one type twice for a version": "SELECT count(*) FROM (SELECT 1 FROM change_event "
     "GROUP BY version_id, event_type HAVING count(*) > 1) d",
     "batch accounting": "SELECT count(*) FROM batch WHERE rows_received <> rows_accepted + rows_rejected + rows_review",

@@ -28,6 +28,9 @@ class Partitioned:
     table: str
     column: str
     unit: Unit
+    # The audit log's: each partition refuses UPDATE, DELETE and TRUNCATE as its table does, and rows
+    # in its default partition stay there (moving them would need a DELETE).
+    guarded: bool = False
 
     @property
     def default(self) -> str:
@@ -50,9 +53,19 @@ class Partitioned:
 
 # Versions and change events are the history: kept whole, yearly (a lookup by id or person visits one
 # index per partition, so fewer partitions keep those cheap). See docs/PARTITIONS.md.
+# The audit log is the largest and the one kept for a fixed time: monthly, on the day its record was
+# written (logged_on; not `at`, which the chain trigger sets after the row's partition is chosen).
 TABLES = (
     Partitioned("person_version", "recorded_at", "year"),
     Partitioned("change_event", "recorded_at", "year"),
+    Partitioned("audit_log", "logged_on", "month", guarded=True),
+)
+# What a partition of a guarded table gets: the rights and the TRUNCATE trigger its table has (a
+# statement trigger on the table does not see one of its partitions truncated directly).
+GUARD = (
+    "REVOKE UPDATE, DELETE, TRUNCATE ON {name} FROM PUBLIC, CURRENT_USER",
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {name} FOR EACH STATEMENT "
+    "EXECUTE FUNCTION audit_log_append_only()",
 )
 LOCK = text("SELECT pg_advisory_xact_lock(hashtext('popex.partitions'))")
 # A partition is created under an ACCESS EXCLUSIVE lock on its table: rather than queue every reader
@@ -94,13 +107,18 @@ def _stray_periods(conn: Connection, spec: Partitioned) -> list[date]:
     return sorted(rows)
 
 
-def _create(conn: Connection, spec: Partitioned, start: date) -> None:
-    """Create the partition of the period starting `start`, moving its rows out of the default one."""
+def _create(conn: Connection, spec: Partitioned, start: date) -> bool:
+    """Create the partition of the period starting `start`, moving its rows out of the default one
+    (a guarded table's stay: its period is then not created, and False returned)."""
     name, bounds = spec.name(start), f"FROM ('{start}') TO ('{spec.after(start)}')"
     in_period = f"{spec.column} >= '{start}' AND {spec.column} < '{spec.after(start)}'"
     # No row may reach the default partition between the move and the attach (the attach checks it).
     conn.execute(text(f"LOCK TABLE {spec.default} IN ACCESS EXCLUSIVE MODE"))
-    if conn.scalar(text(f"SELECT EXISTS (SELECT 1 FROM {spec.default} WHERE {in_period})")):
+    strays = conn.scalar(text(f"SELECT EXISTS (SELECT 1 FROM {spec.default} WHERE {in_period})"))
+    if strays and spec.guarded:
+        log.warning("partitions: %s not created, its rows stay in %s (append-only)", name, spec.default)
+        return False
+    if strays:
         conn.execute(
             text(f"CREATE TABLE {name} (LIKE {spec.table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         )
@@ -113,6 +131,10 @@ def _create(conn: Connection, spec: Partitioned, start: date) -> None:
         conn.execute(text(f"ALTER TABLE {spec.table} ATTACH PARTITION {name} FOR VALUES {bounds}"))
     else:
         conn.execute(text(f"CREATE TABLE {name} PARTITION OF {spec.table} FOR VALUES {bounds}"))
+    if spec.guarded:
+        for statement in GUARD:
+            conn.execute(text(statement.format(name=name)))
+    return True
 
 
 def ensure_partitions(session: Session, through: date) -> list[str]:
@@ -131,8 +153,7 @@ def ensure_partitions(session: Session, through: date) -> list[str]:
     for spec in TABLES:
         have = attached(conn, spec)
         for start in sorted({*_periods(spec, today, through), *_stray_periods(conn, spec)}):
-            if spec.name(start) not in have:
-                _create(conn, spec, start)
+            if spec.name(start) not in have and _create(conn, spec, start):
                 created.append(spec.name(start))
     conn.execute(text("SET LOCAL lock_timeout = DEFAULT"))
     if created:

@@ -37,10 +37,17 @@ def _anchored(session: Session, settings: AnchorSettings, n: int = 6) -> list[in
 
 
 def _unguarded(session: Session, statement: str, params: dict[str, object] | None = None) -> None:
-    """What a superuser or the owner can do: switch the guards off, run the statement, switch them on."""
-    session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+    """What a superuser or the owner can do: switch the guards off, run the statement, switch them on
+    (the log's and each partition's own: a partition has its TRUNCATE trigger, registry/partitions.py)."""
+    tables = ["audit_log", *session.scalars(text(PARTITIONS))]
+    for table in tables:
+        session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
     session.execute(text(statement), params or {})
-    session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
+    for table in tables:
+        session.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+
+
+PARTITIONS = "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'audit_log'::regclass"
 
 
 def _rehash_after(session: Session, first: int) -> None:

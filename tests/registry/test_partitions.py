@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from base.settings import partition_settings
 from exchange.flows import receive_landing
+from registry.audit import record_audit, verify_chain
 from registry.consistency import check_consistency
-from registry.partitions import TABLES, attached, detach, ensure_partitions, expired_partitions
+from registry.migrate import downgrade, upgrade
+from registry.partitions import TABLES, attached, detach, ensure_partitions, expired_partitions, table
 from tests.conftest import migrated_database
 
 VERSION = (
@@ -29,6 +31,17 @@ def _today(session: Session) -> date:
     return session.execute(text("SELECT CAST(localtimestamp AS date)")).scalar_one()
 
 
+def _names(first: date, through: date) -> set[str]:
+    """Every table's partition names from `first`'s period through `through`'s."""
+    names = set()
+    for spec in TABLES:
+        start = spec.start(first)
+        while start <= through:
+            names.add(spec.name(start))
+            start = spec.after(start)
+    return names
+
+
 def test_daily_run_creates_the_partitions_ahead(session, factory, tmp_path: Path, monkeypatch) -> None:
     """The day's run (exchange.flows.receive_landing, the DAG's first task) makes every table's
     partitions through POPEX_PARTITION_AHEAD_DAYS from today; a second run makes none."""
@@ -39,11 +52,11 @@ def test_daily_run_creates_the_partitions_ahead(session, factory, tmp_path: Path
         receive_landing(factory, tmp_path, today)
     finally:
         partition_settings.cache_clear()
-    for spec in TABLES:
-        have = attached(session.connection(), spec)
-        assert {f"{spec.table}_y{today.year + n}" for n in range(4)} <= have
-        assert spec.default in have
-    assert ensure_partitions(session, through=date(today.year + 3, 12, 31)) == []
+    have = {name for spec in TABLES for name in attached(session.connection(), spec)}
+    through = date.fromordinal(today.toordinal() + 3 * 366)
+    assert _names(today, through) | {spec.default for spec in TABLES} <= have
+    assert "audit_log_m" + f"{through:%Y%m}" in have and f"change_event_y{through.year}" in have
+    assert ensure_partitions(session, through=through) == []
 
 
 def test_rows_land_in_their_year_and_strays_move_out_of_the_default(session) -> None:
@@ -83,7 +96,9 @@ def test_keys_and_grants_survive(session) -> None:
     session.execute(text(EVENT), {"v": 42, "at": "2025-03-01"})
     found = check_consistency(session=session)
     assert found["change event of one type twice for a version"] == 1
-    assert found["change_event id twice"] == 0 and found["person_version id twice"] == 0
+    assert (
+        found["change_event id twice"] == found["person_version id twice"] == found["audit_log id twice"] == 0
+    )
     assert session.scalar(text("SELECT has_table_privilege('popex_sharing', 'change_event', 'SELECT')"))
     assert not session.scalar(text("SELECT has_table_privilege('popex_sharing', 'person_version', 'SELECT')"))
 
@@ -99,7 +114,7 @@ def test_retention_lists_and_detaches_only_expired_partitions(session) -> None:
     assert "change_event_y2027" in names and "change_event_y2028" not in names
     assert all(p.table == "change_event" and p.end <= date(2028, 6, 1) for p in expired)
     detach(session, next(p for p in expired if p.name == "change_event_y2027"))
-    assert "change_event_y2027" not in attached(session.connection(), TABLES[1])
+    assert "change_event_y2027" not in attached(session.connection(), table("change_event"))
     assert session.scalar(text("SELECT count(*) FROM change_event WHERE version_id = 2027")) == 0
     assert session.scalar(text("SELECT count(*) FROM change_event_y2027")) == 1  # kept, for the archive
 
@@ -130,5 +145,98 @@ def test_two_runs_at_once_both_succeed() -> None:
         engine.dispose()
         assert errors == []
         made = [name for created in results for name in created]
-        wanted = {f"{t.table}_y{y}" for t in TABLES for y in range(today.year, through.year + 1)} - before
-        assert len(wanted) >= 10 and sorted(made) == sorted(wanted)  # each once, by one run or the other
+        wanted = _names(today, through) - before
+        assert len(wanted) >= 60 and sorted(made) == sorted(wanted)  # each once, by one run or the other
+
+
+def test_audit_records_land_in_their_month_and_the_chain_verifies(session) -> None:
+    """The audit log's records go to the month they were written in and the chain verifies; a writer
+    cannot file a record under another day. (The refusal of a transaction begun in the month before
+    is not staged here: now() cannot be moved back.)"""
+    today = _today(session)
+    for i in range(3):
+        record_audit(session=session, actor="tester", action="test.write", object_id=str(i))
+    rows = session.execute(
+        text("SELECT id, hash, tableoid::regclass::text AS part FROM audit_log ORDER BY id")
+    ).all()
+    assert {r.part for r in rows} == {f"audit_log_m{today:%Y%m}"}
+    assert verify_chain(session=session).ok
+    with pytest.raises(DBAPIError, match="记录日期只能是写入当天"), session.begin_nested():
+        session.execute(
+            text(
+                "INSERT INTO audit_log (logged_on, actor, action, detail, prev_hash, hash)"
+                " VALUES ('2020-01-01', 't', 'test.write', '{}', '', '')"
+            )
+        )
+
+
+def test_audit_partitions_made_ahead_are_guarded(session) -> None:
+    """A month created by the daily run refuses TRUNCATE on its own and keeps no UPDATE, DELETE or
+    TRUNCATE right for its owner, as the log itself."""
+    today = _today(session)
+    through = date.fromordinal(today.toordinal() + 200)
+    ensure_partitions(session, through=through)
+    name = f"audit_log_m{through:%Y%m}"
+    owner_rights = session.scalar(
+        text(
+            "SELECT string_agg(a.privilege_type, ',' ORDER BY a.privilege_type) FROM pg_class c, aclexplode(c.relacl) a"
+            " WHERE c.oid = CAST(:t AS regclass) AND a.grantee = c.relowner"
+        ),
+        {"t": name},
+    )
+    assert owner_rights == "INSERT,REFERENCES,SELECT,TRIGGER"
+    with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
+        session.execute(text(f"TRUNCATE {name}"))
+    expired = expired_partitions(session, {"audit_log": 1}, today=date(today.year + 2, 1, 15))
+    assert f"audit_log_m{today:%Y%m}" in [p.name for p in expired]
+
+
+def test_the_audit_migration_keeps_the_chain() -> None:
+    """0013 copies the log unchanged (ids, times, hashes): the chain verifies after it, the next record
+    links to the last one copied, and after a downgrade the chain still verifies."""
+    insert = (
+        "INSERT INTO audit_log (actor, action, object_id, detail, prev_hash, hash)"
+        " VALUES ('t', 'test.write', :i, '{}', '', '')"
+    )
+    with migrated_database("popex_auditpart") as url:
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                downgrade(conn, "0012_partitioned_history")
+                for i in range(5):
+                    conn.execute(text(insert), {"i": str(i)})
+                before = conn.execute(text("SELECT id, at, hash FROM audit_log ORDER BY id")).all()
+            with engine.begin() as conn:
+                upgrade(conn)
+            with Session(engine) as session, session.begin():
+                assert session.execute(text("SELECT id, at, hash FROM audit_log ORDER BY id")).all() == before
+                record_audit(session=session, actor="tester", action="test.write")
+                assert session.scalar(text("SELECT prev_hash FROM audit_log ORDER BY id DESC LIMIT 1")) == (
+                    before[-1].hash
+                )
+                assert verify_chain(session=session).ok
+            with engine.begin() as conn:
+                downgrade(conn, "0012_partitioned_history")
+                conn.execute(text(insert), {"i": "after"})
+            with Session(engine) as session:
+                check = verify_chain(session=session)
+                assert check.ok and check.rows == 7
+        finally:
+            engine.dispose()
+
+
+def test_the_first_record_of_a_month_links_to_the_last_of_an_earlier_one(session) -> None:
+    """The chain trigger looks for the head in the month being written, then in the whole log."""
+    session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_chain"))
+    session.execute(
+        text(
+            "INSERT INTO audit_log (id, logged_on, at, actor, action, detail, prev_hash, hash) VALUES "
+            "(nextval('audit_log_id_seq'), CAST(localtimestamp AS date) - 40, localtimestamp - interval '40 days',"
+            " 't', 'test.write', '{}', repeat('0', 64), repeat('a', 64))"
+        )
+    )
+    session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_chain"))
+    record_audit(session=session, actor="tester", action="test.write")
+    record_audit(session=session, actor="tester", action="test.write")
+    links = session.execute(text("SELECT prev_hash, hash FROM audit_log ORDER BY id")).all()
+    assert links[1].prev_hash == "a" * 64 and links[2].prev_hash == links[1].hash
