@@ -38,30 +38,35 @@ class LoginThrottled(Exception):
 def login(*, session: Session, officer_no: str, password: str, ip: str) -> Officer | None:
     """The officer when the credentials are right; None (and a failure counted) when not.
 
-    Raises LoginThrottled after max_failures failures in the window, without checking the password. The
-    lock is audited once, by the failure that locks the account (collection.login.throttled), not on every
-    refused attempt after it: a script hammering a locked account cannot flood the audit chain.
+    Raises LoginThrottled after max_failures failures of the account from the address in the window, or
+    max_address_failures from the address over every officer number (a script trying made-up numbers),
+    without checking the password. A lock is audited once, by the failure that sets it
+    (collection.login.throttled, with its scope), not on every refused attempt after it: a script
+    hammering a locked account or address cannot flood the audit chain.
     """
     settings = collection_settings()
     window_start = func.now() - timedelta(minutes=settings.failure_window_minutes)
-    failures = session.scalar(
-        select(func.count())
-        .select_from(LoginFailure)
-        .where(LoginFailure.officer_no == officer_no, LoginFailure.ip == ip, LoginFailure.at > window_start)
-    )
+    recent = (LoginFailure.ip == ip, LoginFailure.at > window_start)
+    failures, from_address = session.execute(
+        select(func.count().filter(LoginFailure.officer_no == officer_no), func.count()).where(*recent)
+    ).one()
     actor = f"officer:{officer_no}"
-    if (failures or 0) >= settings.max_failures:
+    if failures >= settings.max_failures or from_address >= settings.max_address_failures:
         raise LoginThrottled
     officer = session.scalar(select(Officer).where(Officer.officer_no == officer_no))
     if officer is None or not officer.active or not verify_password(officer.password_hash, password):
         session.add(LoginFailure(officer_no=officer_no[:64], ip=ip[:64]))
         record_audit(session=session, actor=actor, action="collection.login.failed", detail={"ip": ip})
-        if (failures or 0) + 1 >= settings.max_failures:  # this failure locks the account from the address
+        # This failure locks the account from the address, or the address for every account.
+        scope = "address" if from_address + 1 >= settings.max_address_failures else None
+        if failures + 1 >= settings.max_failures:
+            scope = scope or "account"
+        if scope:
             record_audit(
                 session=session,
                 actor=actor,
                 action="collection.login.throttled",
-                detail={"ip": ip, "minutes": settings.failure_window_minutes},
+                detail={"ip": ip, "minutes": settings.failure_window_minutes, "scope": scope},
             )
         return None
     if _hasher.check_needs_rehash(officer.password_hash):

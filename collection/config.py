@@ -22,6 +22,8 @@ class CollectionSettings(BaseSettings):
     session_minutes: int = 480
     cookie_secure: bool = False  # set True behind HTTPS
     max_failures: int = 5
+    # Failures from one address over every officer number (a script trying made-up numbers).
+    max_address_failures: int = 20
     failure_window_minutes: int = 15
     # A resident is due for verification when no officer has confirmed them for this many days.
     verify_every_days: int = 90

@@ -58,6 +58,39 @@ def test_a_locked_account_is_audited_once_however_often_it_is_tried(
     assert (audited("collection.login.failed"), audited("collection.login.throttled")) == (5, 1)
 
 
+def test_made_up_officer_numbers_lock_the_address_after_twenty_and_are_audited_once(
+    client: TestClient, session: Session, officers
+) -> None:
+    """A script trying a new officer number each time is counted per address: the 21st attempt from it
+    is refused without a look at the password (the real officer's too), the lock audited once."""
+
+    def audited(action: str) -> int:
+        return (
+            session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action)) or 0
+        )
+
+    codes = [
+        client.post("/collection/login", data={"officer_no": f"X{i:04d}", "password": "guess"}).status_code
+        for i in range(30)
+    ]
+    assert codes == [401] * 20 + [429] * 10
+    assert (
+        client.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD}).status_code == 429
+    )
+    assert (audited("collection.login.failed"), audited("collection.login.throttled")) == (20, 1)
+    throttled = session.scalars(
+        select(AuditLog.detail).where(AuditLog.action == "collection.login.throttled")
+    )
+    assert [d["scope"] for d in throttled] == ["address"]
+    # Another address is not locked out by this one's failures.
+    other = TestClient(
+        client.app, base_url=str(client.base_url), follow_redirects=False, client=("10.9.9.9", 50000)
+    )
+    assert (
+        other.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD}).status_code == 303
+    )
+
+
 def test_session_expires(client: TestClient, officers, monkeypatch: pytest.MonkeyPatch) -> None:
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 8 * 3600 - 60)  # signed 8 h 1 min ago
