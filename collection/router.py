@@ -123,7 +123,7 @@ def login(
         max_age=settings.session_minutes * 60,
         httponly=True,
         samesite="strict",
-        secure=settings.cookie_secure,
+        secure=settings.cookie_secure or request.url.scheme == "https",  # HTTPS itself: always
         path="/collection",
     )
     return response

@@ -91,6 +91,30 @@ def test_made_up_officer_numbers_lock_the_address_after_twenty_and_are_audited_o
     )
 
 
+def test_the_session_cookie_is_secure_over_https_or_when_set(
+    client: TestClient, officers, monkeypatch
+) -> None:
+    """Secure whenever the request came over HTTPS, and always with POPEX_COLLECTION_COOKIE_SECURE (a
+    proxy ending TLS); plain HTTP without the setting (a development machine) has none."""
+    from collection.config import collection_settings
+
+    def cookie(base_url: str) -> str:
+        with TestClient(client.app, base_url=base_url, follow_redirects=False) as c:
+            return c.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD}).headers[
+                "set-cookie"
+            ]
+
+    assert "Secure" not in cookie("http://testserver")
+    assert "Secure" in cookie("https://testserver")
+    monkeypatch.setenv("POPEX_COLLECTION_COOKIE_SECURE", "true")
+    collection_settings.cache_clear()
+    try:
+        assert "Secure" in cookie("http://testserver")
+    finally:
+        monkeypatch.delenv("POPEX_COLLECTION_COOKIE_SECURE")
+        collection_settings.cache_clear()
+
+
 def test_session_expires(client: TestClient, officers, monkeypatch: pytest.MonkeyPatch) -> None:
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() - 8 * 3600 - 60)  # signed 8 h 1 min ago
