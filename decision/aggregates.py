@@ -195,13 +195,13 @@ FROM flow GROUP BY area_code, date_trunc('month', day), kind HAVING sum(side) <>
 """
 
 APPLY_SQL = [
-    # In key order (neighbouring rows share index pages); rows that reach 0 are noted, then removed.
+    # By period, the key's second column (neighbouring rows share index pages; the whole key's order
+    # cost 10-15 % more CPU to sort than it saved); rows that reach 0 are noted, then removed.
     """
     CREATE TEMP TABLE _decision_zero ON COMMIT DROP AS
     WITH up AS (
         INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
-        SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta
-        ORDER BY grain COLLATE "C", period, cube COLLATE "C", area_code COLLATE "C", cell COLLATE "C"
+        SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta ORDER BY period
         ON CONFLICT (grain, period, cube, area_code, cell) DO UPDATE SET n = t.n + excluded.n
         RETURNING t.cube, t.area_code, t.grain, t.period, t.cell, t.n
     )
