@@ -150,6 +150,7 @@ class LoadRun:
 class BenchResult:
     """The figures of the whole benchmark."""
 
+    database: str  # this run's own (popex_bench_<pid>), dropped at the end unless kept
     persons: int
     workers: int
     connections: int
@@ -319,7 +320,7 @@ def _load_run(
     seconds: int,
     connections: int,
     threads: int,
-    database: str = "popex_bench",
+    database: str,
 ) -> LoadRun:
     """One wrk run at an offered rate (0: closed loop), with the CPU every party used for it."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -394,11 +395,14 @@ def run_benchmark(
     if WRK is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
     admin = make_url(database_url())
-    url = admin.set(database="popex_bench").render_as_string(hide_password=False)
+    # A database of this run's own: on a shared machine a fixed name let one run drop another's
+    # database in the middle of it (DROP … WITH (FORCE)).
+    database = f"popex_bench_{os.getpid()}"
+    url = admin.set(database=database).render_as_string(hide_password=False)
     admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with admin_engine.connect() as conn:
-        conn.execute(text('DROP DATABASE IF EXISTS "popex_bench" WITH (FORCE)'))
-        conn.execute(text('CREATE DATABASE "popex_bench"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{database}"'))
     server = None
     try:
         load_seconds = _load(url, persons)
@@ -408,7 +412,14 @@ def run_benchmark(
         python_loop = python_loop_seconds()
         load_average = os.getloadavg()[0]
         run = functools.partial(
-            _load_run, server, port, key=key, persons=persons, connections=connections, threads=threads
+            _load_run,
+            server,
+            port,
+            key=key,
+            persons=persons,
+            connections=connections,
+            threads=threads,
+            database=database,
         )
         warm_up = run(rate=0, seconds=5)
         unpaced = run(rate=0, seconds=seconds)
@@ -432,9 +443,10 @@ def run_benchmark(
             server.wait(timeout=30)
         if not keep:
             with admin_engine.connect() as conn:
-                conn.execute(text('DROP DATABASE IF EXISTS "popex_bench" WITH (FORCE)'))
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin_engine.dispose()
     return BenchResult(
+        database=database,
         persons=persons,
         workers=workers,
         connections=connections,
@@ -462,7 +474,7 @@ def main(
     workers: Annotated[int, typer.Option(help="uvicorn 进程数")] = 2,
     rate: Annotated[list[int] | None, typer.Option(help="限速压测的目标请求率（可重复）")] = None,
     repeats: Annotated[int, typer.Option(help="每个请求率重复的轮数")] = 3,
-    keep: Annotated[bool, typer.Option(help="保留压测数据库 popex_bench")] = False,
+    keep: Annotated[bool, typer.Option(help="保留压测数据库（库名见输出的 database）")] = False,
 ) -> None:
     """Run the benchmark and print its figures as JSON."""
     result = run_benchmark(
