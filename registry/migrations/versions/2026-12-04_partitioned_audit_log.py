@@ -9,15 +9,16 @@
 - The primary key becomes (id, logged_on); ids are still drawn only by the trigger under the chain's
   lock, and `popex db check` counts an id held twice.
 - The trigger found the chain's head with `ORDER BY id DESC LIMIT 1`, which on a partitioned table
-  reads every partition's index under the chain's lock (120 after ten years). It now reads the
-  partition of the month being written, by name (one index), and the whole log only when that month
-  has no record there yet. (A static query on audit_log bounded to the month, pruned to one partition,
-  was planned once per connection while the month was empty, as a scan and sort, and kept as the
-  partition grew: the lookup benchmark fell to 250-380 requests/s in 3 of 5 runs.) That is exact because a record's month is the month it is written in: the trigger
-  refuses a record whose transaction began in an earlier month (SQLSTATE 40001, retry), and records
-  are written in id order under the chain's lock on a clock that goes forward. (A one-row head table
-  was tried: each record's UPDATE leaves a version no vacuum may remove while any transaction older
-  than it is open, and with the server's other long transactions 10,000 records took 5, 13, then 27 s.)
+  reads every partition's index under the chain's lock (120 after ten years). It now looks in the
+  month being written only (runtime pruning: one index), and in the whole log only when that month
+  has no record yet. That is exact because a record's month is the month it is written in: the
+  trigger refuses a record whose transaction began in an earlier month (SQLSTATE 40001, retry), and
+  records are written in id order under the chain's lock on a clock that goes forward. The trigger
+  function runs with seq scans, bitmap scans and sorts off: its plan is made once per connection,
+  maybe while the month is empty, and a scan-and-sort plan made then was kept as the month grew (the
+  lookup benchmark fell to 250-380 requests/s in 3 of 5 runs). (A one-row head table was tried too:
+  each record's UPDATE leaves a version no vacuum may remove while an older transaction is open, and
+  with the server's other long transactions 10,000 records took 5, 13, then 27 s.)
 - Every index, trigger and grant of the old table is carried over as it was (the sharing branch's
   index, writer trigger and popex_sharing's SELECT, INSERT included, whichever order the branches
   ran in), UPDATE, DELETE and TRUNCATE stay revoked from PUBLIC and the owner, and each partition gets
@@ -74,26 +75,13 @@ HEAD = """IF NEW.logged_on IS DISTINCT FROM CAST(now() AT TIME ZONE {zone} AS da
         RAISE EXCEPTION '事务开始于上个月，审计记录须在本月开始的事务中写入，请重试'
             USING ERRCODE = 'serialization_failure';
     END IF;
-    head := audit_log_month_head(month_start);
+    SELECT hash INTO head FROM audit_log
+     WHERE logged_on >= month_start AND logged_on < CAST(month_start + interval '1 month' AS date)
+     ORDER BY id DESC LIMIT 1;
     IF head IS NULL THEN  -- the month's first record, or its records in the default partition
         SELECT hash INTO head FROM audit_log ORDER BY id DESC LIMIT 1;
     END IF;
     NEW.prev_hash := head;"""
-# The month's own partition by name: a plain ORDER BY id DESC LIMIT 1, always read from its index.
-# SECURITY DEFINER: the partitions carry no grants (the sharing role reads and writes through the log).
-MONTH_HEAD = """
-CREATE FUNCTION audit_log_month_head(month_start date) RETURNS text LANGUAGE plpgsql STABLE
-    SECURITY DEFINER SET search_path = public, pg_temp AS $$
-DECLARE
-    month_table text := 'audit_log_m' || to_char(month_start, 'YYYYMM');
-    head text;
-BEGIN
-    IF to_regclass(month_table) IS NOT NULL THEN
-        EXECUTE format('SELECT hash FROM %I ORDER BY id DESC LIMIT 1', month_table) INTO head;
-    END IF;
-    RETURN head;
-END $$;
-"""
 COPY_GRANTS = """
 DO $$
 DECLARE
@@ -180,14 +168,18 @@ def upgrade() -> None:
     for m in months:
         op.execute(GUARD.format(name=f"audit_log_m{m:%Y%m}"))
     op.execute(GUARD.format(name="audit_log_default"))
-    op.execute(MONTH_HEAD)
     op.execute(CHAIN.format(zone=zone, find_head=HEAD.format(zone=zone)))
+    # Its plan is made once per connection, maybe while the month is still empty: only the backward
+    # index scan (runtime-pruned to the month's partition) stays right as the month grows.
+    op.execute("ALTER FUNCTION audit_log_chain() SET enable_seqscan = off")
+    op.execute("ALTER FUNCTION audit_log_chain() SET enable_bitmapscan = off")
+    op.execute("ALTER FUNCTION audit_log_chain() SET enable_sort = off")
 
 
 def downgrade() -> None:
     zone = _zone()
     op.execute(CHAIN.format(zone=zone, find_head=OLD_HEAD))
-    op.execute("DROP FUNCTION audit_log_month_head(date)")
+    op.execute("ALTER FUNCTION audit_log_chain() RESET ALL")
     _swap(
         "CREATE TABLE audit_log (LIKE audit_log_old INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)",
         f"INSERT INTO audit_log ({COLUMNS}) SELECT {COLUMNS} FROM audit_log_old",
