@@ -82,9 +82,31 @@ LAST_SEEN = (
 
 
 def _rule_events(conn: Connection, select_versions: Callable[[str], str], params: dict[str, object]) -> int:
-    """Insert the rule events of the versions `select_versions(alias)` picks; returns how many."""
+    """Insert the rule events of the versions `select_versions(alias)` picks; returns how many.
+
+    What each person's previous event said it became is read first, in one pass, into a temporary
+    table (the same events the INSERT's snapshot would see): read per row inside the INSERT, a plan
+    that scans change_event (an empty or just-created partition, whose statistics say 0 rows) scanned
+    every row the INSERT had already added, once per row — a 65,000-person first snapshot took 244 s
+    in publish instead of seconds."""
     types = ", ".join(f"CASE WHEN {cond} THEN '{name}' END" for name, cond in EVENT_RULES.items())
     created, older = select_versions("x"), select_versions("older")
+    conn.execute(text("DROP TABLE IF EXISTS last_seen"))
+    conn.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE last_seen ON COMMIT DROP AS
+            SELECT DISTINCT ON (e.person_id) e.person_id, e.payload -> 'scope' -> 'after' AS after
+            FROM change_event e
+            WHERE e.person_id IN (SELECT x.person_id FROM person_version x WHERE {created}) AND e.payload ? 'scope'
+            ORDER BY e.person_id, e.id DESC
+            """
+        ),
+        params,
+    )
+    conn.execute(text("CREATE UNIQUE INDEX ON last_seen (person_id)"))
+    conn.execute(text("ANALYZE last_seen"))
+    seen = "(SELECT ls.after FROM last_seen ls WHERE ls.person_id = p.id)"
     return conn.execute(
         text(
             f"""
@@ -96,7 +118,7 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
                          array_remove(ARRAY[{types}], NULL) AS types,
                          {_record("p")}
                          || jsonb_build_object('changed', v.changed, 'previous_community_code', o.community_code,
-                                               'scope', jsonb_build_object('before', coalesce({LAST_SEEN}, {_scope("o")}),
+                                               'scope', jsonb_build_object('before', coalesce({seen}, {_scope("o")}),
                                                                            'after', {_scope("p")})) AS payload
                   FROM (SELECT x.*, NULL::bigint AS prev_id FROM person_version x
                         WHERE {created} AND x.changed @> '["created"]'
