@@ -91,7 +91,7 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
     in publish instead of seconds."""
     types = ", ".join(f"CASE WHEN {cond} THEN '{name}' END" for name, cond in EVENT_RULES.items())
     created, older = select_versions("x"), select_versions("older")
-    conn.execute(text("DROP TABLE IF EXISTS last_seen"))
+    conn.execute(text("DROP TABLE IF EXISTS pg_temp.last_seen"))
     conn.execute(
         text(
             f"""
@@ -104,9 +104,9 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
         ),
         params,
     )
-    conn.execute(text("CREATE UNIQUE INDEX ON last_seen (person_id)"))
-    conn.execute(text("ANALYZE last_seen"))
-    seen = "(SELECT ls.after FROM last_seen ls WHERE ls.person_id = p.id)"
+    conn.execute(text("CREATE UNIQUE INDEX ON pg_temp.last_seen (person_id)"))
+    conn.execute(text("ANALYZE pg_temp.last_seen"))
+    seen = "(SELECT ls.after FROM pg_temp.last_seen ls WHERE ls.person_id = p.id)"
     return conn.execute(
         text(
             f"""
