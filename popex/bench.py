@@ -2,8 +2,9 @@
 
     python -m popex.bench --persons 1000000 --days 10
 
-Generates (or reuses) the city under var/bench/, loads it into a fresh database `popex_bench_exchange` on the
-configured server, ingests the initial snapshots and then each daily increment with the same code
+Generates (or reuses) the city under var/bench/, loads it into a database of this run's own
+(`popex_bench_exchange_<pid>`, dropped at the end unless --keep: two runs at once do not touch each
+other's) on the configured server, ingests the initial snapshots and then each daily increment with the same code
 as `popex ingest` (receive → parse → gate → resolve → merge → publish), and prints records/s per
 phase and per step, the peak memory of this process, pairwise precision / recall / F1 of person
 linking against the ground truth, the share of rows sent to review, and the decision statistics'
@@ -20,6 +21,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -67,7 +69,22 @@ def fresh_database(name: str) -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
 
 
-def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
+def drop_database(name: str) -> None:
+    """Drop a benchmark's database (its connections ended first)."""
+    from base.db import database_url
+
+    engine = create_engine(make_url(database_url()), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def outbox_dir() -> Path:
+    """This run's receipts (not the repository's var/outbox, nor another run's)."""
+    return BENCH_DIR / f"outbox_{os.getpid()}"
+
+
+def run(*, persons: int, days: int, seed: int, start: date, database: str) -> dict[str, Any]:
     """The benchmark; returns the figures."""
     from decision.bench import accuracy as decision_accuracy
     from exchange.flows import ingest_file, landing_files, process_batch
@@ -78,17 +95,15 @@ def run(*, persons: int, days: int, seed: int, start: date) -> dict[str, Any]:
     from synth import generate_city
 
     city = BENCH_DIR / f"city_{persons}_{days}_{seed}"
-    figures: dict[str, Any] = {"persons": persons, "days": days, "seed": seed}
+    figures: dict[str, Any] = {"persons": persons, "days": days, "seed": seed, "database": database}
     if not (city / "truth" / "rows.csv").exists():
         started = time.perf_counter()
         generate_city(city, persons=persons, days=days, seed=seed, start=start)
         figures["synth_seconds"] = round(time.perf_counter() - started, 1)
-    url = fresh_database("popex_bench_exchange")
-    os.environ["POPEX_ARCHIVE_DIR"] = str(BENCH_DIR / "archive")
-    shutil.rmtree(
-        BENCH_DIR / "outbox", ignore_errors=True
-    )  # this run's receipts, not the repository's var/outbox
-    os.environ["POPEX_OUTBOX_DIR"] = str(BENCH_DIR / "outbox")
+    url = fresh_database(database)
+    os.environ["POPEX_ARCHIVE_DIR"] = str(BENCH_DIR / "archive")  # by hash: shared safely
+    shutil.rmtree(outbox_dir(), ignore_errors=True)
+    os.environ["POPEX_OUTBOX_DIR"] = str(outbox_dir())
     engine = create_engine(url, pool_size=2)
     with engine.begin() as conn:
         upgrade(conn)
@@ -161,8 +176,18 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep this run's database and receipts")
     args = parser.parse_args()
-    figures = run(persons=args.persons, days=args.days, seed=args.seed, start=date(2026, 11, 1))
+    database = f"popex_bench_exchange_{os.getpid()}"
+    try:
+        figures = run(
+            persons=args.persons, days=args.days, seed=args.seed, start=date(2026, 11, 1), database=database
+        )
+    finally:
+        if not args.keep:
+            drop_database(database)
+            shutil.rmtree(outbox_dir(), ignore_errors=True)
+    figures["kept"] = args.keep
     print(json.dumps(figures, indent=2, ensure_ascii=False))
 
 
