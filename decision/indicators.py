@@ -237,15 +237,15 @@ class Scope:
     months: int
     types: list[str]
     sexes: list[str]
+    secret: str  # the cell keys' (decision.publication)
+    threshold: int  # counts perturbed below it are shown suppressed
     data_since: date | None = None
-    secret: str = ""
-    threshold: int = protection.DEFAULT_THRESHOLD
 
     def shows(self, page: "Page", key: Key) -> bool:
         """Whether a count is published as a number (perturbed to the threshold or more). An optional row
         or column (unknown type, sex or age, area not known) is shown only then: its absence tells no
         more than a suppressed cell would."""
-        return Published(self, page, self.secret, self.threshold).count(key) >= self.threshold
+        return not Published(self, page).hidden(key)
 
     @property
     def earlier(self) -> date:
@@ -274,19 +274,17 @@ class Published:
 
     scope: Scope
     page: Page
-    secret: str
-    threshold: int
 
     def count(self, key: Key) -> int:
         """The published (perturbed) count behind a key."""
         area_code, definition = _definition(self.scope, key)
         n = self.page.value(key)
-        return protection.perturb(n, protection.cell_key(self.secret, area_code, definition, n))
+        return protection.perturb(n, protection.cell_key(self.scope.secret, area_code, definition, n))
 
     def hidden(self, key: Key) -> bool:
         """Whether the count is shown as suppressed: perturbed below the threshold, a true 0 included,
         so that a suppressed cell never tells that someone is there."""
-        return self.count(key) < self.threshold
+        return self.count(key) < self.scope.threshold
 
     def cell(self, key: Key) -> StatCell:
         """The count behind a key, as shown ("无数据" before the data begin)."""
@@ -398,7 +396,7 @@ def _build(
     scope, page = _read_scope(session, area, as_of, window, months, secret, threshold)
     grids = {g.key: g for build in GRIDS if (g := build(session, scope, page)) is not None}
     earlier_line = _earlier_line(session, scope, page)
-    published = Published(scope, page, secret, threshold)
+    published = Published(scope, page)
     tables = {key: _table(grid, published.cell) for key, grid in grids.items()}
     tables.update((t.key, t) for t in (build(scope, published) for build in DERIVED_TABLES))
     board = Dashboard(
