@@ -60,10 +60,10 @@ def fresh_database(name: str) -> str:
     """Drop and create `name` on the configured server; its URL."""
     from base.db import database_url
 
+    drop_database(name)
     admin = make_url(database_url())
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return admin.set(database=name).render_as_string(hide_password=False)
