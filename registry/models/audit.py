@@ -22,7 +22,7 @@ class AuditLog(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    # The day the writing transaction began (the trigger refuses another): the partition column.
+    # The day the record is written (migration 0014; the trigger refuses another): the partition column.
     logged_on: Mapped[date] = mapped_column(primary_key=True, server_default=FetchedValue())
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     actor: Mapped[str]
