@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from base.settings import database_settings
@@ -46,6 +46,42 @@ def database_url() -> str:
     from base.embedded import embedded_url
 
     return embedded_url(settings.embedded_dir)
+
+
+def create_database(name: str, server: str | None = None) -> str:
+    """A new, empty database `name` on the server (default: the configured one; one of that name is
+    dropped first); its URL. For benchmarks and tests, which each use a name of their own: dropping is
+    forced (WITH (FORCE)), so two runs sharing a name would break each other."""
+    drop_database(name, server)
+    admin = make_url(server or database_url())
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(name: str, server: str | None = None) -> None:
+    """Drop database `name` on the server (default: the configured one), its connections ended first."""
+    engine = create_engine(make_url(server or database_url()), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def throwaway_database(name: str, *, keep: bool = False, server: str | None = None) -> Iterator[str]:
+    """A new database `name` for the duration (its URL), dropped afterwards unless `keep`."""
+    url = create_database(name, server)
+    try:
+        yield url
+    finally:
+        if not keep:
+            drop_database(name, server)
 
 
 @lru_cache

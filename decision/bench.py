@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
-from base.db import database_url
+from base.db import create_database, database_url, drop_database
 from decision import aggregates, indicators, service
 from decision.dimensions import POPULATION_TYPES
 from decision.schemas import AreaOut
@@ -323,13 +323,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    admin = make_url(database_url())
     name = args.database or f"popex_bench_{uuid.uuid4().hex[:8]}"
-    admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    if not args.database:
-        with admin_engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(admin.set(database=name))
+    url = make_url(database_url()).set(database=name) if args.database else create_database(name)
+    engine = create_engine(url)
     try:
         if not args.database:
             with engine.begin() as conn:
@@ -409,9 +405,7 @@ def main() -> None:
     finally:
         engine.dispose()
         if not (args.keep or args.database):
-            with admin_engine.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin_engine.dispose()
+            drop_database(name)
 
 
 if __name__ == "__main__":

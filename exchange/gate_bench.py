@@ -4,7 +4,7 @@ gate as it is (judged by evidence) and the gate before it (fixed shares).
     .venv/bin/python -m synth /tmp/city --persons 100000 --days 10 --seed 1
     .venv/bin/python -m exchange.gate_bench /tmp/city
 
-Loads the city into a fresh database `popex_bench_gate` on the configured server (dropped afterwards
+Loads the city into a fresh database `popex_bench_gate_<pid>` (this run's own) on the configured server (dropped afterwards
 unless --keep-database), then receives, parses and gates every landing file in delivery order with the
 code of `popex ingest`; a quarantined batch is released at once, as an operator would, and goes on.
 The later steps are left out (--all-steps runs them): a verdict depends only on the batch's staged
@@ -37,10 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from base.db import SessionFactory, database_url, transaction
+from base.db import SessionFactory, throwaway_database, transaction
 from base.settings import storage_settings
 from exchange import flows, gate, service
 from exchange.readers import parse_file_name, read_rows
@@ -48,7 +48,7 @@ from registry.models import Batch
 from schemas.canonical import ColumnKind
 from schemas.feed_spec import FeedSpec, get_feed_spec
 
-DATABASE = "popex_bench_gate"
+DATABASE = f"popex_bench_gate_{os.getpid()}"  # a run's own: another run's is never dropped
 FIXED_SLACK_ROWS = 3  # the fixed-share gate let a batch pass with fewer bad rows than this
 BROKEN_SHARE = 0.2
 TRUNCATED_SHARE = 0.1
@@ -177,22 +177,12 @@ def bench_database(name: str, *, keep: bool) -> Iterator[str]:
     `keep`."""
     from registry.migrate import upgrade
 
-    admin = create_engine(make_url(database_url()), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    migrated = create_engine(url)
-    with migrated.begin() as conn:
-        upgrade(conn)
-    migrated.dispose()
-    try:
+    with throwaway_database(name, keep=keep) as url:
+        migrated = create_engine(url)
+        with migrated.begin() as conn:
+            upgrade(conn)
+        migrated.dispose()
         yield url
-    finally:
-        if not keep:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def ingest_clean(factory: SessionFactory, path: Path, spec: FeedSpec, *, all_steps: bool) -> dict[str, Any]:

@@ -10,18 +10,19 @@ roll-up, on the hour and at 37 minutes past. Prints JSON; the database is droppe
 """
 
 import json
+import os
 import time
 from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from base.db import database_url
+from base.db import create_database, drop_database
 from monitor import health
 
-DATABASE = "popex_bench_monitor"
+DATABASE = f"popex_bench_monitor_{os.getpid()}"  # a run's own: another run's is never dropped
 END = datetime(2026, 12, 1)
 LOAD = """
 INSERT INTO audit_log (at, actor, action, object_type, object_id, detail, prev_hash, hash)
@@ -56,12 +57,7 @@ def run_benchmark(records: int) -> dict[str, object]:
     """Load, count both ways, roll up; the figures as a dict."""
     from registry.migrate import upgrade
 
-    admin = make_url(database_url())
-    url = admin.set(database=DATABASE).render_as_string(hide_password=False)
-    admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+    url = create_database(DATABASE)
     engine = create_engine(url)
     figures: dict[str, object] = {"records": records}
     try:
@@ -101,9 +97,7 @@ def run_benchmark(records: int) -> dict[str, object]:
                 }
     finally:
         engine.dispose()
-        with admin_engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        admin_engine.dispose()
+        drop_database(DATABASE)
     return figures
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
 from base.settings import ROOT
@@ -56,29 +56,6 @@ class PeakMemory:
         self._thread.join()
 
 
-def fresh_database(name: str) -> str:
-    """Drop and create `name` on the configured server; its URL."""
-    from base.db import database_url
-
-    drop_database(name)
-    admin = make_url(database_url())
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return admin.set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(name: str) -> None:
-    """Drop a benchmark's database (its connections ended first)."""
-    from base.db import database_url
-
-    engine = create_engine(make_url(database_url()), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
-
-
 def outbox_dir() -> Path:
     """This run's receipts (not the repository's var/outbox, nor another run's)."""
     return BENCH_DIR / f"outbox_{os.getpid()}"
@@ -86,6 +63,7 @@ def outbox_dir() -> Path:
 
 def run(*, persons: int, days: int, seed: int, start: date, database: str) -> dict[str, Any]:
     """The benchmark; returns the figures."""
+    from base.db import create_database
     from decision.bench import accuracy as decision_accuracy
     from exchange.flows import ingest_file, landing_files, process_batch
     from exchange.gate import release_batch
@@ -100,7 +78,7 @@ def run(*, persons: int, days: int, seed: int, start: date, database: str) -> di
         started = time.perf_counter()
         generate_city(city, persons=persons, days=days, seed=seed, start=start)
         figures["synth_seconds"] = round(time.perf_counter() - started, 1)
-    url = fresh_database(database)
+    url = create_database(database)
     os.environ["POPEX_ARCHIVE_DIR"] = str(BENCH_DIR / "archive")  # by hash: shared safely
     shutil.rmtree(outbox_dir(), ignore_errors=True)
     os.environ["POPEX_OUTBOX_DIR"] = str(outbox_dir())
@@ -185,6 +163,8 @@ def main() -> None:
         )
     finally:
         if not args.keep:
+            from base.db import drop_database
+
             drop_database(database)
             shutil.rmtree(outbox_dir(), ignore_errors=True)
     figures["kept"] = args.keep

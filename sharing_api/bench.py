@@ -40,9 +40,9 @@ from typing import Annotated
 
 import httpx
 import typer
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
-from base.db import database_url
+from base.db import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = shutil.which("wrk")
@@ -394,15 +394,10 @@ def run_benchmark(
     """Load, serve, measure, check the audit; the dedicated database is dropped unless keep."""
     if WRK is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
-    admin = make_url(database_url())
     # A database of this run's own: on a shared machine a fixed name let one run drop another's
     # database in the middle of it (DROP … WITH (FORCE)).
     database = f"popex_bench_{os.getpid()}"
-    url = admin.set(database=database).render_as_string(hide_password=False)
-    admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{database}"'))
+    url = create_database(database)
     server = None
     try:
         load_seconds = _load(url, persons)
@@ -442,9 +437,7 @@ def run_benchmark(
             server.terminate()
             server.wait(timeout=30)
         if not keep:
-            with admin_engine.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin_engine.dispose()
+            drop_database(database)
     return BenchResult(
         database=database,
         persons=persons,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url
 from sqlalchemy.orm import Session
 
+from base import db
 from base.db import database_url
 from base.settings import storage_settings
 from registry.migrate import upgrade
@@ -28,22 +29,12 @@ def admin_url() -> str:
 
 def create_database(prefix: str = "popex_test") -> str:
     """Create an empty database on the test server and return its URL."""
-    admin = make_url(admin_url())
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return admin.set(database=name).render_as_string(hide_password=False)
+    return db.create_database(f"{prefix}_{uuid.uuid4().hex[:8]}", admin_url())
 
 
 def drop_database(url: str, admin: str | None = None) -> None:
     """Drop a database made by create_database (admin: the URL to connect with, default admin_url())."""
-    target = make_url(url)
-    engine = create_engine(make_url(admin or admin_url()), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-    engine.dispose()
+    db.drop_database(str(make_url(url).database), admin or admin_url())
 
 
 @contextmanager
