@@ -107,7 +107,8 @@ def receive_file(
         session.commit()
         raise FeedFileError(
             IssueCode.FILE_TOO_LARGE,
-            f"文件 {path.name} 有 {size} 字节，超过上限 {limit} 字节，未接收",
+            f"文件 {path.name} 有 {size:,} 字节（{size / 2**20:,.0f} MiB），超过上限 {limit:,} 字节"
+            f"（{limit / 2**20:,.0f} MiB，由 POPEX_MAX_UPLOAD_BYTES 设定；全市首次全量可临时调高），未接收",
             file=path.name,
         )
     sha256 = file_sha256(path)

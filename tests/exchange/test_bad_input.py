@@ -163,6 +163,7 @@ def test_a_2gb_file_of_garbage_is_refused_before_it_is_copied(
     with pytest.raises(service.FeedFileError) as info:
         flows.ingest_file(factory, path)
     assert info.value.code == "FILE_TOO_LARGE" and "gaj_hj_20261101.csv" in info.value.message
+    assert "2,048 MiB" in info.value.message and "POPEX_MAX_UPLOAD_BYTES" in info.value.message
     assert path.exists() and not archive_dir.exists()  # left where it was sent, nothing copied
     refused = session.scalars(select(AuditLog).where(AuditLog.action == "file.refused")).one()
     assert refused.detail["size"] == 2 * 1024**3
