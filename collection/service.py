@@ -751,16 +751,32 @@ def _file_counts(rows: Sequence[Row[Any]]) -> dict[str, int]:
         )
         for r in rows
     ]
+    # The accepted rows by ID number and by name and birth date: a rejected row's candidates (a file's
+    # row has no verified resident), so a day of thousands of rows (a first full extract) is not
+    # compared pair by pair.
+    by_id: dict[str, list[int]] = {}
+    by_name_birth: dict[tuple[str, date], list[int]] = {}
+    for j, row in enumerate(rows):
+        if row.status == "accepted":
+            if id_no := who[j].id_no:
+                by_id.setdefault(id_no, []).append(j)
+            if name_birth := who[j].name_birth:
+                by_name_birth.setdefault(name_birth, []).append(j)
     corrected: set[int] = set()
     corrections: set[int] = set()
     for i, row in enumerate(rows):
         if row.status != "rejected":
             continue
-        for j, later in enumerate(rows):
-            if later.batch_id > row.batch_id and later.status == "accepted" and same_person(who[i], who[j]):
-                corrected.add(i)
-                corrections.add(j)
-                break
+        candidates = by_id.get(who[i].id_no or "", []) + by_name_birth.get(
+            who[i].name_birth or ("", date.min), []
+        )
+        # The first accepted row of a later file that names the same person, as a pass in order would find.
+        later = [
+            j for j in sorted(candidates) if rows[j].batch_id > row.batch_id and same_person(who[i], who[j])
+        ]
+        if later:
+            corrected.add(i)
+            corrections.add(later[0])
     accepted = sum(1 for r in rows if r.status == "accepted")
     return {
         "submitted": len(rows) - len(corrections),

@@ -2,9 +2,13 @@
 job) against the one-community function (service.clearance, the officer's page), on a city with every
 kind of row."""
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -161,3 +165,58 @@ def test_set_wise_clearance_equals_the_one_community_clearance(
         (areas[1], TODAY): (4, 1, 4, 1, 0, 3),  # 李娜 corrected by the second file; 王五 held for review
         (areas[1], YESTERDAY): (2, 1, 1, 0, 0, 1),
     }
+
+
+def _file_counts_pairwise(rows: list[Any]) -> dict[str, int]:
+    """The file rows' counts as first written: every rejected row against every row, in order."""
+    who = [
+        service.Identity(
+            None,
+            r.id_no if r.id_valid else None,
+            (key, r.birth_date) if (key := service.name_key(r.name)) and r.birth_date else None,
+        )
+        for r in rows
+    ]
+    corrected, corrections = set(), set()
+    for i, row in enumerate(rows):
+        if row.status == "rejected":
+            for j, later in enumerate(rows):
+                if (
+                    later.batch_id > row.batch_id
+                    and later.status == "accepted"
+                    and service.same_person(who[i], who[j])
+                ):
+                    corrected.add(i)
+                    corrections.add(j)
+                    break
+    accepted = sum(1 for r in rows if r.status == "accepted")
+    return {
+        "submitted": len(rows) - len(corrections),
+        "accepted": accepted,
+        "rejected": len(rows) - accepted,
+        "corrected": len(corrected),
+        "discarded": 0,
+        "still_open": len(rows) - accepted - len(corrected),
+    }
+
+
+FILE_ROWS = st.lists(
+    st.builds(
+        SimpleNamespace,
+        batch_id=st.integers(1, 4),
+        status=st.sampled_from(["accepted", "rejected", "review"]),
+        id_no=st.sampled_from([None, "110101199003070014", "110101199003070022"]),
+        id_valid=st.booleans(),
+        name=st.sampled_from([None, "张三", "张 三", "李四"]),
+        birth_date=st.sampled_from([None, date(1990, 3, 7), date(1985, 1, 1)]),
+    ),
+    max_size=25,
+)
+
+
+@given(FILE_ROWS)
+def test_file_counts_by_index_are_the_pairwise_counts(rows: list[Any]) -> None:
+    """The clearance of a day's file rows looks a rejected row's correction up by ID number and by name
+    and birth date: the same counts as comparing it with every row (hypothesis: ID numbers, names and
+    birth dates shared, valid or not, across four files)."""
+    assert service._file_counts(rows) == _file_counts_pairwise(rows)
