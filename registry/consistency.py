@@ -37,6 +37,11 @@ CHECKS = {
     # Partitioned tables' keys include their partition column (migrations 0012, 0013): a key repeated across periods.
     "person_version id twice": "SELECT count(*) FROM (SELECT 1 FROM person_version GROUP BY id HAVING count(*) > 1) d",
     "change_event id twice": "SELECT count(*) FROM (SELECT 1 FROM change_event GROUP BY id HAVING count(*) > 1) d",
+    "source_record id twice": "SELECT count(*) FROM (SELECT 1 FROM source_record GROUP BY id HAVING count(*) > 1) d",
+    "batch row number twice": "SELECT count(*) FROM (SELECT 1 FROM source_record GROUP BY batch_id, row_no "
+    "HAVING count(*) > 1) d",
+    "review_item.source_record_id → source_record": "SELECT count(*) FROM review_item v WHERE NOT EXISTS "
+    "(SELECT 1 FROM source_record r WHERE r.id = v.source_record_id)",
     "audit_log id twice": "SELECT count(*) FROM (SELECT 1 FROM audit_log GROUP BY id HAVING count(*) > 1) d",
     "change event of one type twice for a version": "SELECT count(*) FROM (SELECT 1 FROM change_event "
     "GROUP BY version_id, event_type HAVING count(*) > 1) d",

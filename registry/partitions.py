@@ -58,6 +58,7 @@ class Partitioned:
 TABLES = (
     Partitioned("person_version", "recorded_at", "year"),
     Partitioned("change_event", "recorded_at", "year"),
+    Partitioned("source_record", "recorded_at", "year"),
     Partitioned("audit_log", "logged_on", "month", guarded=True),
 )
 # What a partition of a guarded table gets: the rights and the TRUNCATE trigger its table has (a

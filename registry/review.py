@@ -34,6 +34,11 @@ def _open_item(session: Session, item_id: int) -> ReviewItem:
     return item
 
 
+def _record(session: Session, record_id: int) -> SourceRecord:
+    """The source record with this id (its key is (id, recorded_at): source_record is partitioned)."""
+    return session.scalars(select(SourceRecord).where(SourceRecord.id == record_id)).one()
+
+
 def _link(session: Session, record: SourceRecord, person_id: int, actor: str, rule: str) -> None:
     session.add(
         Link(
@@ -98,7 +103,7 @@ def _remember_non_match(session: Session, a: int, b: int, actor: str) -> None:
 def accept(*, session: Session, item_id: int, actor: str, note: str | None = None) -> Person:
     """Same person: link the record to the proposed person."""
     item = _open_item(session, item_id)
-    record = session.get_one(SourceRecord, item.source_record_id)
+    record = _record(session, item.source_record_id)
     assert item.candidate_person_id is not None
     mark = events.version_mark(session)
     _hold(session, record, item.candidate_person_id)
@@ -121,7 +126,7 @@ def accept(*, session: Session, item_id: int, actor: str, note: str | None = Non
 def reject(*, session: Session, item_id: int, actor: str, note: str | None = None) -> Person:
     """Not the same person: the record becomes a new person, and the pair is never proposed again."""
     item = _open_item(session, item_id)
-    record = session.get_one(SourceRecord, item.source_record_id)
+    record = _record(session, item.source_record_id)
     mark = events.version_mark(session)
     # An ID conflict rejected means the number stays with its holder: the new person does not take it.
     person = _new_person(session, record, with_identifier=item.kind != "id_conflict")
@@ -217,7 +222,7 @@ def split(
     if set(record_ids) == linked:
         raise ReviewError("不能拆出该人员的全部记录")
     mark = events.version_mark(session)
-    first = session.get_one(SourceRecord, min(record_ids))
+    first = _record(session, min(record_ids))
     new = _new_person(session, first, with_identifier=False)
     session.execute(
         text(
@@ -357,7 +362,7 @@ def compare_item(*, session: Session, item_id: int, actor: str, unmasked: bool =
     item = session.get(ReviewItem, item_id)
     if item is None:
         raise ReviewError(f"待核查事项 {item_id} 不存在")
-    record = session.get_one(SourceRecord, item.source_record_id)
+    record = _record(session, item.source_record_id)
     batch = session.execute(
         text("SELECT source, file_name, as_of_date FROM batch WHERE id = :b"), {"b": item.batch_id}
     ).one()

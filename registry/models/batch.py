@@ -59,13 +59,17 @@ class SourceRecord(Base):
 
     __tablename__ = "source_record"
     __table_args__ = (
-        UniqueConstraint("batch_id", "row_no", name="uq_source_record_batch_row"),
+        UniqueConstraint("batch_id", "row_no", "recorded_at", name="uq_source_record_batch_row"),
         CheckConstraint("status IN ('accepted', 'rejected', 'review')", name="status"),
         Index("ix_source_record_id_no", "id_no", postgresql_where="id_no IS NOT NULL"),
         Index("ix_source_record_source_key", "source", "record_key"),
+        # Yearly partitions (registry/partitions.py, migration 0015): every key includes recorded_at.
+        {"postgresql_partition_by": "RANGE (recorded_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # When the row was written (its parse's transaction): the partition column.
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now(), primary_key=True)
     batch_id: Mapped[int] = mapped_column(BigInteger)  # no FK: see registry/consistency.py
     row_no: Mapped[int]
     source: Mapped[str] = mapped_column(String(32))

@@ -139,7 +139,8 @@ class ReviewItem(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(String(24))  # id_conflict, probable_match
-    source_record_id: Mapped[int] = mapped_column(ForeignKey("source_record.id"), index=True)
+    # No foreign key: source_record is partitioned (migration 0015); registry/consistency.py checks it.
+    source_record_id: Mapped[int] = mapped_column(BigInteger, index=True)
     candidate_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id"), index=True)
     score: Mapped[float | None]

@@ -46,7 +46,7 @@ def test_snapshot_is_accounted_linked_and_merged(session, factory, areas, tmp_pa
     assert {p.community_code for p in persons} == {"330102001001"}
     # provenance: every golden attribute names the source record it came from
     zhang = persons[0]
-    record = session.get(SourceRecord, zhang.provenance["name"])
+    record = session.scalars(select(SourceRecord).where(SourceRecord.id == zhang.provenance["name"])).one()
     assert (record.batch_id, record.row_no, record.source) == (batch.id, 1, "gaj_hj")
     # one version per new person, and a person_created event each
     assert session.scalar(select(func.count()).select_from(PersonVersion)) == 3

@@ -13,6 +13,7 @@ from base.settings import partition_settings
 from exchange.flows import receive_landing
 from registry.audit import record_audit, verify_chain
 from registry.consistency import check_consistency
+from registry.feeds import sync_feeds
 from registry.migrate import downgrade, upgrade
 from registry.partitions import TABLES, attached, detach, ensure_partitions, expired_partitions, table
 from tests.conftest import migrated_database
@@ -271,6 +272,90 @@ def test_the_audit_migration_keeps_the_chain() -> None:
             with Session(engine) as session:
                 check = verify_chain(session=session)
                 assert check.ok and check.rows == 7
+        finally:
+            engine.dispose()
+
+
+RECORD = (
+    "INSERT INTO source_record (batch_id, row_no, source, raw, status, reasons, id_valid, extra{at})"
+    " VALUES (:b, :n, 'gaj_hj', '{{}}', 'accepted', '[]', false, '{{}}'{value})"
+    " RETURNING id"
+)
+
+
+def test_the_source_record_migration_keeps_rows_and_keys() -> None:
+    """0015 copies source_record into yearly partitions: each row keeps everything and takes its batch's
+    receipt time; review_item's foreign key goes and `popex db check` counts what it and the narrower
+    keys no longer refuse; a downgrade brings the plain table and the foreign key back."""
+    columns = "id, batch_id, row_no, source, raw, status, reasons, extra"
+    with migrated_database("popex_srcpart") as url:
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                downgrade(conn, "0014_audit_clock")
+                sync_feeds(session=Session(bind=conn))
+                batch = conn.execute(
+                    text(
+                        "INSERT INTO batch (source, file_name, sha256, size_bytes, archive_path, as_of_date, seq,"
+                        " channel, received_at, state, rows_received, rows_accepted, rows_rejected, rows_review,"
+                        " step_seconds) VALUES ('gaj_hj', 'gaj_hj_20250301.csv', repeat('a', 64), 1, 'x',"
+                        " '2025-03-01', 1, 'landing', '2025-03-01 08:00', 'merged', 2, 2, 0, 0, '{}')"
+                        " RETURNING id"
+                    )
+                ).scalar_one()
+                ids = [
+                    conn.execute(text(RECORD.format(at="", value="")), {"b": batch, "n": n}).scalar_one()
+                    for n in (1, 2)
+                ]
+                conn.execute(
+                    text(
+                        "INSERT INTO review_item (kind, source_record_id, batch_id, state)"
+                        " VALUES ('probable_match', :r, :b, 'open')"
+                    ),
+                    {"r": ids[0], "b": batch},
+                )
+                before = conn.execute(text(f"SELECT {columns} FROM source_record ORDER BY id")).all()
+            with engine.begin() as conn:
+                upgrade(conn)
+            with Session(engine) as session:
+                after = session.execute(
+                    text(
+                        f"SELECT {columns}, recorded_at, tableoid::regclass::text AS part FROM source_record ORDER BY id"
+                    )
+                ).all()
+                assert [tuple(r)[:8] for r in after] == [tuple(r) for r in before]
+                assert {(str(r.recorded_at), r.part) for r in after} == {
+                    ("2025-03-01 08:00:00", "source_record_y2025")
+                }
+                # A new row is written now, into this year's partition.
+                new = session.execute(text(RECORD.format(at="", value="")), {"b": batch, "n": 3}).scalar_one()
+                assert (
+                    session.scalar(
+                        text("SELECT tableoid::regclass::text FROM source_record WHERE id = :i"), {"i": new}
+                    )
+                    == f"source_record_y{_today(session).year}"
+                )
+                with (
+                    pytest.raises(IntegrityError, match=r"Key \(batch_id, row_no, recorded_at\)"),
+                    session.begin_nested(),
+                ):
+                    session.execute(text(RECORD.format(at="", value="")), {"b": batch, "n": 3})
+                found = check_consistency(session=session)
+                assert found["batch row number twice"] == found["source_record id twice"] == 0
+                assert found["review_item.source_record_id → source_record"] == 0
+                # What the narrower key and the dropped foreign key let in, `popex db check` counts.
+                session.execute(
+                    text(RECORD.format(at=", recorded_at", value=", '2024-06-01'")), {"b": batch, "n": 1}
+                )
+                assert check_consistency(session=session)["batch row number twice"] == 1
+                session.execute(text("DELETE FROM source_record WHERE id = :i"), {"i": ids[0]})
+                assert check_consistency(session=session)["review_item.source_record_id → source_record"] == 1
+                session.rollback()
+            with engine.begin() as conn:
+                downgrade(conn, "0014_audit_clock")
+                assert conn.execute(text(f"SELECT {columns} FROM source_record ORDER BY id")).all() == before
+                with pytest.raises(IntegrityError, match="fk_review_item_source_record_id_source_record"):
+                    conn.execute(text("DELETE FROM source_record WHERE id = :i"), {"i": ids[0]})
         finally:
             engine.dispose()
 

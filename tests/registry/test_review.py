@@ -53,7 +53,7 @@ def test_accept_links_the_record_and_updates_the_golden_record(session, conflict
     person = review.accept(session=session, item_id=conflict.id, actor="clerk1", note="本人改名前的参保登记")
     assert person.id_no == ZHANG and person.phone == "13700137000"
     assert person.name == "张伟"  # household registration stays authoritative for the name
-    record = session.get(SourceRecord, conflict.source_record_id)
+    record = session.scalars(select(SourceRecord).where(SourceRecord.id == conflict.source_record_id)).one()
     assert record.status == "accepted"
     link = session.get(Link, record.id)
     assert (link.person_id, link.method, link.linked_by) == (person.id, "manual", "clerk1")
@@ -144,7 +144,7 @@ def test_a_clerk_sees_the_record_beside_the_person_masked_and_the_viewing_is_aud
     ).all()
     assert [(d["person_nos"], d["unmasked"]) for d in viewed] == [([person_no], False), ([person_no], True)]
     # Numbers that differ only where the mask hides them look alike masked: compared unmasked.
-    record = session.get_one(SourceRecord, conflict.source_record_id)
+    record = session.scalars(select(SourceRecord).where(SourceRecord.id == conflict.source_record_id)).one()
     record.id_no = "330102198001019918"
     session.flush()
     masked = review.compare_item(session=session, item_id=conflict.id, actor="clerk-2")
