@@ -84,18 +84,36 @@ def db_partitions() -> None:
 def db_retention(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出到期的分区，不分离")] = False,
 ) -> None:
-    """Detach the partitions past their retention (docs/PARTITIONS.md: archive them, then drop)."""
+    """Detach the partitions past their retention (docs/PARTITIONS.md: archive them, then drop).
+
+    Each in a transaction of its own, oldest first; an audit month through registry.anchors, which
+    verifies it and moves the log's signed start past it (a refusal stops the run and says why).
+    """
     from base.db import session_scope
     from base.settings import partition_settings
+    from registry.anchors import AnchorSettings, RetentionRefused, detach_audit_month
     from registry.partitions import detach, expired_partitions
 
     with session_scope() as session:
         expired = expired_partitions(session, partition_settings().retention_years())
-        for part in expired:
-            if not dry_run:
-                detach(session, part)
-            state = "待分离" if dry_run else "已分离"
-            console.print(f"{state}  {part.name}  {part.start} 至 {part.end}  约 {part.rows} 行")
+    for part in expired:
+        start = None
+        if not dry_run:
+            try:
+                with session_scope() as session:
+                    if part.table == "audit_log":
+                        start = detach_audit_month(session=session, settings=AnchorSettings(), part=part)
+                    else:
+                        detach(session, part)
+            except RetentionRefused as exc:
+                err.print(f"[red]未分离 {part.name}[/red]：{exc}")
+                raise typer.Exit(1) from None
+        state = "待分离" if dry_run else "已分离"
+        console.print(f"{state}  {part.name}  {part.start} 至 {part.end}  约 {part.rows} 行")
+        if start is not None:
+            console.print(
+                f"  审计日志起点：记录 id={start.id}，此前共 {start.count} 条（已签名）；请归档该分区后再删除"
+            )
     if not expired:
         console.print("没有超过保留期限的分区")
 

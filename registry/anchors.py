@@ -14,6 +14,7 @@ directory on storage the database's administrators cannot rewrite (another host,
 
 import hashlib
 import hmac
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -27,9 +28,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from base.settings import ROOT
-from registry.audit import ChainCheck, verify_chain
+from registry.audit import ChainCheck, ChainStart, verify_chain
+from registry.partitions import Expired, detach
 
 ANCHOR_FILE = "audit-anchors.jsonl"
+START_FILE = "audit-start.jsonl"  # where the log starts after its oldest months were detached
 
 
 class AnchorSettings(BaseSettings):
@@ -53,6 +56,11 @@ class AnchorSettings(BaseSettings):
     def path(self) -> Path:
         """The anchors file."""
         return self.audit_anchor_dir / ANCHOR_FILE
+
+    @property
+    def start_path(self) -> Path:
+        """The starts file: a signed line each time retention detaches the log's oldest month."""
+        return self.audit_anchor_dir / START_FILE
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,20 @@ class Anchor:
         """True when the signature is this anchor's under `key`."""
         return hmac.compare_digest(self.signed(key).mac, self.mac)
 
+    def chain_start(self) -> ChainStart:
+        """This point as where verification starts (a start: the last detached record)."""
+        return ChainStart(self.id, self.hash, self.count)
+
 
 class AnchorRefused(RuntimeError):
     """The head cannot be anchored: the log no longer matches the newest anchor (message in Chinese)."""
 
 
-def read_anchors(path: Path) -> tuple[list[Anchor], list[str]]:
+class RetentionRefused(RuntimeError):
+    """An audit month cannot be detached (message in Chinese: why, and what to do)."""
+
+
+def read_anchors(path: Path, what: str = "锚点文件") -> tuple[list[Anchor], list[str]]:
     """The anchors in the file (none if it does not exist) and a problem for each line that does not parse."""
     if not path.exists():
         return [], []
@@ -104,13 +120,36 @@ def read_anchors(path: Path) -> tuple[list[Anchor], list[str]]:
                 )
             )
         except (ValueError, KeyError, TypeError):
-            problems.append(f"锚点文件第 {n} 行无法解析")
+            problems.append(f"{what}第 {n} 行无法解析")
     return anchors, problems
 
 
-def check_anchors(check: ChainCheck, anchors: list[Anchor], key: bytes) -> list[str]:
-    """What the log, as `verify_chain(anchored=[a.id …])` found it, contradicts in the anchors (Chinese)."""
+def read_start(settings: AnchorSettings, key: bytes | None) -> tuple[Anchor | None, list[str]]:
+    """Where the log starts: the newest line of the starts file (None: at its first record), and what is
+    wrong with the file (Chinese). With a key the start must be signed by it; a start that is not is
+    not used (verification then begins at the first record, and reports the detached months as a break)."""
+    starts, problems = read_anchors(settings.start_path, "起点文件")
+    if not starts:
+        return None, problems
+    newest = starts[-1]
+    if key is not None and not newest.valid(key):
+        return None, [
+            *problems,
+            f"审计日志起点 id={newest.id}（签于 {newest.signed_at}）签名不符：起点文件被改动或伪造，或密钥不对",
+        ]
+    if any(a.id > b.id for a, b in itertools.pairwise(starts)):
+        problems.append("起点文件中的起点没有按记录 id 递增：起点文件被改动")
+    return newest, problems
+
+
+def check_anchors(
+    check: ChainCheck, anchors: list[Anchor], key: bytes, start: Anchor | None = None
+) -> tuple[list[str], int]:
+    """What the log, as `verify_chain(anchored=[a.id …])` found it, contradicts in the anchors (Chinese),
+    and how many anchors fell in detached months (checked against the log's start only: their records
+    are in the archive)."""
     problems: list[str] = []
+    archived = 0
     last_id = last_count = 0
     for a in anchors:
         when = f"锚点 id={a.id}（签于 {a.signed_at}，当时共 {a.count} 条）"
@@ -120,8 +159,17 @@ def check_anchors(check: ChainCheck, anchors: list[Anchor], key: bytes) -> list[
         if a.id < last_id or a.count < last_count:
             problems.append(f"{when}早于前一个锚点：锚点文件被改动")
         last_id, last_count = max(last_id, a.id), max(last_count, a.count)
+        if start is not None and a.id <= start.id:
+            archived += 1
+            if (a.id == start.id and (a.hash, a.count) != (start.hash, start.count)) or (
+                a.id < start.id and a.count >= start.count
+            ):
+                problems.append(
+                    f"{when}与审计日志起点 id={start.id}（共 {start.count} 条）不符：起点或锚点被改动"
+                )
+            continue
         if a.id not in check.anchored:
-            if check.rows == 0:
+            if check.rows == (start.count if start is not None else 0):
                 problems.append(f"审计日志被清空：{when}的记录已不存在")
             else:
                 problems.append(f"审计日志被截短或删除了记录：{when}的记录已不存在")
@@ -131,45 +179,114 @@ def check_anchors(check: ChainCheck, anchors: list[Anchor], key: bytes) -> list[
             problems.append(f"审计日志被改写后重新计算了哈希：{when}的记录哈希与锚点不符")
         elif position != a.count:
             problems.append(f"{when}之前的记录数现为 {position}：有记录被删除或插入")
-    return problems
+    return problems, archived
 
 
-def head(session: Session) -> Anchor | None:
-    """The chain's head now (unsigned), or None when the log is empty."""
+def head(session: Session, start: Anchor | None = None) -> Anchor | None:
+    """The chain's head now (unsigned), or None when the log is empty; its count includes the records
+    detached before `start`."""
     row = session.execute(text("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")).one_or_none()
     if row is None:
         return None
-    count = session.scalar(text("SELECT count(*) FROM audit_log WHERE id <= :id"), {"id": row.id}) or 0
-    return Anchor(row.id, row.hash, count, datetime.now(UTC).isoformat(timespec="seconds"))
+    after, before = (start.id, start.count) if start is not None else (0, 0)
+    count = session.scalar(
+        text("SELECT count(*) FROM audit_log WHERE id > :after AND id <= :id"), {"after": after, "id": row.id}
+    )
+    return Anchor(row.id, row.hash, before + (count or 0), datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def write_anchor(*, session: Session, settings: AnchorSettings, key: bytes) -> Anchor | None:
-    """Sign the chain's head and append it to the anchors file; None when the log is empty.
-
-    Refuses (AnchorRefused) when the newest anchor's row is gone or has another hash: anchoring
-    then would make the shortened or re-chained log the one later verifications accept.
-    """
-    anchors, _ = read_anchors(settings.path)
-    latest = next((a for a in reversed(anchors) if a.valid(key)), None)
-    if latest is not None:
-        now = session.scalar(text("SELECT hash FROM audit_log WHERE id = :id"), {"id": latest.id})
-        if now != latest.hash:
-            raise AnchorRefused(
-                f"最近的锚点 id={latest.id}（签于 {latest.signed_at}）与审计日志不符，不再签新锚点；"
-                "请执行 popex audit verify"
-            )
-    current = head(session)
-    if current is None:
-        return None
-    anchor = current.signed(key)
-    settings.audit_anchor_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def _append(path: Path, anchor: Anchor) -> None:
+    """Append one line to an anchors or starts file, on disk before returning."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, (json.dumps(asdict(anchor), separators=(",", ":")) + "\n").encode())
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_anchor(*, session: Session, settings: AnchorSettings, key: bytes) -> Anchor | None:
+    """Sign the chain's head and append it to the anchors file; None when the log is empty.
+
+    Refuses (AnchorRefused) when the newest anchor's row is gone or has another hash, or the log's start
+    is not signed: anchoring then would make the shortened or re-chained log the one later
+    verifications accept.
+    """
+    start, problems = read_start(settings, key)
+    if problems:
+        raise AnchorRefused(f"{problems[0]}；不再签新锚点，请执行 popex audit verify")
+    anchors, _ = read_anchors(settings.path)
+    latest = next((a for a in reversed(anchors) if a.valid(key)), None)
+    if latest is not None and (start is None or latest.id >= start.id):
+        now = (
+            start.hash
+            if start is not None and latest.id == start.id
+            else session.scalar(text("SELECT hash FROM audit_log WHERE id = :id"), {"id": latest.id})
+        )
+        if now != latest.hash:
+            raise AnchorRefused(
+                f"最近的锚点 id={latest.id}（签于 {latest.signed_at}）与审计日志不符，不再签新锚点；"
+                "请执行 popex audit verify"
+            )
+    current = head(session, start)
+    if current is None:
+        return None
+    anchor = current.signed(key)
+    _append(settings.path, anchor)
     return anchor
+
+
+def detach_audit_month(*, session: Session, settings: AnchorSettings, part: Expired) -> Anchor | None:
+    """Detach an expired month of the audit log and move the log's signed start past it; the start
+    (None: the month was empty and there is no start yet).
+
+    The month must be the oldest still in the log (months leave in the chain's order) and its records
+    must verify, from the current start and against the anchors among them: what goes to the archive
+    left intact. The new start (the month's last record, its hash, the records up to it) is signed and
+    on disk before the DETACH, so a crash between the two leaves a start whose records are still in the
+    log: verification reads from the start on, and a rerun detaches the month without a second start.
+    Refused (RetentionRefused) without a signing key: afterwards nobody could tell the month's detach
+    from its deletion.
+    """
+    key = settings.key()
+    if key is None:
+        raise RetentionRefused(
+            "未配置锚点密钥（POPEX_AUDIT_ANCHOR_KEY 或 _KEY_FILE）：审计日志的月份分离后无法证明是按保留期限分离而非删除，"
+            f"不分离 {part.name}"
+        )
+    start, problems = read_start(settings, key)
+    if problems:
+        raise RetentionRefused(f"{problems[0]}；不分离 {part.name}，请先执行 popex audit verify")
+    after = start.id if start is not None else 0
+    older = session.scalar(
+        text("SELECT count(*) FROM audit_log WHERE logged_on < :first AND id > :after"),
+        {"first": part.start, "after": after},
+    )
+    if older:
+        raise RetentionRefused(f"{part.name} 之前的月份还有 {older} 条记录未分离：审计日志按月份先后分离")
+    last = session.scalar(text(f"SELECT max(id) FROM {part.name}"))
+    if last is None or last <= after:  # empty, or a run cut off before its DETACH already signed it past
+        detach(session, part)
+        return start
+    anchors = [a for a in read_anchors(settings.path)[0] if after < a.id <= last]
+    check = verify_chain(
+        session=session, start=start.chain_start() if start is not None else None, upto=last,
+        anchored=[a.id for a in anchors],
+    )  # fmt: skip
+    if not check.ok:
+        bad = check.first_bad_id or check.backwards_id
+        raise RetentionRefused(
+            f"审计日志在记录 id={bad} 处校验失败，不分离 {part.name}：请先执行 popex audit verify"
+        )
+    problems, _ = check_anchors(check, anchors, key, start)
+    if problems:
+        raise RetentionRefused(f"{problems[0]}；不分离 {part.name}")
+    digest = session.scalar(text("SELECT hash FROM audit_log WHERE id = :id"), {"id": last})
+    new = Anchor(last, digest, check.rows, datetime.now(UTC).isoformat(timespec="seconds")).signed(key)
+    _append(settings.start_path, new)
+    detach(session, part)
+    return new
 
 
 @dataclass(frozen=True)
@@ -180,6 +297,8 @@ class Verdict:
     problems: list[str]
     anchors: int  # anchors checked
     unanchored: bool  # no key set: shortening, emptying and re-chaining go unnoticed
+    start: Anchor | None = None  # the log's start when its oldest months were detached
+    archived: int = 0  # anchors in detached months: checked against the start only
 
     @property
     def ok(self) -> bool:
@@ -193,18 +312,27 @@ def verify_log(
     settings: AnchorSettings,
     progress: Callable[[int, int], None] | None = None,
 ) -> Verdict:
-    """Verify the chain (registry.audit.verify_chain) and check it against the anchors, if a key is set."""
+    """Verify the chain (registry.audit.verify_chain) from the log's start and check it against the
+    anchors, if a key is set."""
     key = settings.key()
-    anchors, problems = read_anchors(settings.path) if key is not None else ([], [])
-    check = verify_chain(session=session, progress=progress, anchored=[a.id for a in anchors])
+    start, problems = read_start(settings, key)
+    anchors, unreadable = read_anchors(settings.path) if key is not None else ([], [])
+    problems += unreadable
+    check = verify_chain(
+        session=session, progress=progress, anchored=[a.id for a in anchors],
+        start=start.chain_start() if start is not None else None,
+    )  # fmt: skip
     if check.first_bad_id is not None:
         problems.append(f"哈希链在记录 id={check.first_bad_id} 处断开：该记录被改动，或其前面的记录被删除")
     if check.backwards_id is not None:
         problems.append(
             f"记录 id={check.backwards_id} 的时间早于前一条：时间不是服务器写入的（绕过了触发器写入或改动）"
         )
+    archived = 0
     if key is not None:
         # A scan stopped at a bad row has not reached the later anchors: only those it read are checked.
-        checked = anchors if check.ok else [a for a in anchors if a.id in check.anchored]
-        problems += check_anchors(check, checked, key)
-    return Verdict(check, problems, len(anchors), key is None)
+        after = start.id if start is not None else 0
+        checked = anchors if check.ok else [a for a in anchors if a.id in check.anchored or a.id <= after]
+        found, archived = check_anchors(check, checked, key, start)
+        problems += found
+    return Verdict(check, problems, len(anchors), key is None, start, archived)

@@ -38,7 +38,9 @@ def record_audit(
 class ChainCheck:
     """The outcome of verifying the chain."""
 
-    rows: int  # rows read: the whole log when it verifies, up to the chunk of the first bad row if not
+    # Records up to the last one read (a detached start's count included): the whole log when it
+    # verifies, up to the chunk of the first bad row if not.
+    rows: int
     first_bad_id: int | None
     # The first row (from the `audit.canonical` record on, when the server sets the time) whose time
     # is before its predecessor's: a row written with a time of its own, past the trigger.
@@ -72,6 +74,18 @@ VERIFY_CHUNK_SQL = text(
     """
 )
 GENESIS = "0" * 64  # the link of the first row
+
+
+@dataclass(frozen=True)
+class ChainStart:
+    """Where the log starts after its oldest months were detached: the last detached record's id and
+    hash, and the number of records up to it (registry/anchors.py keeps it, signed)."""
+
+    id: int
+    hash: str
+    count: int
+
+
 VERIFY_CHUNK = 200_000  # rows per statement: about 2 s here (100,000 rows/s)
 # From this record on the chain trigger sets `at` (migration 0010_audit_canonical); none: from the start.
 CLOCK_FROM_SQL = text("SELECT coalesce(min(id), 0) FROM audit_log WHERE action = 'audit.canonical'")
@@ -83,17 +97,22 @@ def verify_chain(
     chunk: int = VERIFY_CHUNK,
     progress: Callable[[int, int], None] | None = None,
     anchored: Sequence[int] = (),
+    start: ChainStart | None = None,
+    upto: int | None = None,
 ) -> ChainCheck:
-    """Verify the whole chain and report the first row that does not verify.
+    """Verify the chain and report the first row that does not verify.
 
     Reads the log as it is when called (records appended meanwhile are left for the next run), in
     chunks of `chunk` rows in id order; after each, `progress(last_id, max_id)` (ids, not rows:
     counting a large log would be a pass of its own). Stops at the first bad row. The hash and
     position of each id in `anchored` that is found are returned for checking against the anchors.
+    From the first record, or after `start` when the months before it were detached (the first record
+    read must then link to start's hash, and positions count on from start's); through `upto`, or the
+    newest record.
     """
-    newest = session.scalar(text("SELECT max(id) FROM audit_log")) or 0
+    newest = upto if upto is not None else session.scalar(text("SELECT max(id) FROM audit_log")) or 0
     clock_from = session.scalar(CLOCK_FROM_SQL)
-    rows, after, before = 0, 0, GENESIS
+    rows, after, before = (start.count, start.id, start.hash) if start is not None else (0, 0, GENESIS)
     found: dict[int, tuple[str, int]] = {}
     ids = list(anchored)
     while True:

@@ -213,6 +213,11 @@ def verify(
     console.print(
         f"审计日志校验通过：共 {verdict.check.rows} 条记录，哈希链完整，与 {verdict.anchors} 个锚点相符"
     )
+    if verdict.start is not None:
+        console.print(
+            f"其中前 {verdict.start.count} 条（至记录 id={verdict.start.id}）已按保留期限分离归档，"
+            f"从签名的起点续验；{verdict.archived} 个锚点在已分离的月份，按起点核对"
+        )
     if verdict.unanchored:
         err.print(
             "[yellow]未配置锚点密钥（POPEX_AUDIT_ANCHOR_KEY 或 _KEY_FILE）：无法发现截短、清空或重新链接[/yellow]"

@@ -85,3 +85,13 @@ def make_person(session: Session, *, valid_from: date = date(2026, 11, 1), **fie
     )
     session.flush()
     return person
+
+
+def stage_audit_clock(session: Session, sql: str) -> None:
+    """Replace the audit chain's clock (migration 0014) inside the test's transaction: rolled back with it,
+    seen by no other connection. now() cannot be moved; the clock the chain reads can."""
+    session.execute(
+        text(
+            f"CREATE OR REPLACE FUNCTION audit_log_clock() RETURNS timestamptz LANGUAGE sql VOLATILE AS $$ {sql} $$"
+        )
+    )

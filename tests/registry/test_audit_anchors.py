@@ -2,7 +2,7 @@
 the probe found is performed and `verify_log` fails and names it; a session's DateStyle is no alarm."""
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,19 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from registry.anchors import AnchorRefused, AnchorSettings, read_anchors, verify_log, write_anchor
+from registry.anchors import (
+    Anchor,
+    AnchorRefused,
+    AnchorSettings,
+    RetentionRefused,
+    detach_audit_month,
+    read_anchors,
+    verify_log,
+    write_anchor,
+)
 from registry.audit import record_audit
+from registry.partitions import Expired, detach, expired_partitions
+from tests.factories import stage_audit_clock
 
 KEY = b"test-anchor-key"
 
@@ -293,3 +304,123 @@ def test_popex_audit_anchor_and_verify(
     failed = runner.invoke(app, ["audit", "verify"])
     assert failed.exit_code == 1 and "截短" in failed.output and f"id={ids[-1]}" in failed.output
     assert runner.invoke(app, ["audit", "anchor"]).exit_code == 1  # the shortened log is not anchored
+
+
+def _month(day: date, ahead: int) -> date:
+    """The first day of the month `ahead` months after `day`'s."""
+    m = day.month - 1 + ahead
+    return date(day.year + m // 12, m % 12 + 1, 1)
+
+
+def _months_of_records(session: Session, settings: AnchorSettings) -> tuple[list[int], list[int], date]:
+    """Records in this month, the next and the one after (the chain's clock moved forward), an anchor
+    after each month's records: the ids written in the next month and in the one after, and the first
+    day of the next month."""
+    _chain(session, 2)
+    assert write_anchor(session=session, settings=settings, key=KEY) is not None
+    months = []
+    for ahead in (1, 2):
+        stage_audit_clock(
+            session,
+            f"SELECT date_trunc('month', now()) + interval '{ahead} month 1 hour' + (clock_timestamp() - now())",
+        )
+        first = session.scalar(text("SELECT max(id) FROM audit_log"))
+        _chain(session, 3)
+        months.append(
+            list(session.scalars(text("SELECT id FROM audit_log WHERE id > :f ORDER BY id"), {"f": first}))
+        )
+        assert write_anchor(session=session, settings=settings, key=KEY) is not None
+    today = session.scalar(text("SELECT CAST(localtimestamp AS date)"))
+    return months[0], months[1], _month(today, 1)
+
+
+def _expired(session: Session, before: date) -> list[Expired]:
+    """The audit months a one-year retention lets go a year after `before`: every month before it."""
+    return expired_partitions(session, {"audit_log": 1}, today=date(before.year + 1, before.month, 15))
+
+
+def test_retention_detaches_audit_months_and_the_log_still_verifies(
+    session: Session, settings: AnchorSettings
+) -> None:
+    """Detaching the oldest months through retention moves the log's signed start past them: the rest
+    verifies, with its anchors' positions counted on from the start, and new anchors count the
+    detached records too. A run cut off between the start and the DETACH is run again safely."""
+    next_month, after_next, first_day = _months_of_records(session, settings)
+    total = session.scalar(text("SELECT count(*) FROM audit_log"))
+    expired = _expired(session, _month(first_day, 1))
+    assert expired[-1].name == f"audit_log_m{first_day:%Y%m}" and expired[-1].start == first_day
+    with pytest.raises(ZeroDivisionError), session.begin_nested():  # the DETACH rolled back, the start kept
+        for part in expired:
+            detach_audit_month(session=session, settings=settings, part=part)
+        raise ZeroDivisionError
+    starts = read_anchors(settings.start_path)[0]
+    assert starts[-1].id == next_month[-1] and verify_log(session=session, settings=settings).ok
+    for part in expired:
+        detach_audit_month(session=session, settings=settings, part=part)
+    assert read_anchors(settings.start_path)[0] == starts  # no second start for the same months
+    assert session.scalar(text("SELECT min(id) FROM audit_log")) == after_next[0]
+    assert _expired(session, _month(first_day, 1)) == []
+    verdict = verify_log(session=session, settings=settings)
+    assert verdict.ok, verdict.problems
+    assert verdict.start is not None and verdict.start.id == next_month[-1]
+    assert verdict.start.count == total - len(after_next) and verdict.check.rows == total
+    assert (verdict.anchors, verdict.archived) == (3, 2)  # two anchors fell in the detached months
+    record_audit(session=session, actor="tester", action="test.write")
+    anchor = write_anchor(session=session, settings=settings, key=KEY)
+    assert anchor is not None and anchor.count == total + 1
+    assert verify_log(session=session, settings=settings).ok
+
+
+def test_a_month_detached_without_a_start_is_found(session: Session, settings: AnchorSettings) -> None:
+    """What retention must not look like: the oldest month detached outside it leaves the log starting
+    past the zero hash: the chain breaks at the first record left."""
+    next_month, _, first_day = _months_of_records(session, settings)
+    for part in _expired(session, first_day):  # this month and any before it
+        detach(session, part)
+    verdict = verify_log(session=session, settings=settings)
+    assert verdict.check.first_bad_id == next_month[0] and verdict.start is None
+    assert any(f"id={next_month[0]} 处断开" in p for p in verdict.problems)
+
+
+def test_a_forged_or_edited_start_is_found(session: Session, settings: AnchorSettings) -> None:
+    """The start is signed like an anchor: one signed with another key is not used (the detached months
+    then show as a break), and one whose count was changed contradicts the later anchors."""
+    _, after_next, first_day = _months_of_records(session, settings)
+    for part in _expired(session, _month(first_day, 1)):
+        detach_audit_month(session=session, settings=settings, part=part)
+    assert verify_log(session=session, settings=settings).ok
+    lines = settings.start_path.read_text().splitlines()
+    start = json.loads(lines[-1])
+    forged = Anchor(start["id"], start["hash"], start["count"] - 5, start["signed_at"]).signed(b"another key")
+    settings.start_path.write_text("\n".join([*lines, json.dumps(forged.__dict__)]) + "\n")
+    verdict = verify_log(session=session, settings=settings)
+    assert any("起点" in p and "签名不符" in p for p in verdict.problems)
+    assert any(f"id={after_next[0]}" in p and "断开" in p for p in verdict.problems)
+    edited = Anchor(start["id"], start["hash"], start["count"] - 5, start["signed_at"]).signed(KEY)
+    settings.start_path.write_text("\n".join([*lines, json.dumps(edited.__dict__)]) + "\n")
+    verdict = verify_log(session=session, settings=settings)
+    assert any("之前的记录数现为" in p for p in verdict.problems) and any(
+        "起点" in p for p in verdict.problems
+    )
+    with pytest.raises(AnchorRefused):  # nor is a new anchor signed over an edited start
+        settings.start_path.write_text("\n".join([*lines, json.dumps(forged.__dict__)]) + "\n")
+        write_anchor(session=session, settings=settings, key=KEY)
+
+
+def test_retention_refuses_what_it_cannot_prove(session: Session, settings: AnchorSettings) -> None:
+    """No month leaves out of order, with a record in it changed, or without a signing key."""
+    next_month, _, first_day = _months_of_records(session, settings)
+    expired = _expired(session, _month(first_day, 1))
+    with pytest.raises(RetentionRefused, match="之前的月份还有"):
+        detach_audit_month(session=session, settings=settings, part=expired[-1])
+    unkeyed = AnchorSettings(audit_anchor_dir=settings.audit_anchor_dir)
+    with pytest.raises(RetentionRefused, match="未配置锚点密钥"):
+        detach_audit_month(session=session, settings=unkeyed, part=expired[0])
+    _unguarded(session, "UPDATE audit_log SET actor = 'someone else' WHERE id = :id", {"id": next_month[1]})
+    for part in expired[:-1]:
+        detach_audit_month(session=session, settings=settings, part=part)
+    with pytest.raises(RetentionRefused, match=f"id={next_month[1]}"):
+        detach_audit_month(session=session, settings=settings, part=expired[-1])
+    assert not settings.start_path.exists() or all(
+        a.id < next_month[0] for a in read_anchors(settings.start_path)[0]
+    )

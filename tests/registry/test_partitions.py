@@ -17,6 +17,7 @@ from registry.feeds import sync_feeds
 from registry.migrate import downgrade, upgrade
 from registry.partitions import TABLES, attached, detach, ensure_partitions, expired_partitions, table
 from tests.conftest import migrated_database
+from tests.factories import stage_audit_clock
 
 VERSION = (
     "INSERT INTO person_version (person_id, valid_from, changed, status, recorded_at) "
@@ -171,23 +172,13 @@ def test_audit_records_land_in_their_month_and_the_chain_verifies(session) -> No
         )
 
 
-def _stage_clock(session: Session, sql: str) -> None:
-    """Replace the audit chain's clock (migration 0014) inside the test's transaction: rolled back with it,
-    seen by no other connection. now() cannot be moved; the clock the chain reads can."""
-    session.execute(
-        text(
-            f"CREATE OR REPLACE FUNCTION audit_log_clock() RETURNS timestamptz LANGUAGE sql VOLATILE AS $$ {sql} $$"
-        )
-    )
-
-
 def test_a_transaction_begun_in_an_earlier_month_still_audits(session) -> None:
     """A step whose transaction began before a month's last midnight writes its audit records after it:
     they go to the month they are written in (was: refused with 40001, the step failed) and the chain,
     including the next record, verifies."""
     record_audit(session=session, actor="tester", action="test.write", object_id="before")
     # This transaction began today; its clock now reads the first day of the next month (and goes on).
-    _stage_clock(
+    stage_audit_clock(
         session, "SELECT date_trunc('month', now()) + interval '1 month 1 hour' + (clock_timestamp() - now())"
     )
     for i in range(2):
@@ -208,7 +199,7 @@ def test_a_record_formed_before_a_months_end_and_chained_after_it_is_retried(ses
     SQLSTATE 40001, and the same insert goes through when retried."""
     # Odd calls (the default) read the month's last second, even calls (the trigger) the next month's first.
     session.execute(text("CREATE TEMPORARY SEQUENCE clock_calls"))
-    _stage_clock(
+    stage_audit_clock(
         session,
         "SELECT date_trunc('month', now()) + interval '1 month'"
         " + CASE WHEN nextval('clock_calls') % 2 = 1 THEN interval '-1 second' ELSE interval '1 second' END",
@@ -216,7 +207,7 @@ def test_a_record_formed_before_a_months_end_and_chained_after_it_is_retried(ses
     with pytest.raises(DBAPIError, match="零点后才取得审计链锁") as refused, session.begin_nested():
         record_audit(session=session, actor="tester", action="test.write")
     assert refused.value.orig.pgcode == "40001"  # type: ignore[union-attr]
-    _stage_clock(session, "SELECT date_trunc('month', now()) + interval '1 month 1 second'")
+    stage_audit_clock(session, "SELECT date_trunc('month', now()) + interval '1 month 1 second'")
     record_audit(session=session, actor="tester", action="test.write")
     assert verify_chain(session=session).ok
 
