@@ -8,6 +8,7 @@ Rules:
 - review_aged     a batch has review items open for more than N days
 - api_error_rate  an API client's refused share over the last hours is above the threshold
 - api_failures    an API client's requests failed on the server's side (a fault, the database away)
+- api_not_found   an API client's requests find no one often (numbers tried to learn who lives here)
 - verify_guessing an API client's verifications fail like guesses: a claim failed as often as allowed,
                   or many claims failed (sharing_api/guessing.py)
 A condition that clears (file arrives, batch released, reviews decided …) resolves its alert.
@@ -37,6 +38,7 @@ RULE_LABELS = {
     "review_aged": "审核积压",
     "api_error_rate": "接口被拒率过高",
     "api_failures": "接口服务故障",
+    "api_not_found": "疑似试号探测",
     "verify_guessing": "疑似猜测核验",
 }
 
@@ -247,6 +249,26 @@ def _api_failures(look: Look, usage: health.ClientUsage) -> Condition | None:
     )
 
 
+def _api_not_found(look: Look, usage: health.ClientUsage) -> Condition | None:
+    """An API client's requests find no one often: someone trying numbers to learn who lives in the city
+    (each miss answers that question; the service also limits misses per day, POPEX_SHARING_LOOKUP_MISSES_PER_DAY)."""
+    settings = look.settings
+    if (
+        usage.not_found < settings.api_not_found_min
+        or usage.not_found <= settings.api_not_found_rate * usage.requests
+    ):
+        return None
+    return Condition(
+        rule="api_not_found",
+        key=f"api_not_found:{usage.client}",
+        severity="warning",
+        title=f"接口客户端 {usage.client} 近 {settings.api_window_hours} 小时查询未找到人员 {usage.not_found}/{usage.requests} 次"
+        f"（{usage.not_found / usage.requests:.0%}）：疑似逐个试号探测人员是否在本市",
+        link=f"{look.dashboard_link}#api",
+        detail={"requests": usage.requests, "not_found": usage.not_found},
+    )
+
+
 def _verifying_clients(look: Look) -> list[sharing_service.GuessingPattern]:
     """Each API client's failed verifications over the last hours (sharing_api.service)."""
     since = look.now - timedelta(hours=look.settings.guessing_window_hours)
@@ -275,7 +297,7 @@ RULES: tuple[RuleGroup[Any], ...] = (
     RuleGroup(_feed_days, (_feed_missing,)),
     RuleGroup(_delivered_batches, (_reject_rate, _gate_failed)),
     RuleGroup(_aged_reviews, (_review_aged,)),
-    RuleGroup(_api_clients, (_api_error_rate, _api_failures)),
+    RuleGroup(_api_clients, (_api_error_rate, _api_failures, _api_not_found)),
     RuleGroup(_verifying_clients, (_verify_guessing,)),
 )
 

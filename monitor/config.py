@@ -25,6 +25,10 @@ class MonitorSettings(BaseSettings):
     api_min_requests: int = Field(default=20, ge=1)
     api_failures_min: int = Field(default=1, ge=1)  # requests failed on the server's side that alert
     api_window_hours: int = Field(default=1, ge=1)
+    # Lookups that found no one, over the last api_window_hours: this many, and more than this share of a
+    # client's requests, look like probing whether persons live in the city (numbers tried one by one).
+    api_not_found_min: int = Field(default=20, ge=1)
+    api_not_found_rate: float = Field(default=0.3, ge=0, le=1)
     # Failed verifications looked at for guessing: a claim at its limit alerts, as do this many claims.
     guessing_window_hours: int = Field(default=24, ge=1)
     guessing_claims: int = Field(default=50, ge=1)

@@ -84,3 +84,19 @@ def test_requests_failed_on_the_servers_side_raise_a_critical_alert_however_few(
             session=session, now=later, settings=settings(expected_from=now.date())
         ).resolved
     ] == ["api_failures:minzheng"]
+
+
+def test_a_client_whose_lookups_find_no_one_raises_the_probing_alert(session) -> None:
+    """Misses that are many and a large share of a client's requests alert; a few misses among many
+    hits (persons not yet registered) do not."""
+    append_access(session, _entries("probe", "ok", 10) + _entries("probe", "not_found", 25))
+    append_access(session, _entries("gongan", "ok", 200) + _entries("gongan", "not_found", 30))  # 13 %
+    append_access(session, _entries("jiaoyu", "not_found", 19))  # all missed, but too few to judge
+    session.flush()
+    now = session.scalar(text("SELECT max(at) FROM audit_log")).replace(second=0, microsecond=0)
+    done = alerts.evaluate(
+        session=session, now=now + timedelta(minutes=1), settings=settings(expected_from=now.date())
+    )
+    raised = [a for a in done.raised if a.rule == "api_not_found"]
+    assert [(a.key, a.detail) for a in raised] == [("api_not_found:probe", {"requests": 35, "not_found": 25})]
+    assert "25/35" in raised[0].title and "71%" in raised[0].title
