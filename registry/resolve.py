@@ -14,12 +14,13 @@ transaction, so it gives the same links.
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from base.bulk import indexes_deferred
 from registry import batches, linkage
 from registry.trust import UNRANKED, load_trust_table
 from schemas.canonical import BatchState
@@ -40,6 +41,7 @@ class ResolveResult:
     new_persons: int = 0
     linked_to_new: int = 0
     m_source: str = "default"
+    indexes_built_after: list[str] = field(default_factory=list)  # tables loaded without their indexes
 
 
 def _pending(conn: Connection, batch_id: int) -> int:
@@ -264,11 +266,13 @@ def _make_probe(conn: Connection, where: str) -> int:
     return int(conn.execute(text("SELECT count(*) FROM probe")).scalar_one())
 
 
-def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
+def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int, list[str]]:
     """Step 4: one new person per group of the remaining records.
 
     The person starts with the golden record its first record gives (the same rules as registry.merge),
     so that merging a snapshot of new persons rewrites no row: only groups of several records change.
+    An initial load (more new records than the tables hold) builds the tables' secondary indexes after
+    its rows (base.bulk); also returns the tables whose indexes were built so.
     """
     conn.execute(text("DROP TABLE IF EXISTS grouped, newp"))
     conn.execute(
@@ -295,6 +299,14 @@ def _create_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
             """
         )
     )
+    adding = int(conn.execute(text("SELECT count(*) FROM grouped")).scalar_one())
+    with indexes_deferred(conn, ("person", "person_identifier", "link"), adding) as deferred:
+        created, linked = _insert_persons(conn, batch_id)
+    return created, linked, deferred
+
+
+def _insert_persons(conn: Connection, batch_id: int) -> tuple[int, int]:
+    """The new persons of `newp`, their numbers and the links of `grouped`'s records to them."""
     created = conn.execute(
         text(
             """
@@ -385,7 +397,7 @@ def resolve_batch(*, session: Session, batch_id: int) -> ResolveResult:
         linked, review = _score_probe(conn, batch_id, m, only_without_id=False)
         result.linked_by_score += linked
         result.review += review
-    result.new_persons, result.linked_to_new = _create_persons(conn, batch_id)
+    result.new_persons, result.linked_to_new, result.indexes_built_after = _create_persons(conn, batch_id)
     conn.execute(
         text(
             """

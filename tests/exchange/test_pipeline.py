@@ -5,6 +5,7 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select, text
 
+from base import bulk
 from exchange import flows, service
 from registry.models import AuditLog, Batch, ChangeEvent, Delivery, Link, Person, PersonVersion, SourceRecord
 from schemas.canonical import BatchStep
@@ -307,3 +308,31 @@ def test_a_file_the_intake_refuses_is_set_aside_and_the_others_go_on(
     assert refusal.detail["code"] == "UNKNOWN_SOURCE" and refusal.detail["archive"]
     assert sorted(p.name for p in landing.iterdir() if p.is_file()) == ["户籍数据.csv"]
     assert flows.process_batch(factory, day[0]) == "completed"
+
+
+def test_an_initial_load_builds_the_persons_indexes_after_its_rows(
+    session, factory, areas, tmp_path, monkeypatch
+) -> None:
+    """New persons inserted without their tables' secondary indexes (more than the tables hold: an
+    initial load, base.bulk) come out the same, and every index is back as it was."""
+    monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
+    session.execute(text("TRUNCATE person, person_identifier, link CASCADE"))
+    indexes = text(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('person', 'person_identifier', 'link')"
+        " ORDER BY 1"
+    )
+    before = session.execute(indexes).all()
+    result = flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()))
+    assert result.state == "completed"
+    batch = session.get(Batch, result.batch_id)
+    assert batch.resolution["indexes_built_after"] == ["person", "person_identifier", "link"]
+    assert session.execute(indexes).all() == before
+    persons = session.scalars(select(Person).order_by(Person.id)).all()
+    assert [(p.id_no, p.name, p.birth_date) for p in persons] == [
+        (ZHANG, "张伟", date(1980, 1, 1)),
+        (LI, "李娜", date(1985, 5, 5)),
+        (WANG, "王小明", date(1990, 3, 7)),
+    ]
+    linked = session.execute(text("SELECT count(*), count(DISTINCT person_id) FROM link")).one()
+    assert tuple(linked) == (3, 3)
+    assert session.scalar(text("SELECT count(*) FROM person_identifier")) == 3
