@@ -20,6 +20,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from base.bulk import indexes_deferred
 from registry import batches
 from schemas.canonical import BatchState
 
@@ -149,7 +150,9 @@ def publish_batch(*, session: Session, batch_id: int) -> int:
         text("SELECT EXISTS (SELECT 1 FROM change_event WHERE batch_id = :b)"), {"b": batch_id}
     ).scalar():
         return 0
-    inserted = _rule_events(conn, lambda a: f"{a}.batch_id = :b", {"b": batch_id})
+    versions = conn.execute(text("SELECT count(*) FROM person_version WHERE batch_id = :b"), {"b": batch_id})
+    with indexes_deferred(conn, ("change_event",), int(versions.scalar_one())):  # an initial load: base.bulk
+        inserted = _rule_events(conn, lambda a: f"{a}.batch_id = :b", {"b": batch_id})
     batches.advance(session, batch_id, to=BatchState.PUBLISHED, expect=BatchState.MERGED)
     return inserted
 

@@ -15,6 +15,7 @@ from datetime import date
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from base.bulk import indexes_deferred
 from registry import batches
 from registry.trust import UNRANKED, trust_rows
 from schemas.canonical import BatchState
@@ -210,18 +211,21 @@ def merge_batch(*, session: Session, batch_id: int) -> MergeResult:
     conn.execute(text("ANALYZE touched"))
     result = _merge_touched(conn, batch_id=batch_id, valid_from=None)
     cols = ", ".join(VERSIONED)
-    created = conn.execute(
-        text(
-            f"""
-            INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
-            SELECT p.id, p.area_key, coalesce(r.event_date, b.as_of_date), :b, '["created"]', {", ".join(f"p.{c}" for c in VERSIONED)}
-            FROM seeded s JOIN person p ON p.id = s.person_id
-            JOIN link l ON l.person_id = s.person_id JOIN source_record r ON r.id = l.source_record_id
-            JOIN batch b ON b.id = r.batch_id
-            """
-        ),
-        {"b": batch_id},
-    ).rowcount
+    seeded = int(conn.execute(text("SELECT count(*) FROM seeded")).scalar_one())
+    with indexes_deferred(conn, ("person_version",), seeded):  # an initial load: base.bulk
+        created = conn.execute(
+            text(
+                f"""
+                INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
+                SELECT p.id, p.area_key, coalesce(r.event_date, b.as_of_date), :b, '["created"]',
+                       {", ".join(f"p.{c}" for c in VERSIONED)}
+                FROM seeded s JOIN person p ON p.id = s.person_id
+                JOIN link l ON l.person_id = s.person_id JOIN source_record r ON r.id = l.source_record_id
+                JOIN batch b ON b.id = r.batch_id
+                """
+            ),
+            {"b": batch_id},
+        ).rowcount
     result.persons += created
     result.changed += created
     result.created += created

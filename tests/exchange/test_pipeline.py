@@ -1,9 +1,10 @@
 """A feed file through every step on real PostgreSQL: accounting, persons, links, receipts, idempotency."""
 
+import logging
 from datetime import date
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 
 from base import bulk
 from exchange import flows, service
@@ -310,23 +311,32 @@ def test_a_file_the_intake_refuses_is_set_aside_and_the_others_go_on(
     assert flows.process_batch(factory, day[0]) == "completed"
 
 
-def test_an_initial_load_builds_the_persons_indexes_after_its_rows(
-    session, factory, areas, tmp_path, monkeypatch
+def test_an_initial_load_builds_the_indexes_after_its_rows(
+    session, factory, areas, tmp_path, monkeypatch, caplog
 ) -> None:
-    """New persons inserted without their tables' secondary indexes (more than the tables hold: an
-    initial load, base.bulk) come out the same, and every index is back as it was."""
+    """New persons, their versions and events inserted without their tables' secondary indexes (more
+    than the tables hold: an initial load, base.bulk) come out the same, and every index is back as it
+    was, the partitioned tables' on every partition."""
     monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
-    session.execute(text("TRUNCATE person, person_identifier, link CASCADE"))
+    tables = ("person", "person_identifier", "link", "person_version", "change_event")
+    session.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
     indexes = text(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('person', 'person_identifier', 'link')"
-        " ORDER BY 1"
-    )
-    before = session.execute(indexes).all()
+        "SELECT i.tablename, i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename IN :t"
+        " OR i.tablename IN (SELECT inhrelid::regclass::text FROM pg_inherits"
+        "                    WHERE inhparent IN ('person_version'::regclass, 'change_event'::regclass))"
+        " ORDER BY 1, 2"
+    ).bindparams(bindparam("t", expanding=True))
+    before = session.execute(indexes, {"t": list(tables)}).all()
+    caplog.set_level(logging.INFO, logger="base.bulk")
     result = flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()))
     assert result.state == "completed"
     batch = session.get(Batch, result.batch_id)
     assert batch.resolution["indexes_built_after"] == ["person", "person_identifier", "link"]
-    assert session.execute(indexes).all() == before
+    built = [r.args[0] for r in caplog.records if r.name == "base.bulk" and "built after" in r.getMessage()]
+    assert built == ["person", "person_identifier", "link", "person_version", "change_event"]
+    assert session.execute(indexes, {"t": list(tables)}).all() == before
+    assert session.scalar(text("SELECT count(*) FROM person_version")) == 3
+    assert sorted(session.scalars(text("SELECT event_type FROM change_event"))) == ["person_created"] * 3
     persons = session.scalars(select(Person).order_by(Person.id)).all()
     assert [(p.id_no, p.name, p.birth_date) for p in persons] == [
         (ZHANG, "张伟", date(1980, 1, 1)),
