@@ -14,6 +14,8 @@ transaction, so it gives the same links.
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -130,7 +132,15 @@ def _link_known_ids(conn: Connection, batch_id: int) -> tuple[int, int]:
     return linked, conflicts
 
 
-def _candidates(conn: Connection, *, only_without_id: bool) -> list[dict[str, Any]]:
+# From this many probe records on, the candidates are found by hashing both sides once per rule. The
+# planner chose nested loops over person's indexes for any probe size; for the community rule that
+# reads every person born on the record's birth date (about 160 of them at 7.5 M persons): a
+# floating-population snapshot of 2.6 M new numbers ran over 10 minutes there, 87 s hashed (BENCHMARKS.md).
+# A daily file's probe of hundreds keeps the nested loops, which are right for it.
+HASH_PROBE_ROWS = 50_000
+
+
+def _candidates(conn: Connection, *, only_without_id: bool, probe_rows: int) -> list[dict[str, Any]]:
     """Pairs (probe record, person) from every blocking rule (one SELECT each), with both sides' fields."""
     extra = (
         " AND NOT EXISTS (SELECT 1 FROM person_identifier x WHERE x.person_id = p.id AND x.id_type = pr.id_type)"
@@ -143,13 +153,26 @@ def _candidates(conn: Connection, *, only_without_id: bool) -> list[dict[str, An
         for rule in linkage.BLOCKING_RULES
     )
     cols = ", ".join([f"pr.{f} AS r_{f}" for f in PERSON_FIELDS] + [f"p.{f} AS p_{f}" for f in PERSON_FIELDS])
-    rows = conn.execute(
-        text(
-            f"SELECT c.rid, c.pid, pr.id_type AS r_id_type, pr.area_key AS r_area_key, {cols} "
-            f"FROM ({union}) c JOIN probe pr ON pr.id = c.rid JOIN person p ON p.id = c.pid"
-        )
+    query = text(
+        f"SELECT c.rid, c.pid, pr.id_type AS r_id_type, pr.area_key AS r_area_key, {cols} "
+        f"FROM ({union}) c JOIN probe pr ON pr.id = c.rid JOIN person p ON p.id = c.pid"
     )
-    return [dict(r._mapping) for r in rows]
+    with hash_joins(conn, probe_rows >= HASH_PROBE_ROWS):
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+@contextmanager
+def hash_joins(conn: Connection, on: bool = True) -> Iterator[None]:
+    """Within the block (when `on`), the transaction's statements are planned without nested loops."""
+    if not on:
+        yield
+        return
+    previous = conn.execute(text("SELECT current_setting('enable_nestloop')")).scalar_one()
+    conn.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
+    try:
+        yield
+    finally:
+        conn.execute(text("SELECT set_config('enable_nestloop', :v, true)"), {"v": previous})
 
 
 def _model(
@@ -180,10 +203,10 @@ def _model(
 
 
 def _score_probe(
-    conn: Connection, batch_id: int, m: dict[str, dict[str, float]], *, only_without_id: bool
+    conn: Connection, batch_id: int, m: dict[str, dict[str, float]], *, only_without_id: bool, probe_rows: int
 ) -> tuple[int, int]:
     """Score the probe table's candidates; write links and review items; remove them from pending."""
-    pairs = _candidates(conn, only_without_id=only_without_id)
+    pairs = _candidates(conn, only_without_id=only_without_id, probe_rows=probe_rows)
     if not pairs:
         return 0, 0
     model = _model(conn, pairs, m, only_without_id=only_without_id)
@@ -384,8 +407,8 @@ def resolve_batch(*, session: Session, batch_id: int) -> ResolveResult:
     result.records = _pending(conn, batch_id)
     result.linked_by_id, result.id_conflicts = _link_known_ids(conn, batch_id)
     m, result.m_source = _learn_m(conn, batch_id)
-    if _make_probe(conn, "id_valid"):
-        linked, review = _score_probe(conn, batch_id, m, only_without_id=True)
+    if probe_rows := _make_probe(conn, "id_valid"):
+        linked, review = _score_probe(conn, batch_id, m, only_without_id=True, probe_rows=probe_rows)
         result.linked_by_score += linked
         result.review += review
         if linked:  # numbers step 2 just gave to persons: the batch's other records of them join them
@@ -393,8 +416,8 @@ def resolve_batch(*, session: Session, batch_id: int) -> ResolveResult:
             result.linked_by_id += linked
             result.id_conflicts += conflicts
     # New numbers still pending get their persons now, so that step 3 can find them too.
-    if _make_probe(conn, "NOT id_valid"):
-        linked, review = _score_probe(conn, batch_id, m, only_without_id=False)
+    if probe_rows := _make_probe(conn, "NOT id_valid"):
+        linked, review = _score_probe(conn, batch_id, m, only_without_id=False, probe_rows=probe_rows)
         result.linked_by_score += linked
         result.review += review
     result.new_persons, result.linked_to_new, result.indexes_built_after = _create_persons(conn, batch_id)

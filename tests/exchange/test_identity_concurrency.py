@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import bulk
 from exchange import flows
+from registry import resolve
 from registry.areas import load_areas
 from synth import generate_city
 from tests.conftest import migrated_database
@@ -172,3 +174,32 @@ def test_a_lock_whose_connection_is_lost_is_free_and_hides_no_error(fresh) -> No
     with flows.identity_lock(factory):
         pass
     engine.dispose()
+
+
+def test_the_bulk_paths_find_the_same_persons(city: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paths taken only at scale give the same identity core as the everyday ones: candidates found
+    with hash joins (resolve.HASH_PROBE_ROWS) and an initial load's indexes built after its rows
+    (base.bulk), both switched on here for every batch, however small."""
+    with migrated_database("popex_paths") as url:
+        engine = create_engine(url)
+        with Session(engine) as session:
+            load_areas(session=session, path=city / "areas.csv")
+            session.commit()
+        engine.dispose()
+        everyday = _serial(url, city, FILES)
+    monkeypatch.setattr(resolve, "HASH_PROBE_ROWS", 1)
+    monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
+    with migrated_database("popex_paths") as url:
+        engine = create_engine(url)
+        with Session(engine) as session:
+            load_areas(session=session, path=city / "areas.csv")
+            session.commit()
+        engine.dispose()
+        at_scale = _serial(url, city, FILES)
+        with create_engine(url).connect() as conn:
+            scored = conn.execute(text("SELECT count(*) FROM link WHERE rule = 'score'")).scalar_one()
+            deferred = conn.execute(
+                text("SELECT resolution -> 'indexes_built_after' FROM batch ORDER BY id LIMIT 1")
+            ).scalar_one()
+    assert scored > 0 and deferred == ["person", "person_identifier", "link"]  # both paths were taken
+    assert at_scale == everyday

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text
 
+from registry import resolve
 from registry.linkage import BLOCKING_RULES, Key
 from registry.normalise.ids import parse_id_number
 from registry.normalise.names import name_pinyin, normalise_name
@@ -167,3 +168,23 @@ def test_the_sql_of_the_rules_finds_exactly_the_pairs_python_finds(connection: C
         assert len(in_python) > len(
             records
         )  # the set has pairs that share a block, not only each record itself
+
+
+def test_hash_joins_switch_nested_loops_off_for_the_block_only(connection: Connection) -> None:
+    """A large probe's candidate query is planned without nested loops; the statements after it are not."""
+    setting = text("SELECT current_setting('enable_nestloop')")
+    assert connection.execute(setting).scalar_one() == "on"
+    with resolve.hash_joins(connection):
+        assert connection.execute(setting).scalar_one() == "off"
+        plan = "\n".join(
+            connection.execute(
+                text("EXPLAIN SELECT * FROM person p JOIN link l ON l.person_id = p.id")
+            ).scalars()
+        )
+        assert "Nested Loop" not in plan
+    assert connection.execute(setting).scalar_one() == "on"
+    with pytest.raises(ZeroDivisionError), resolve.hash_joins(connection):
+        raise ZeroDivisionError
+    assert connection.execute(setting).scalar_one() == "on"
+    with resolve.hash_joins(connection, on=False):
+        assert connection.execute(setting).scalar_one() == "on"
