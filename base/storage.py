@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar, cast
 
-import fsspec
-
 from base.settings import storage_settings
 
 # A location keeps its kind through joins and listings: a Path stays a Path, a URI stays a str.
@@ -35,7 +33,10 @@ def location(value: str | Path) -> Path | str:
 
 
 def _fs(uri: str) -> tuple[Any, str]:
-    """The fsspec file system of a URI and the path within it."""
+    """The fsspec file system of a URI and the path within it (fsspec imported here: a local location,
+    the default, never needs it, and a command that only reads local files starts 50 ms sooner)."""
+    import fsspec
+
     options: dict[str, Any] = {}
     if fsspec.utils.get_protocol(uri) in ("s3", "s3a"):
         # No listing cache: another worker moves and writes files between two listings of this one.

@@ -287,3 +287,16 @@ def test_a_broken_spec_is_refused_naming_the_problem(
         load_feed_specs(tmp_path)
     assert "tjj_rk.yaml" in str(caught.value)
     assert complaint in str(caught.value)
+
+
+def test_every_spec_reads_the_same_with_libyaml_as_with_pure_python() -> None:
+    """The specs are read with libyaml's loader when PyYAML has it (a tenth of the time): its documents must
+    be the pure-Python safe loader's, value for value (dates, numbers, strings that look like them)."""
+    from schemas import feed_spec
+
+    assert feed_spec._YAML_LOADER is yaml.CSafeLoader  # the project's pinned PyYAML wheels carry libyaml
+    paths = sorted(feed_spec.FEEDS_DIR.glob("*.yaml"))
+    assert len(paths) == len(STANDARD_COLUMNS)
+    for path in paths:
+        document = path.read_text(encoding="utf-8")
+        assert yaml.load(document, Loader=yaml.CSafeLoader) == yaml.safe_load(document), path.name
