@@ -2,11 +2,10 @@
 
 import re
 import unicodedata
-from functools import lru_cache
+from collections.abc import Callable, Container
+from functools import cache, lru_cache
 
 import opencc
-from pypinyin import Style, lazy_pinyin
-from pypinyin.constants import PHRASES_DICT
 from rapidfuzz.distance import JaroWinkler
 
 _CACHE_SIZE = 1 << 20
@@ -71,7 +70,20 @@ def name_pinyin(name: str | None) -> str | None:
     return letters or None
 
 
-_LONGEST_PHRASE = max(map(len, PHRASES_DICT))
+@cache
+def _pypinyin() -> tuple[Container[str], int, Callable[[str], str]]:
+    """pypinyin's phrase dictionary, its longest phrase, and its toneless reading of a text, joined.
+
+    Imported on the first name spelled, not with this module: loading the phrase dictionary is 0.3 s,
+    and most of what imports names (the gate, merge, publish, statistics, every web page) spells none.
+    """
+    from pypinyin import Style, lazy_pinyin
+    from pypinyin.constants import PHRASES_DICT
+
+    def read(text: str) -> str:
+        return "".join(lazy_pinyin(text, style=Style.NORMAL))
+
+    return PHRASES_DICT, max(map(len, PHRASES_DICT)), read
 
 
 def _spell(text: str) -> str:
@@ -79,17 +91,16 @@ def _spell(text: str) -> str:
     parts its segmenter finds in its phrase dictionary; a name with no part in that dictionary (most
     names) is therefore read per character here, each character's reading cached, which is the same
     result at a fraction of the cost (tests/registry/test_names.py compares both)."""
+    phrases, longest, read = _pypinyin()
     n = len(text)
-    if any(
-        text[i:j] in PHRASES_DICT for i in range(n) for j in range(i + 1, min(n, i + _LONGEST_PHRASE) + 1)
-    ):
-        return "".join(lazy_pinyin(text, style=Style.NORMAL))
+    if any(text[i:j] in phrases for i in range(n) for j in range(i + 1, min(n, i + longest) + 1)):
+        return read(text)
     return "".join(map(_char_pinyin, text))
 
 
 @lru_cache(maxsize=1 << 16)
 def _char_pinyin(char: str) -> str:
-    return "".join(lazy_pinyin(char, style=Style.NORMAL))
+    return _pypinyin()[2](char)
 
 
 def surname(name: str | None) -> str | None:

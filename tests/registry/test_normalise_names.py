@@ -227,3 +227,17 @@ def test_every_synthetic_surname_with_every_given_character_reads_as_pypinyin_re
     assert len(names) > 30_000
     differ = [n for n in names if _spell(n) != "".join(lazy_pinyin(n, style=Style.NORMAL))]
     assert differ == []
+
+
+def test_pypinyin_is_loaded_by_the_first_name_spelled_not_by_importing_the_pipeline() -> None:
+    """The gate, merge, publish, statistics and every web page import this module through the exchange
+    path but spell no name: they must not pay for pypinyin's phrase dictionary (0.3 s a process)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, exchange.flows, registry.normalise.names as n; loaded = 'pypinyin' in sys.modules; "
+        "spelled = n.name_pinyin('王长江'); print(loaded, spelled, 'pypinyin' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "wangchangjiang", "True"]
