@@ -24,6 +24,8 @@ class Person(Base):
         CheckConstraint("status IN ('active', 'dead', 'left', 'retired')", name="status"),
         Index("ix_person_birth_name", "birth_date", "name_pinyin"),
         Index("ix_person_community", "community_code", "status"),
+        # The community + birth date + sex blocking rule (linkage.BLOCKING_RULES).
+        Index("ix_person_community_birth", "community_code", "birth_date", "sex"),
         # Blocking keys for records whose ID number has a typo: one half of the number survives.
         Index("ix_person_pinyin_id_head", "name_pinyin", func.substr(text("id_no"), 1, 9)),
         Index("ix_person_pinyin_id_tail", "name_pinyin", func.substr(text("id_no"), 10)),
