@@ -220,3 +220,52 @@ def detach(session: Session, part: Expired) -> None:
     conn.execute(text(f"ALTER TABLE {part.table} DETACH PARTITION {part.name}"))
     conn.execute(text("SET LOCAL lock_timeout = DEFAULT"))
     log.info("partition detached: %s", part.name)
+
+
+# A partitioned table's own statistics (the whole table's, which the planner uses for a statement
+# that reads every partition) are gathered by ANALYZE on the table, and that ANALYZE also samples and
+# analyzes every partition again: after ten years, ten yearly partitions of tens of millions of rows
+# each, where one was written. So after a large batch only the partitions it wrote are analyzed, and
+# the table itself only once its rows have changed by this share since its statistics were gathered.
+TABLE_STATISTICS_DRIFT = 0.1
+
+
+def analyze_written(conn: Connection, table: str) -> list[str]:
+    """ANALYZE a table the current transaction wrote many rows into; returns what was analyzed.
+
+    A plain table is analyzed whole. Of a partitioned one, the partitions this transaction wrote
+    (pg_stat_xact_user_tables: may also name one this session wrote a moment before), then the table
+    itself if it has never been analyzed or its partitions now hold more than TABLE_STATISTICS_DRIFT
+    more or fewer rows than when it was.
+    """
+    partitioned = conn.scalar(
+        text("SELECT relkind = 'p' FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
+    )
+    if not partitioned:
+        conn.execute(text(f"ANALYZE {table}"))
+        return [table]
+    written = list(
+        conn.scalars(
+            text(
+                "SELECT s.relname FROM pg_stat_xact_user_tables s JOIN pg_inherits i ON i.inhrelid = s.relid "
+                "WHERE i.inhparent = CAST(:t AS regclass) AND s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0 "
+                "ORDER BY s.relname"
+            ),
+            {"t": table},
+        )
+    )
+    for name in written:
+        conn.execute(text(f"ANALYZE {name}"))
+    own, parts = conn.execute(
+        text(
+            "SELECT t.reltuples, (SELECT sum(greatest(c.reltuples, 0)) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = t.oid) "
+            "FROM pg_class t WHERE t.oid = CAST(:t AS regclass)"
+        ),
+        {"t": table},
+    ).one()
+    parts = float(parts or 0)
+    if own < 0 or abs(parts - own) > TABLE_STATISTICS_DRIFT * max(own, 1):
+        conn.execute(text(f"ANALYZE {table}"))
+        written.append(table)
+    return written

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from base.settings import partition_settings
 from exchange.flows import receive_landing
@@ -366,3 +367,63 @@ def test_the_first_record_of_a_month_links_to_the_last_of_an_earlier_one(session
     record_audit(session=session, actor="tester", action="test.write")
     links = session.execute(text("SELECT prev_hash, hash FROM audit_log ORDER BY id")).all()
     assert links[1].prev_hash == "a" * 64 and links[2].prev_hash == links[1].hash
+
+
+def test_a_large_batch_analyzes_the_partitions_it_wrote_and_the_table_once_it_has_grown(engine) -> None:
+    """ANALYZE on a partitioned table samples and analyzes every partition again (ten years' worth, for
+    one written): after a batch, the written partitions only, and the table itself once its rows have
+    drifted by more than TABLE_STATISTICS_DRIFT from its statistics."""
+    from registry.partitions import TABLE_STATISTICS_DRIFT, analyze_written
+
+    name = "tp_analyze_written"
+    # Setup and counts on backends of their own: a backend's writes of a moment before are still in its
+    # transaction statistics (as the function's docstring says), which would name them as written.
+    other = create_engine(engine.url, poolclass=NullPool)
+    with other.connect() as setup:
+        setup.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        setup.execute(text(f"CREATE TABLE {name} (id int, at date) PARTITION BY RANGE (at)"))
+        for year in (2024, 2025):
+            setup.execute(
+                text(
+                    f"CREATE TABLE {name}_y{year} PARTITION OF {name} "
+                    f"FOR VALUES FROM ('{year}-01-01') TO ('{year + 1}-01-01')"
+                )
+            )
+        setup.execute(text(f"INSERT INTO {name} SELECT g, '2024-06-01' FROM generate_series(1, 3000) g"))
+        setup.execute(text(f"ANALYZE {name}"))
+        setup.commit()
+
+    def analyze_counts() -> dict[str, int]:
+        with other.connect() as c:
+            c.execute(text("SELECT pg_stat_clear_snapshot()"))
+            rows = c.execute(
+                text("SELECT relname, analyze_count FROM pg_stat_user_tables WHERE relname LIKE :n"),
+                {"n": f"{name}%"},
+            )
+            return {r: int(n) for r, n in rows}
+
+    try:
+        before = analyze_counts()
+        with engine.connect() as conn:
+            # 100 rows (3 % of the table): the written partition only.
+            conn.execute(text(f"INSERT INTO {name} SELECT g, '2025-03-01' FROM generate_series(1, 100) g"))
+            assert analyze_written(conn, name) == [f"{name}_y2025"]
+            conn.commit()
+            after = analyze_counts()
+            assert after[f"{name}_y2024"] == before[f"{name}_y2024"]  # the old partition was not read again
+            assert after[name] == before[name]
+            assert after[f"{name}_y2025"] == before[f"{name}_y2025"] + 1
+            # 300 more: 3,400 rows against the table's 3,000 at its last ANALYZE, more than the drift.
+            assert 400 / 3000 > TABLE_STATISTICS_DRIFT > 100 / 3000
+            conn.execute(text(f"INSERT INTO {name} SELECT g, '2025-04-01' FROM generate_series(1, 300) g"))
+            assert analyze_written(conn, name) == [f"{name}_y2025", name]
+            assert conn.scalar(text("SELECT reltuples FROM pg_class WHERE relname = :n"), {"n": name}) == 3400
+            conn.commit()
+            # A table that is not partitioned is analyzed whole.
+            assert analyze_written(conn, f"{name}_y2024") == [f"{name}_y2024"]
+            conn.rollback()
+    finally:
+        with other.connect() as c:
+            c.execute(text(f"DROP TABLE {name}"))
+            c.commit()
+        other.dispose()
