@@ -270,7 +270,10 @@ def test_a_first_extract_is_stock_and_history_starts_with_the_data(
     assert board.data_since == date(2026, 3, 1)
     trend = {r.label: r.total for r in board.table("trend").rows if r.total}
     assert trend["2026-02月末"].display == "无数据" and trend["2026-02月末"].value is None
-    assert trend["2026-03月末"].value is not None and trend["2026-05月末"].value is not None
+    # From the data's first month on, a count (shown, or "*" when its perturbed value is small: which
+    # depends on the database's cell-key secret, drawn at random), never "no data".
+    assert trend["2026-03月末"].display != "无数据" and trend["2026-05月末"].display != "无数据"
+    assert trend["2026-03月末"].value is not None or trend["2026-03月末"].suppressed
     flows_table = {r.label: [c.display for c in r.cells] for r in board.table("flows").rows}
     assert flows_table["2026-01"] == ["无数据"] * 5 and flows_table["2026-05"][3] != "无数据"
     change = board.table("change")
