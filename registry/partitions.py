@@ -233,10 +233,10 @@ TABLE_STATISTICS_DRIFT = 0.1
 def analyze_written(conn: Connection, table: str) -> list[str]:
     """ANALYZE a table the current transaction wrote many rows into; returns what was analyzed.
 
-    A plain table is analyzed whole. Of a partitioned one, the partitions this transaction wrote
-    (pg_stat_xact_user_tables: may also name one this session wrote a moment before), then the table
-    itself if it has never been analyzed or its partitions now hold more than TABLE_STATISTICS_DRIFT
-    more or fewer rows than when it was.
+    A plain table is analyzed whole. A partitioned one is analyzed whole (every partition with it)
+    when it never was or its rows, counting this transaction's, have drifted more than
+    TABLE_STATISTICS_DRIFT from its statistics; otherwise only the partitions this transaction wrote
+    (pg_stat_xact_user_tables, which may also name one this session wrote a moment before).
     """
     partitioned = conn.scalar(
         text("SELECT relkind = 'p' FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
@@ -244,28 +244,25 @@ def analyze_written(conn: Connection, table: str) -> list[str]:
     if not partitioned:
         conn.execute(text(f"ANALYZE {table}"))
         return [table]
-    written = list(
-        conn.scalars(
-            text(
-                "SELECT s.relname FROM pg_stat_xact_user_tables s JOIN pg_inherits i ON i.inhrelid = s.relid "
-                "WHERE i.inhparent = CAST(:t AS regclass) AND s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0 "
-                "ORDER BY s.relname"
-            ),
-            {"t": table},
-        )
+    written = text(
+        "SELECT s.relname, s.n_tup_ins - s.n_tup_del FROM pg_stat_xact_user_tables s"
+        " JOIN pg_inherits i ON i.inhrelid = s.relid"
+        " WHERE i.inhparent = CAST(:t AS regclass) AND s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0"
+        " ORDER BY s.relname"
     )
-    for name in written:
-        conn.execute(text(f"ANALYZE {name}"))
-    own, parts = conn.execute(
+    parts = conn.execute(written, {"t": table}).all()
+    own, counted = conn.execute(
         text(
-            "SELECT t.reltuples, (SELECT sum(greatest(c.reltuples, 0)) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = t.oid) "
-            "FROM pg_class t WHERE t.oid = CAST(:t AS regclass)"
+            "SELECT t.reltuples, (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = t.oid)"
+            " FROM pg_class t WHERE t.oid = CAST(:t AS regclass)"
         ),
         {"t": table},
     ).one()
-    parts = float(parts or 0)
-    if own < 0 or abs(parts - own) > TABLE_STATISTICS_DRIFT * max(own, 1):
-        conn.execute(text(f"ANALYZE {table}"))
-        written.append(table)
-    return written
+    rows = float(counted) + sum(net for _, net in parts)
+    if own < 0 or abs(rows - own) > TABLE_STATISTICS_DRIFT * max(own, 1):
+        conn.execute(text(f"ANALYZE {table}"))  # its partitions too: the written ones are among them
+        return [table]
+    for name, _ in parts:
+        conn.execute(text(f"ANALYZE {name}"))
+    return [name for name, _ in parts]

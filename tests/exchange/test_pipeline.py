@@ -334,12 +334,13 @@ def test_an_initial_load_builds_the_indexes_after_its_rows(
     assert result.state == "completed"
     batch = session.get(Batch, result.batch_id)
     assert batch.resolution["indexes_built_after"] == ["person", "person_identifier", "link"]
-    # The partitioned tables: this year's partition, which the batch wrote, and no other year's.
+    # The partitioned tables: this year's partition, which the batch wrote, and no other year's (or the
+    # whole table, when its statistics are missing or stale: the test database's history decides).
     analyzed = {r.args[1]: r.args[2].split(", ") for r in caplog.records if "analyzed" in r.getMessage()}
     year = session.scalar(text("SELECT extract(year FROM now())::int"))
     assert analyzed["person"] == ["person"]
     for name in ("source_record", "person_version", "change_event"):
-        assert f"{name}_y{year}" in analyzed[name]
+        assert analyzed[name] == [name] or f"{name}_y{year}" in analyzed[name], analyzed[name]
         assert set(analyzed[name]) <= {f"{name}_y{year}", f"{name}_default", name}, analyzed[name]
     built = [r.args[0] for r in caplog.records if r.name == "base.bulk" and "built after" in r.getMessage()]
     assert built == ["person", "person_identifier", "link", "person_version", "change_event"]
