@@ -1,9 +1,14 @@
 """Person names: one canonical spelling, a matching key, toneless pinyin, surname and a similarity score."""
 
+import contextlib
+import importlib.util
+import json
+import os
 import re
 import unicodedata
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from functools import cache, lru_cache
+from pathlib import Path
 
 import opencc
 from rapidfuzz.distance import JaroWinkler
@@ -71,36 +76,67 @@ def name_pinyin(name: str | None) -> str | None:
 
 
 @cache
-def _pypinyin() -> tuple[Container[str], int, Callable[[str], str]]:
-    """pypinyin's phrase dictionary, its longest phrase, and its toneless reading of a text, joined.
-
-    Imported on the first name spelled, not with this module: loading the phrase dictionary is 0.3 s,
-    and most of what imports names (the gate, merge, publish, statistics, every web page) spells none.
-    """
+def _pypinyin() -> Callable[[str], str]:
+    """pypinyin's toneless reading of a text, joined (importing pypinyin loads its phrase dictionary:
+    0.2-0.4 s, which only the rare name holding one of its phrases needs; _readings has the rest)."""
     from pypinyin import Style, lazy_pinyin
-    from pypinyin.constants import PHRASES_DICT
 
     def read(text: str) -> str:
         return "".join(lazy_pinyin(text, style=Style.NORMAL))
 
-    return PHRASES_DICT, max(map(len, PHRASES_DICT)), read
+    return read
+
+
+@cache
+def _readings() -> tuple[frozenset[str], int, dict[str, str]]:
+    """pypinyin's phrases (their texts), its longest phrase, and its toneless reading of every character
+    it knows: what spelling a name needs, read from a cache that the first process to need them writes
+    (see _readings_cache) in about 25 ms instead of pypinyin's own data in 0.2-0.4 s a process."""
+    path = _readings_cache()
+    if path is not None:
+        with contextlib.suppress(OSError, ValueError, TypeError):  # none yet, or damaged: written again
+            phrases, chars = json.loads(path.read_bytes())
+            if isinstance(chars, dict):
+                return frozenset(phrases), max(map(len, phrases)), chars
+    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
+
+    read = _pypinyin()
+    phrases, chars = sorted(PHRASES_DICT), {chr(c): read(chr(c)) for c in sorted(PINYIN_DICT)}
+    if path is not None:  # written whole, then renamed: a reader sees all of it or nothing
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f"{path.name}.{os.getpid()}")
+            part.write_text(json.dumps([phrases, chars], ensure_ascii=False), encoding="utf-8")
+            part.replace(path)
+    return frozenset(phrases), max(map(len, phrases)), chars
+
+
+def _readings_cache() -> Path | None:
+    """Where _readings is kept: the user's cache folder, one file per version of pypinyin's data (named
+    by its files' sizes and times, found without importing pypinyin); None without pypinyin's files."""
+    spec = importlib.util.find_spec("pypinyin")
+    if spec is None or spec.origin is None:
+        return None
+    data = [Path(spec.origin).with_name(f) for f in ("phrases_dict.json", "pinyin_dict.json")]
+    try:
+        stamp = "-".join(f"{s.st_size}.{s.st_mtime_ns}" for s in map(os.stat, data))
+    except OSError:  # an installation without them (an older pypinyin kept its data in modules)
+        return None
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "popex" / f"pypinyin-readings-{stamp}.json"
 
 
 def _spell(text: str) -> str:
     """pypinyin's toneless reading of a text, joined. pypinyin reads a text per character except the
-    parts its segmenter finds in its phrase dictionary; a name with no part in that dictionary (most
-    names) is therefore read per character here, each character's reading cached, which is the same
-    result at a fraction of the cost (tests/registry/test_names.py compares both)."""
-    phrases, longest, read = _pypinyin()
+    parts its segmenter finds in its phrase dictionary; a name with no part in that dictionary (about
+    99 % of names) is therefore read per character here, from _readings (a character pypinyin does not
+    know reads as itself, as pypinyin leaves it), which is the same result at a fraction of the cost
+    (tests/registry/test_normalise_names.py compares both)."""
+    phrases, longest, chars = _readings()
     n = len(text)
     if any(text[i:j] in phrases for i in range(n) for j in range(i + 1, min(n, i + longest) + 1)):
-        return read(text)
-    return "".join(map(_char_pinyin, text))
-
-
-@lru_cache(maxsize=1 << 16)
-def _char_pinyin(char: str) -> str:
-    return _pypinyin()[2](char)
+        return _pypinyin()(text)
+    return "".join([chars.get(c, c) for c in text])
 
 
 def surname(name: str | None) -> str | None:

@@ -1,5 +1,8 @@
 """Tests for registry/normalise/names.py."""
 
+import os
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -229,15 +232,50 @@ def test_every_synthetic_surname_with_every_given_character_reads_as_pypinyin_re
     assert differ == []
 
 
-def test_pypinyin_is_loaded_by_the_first_name_spelled_not_by_importing_the_pipeline() -> None:
-    """The gate, merge, publish, statistics and every web page import this module through the exchange
-    path but spell no name: they must not pay for pypinyin's phrase dictionary (0.3 s a process)."""
+def _spelling_process(cache_home: Path, names: str) -> list[str]:
+    """In a new process with its own cache folder: is pypinyin loaded after importing the exchange path,
+    each of `names` spelled, and is pypinyin loaded after spelling each."""
     import subprocess
     import sys
 
     probe = (
-        "import sys, exchange.flows, registry.normalise.names as n; loaded = 'pypinyin' in sys.modules; "
-        "spelled = n.name_pinyin('王长江'); print(loaded, spelled, 'pypinyin' in sys.modules)"
+        "import sys, exchange.flows, registry.normalise.names as n; print('pypinyin' in sys.modules)\n"
+        f"for name in {names!r}.split(): print(n.name_pinyin(name), 'pypinyin' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "wangchangjiang", "True"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    return out.stdout.split()
+
+
+def test_pypinyin_is_loaded_only_to_write_the_readings_cache_or_for_a_name_holding_a_phrase(
+    tmp_path: Path,
+) -> None:
+    """The gate, merge, publish, statistics and every web page import this module through the exchange
+    path but spell no name: they must not pay for pypinyin's data (0.2-0.4 s a process); a name spelled
+    reads the cache (written by the first process that spelled one), and only a name holding one of
+    pypinyin's phrases (长江) needs pypinyin itself."""
+    first = _spelling_process(tmp_path, "王小明 王长江")
+    assert first == ["False", "wangxiaoming", "True", "wangchangjiang", "True"]  # it wrote the cache
+    assert len(list((tmp_path / "popex").glob("pypinyin-readings-*.json"))) == 1
+    assert _spelling_process(tmp_path, "王小明 王长江") == [
+        "False", "wangxiaoming", "False", "wangchangjiang", "True"
+    ]  # fmt: skip
+    for cache in (tmp_path / "popex").iterdir():  # a damaged cache is read as no cache, and written again
+        cache.write_bytes(b"\x00damaged")
+    assert _spelling_process(tmp_path, "王小明") == ["False", "wangxiaoming", "True"]
+    assert _spelling_process(tmp_path, "王小明") == ["False", "wangxiaoming", "False"]
+
+
+def test_the_cached_reading_of_every_character_is_pypinyins() -> None:
+    """Every character pypinyin knows, and characters it does not (read as themselves), in the BMP's
+    CJK blocks, extension B's first 2,000, Latin letters and the name separator."""
+    from pypinyin import Style, lazy_pinyin
+
+    from registry.normalise.names import _readings
+
+    _, _, chars = _readings()
+    blocks = [range(0x3400, 0x4DC0), range(0x4E00, 0xA000), range(0xF900, 0xFB00), range(0x20000, 0x207D0)]
+    texts = [chr(c) for block in blocks for c in block] + list("ABCXYZÜ·")
+    differ = [t for t in texts if chars.get(t, t) != "".join(lazy_pinyin(t, style=Style.NORMAL))]
+    assert len(chars) > 20_000
+    assert differ == []
