@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from sqlalchemy import Connection, Engine, create_engine, make_url
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from base import db
@@ -20,6 +20,11 @@ from tests.factories import make_areas
 # No per-example deadline: a test here checks results, never time (a loaded CI machine is not a failure).
 settings.register_profile("popex", deadline=None)
 settings.load_profile("popex")
+# The statistics' cell keys (decision.protection) hash a secret that a migration draws at random for each
+# database: the test databases get this one instead, so that a run's published figures are the same in
+# every run. POPEX_TEST_CELL_KEY_SECRET runs the tests under another (a sweep over several finds a test
+# that holds only under some draws).
+TEST_CELL_KEY_SECRET = os.environ.get("POPEX_TEST_CELL_KEY_SECRET", "popex-tests")
 
 
 def admin_url() -> str:
@@ -37,13 +42,22 @@ def drop_database(url: str, admin: str | None = None) -> None:
     db.drop_database(str(make_url(url).database), admin or admin_url())
 
 
+def migrate(conn: Connection) -> None:
+    """The whole schema, with the tests' cell-key secret."""
+    upgrade(conn)
+    conn.execute(
+        text("UPDATE decision.publication SET cell_key_secret = :secret WHERE id = 1"),
+        {"secret": TEST_CELL_KEY_SECRET},
+    )
+
+
 @contextmanager
 def migrated_database(prefix: str = "popex_test") -> Iterator[str]:
     """A new database with the whole schema, dropped afterwards; yields its URL."""
     url = create_database(prefix)
     engine = create_engine(url)
     with engine.begin() as conn:
-        upgrade(conn)
+        migrate(conn)
     engine.dispose()
     try:
         yield url

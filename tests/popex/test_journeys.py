@@ -27,11 +27,10 @@ from collection import service as collection_service
 from exchange import service as exchange_service
 from popex.app import create_app
 from registry.batches import fail
-from registry.migrate import upgrade
 from schemas.canonical import BatchStep
 from tests.browser import MARKS, OfflinePage, offline_page, served
 from tests.collection.conftest import LI, PASSWORD, ZHANG, ZHANG_BAD
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, migrate
 from tests.factories import make_areas, make_person
 from tests.feedfiles import write_feed
 
@@ -46,7 +45,7 @@ def database() -> Iterator[tuple[str, sessionmaker[Session]]]:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            upgrade(conn)
+            migrate(conn)
         yield url, sessionmaker(engine, expire_on_commit=False)
     finally:
         engine.dispose()
@@ -210,7 +209,7 @@ def test_planner_drills_changes_the_date_and_exports(browser, tmp_path: Path) ->
     engine = create_engine(planner_db)
     try:
         with engine.begin() as conn:
-            upgrade(conn)
+            migrate(conn)
         factory = sessionmaker(engine, expire_on_commit=False)
         with factory() as session:
             bench.generate_city(session, persons=3000, districts=2, streets=2, communities=3)
@@ -277,7 +276,7 @@ def test_operator_morning_check(browser, tmp_path: Path) -> None:
     storage_settings.cache_clear()
     try:
         with engine.begin() as conn:
-            upgrade(conn)
+            migrate(conn)
         factory = sessionmaker(engine, expire_on_commit=False)
         with factory() as session:
             make_areas(session)
