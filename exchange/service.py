@@ -74,6 +74,10 @@ def identify(path: Path, source: str | None, as_of: date | None) -> tuple[FileNa
     return name, spec
 
 
+# A batch in these states has had its receipts written (by the step that settled it: write_receipts).
+RECEIPTED = frozenset({BatchState.COMPLETED, BatchState.REJECTED, BatchState.QUARANTINED})
+
+
 def receive_file(
     *,
     session: Session,
@@ -192,6 +196,10 @@ def receive_file(
         detail={"file": path.name, "sha256": sha256, "channel": channel},
     )
     session.flush()
+    if existing is not None and not repeated and existing.state in RECEIPTED:
+        # A quiet day's file joining a batch whose receipts are already out: no step will run on the
+        # batch again, so this day's file gets its receipt now.
+        write_receipts(session=session, batch_id=existing.id)
     return Received(batch, repeated)
 
 

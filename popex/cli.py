@@ -226,8 +226,12 @@ def _print_ingested(result: "Ingested") -> None:
     with session_scope() as session:
         batch = session.scalars(select(Batch).where(Batch.id == result.batch_id)).one()
         held = batch.state in (BatchState.QUARANTINED, BatchState.REJECTED)
+        # A quiet day's header-only file has the bytes of an earlier day's: it joins that batch.
+        name = result.file_name
+        if name != batch.file_name:
+            name += f"（内容与 {batch.file_name} 相同，记入同一批次）"
         console.print(
-            f"批次 {batch.id} {batch.file_name} 状态 {batch_state_label(batch.state, batch.failed_step)}："
+            f"批次 {batch.id} {name} 状态 {batch_state_label(batch.state, batch.failed_step)}："
             f"接收 {batch.rows_received}，"
             # a held batch's rows passed their own checks but nothing entered the register
             + (f"行校验通过 {batch.rows_accepted}（整批未入库）" if held else f"通过 {batch.rows_accepted}")

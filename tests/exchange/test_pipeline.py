@@ -287,6 +287,26 @@ def test_an_empty_daily_file_gets_its_own_receipt_though_its_bytes_are_the_day_b
     )
 
 
+def test_a_quiet_days_file_gets_its_receipt_when_the_day_before_is_already_done(
+    session, factory, areas, tmp_path
+) -> None:
+    """As a city runs: each day received and processed before the next day's file comes. The second
+    day's header-only file joins the first day's completed batch, on which no step runs again; its
+    receipt is written when it is received (through the landing folder, and through popex ingest)."""
+    landing, outbox = tmp_path / "landing", tmp_path / "outbox"
+    landing.mkdir()
+    for day in (1, 2):
+        write_feed(landing, "wjw_sw", date(2026, 11, day), [])  # no deaths: the same bytes each day
+        for batch_id in flows.receive_landing(factory, landing, date(2026, 11, day)):
+            assert flows.process_batch(factory, batch_id) == "completed"
+    for day in (3, 4):
+        ingested = flows.ingest_file(factory, write_feed(tmp_path, "wjw_sw", date(2026, 11, day), []))
+        assert ingested.state == "completed" and not ingested.duplicate
+    written = sorted(p.name for p in outbox.rglob("*.receipt.csv"))
+    assert written == [f"wjw_sw_2026110{day}.csv.receipt.csv" for day in (1, 2, 3, 4)]
+    assert len(session.scalars(select(Batch.id).where(Batch.source == "wjw_sw")).all()) == 1
+
+
 def test_a_file_the_intake_refuses_is_set_aside_and_the_others_go_on(
     session, factory, areas, tmp_path
 ) -> None:
