@@ -136,7 +136,7 @@ def exchange_daily() -> None:
 
         as_of = _as_of()
         landing = str(get_current_context()["params"].get("landing") or storage_settings().landing_dir)
-        return receive_landing(session_factory(), landing, as_of)
+        return receive_landing(session_factory(), landing, as_of, outbox=_outbox())
 
     @task(map_index_template="{{ batch_id }}")
     def parse(batch_id: int) -> int:

@@ -317,7 +317,9 @@ def prepare_partitions(factory: SessionFactory) -> list[str]:
         return []
 
 
-def receive_landing(factory: SessionFactory, folder: Path | str, as_of: date) -> list[int]:
+def receive_landing(
+    factory: SessionFactory, folder: Path | str, as_of: date, outbox: Path | str | None = None
+) -> list[int]:
     """The batches a day's run works on, in delivery order: the landing folder's files for this day or
     an earlier one (late files too), each archived, registered and then moved out of the folder to
     _received/<as-of>/, and every batch of this day or earlier that no run has finished (pushed
@@ -331,6 +333,8 @@ def receive_landing(factory: SessionFactory, folder: Path | str, as_of: date) ->
     interrupted) gives its batch without a second delivery, and moved files are not seen again.
 
     A landing folder in a bucket (a URI): each file is received from a local copy, then moved within the bucket.
+    `outbox`: where a quiet day's file that joins a settled batch gets its receipt (default
+    POPEX_OUTBOX_DIR).
     """
     prepare_partitions(factory)
     folder = storage.location(folder)
@@ -343,7 +347,7 @@ def receive_landing(factory: SessionFactory, folder: Path | str, as_of: date) ->
         try:
             with transaction(factory) as session, storage.local_copy(found) as path:
                 received = service.receive_file(
-                    session=session, path=path, channel="landing", once_per_name=True
+                    session=session, path=path, channel="landing", once_per_name=True, outbox=outbox
                 )
                 known = received.batch.id
         except service.FeedFileError as exc:

@@ -88,6 +88,7 @@ def receive_file(
     as_of: date | None = None,
     once_per_name: bool = False,
     any_channel: bool = False,
+    outbox: Path | str | None = None,
 ) -> Received:
     """Archive the file with its hash first, then register it as a batch (once per distinct content).
 
@@ -96,7 +97,8 @@ def receive_file(
     same name and content delivered before through the same channel add no delivery (a landing
     folder's file seen again by a retried run, its move interrupted: exchange.flows.receive_landing),
     or through any channel with `any_channel` too (an operator finishing a delivered file:
-    exchange.flows.ingest_file).
+    exchange.flows.ingest_file). A new day's file joining a batch already settled gets its receipt in
+    `outbox` (default POPEX_OUTBOX_DIR) at once.
     """
     size, limit = path.stat().st_size, storage_settings().max_upload_bytes
     if size > limit:
@@ -199,7 +201,7 @@ def receive_file(
     if existing is not None and not repeated and existing.state in RECEIPTED:
         # A quiet day's file joining a batch whose receipts are already out: no step will run on the
         # batch again, so this day's file gets its receipt now.
-        write_receipts(session=session, batch_id=existing.id)
+        write_receipts(session=session, batch_id=existing.id, outbox=outbox)
     return Received(batch, repeated)
 
 

@@ -305,6 +305,10 @@ def test_a_quiet_days_file_gets_its_receipt_when_the_day_before_is_already_done(
     written = sorted(p.name for p in outbox.rglob("*.receipt.csv"))
     assert written == [f"wjw_sw_2026110{day}.csv.receipt.csv" for day in (1, 2, 3, 4)]
     assert len(session.scalars(select(Batch.id).where(Batch.source == "wjw_sw")).all()) == 1
+    elsewhere = tmp_path / "run-outbox"  # a run's own outbox (exchange_daily's 'outbox' param)
+    write_feed(landing, "wjw_sw", date(2026, 11, 5), [])
+    flows.receive_landing(factory, landing, date(2026, 11, 5), outbox=elsewhere)
+    assert "wjw_sw_20261105.csv.receipt.csv" in {p.name for p in elsewhere.rglob("*.receipt.csv")}
 
 
 def test_a_file_the_intake_refuses_is_set_aside_and_the_others_go_on(
