@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Callable
 from functools import cache, lru_cache
@@ -96,19 +97,30 @@ def _readings() -> tuple[frozenset[str], int, dict[str, str]]:
     if path is not None:
         with contextlib.suppress(OSError, ValueError, TypeError):  # none yet, or damaged: written again
             phrases, chars = json.loads(path.read_bytes())
-            if isinstance(chars, dict):
+            if isinstance(phrases, list) and isinstance(chars, dict):
                 return frozenset(phrases), max(map(len, phrases)), chars
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
 
     read = _pypinyin()
     phrases, chars = sorted(PHRASES_DICT), {chr(c): read(chr(c)) for c in sorted(PINYIN_DICT)}
-    if path is not None:  # written whole, then renamed: a reader sees all of it or nothing
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            part = path.with_name(f"{path.name}.{os.getpid()}")
-            part.write_text(json.dumps([phrases, chars], ensure_ascii=False), encoding="utf-8")
-            part.replace(path)
+    if path is not None:
+        _write_whole(path, json.dumps([phrases, chars], ensure_ascii=False).encode())
     return frozenset(phrases), max(map(len, phrases)), chars
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Written to a file of its own, then renamed: a reader sees all of it or nothing; a folder that
+    cannot be written leaves no trace (the readings are then read from pypinyin each time)."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, part = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(part, path)
+        except OSError:
+            os.unlink(part)
+            raise
 
 
 def _readings_cache() -> Path | None:
