@@ -5,7 +5,6 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Callable
 from functools import cache, lru_cache
@@ -103,24 +102,12 @@ def _readings() -> tuple[frozenset[str], int, dict[str, str]]:
 
     read = _pypinyin()
     phrases, chars = sorted(PHRASES_DICT), {chr(c): read(chr(c)) for c in sorted(PINYIN_DICT)}
-    if path is not None:
-        _write_whole(path, json.dumps([phrases, chars], ensure_ascii=False).encode())
+    if path is not None:  # written whole (a reader sees all of it or nothing); an unwritable folder: none
+        from base import storage  # here, not with the module: only the process that writes the cache
+
+        with contextlib.suppress(OSError):
+            storage.write_whole(path, json.dumps([phrases, chars], ensure_ascii=False).encode())
     return frozenset(phrases), max(map(len, phrases)), chars
-
-
-def _write_whole(path: Path, data: bytes) -> None:
-    """Written to a file of its own, then renamed: a reader sees all of it or nothing; a folder that
-    cannot be written leaves no trace (the readings are then read from pypinyin each time)."""
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, part = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(part, path)
-        except OSError:
-            os.unlink(part)
-            raise
 
 
 def _readings_cache() -> Path | None:
