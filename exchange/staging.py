@@ -8,10 +8,12 @@ main process: starting workers would cost more than it saves.
 
 import csv
 import io
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 
 from base.settings import worker_settings
 from exchange.readers import FeedFile
@@ -23,7 +25,7 @@ from schemas.feed_spec import get_feed_spec
 # household snapshot of the 100,000-person city (65,094 rows, 2 workers, 6 alternate runs): parse and
 # COPY 5.0-5.9 s (median 5.8) with 2,000-row chunks, 5.8-7.5 s (median 6.6) with 20,000.
 CHUNK_ROWS = 2_000
-# From this size the workers are forked (milliseconds: everything is imported). With 8 MiB, files of a
+# From this size the workers start (forked: milliseconds, everything is imported). With 8 MiB, files of a
 # few MB were built by one process: the 100,000-person city's 35,063-row floating-population snapshot
 # (6.5 MB) parsed and copied in 6.1-6.9 s alone, 3.9-4.1 s on two workers; a 5,500-row file (1 MB)
 # 1.0-1.3 s against 0.9 s; at 280 KB (1,500 rows) no difference.
@@ -68,6 +70,20 @@ def _chunks(feed: FeedFile) -> Iterator[list[Row]]:
         yield chunk
 
 
+def pool_context() -> BaseContext:
+    """How the workers start. Forked when this process runs one thread: a worker starts in milliseconds
+    with everything imported, only builds text and ends with os._exit, so it never touches the database
+    connections it inherited. From a process with other threads (a web server's, a scheduler's) a
+    forked child would inherit every lock those threads held at that moment (logging's, an import's, a
+    pool's) with no thread to release it, and could wait forever: the workers are then forked from a
+    fork server, a fresh one-thread process that imported this module (once per process, ~0.3 s)."""
+    if threading.active_count() == 1:
+        return get_context("fork")
+    context = get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def staged_chunks(
     feed: FeedFile, *, batch_id: int, known_areas: set[str], today: date, workers: int | None = None
 ) -> Iterator[tuple[str, int]]:
@@ -80,11 +96,7 @@ def staged_chunks(
         for chunk in _chunks(feed):
             yield _build(batch_id, chunk)
         return
-    # fork: a worker starts in milliseconds with everything imported. It only builds text and ends
-    # with os._exit, so it never touches the database connections it inherited from the parent.
-    with ProcessPoolExecutor(
-        workers, mp_context=get_context("fork"), initializer=_init, initargs=args
-    ) as pool:
+    with ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_init, initargs=args) as pool:
         pending: list[Future[tuple[str, int]]] = []
         for chunk in _chunks(feed):
             pending.append(pool.submit(_build, batch_id, chunk))
