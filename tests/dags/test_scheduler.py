@@ -222,6 +222,10 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
     write_feed(landing, "wjw_sw", DAY, [death])  # a second department: its own mapped parse and gate
     later = [hj("H2", LI, "李娜", "女", "1985-05-05", when="2026-10-02")]
     write_feed(landing, "gaj_hj", date(2026, 10, 2), later)  # for the backfill below
+    # A quiet feed: the same header-only bytes every day. The second day's file joins the first day's
+    # settled batch and gets its receipt when the backfill's run receives it (no step runs again).
+    for day in (DAY, date(2026, 10, 2)):
+        write_feed(landing, "mzj_hy", day, [])
 
     client = wait_for("the api-server", lambda: airflow.client(), 120)
     assert isinstance(client, httpx.Client)
@@ -254,7 +258,7 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
         by_task: dict[str, list[dict]] = {}
         for ti in tis:
             by_task.setdefault(ti["task_id"], []).append(ti)
-        assert [ti["state"] for ti in by_task["batch.parse"]] == ["success", "success"]  # one per batch
+        assert [ti["state"] for ti in by_task["batch.parse"]] == ["success"] * 3  # one per batch
         labels = sorted(ti["rendered_map_index"] for ti in by_task["batch.parse"])  # the batch ids
         assert {ti["pool"] for t in ("resolve", "merge", "publish") for ti in by_task[t]} == {
             "popex_identity"
@@ -269,12 +273,16 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
     with engine.connect() as conn:
         batches = conn.execute(text("SELECT id, source, as_of_date, state FROM batch ORDER BY source")).all()
         persons = conn.execute(text("SELECT id_no, status FROM person")).all()
-    assert [(b.source, b.as_of_date) for b in batches] == [("gaj_hj", DAY), ("wjw_sw", DAY)]
+    assert [(b.source, b.as_of_date) for b in batches] == [("gaj_hj", DAY), ("mzj_hy", DAY), ("wjw_sw", DAY)]
     assert labels == sorted(str(b.id) for b in batches)
     assert {b.state for b in batches} <= {"published", "counted", "completed"}
     assert [tuple(p) for p in persons] == [(ZHANG, "dead")]  # in delivery order; 10-02's file waited
     receipts = sorted(p.name for p in (tmp_path / "outbox").rglob("*.receipt.csv"))
-    assert receipts == ["gaj_hj_20261001.csv.receipt.csv", "wjw_sw_20261001.csv.receipt.csv"]
+    assert receipts == [
+        "gaj_hj_20261001.csv.receipt.csv",
+        "mzj_hy_20261001.csv.receipt.csv",
+        "wjw_sw_20261001.csv.receipt.csv",
+    ]
 
     # A backfill of the next as-of day as docs/OPERATIONS.md gives it: the run time 10-03 10:00 local.
     made = airflow.cli(
@@ -301,7 +309,20 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
         assert (
             conn.execute(text("SELECT count(*) FROM person WHERE id_no = :li"), {"li": LI}).scalar_one() == 1
         )
+        quiet = conn.execute(
+            text("SELECT d.file_name, d.duplicate, b.state FROM delivery d JOIN batch b ON b.id = d.batch_id"
+                 " WHERE d.source = 'mzj_hy' ORDER BY d.file_name")
+        ).all()  # fmt: skip
     engine.dispose()
+    assert [tuple(q) for q in quiet] == [
+        ("mzj_hy_20261001.csv", False, "completed"),
+        ("mzj_hy_20261002.csv", False, "completed"),
+    ]
+    quiet_receipt = tmp_path / "outbox" / "mzj_hy" / "mzj_hy_20261002.csv.receipt.csv"
+    assert (
+        quiet_receipt.read_bytes()
+        == (tmp_path / "outbox" / "mzj_hy" / "mzj_hy_20261001.csv.receipt.csv").read_bytes()
+    )
 
     # The monitor reads the same runs through the REST API.
     from monitor import health
