@@ -2,7 +2,8 @@
 
 With POPEX_TEST_STOP_AT=<step> (parse, gate, resolve, merge, publish, statistics, receipt) in its
 environment, a process that moves a batch out of that step's start state stops itself (SIGSTOP) at
-that moment: the step's work is done, its transaction not yet committed. The test that set the
+that moment: the step's work is done, its transaction not yet committed. With `receive`, it stops once
+a file is registered (its batch, delivery, audit record and any receipt written), before the commit. The test that set the
 variable then does what a crash would: `kill -9` (the rerun must finish exactly the missing work), or
 terminates the process's database connection and lets it go on (SIGCONT). Unset, it does nothing; no
 setting or command sets it: only tests (tests/popex/test_ingest_crash.py).

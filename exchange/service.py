@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from base import storage
+from base.crashpoint import stop_point
 from base.settings import storage_settings
 from base.storage import file_sha256 as file_sha256
 
@@ -202,6 +203,7 @@ def receive_file(
         # A quiet day's file joining a batch whose receipts are already out: no step will run on the
         # batch again, so this day's file gets its receipt now.
         write_receipts(session=session, batch_id=existing.id, outbox=outbox)
+    stop_point("receive")  # a test hook (base.crashpoint): nothing unless a test asks to stop here
     return Received(batch, repeated)
 
 

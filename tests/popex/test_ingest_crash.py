@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +117,18 @@ def _env(url: str, city: Path, outbox: Path, stop_at: str | None = None) -> dict
     return env
 
 
-def _ingest(url: str, city: Path, outbox: Path, stop_at: str | None = None) -> subprocess.Popen[str]:
-    """`popex ingest FILE` as the installed command runs it (popex.cli.run)."""
+def _ingest(
+    url: str, city: Path, outbox: Path, stop_at: str | None = None, path: Path | None = None
+) -> subprocess.Popen[str]:
+    """`popex ingest FILE` as the installed command runs it (popex.cli.run); FILE unless `path`."""
     return subprocess.Popen(
-        [sys.executable, "-c", "from popex.cli import run; run()", "ingest", str(city / "landing" / FILE)],
+        [
+            sys.executable,
+            "-c",
+            "from popex.cli import run; run()",
+            "ingest",
+            str(path or city / "landing" / FILE),
+        ],
         env=_env(url, city, outbox, stop_at),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -128,8 +136,10 @@ def _ingest(url: str, city: Path, outbox: Path, stop_at: str | None = None) -> s
     )
 
 
-def _ingest_once(url: str, city: Path, outbox: Path) -> subprocess.CompletedProcess[str]:
-    run = _ingest(url, city, outbox)
+def _ingest_once(
+    url: str, city: Path, outbox: Path, path: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    run = _ingest(url, city, outbox, path=path)
     out, err = run.communicate(timeout=300)
     return subprocess.CompletedProcess(run.args, run.returncode, out, err)
 
@@ -340,6 +350,58 @@ def test_killed_inside_a_step_the_rerun_finishes_exactly_the_rest(
     assert _recovered(database) == [
         {"actor": "operator", "file": FILE, "channel": "cli", "steps": [str(s) for s in (step, *step.later)]}
     ]
+
+
+def test_a_quiet_days_file_killed_at_receive_is_received_once_with_its_receipt(
+    database, city, tmp_path
+) -> None:
+    """A quiet feed's second header-only file joins the first day's settled batch and gets its receipt at
+    receive (no step runs again): killed there, before its transaction commits, the rerun records one
+    delivery and writes the same receipt."""
+    folder, outbox = tmp_path / "quiet", tmp_path / "outbox"
+    folder.mkdir()
+    first, second = (write_feed(folder, "mzj_hy", day, []) for day in (AS_OF, AS_OF + timedelta(days=1)))
+    assert first.read_bytes() == second.read_bytes()
+    done = _ingest_once(database, city, outbox, first)
+    assert done.returncode == 0, done.stderr
+
+    run = _ingest(database, city, outbox, stop_at="receive", path=second)
+    _stopped(run)
+    os.kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    assert [d[0] for d in outcome_deliveries(database)] == [REGISTER, first.name]  # died uncommitted
+
+    again = _ingest_once(database, city, outbox, second)
+    assert again.returncode == 0, again.stderr
+    assert _no_traceback(again.stdout + again.stderr)
+    assert outcome_deliveries(database) == [
+        (REGISTER, "cli", False, "completed"),
+        (first.name, "cli", False, "completed"),
+        (second.name, "cli", False, "completed"),
+    ]
+    quiet = outbox / "mzj_hy"
+    assert sorted(p.name for p in quiet.iterdir()) == [
+        f"{first.name}.receipt.csv",
+        f"{second.name}.receipt.csv",
+    ]
+    assert (quiet / f"{second.name}.receipt.csv").read_bytes() == (
+        quiet / f"{first.name}.receipt.csv"
+    ).read_bytes()
+
+
+def outcome_deliveries(url: str) -> list[tuple[str, str, bool, str]]:
+    """Each delivery's file, channel, whether a duplicate, and its batch's state, in order."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT d.file_name, d.channel, d.duplicate, b.state FROM delivery d"
+                " JOIN batch b ON b.id = d.batch_id ORDER BY d.id"
+            )
+        ).all()
+    engine.dispose()
+    return [tuple(row) for row in found]  # type: ignore[misc]
 
 
 def test_a_dropped_connection_fails_the_step_and_says_so(database, city, tmp_path, clean) -> None:
