@@ -32,6 +32,11 @@ class StorageSettings(BaseSettings):
     # places (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role), never from here.
     s3_endpoint_url: str | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
+    # A file in a local landing folder is taken once it has not changed (size, modification time) for
+    # landing_quiet_seconds: one a department is still uploading straight into the folder would be cut
+    # short. A run waits up to landing_patience_seconds for it, then leaves it to the next run.
+    landing_quiet_seconds: float = Field(default=30.0, ge=0)
+    landing_patience_seconds: float = Field(default=300.0, ge=0)
 
 
 class ScheduleSettings(BaseSettings):

@@ -95,6 +95,15 @@ def exists(where: Path | str) -> bool:
     return bool(fs.exists(path))
 
 
+def signature(where: Path | str) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a local file, which change while it is being written; None for
+    an object in a bucket, which appears whole when its upload ends."""
+    if not isinstance(where, Path):
+        return None
+    stat = where.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a local file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from base import storage
 from base.db import SessionFactory, transaction
 from base.progress import say_waiting
+from base.settings import storage_settings
 from decision import service as decision_service  # the statistics step (pyproject: the one allowed import)
 from exchange import gate, service
 from exchange.readers import parse_file_name
@@ -299,6 +300,7 @@ def landing_files(folder: storage.Location) -> list[storage.Location]:
     return [p for _, p in sorted(found)]
 
 
+LEFT_FOR_NEXT_RUN = "landing: %s is still being written (it kept changing for %s s); left for the next run"
 RECEIVED_DIR = "_received"  # where a landing folder's files go once received: <folder>/_received/<as-of>/
 REFUSED_DIR = "_refused"  # … and those the intake refused (source, size): <folder>/_refused/<run's as-of>/
 
@@ -315,6 +317,28 @@ def prepare_partitions(factory: SessionFactory) -> list[str]:
             raise
         log.warning("partitions: a table was busy, none created this run; the next run tries again")
         return []
+
+
+def wait_until_quiet(found: storage.Location) -> bool:
+    """Whether a landing file has stopped changing: its size and modification time unchanged for
+    POPEX_LANDING_QUIET_SECONDS, waited for up to POPEX_LANDING_PATIENCE_SECONDS. A department that
+    uploads straight into the folder (not under another name renamed at the end) is still writing while
+    it changes; taken then, the day's extract would be cut short. An object in a bucket is whole."""
+    settings = storage_settings()
+    deadline = time.monotonic() + settings.landing_patience_seconds
+    while (found_signature := storage.signature(found)) is not None:
+        quiet_for = time.time() - found_signature[1] / 1e9
+        if quiet_for >= settings.landing_quiet_seconds:
+            return True
+        pause = settings.landing_quiet_seconds - quiet_for
+        if time.monotonic() + pause > deadline:
+            return False
+        time.sleep(pause)
+    return True
+
+
+class ChangedWhileReceivedError(Exception):
+    """The landing file changed while it was being archived: it was still being written."""
 
 
 def receive_landing(
@@ -344,15 +368,27 @@ def receive_landing(
         name = parse_file_name(storage.name(found))
         if name.as_of > as_of:
             continue
+        if not wait_until_quiet(found):
+            log.warning(LEFT_FOR_NEXT_RUN, storage.name(found), storage_settings().landing_patience_seconds)
+            continue
+        before = storage.signature(found)
         try:
             with transaction(factory) as session, storage.local_copy(found) as path:
                 received = service.receive_file(
                     session=session, path=path, channel="landing", once_per_name=True, outbox=outbox
                 )
+                if storage.signature(found) != before:  # written to while archived: nothing is kept
+                    raise ChangedWhileReceivedError(storage.name(found))
                 known = received.batch.id
         except service.FeedFileError as exc:
             log.warning("landing: %s refused (%s)", storage.name(found), exc.code)
             storage.move(found, refused)
+            continue
+        except ChangedWhileReceivedError:
+            log.warning(
+                "landing: %s changed while it was archived (still being written); left for the next run",
+                storage.name(found),
+            )
             continue
         batch_ids.append(known)
         # Out of the landing folder (it is archived by hash): a same-named file moved earlier is kept.

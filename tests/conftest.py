@@ -25,6 +25,10 @@ settings.load_profile("popex")
 # every run. POPEX_TEST_CELL_KEY_SECRET runs the tests under another (a sweep over several finds a test
 # that holds only under some draws).
 TEST_CELL_KEY_SECRET = os.environ.get("POPEX_TEST_CELL_KEY_SECRET", "popex-tests")
+# A landing file is taken once it has been quiet for POPEX_LANDING_QUIET_SECONDS (exchange.flows): the
+# tests write theirs whole just before the run, so they are taken at once; tests/exchange/test_landing_quiet.py
+# sets its own, and the real scheduler's run (tests/dags/test_scheduler.py) keeps the default.
+os.environ.setdefault("POPEX_LANDING_QUIET_SECONDS", "0")
 
 
 def admin_url() -> str:

@@ -1,0 +1,121 @@
+"""A department still uploading into the landing folder: the run takes the file only once it is whole."""
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from base.settings import storage_settings
+from exchange import flows, service
+from registry.models import Batch, Delivery
+from tests.feedfiles import hj, write_feed
+
+DAY = date(2026, 11, 1)
+
+
+@pytest.fixture
+def quiet(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """A landing file must be quiet for 1 s; a run waits up to 5 s for it."""
+    monkeypatch.setenv("POPEX_LANDING_QUIET_SECONDS", "1")
+    monkeypatch.setenv("POPEX_LANDING_PATIENCE_SECONDS", "5")
+    storage_settings.cache_clear()
+    yield monkeypatch
+    storage_settings.cache_clear()
+
+
+def _rows(n: int) -> list[dict[str, str]]:
+    return [hj(f"H{i}", f"3301021980010{i:04d}", f"张{i}", "男", "1980-01-01") for i in range(n)]
+
+
+def _upload(whole: bytes, target: Path, *, pieces: int, pause: float) -> threading.Thread:
+    """Write `whole` into target in pieces, as a slow upload straight into the folder does."""
+
+    def run() -> None:
+        step = -(-len(whole) // pieces)
+        with target.open("wb") as out:
+            for start in range(0, len(whole), step):
+                out.write(whole[start : start + step])
+                out.flush()
+                time.sleep(pause)
+
+    writer = threading.Thread(target=run)
+    writer.start()
+    return writer
+
+
+def test_a_file_still_being_uploaded_is_taken_whole(quiet, session, factory, areas, tmp_path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    whole = write_feed(tmp_path, "gaj_hj", DAY, _rows(40)).read_bytes()
+    writer = _upload(whole, landing / "gaj_hj_20261101.csv", pieces=8, pause=0.25)  # ~2 s of writing
+    try:
+        time.sleep(0.3)  # the upload has begun: a part of the file is there
+        assert 0 < (landing / "gaj_hj_20261101.csv").stat().st_size < len(whole)
+        day = flows.receive_landing(factory, landing, DAY)
+    finally:
+        writer.join()
+
+    [batch] = [session.get_one(Batch, b) for b in day]
+    assert batch.sha256 == hashlib.sha256(whole).hexdigest()  # the whole file, not the part seen first
+    assert Path(batch.archive_path).read_bytes() == whole
+    assert (landing / flows.RECEIVED_DIR / "20261101" / "gaj_hj_20261101.csv").read_bytes() == whole
+
+
+def test_a_file_that_keeps_changing_is_left_for_the_next_run(
+    quiet, session, factory, areas, tmp_path, caplog
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    whole = write_feed(tmp_path, "gaj_hj", DAY, _rows(40)).read_bytes()
+    writer = _upload(whole, landing / "gaj_hj_20261101.csv", pieces=40, pause=0.2)  # ~8 s: past patience
+    try:
+        time.sleep(0.3)
+        with caplog.at_level(logging.WARNING, logger="exchange.flows"):
+            started = time.monotonic()
+            assert flows.receive_landing(factory, landing, DAY) == []
+            waited = time.monotonic() - started
+    finally:
+        writer.join()
+
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    assert (landing / "gaj_hj_20261101.csv").read_bytes() == whole  # still there, for the next run
+    assert "gaj_hj_20261101.csv is still being written" in caplog.text
+    assert waited < 6  # gave up within its patience, not at the end of the upload
+
+    # The next run finds it quiet and takes it.
+    old = time.time() - 60
+    os.utime(landing / "gaj_hj_20261101.csv", (old, old))
+    [batch_id] = flows.receive_landing(factory, landing, DAY)
+    assert session.get_one(Batch, batch_id).sha256 == hashlib.sha256(whole).hexdigest()
+
+
+def test_a_file_written_to_while_archived_is_not_kept(quiet, session, factory, areas, tmp_path, caplog) -> None:
+    """Quiet long enough, then written to during the receive (a writer that paused): nothing of it is
+    kept, and it stays for the next run."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    path = write_feed(landing, "gaj_hj", DAY, _rows(3))
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    receive = service.receive_file
+
+    def receive_while_written(**kwargs):  # type: ignore[no-untyped-def]
+        received = receive(**kwargs)
+        with path.open("ab") as out:  # the writer resumes while the file is being archived
+            out.write(b"H9,1,330102198001019999,\n")
+        return received
+
+    quiet.setattr(service, "receive_file", receive_while_written)
+    with caplog.at_level(logging.WARNING, logger="exchange.flows"):
+        assert flows.receive_landing(factory, landing, DAY) == []
+
+    assert session.scalar(select(func.count()).select_from(Batch)) == 0
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    assert path.exists() and "changed while it was archived" in caplog.text
