@@ -368,11 +368,13 @@ def receive_landing(
         name = parse_file_name(storage.name(found))
         if name.as_of > as_of:
             continue
-        if not wait_until_quiet(found):
-            log.warning(LEFT_FOR_NEXT_RUN, storage.name(found), storage_settings().landing_patience_seconds)
-            continue
-        before = storage.signature(found)
         try:
+            if not wait_until_quiet(found):
+                log.warning(
+                    LEFT_FOR_NEXT_RUN, storage.name(found), storage_settings().landing_patience_seconds
+                )
+                continue
+            before = storage.signature(found)
             with transaction(factory) as session, storage.local_copy(found) as path:
                 received = service.receive_file(
                     session=session, path=path, channel="landing", once_per_name=True, outbox=outbox
@@ -383,6 +385,12 @@ def receive_landing(
         except service.FeedFileError as exc:
             log.warning("landing: %s refused (%s)", storage.name(found), exc.code)
             storage.move(found, refused)
+            continue
+        except FileNotFoundError:
+            if storage.exists(found):  # something else is missing: not for this loop to hide
+                raise
+            # Taken back by its sender, or moved by another run, since the folder was listed.
+            log.warning("landing: %s is gone since the folder was listed; skipped", storage.name(found))
             continue
         except ChangedWhileReceivedError:
             log.warning(

@@ -96,7 +96,9 @@ def test_a_file_that_keeps_changing_is_left_for_the_next_run(
     assert session.get_one(Batch, batch_id).sha256 == hashlib.sha256(whole).hexdigest()
 
 
-def test_a_file_written_to_while_archived_is_not_kept(quiet, session, factory, areas, tmp_path, caplog) -> None:
+def test_a_file_written_to_while_archived_is_not_kept(
+    quiet, session, factory, areas, tmp_path, caplog
+) -> None:
     """Quiet long enough, then written to during the receive (a writer that paused): nothing of it is
     kept, and it stays for the next run."""
     landing = tmp_path / "landing"
@@ -119,3 +121,23 @@ def test_a_file_written_to_while_archived_is_not_kept(quiet, session, factory, a
     assert session.scalar(select(func.count()).select_from(Batch)) == 0
     assert session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert path.exists() and "changed while it was archived" in caplog.text
+
+
+def test_a_file_gone_since_the_listing_is_skipped(quiet, session, factory, areas, tmp_path, caplog) -> None:
+    """A department takes a file back (or another run moves it) between the listing and its turn: the
+    other files are received all the same."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    kept = write_feed(landing, "gaj_hj", DAY, _rows(2))
+    gone = write_feed(landing, "wjw_sw", DAY, [])
+    for path in (kept, gone):
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    listed = flows.landing_files(landing)
+    gone.unlink()
+    quiet.setattr(flows, "landing_files", lambda folder: listed)
+
+    with caplog.at_level(logging.WARNING, logger="exchange.flows"):
+        [batch_id] = flows.receive_landing(factory, landing, DAY)
+
+    assert session.get_one(Batch, batch_id).file_name == kept.name
+    assert "wjw_sw_20261101.csv is gone since the folder was listed" in caplog.text
