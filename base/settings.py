@@ -40,9 +40,13 @@ class StorageSettings(BaseSettings):
 
 
 class ScheduleSettings(BaseSettings):
-    """When the platform went live: a daily run for an earlier as-of day fails instead of finding nothing."""
+    """When the platform went live (a daily run for an earlier as-of day fails instead of finding nothing)
+    and the city's time zone, whose calendar every business day follows (base.clock)."""
 
     model_config = SettingsConfigDict(env_prefix="POPEX_")
+
+    # Not the host's zone: a server or container kept in UTC would otherwise start the city's day at 08:00.
+    time_zone: str = "Asia/Shanghai"
 
     go_live_date: date | None = None  # unset: no lower bound (development, tests)
 

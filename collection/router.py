@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
+from base import clock
 from base.web import render
 from collection import auth, service
 from collection.config import collection_settings
@@ -60,8 +61,8 @@ pages = APIRouter(prefix="/collection", include_in_schema=False, route_class=Pag
 
 
 def work_date() -> date:
-    """The officer's working day (tests fix it)."""
-    return date.today()
+    """The officer's working day: the city's date (tests fix it)."""
+    return clock.today()
 
 
 Today = Annotated[date, Depends(work_date)]

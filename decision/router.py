@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from base import clock
 from base.web import render
 from decision import access, aggregates, export, indicators
 from decision.config import decision_settings
@@ -45,7 +46,7 @@ def _as_of(session: Session, day: date | None, until: date | None) -> date:
     if day is not None:
         return day
     window = aggregates.read_window(session)
-    latest = min(date.today(), until) if until is not None else date.today()
+    latest = min(clock.today(), until) if until is not None else clock.today()
     if window is None:
         return latest
     return min(max(latest, window.epoch), window.horizon - timedelta(days=1))

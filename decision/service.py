@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from base import clock
 from decision.aggregates import (
     APPLIED_RECORD,
     APPLIED_VERSION,
@@ -60,7 +61,7 @@ def rebuild(
     watermark, first, last = session.execute(
         text("SELECT coalesce(max(id), 0), min(valid_from), max(valid_from) FROM person_version")
     ).one()
-    today = today or date.today()
+    today = today or clock.today()
     latest = max(today, last or today)
     horizon = horizon or date(latest.year + HORIZON_YEARS, 1, 1)
     epoch = epoch or max(first or today.replace(month=1, day=1), date(horizon.year - HISTORY_YEARS, 1, 1))

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from base import storage
+from base import clock, storage
 from base.crashpoint import stop_point
 from base.settings import storage_settings
 from base.storage import file_sha256 as file_sha256
@@ -65,7 +65,7 @@ def identify(path: Path, source: str | None, as_of: date | None) -> tuple[FileNa
         if source is None or exc.code != IssueCode.FILE_NAME:
             raise
         spec = get_feed_spec(source)
-        return FileName(source, as_of or date.today(), 1, path.suffix.lower().lstrip(".")), spec
+        return FileName(source, as_of or clock.today(), 1, path.suffix.lower().lstrip(".")), spec
     if source is not None and source != name.source:
         raise FeedFileError(
             IssueCode.FILE_NAME,

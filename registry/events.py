@@ -20,6 +20,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from base import clock
 from base.bulk import indexes_deferred
 from registry import batches
 from schemas.canonical import BatchState
@@ -199,7 +200,7 @@ def publish_clerk_change(
                 f"""
                 INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id,
                                           payload)
-                SELECT p.id, :type, current_date, p.community_code, NULL,
+                SELECT p.id, :type, CAST(:today AS date), p.community_code, NULL,
                        (SELECT max(v.id) FROM person_version v WHERE v.person_id = p.id),
                        {_record("p")}
                        || jsonb_build_object('changed', '[]'::jsonb, 'lead', true,
@@ -209,6 +210,13 @@ def publish_clerk_change(
                 FROM person p, person r WHERE p.id = :p AND r.id = :r
                 """
             ),
-            {"type": event_type, "role": role, "p": person_id, "r": related, "since": since_version},
+            {
+                "type": event_type,
+                "role": role,
+                "p": person_id,
+                "r": related,
+                "since": since_version,
+                "today": clock.today(),
+            },
         ).rowcount
     return inserted

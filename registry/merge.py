@@ -15,6 +15,7 @@ from datetime import date
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from base import clock
 from base.bulk import indexes_deferred
 from registry import batches
 from registry.trust import UNRANKED, trust_rows
@@ -166,13 +167,13 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
         text(
             f"""
             INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
-            SELECT d.person_id, p.area_key, coalesce(d.batch_observed, CAST(:valid_from AS date), current_date), :b,
+            SELECT d.person_id, p.area_key, coalesce(d.batch_observed, CAST(:valid_from AS date), CAST(:today AS date)), :b,
                    to_jsonb(CASE WHEN d.is_new THEN ARRAY['created'] ELSE d.changed END),
                    {", ".join(f"d.{c}" for c in VERSIONED)}
             FROM diff d JOIN person p ON p.id = d.person_id
             """
         ),
-        {"b": batch_id, "valid_from": valid_from},
+        {"b": batch_id, "valid_from": valid_from, "today": clock.today()},
     )
     counts = conn.execute(
         text("SELECT (SELECT count(*) FROM golden), count(*), count(*) FILTER (WHERE is_new) FROM diff")

@@ -6,12 +6,12 @@ and recomputes the golden records it touched. A retired person number keeps poin
 """
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from base import clock
 from registry import events
 from registry.audit import record_audit
 from registry.masking import mask_id_no, mask_phone
@@ -110,7 +110,7 @@ def accept(*, session: Session, item_id: int, actor: str, note: str | None = Non
     _link(session, record, item.candidate_person_id, actor, f"review_{item.kind}")
     item.state, item.decided_by, item.note = "accepted", actor, note
     session.execute(text("UPDATE review_item SET decided_at = now() WHERE id = :i"), {"i": item.id})
-    merge_persons(session=session, person_ids=[item.candidate_person_id], valid_from=date.today())
+    merge_persons(session=session, person_ids=[item.candidate_person_id], valid_from=clock.today())
     events.publish_clerk_change(session=session, since_version=mark, persons=[item.candidate_person_id])
     record_audit(
         session=session,
@@ -135,7 +135,7 @@ def reject(*, session: Session, item_id: int, actor: str, note: str | None = Non
         _remember_non_match(session, item.candidate_person_id, person.id, actor)
     item.state, item.decided_by, item.note = "rejected", actor, note
     session.execute(text("UPDATE review_item SET decided_at = now() WHERE id = :i"), {"i": item.id})
-    merge_persons(session=session, person_ids=[person.id], valid_from=date.today())
+    merge_persons(session=session, person_ids=[person.id], valid_from=clock.today())
     events.publish_clerk_change(session=session, since_version=mark, persons=[person.id])
     record_audit(
         session=session,
@@ -182,12 +182,12 @@ def merge(
     session.execute(
         text(
             "INSERT INTO person_version (person_id, area_key, valid_from, changed, status, id_no, name, sex, birth_date)"
-            " SELECT id, area_key, current_date, '[\"status\", \"merged_into\"]', 'retired', id_no, name, sex,"
+            " SELECT id, area_key, :today, '[\"status\", \"merged_into\"]', 'retired', id_no, name, sex,"
             " birth_date FROM person WHERE id = :r"
         ),
-        {"r": retired.id},
+        {"r": retired.id, "today": clock.today()},
     )
-    merge_persons(session=session, person_ids=[survivor.id], valid_from=date.today())
+    merge_persons(session=session, person_ids=[survivor.id], valid_from=clock.today())
     events.publish_clerk_change(
         session=session,
         since_version=mark,
@@ -245,7 +245,7 @@ def split(
         {"n": new.id, "p": person.id, "ids": record_ids},
     )
     _remember_non_match(session, person.id, new.id, actor)
-    merge_persons(session=session, person_ids=[person.id, new.id], valid_from=date.today())
+    merge_persons(session=session, person_ids=[person.id, new.id], valid_from=clock.today())
     events.publish_clerk_change(
         session=session,
         since_version=mark,
@@ -291,7 +291,7 @@ def unmerge(*, session: Session, retired_no: str, actor: str, note: str | None =
     retired.status, retired.merged_into = "active", None
     session.flush()
     _remember_non_match(session, survivor_id, retired.id, actor)
-    merge_persons(session=session, person_ids=[survivor_id, retired.id], valid_from=date.today())
+    merge_persons(session=session, person_ids=[survivor_id, retired.id], valid_from=clock.today())
     events.publish_clerk_change(
         session=session,
         since_version=mark,

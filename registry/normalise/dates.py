@@ -8,6 +8,8 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from numbers import Real
 
+from base import clock
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedDate:
@@ -111,6 +113,6 @@ def parse_date(raw: object, *, today: date | None = None, min_year: int = 1880) 
         return parsed
     if value.year < min_year:
         return ParsedDate(None, "DATE_TOO_OLD", parsed.swapped)
-    if value > (today or date.today()):
+    if value > (today or clock.today()):
         return ParsedDate(None, "DATE_FUTURE", parsed.swapped)
     return parsed

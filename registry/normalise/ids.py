@@ -5,6 +5,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
+from base import clock
+
 # ISO 7064 MOD 11-2: the check character is CHECK_CHARS[sum(digit_i * CHECK_WEIGHTS[i]) % 11].
 CHECK_CHARS = "10X98765432"
 CHECK_WEIGHTS = tuple(2 ** (17 - i) % 11 for i in range(17))
@@ -85,7 +87,7 @@ def parse_id_number(raw: str | None, *, today: date | None = None) -> IdNumber:
         text = upgrade_15(text)
     if not _ID_FORMAT.fullmatch(text):  # 18 letters and digits are still kept as a fuzzy blocking key
         return IdNumber(text if _ID_SHAPE.fullmatch(text) else None, False, "ID_FORMAT", False, None, None)
-    born = _embedded_birth_date(text, today or date.today())
+    born = _embedded_birth_date(text, today or clock.today())
     sex = "1" if int(text[16]) % 2 else "2"
     if text[:2] not in _PROVINCES:
         issue: str | None = "ID_REGION"
