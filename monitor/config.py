@@ -6,6 +6,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from base.settings import schedule_settings
+
 
 class MonitorSettings(BaseSettings):
     """Thresholds of the alert rules and where alerts go."""
@@ -35,7 +37,8 @@ class MonitorSettings(BaseSettings):
     webhook_url: str | None = None  # alerts are POSTed here as JSON (and always logged)
     webhook_timeout: float = 5.0
     base_url: str = ""  # prefix of alert links in webhook payloads, e.g. https://popex.example.gov.cn
-    timezone: str = "Asia/Shanghai"  # deadlines and received_at are local times in this zone
+    # Deadlines and received_at are local times in this zone: the city's (POPEX_TIME_ZONE) unless set.
+    timezone: str = Field(default_factory=lambda: schedule_settings().time_zone)
 
 
 class AirflowSettings(BaseSettings):

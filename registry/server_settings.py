@@ -4,9 +4,13 @@
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from base.settings import schedule_settings
 
 MB = 2**20
 
@@ -37,10 +41,35 @@ def _mb(size: int) -> str:
     return f"{size // 1024 // MB} GB" if size % (1024 * MB) == 0 else f"{size // MB} MB"
 
 
-def judge(settings: dict[str, str], *, checkpoints_timed: int = 0, checkpoints_req: int = 0) -> list[str]:
+def same_clock(zone: str, other: str) -> bool:
+    """Whether two time zones read the same local time all year (an alias such as PRC for Asia/Shanghai
+    does); an unknown name is not the same."""
+    try:
+        a, b = ZoneInfo(zone), ZoneInfo(other)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    year = datetime.now(UTC).year
+    moments = [datetime(year, month, 1, tzinfo=UTC) for month in range(1, 13)]
+    return all(a.utcoffset(m.astimezone(a)) == b.utcoffset(m.astimezone(b)) for m in moments)
+
+
+def judge(
+    settings: dict[str, str],
+    *,
+    checkpoints_timed: int = 0,
+    checkpoints_req: int = 0,
+    city_zone: str = "Asia/Shanghai",
+) -> list[str]:
     """Warnings (Chinese) for the settings below their recommendation: sizes in bytes (as `read` gives
-    them), synchronous_commit, checkpoint_warning in seconds, and the server's checkpoint counts."""
+    them), synchronous_commit, checkpoint_warning in seconds, the server's checkpoint counts, and a
+    TimeZone other than the city's."""
     out = []
+    zone = settings.get("TimeZone")
+    if zone is not None and not same_clock(zone, city_zone):
+        out.append(
+            f"数据库时区 TimeZone 为 {zone}，与本市时区 {city_zone}（POPEX_TIME_ZONE）不同：文件接收时间按数据库时区记，"
+            f"监控按本市时间判断截止与迟到，二者会错开；请在 postgresql.conf 中设 timezone = '{city_zone}'"
+        )
     for m in MINIMUMS:
         value = settings.get(m.name)
         if value is not None and int(value) < m.least:
@@ -65,7 +94,7 @@ def read(session: Session) -> tuple[dict[str, str], int, int]:
     settings = {}
     rows = session.execute(
         text("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(:names)"),
-        {"names": [m.name for m in MINIMUMS] + ["synchronous_commit", "checkpoint_warning"]},
+        {"names": [m.name for m in MINIMUMS] + ["synchronous_commit", "checkpoint_warning", "TimeZone"]},
     )
     for name, setting, unit in rows:
         settings[name] = str(int(setting) * _UNIT_BYTES[unit]) if unit in _UNIT_BYTES else setting
@@ -78,4 +107,6 @@ def read(session: Session) -> tuple[dict[str, str], int, int]:
 def warnings(*, session: Session) -> list[str]:
     """The warnings for this server's settings as this session sees them."""
     settings, timed, req = read(session)
-    return judge(settings, checkpoints_timed=timed, checkpoints_req=req)
+    return judge(
+        settings, checkpoints_timed=timed, checkpoints_req=req, city_zone=schedule_settings().time_zone
+    )

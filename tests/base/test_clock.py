@@ -59,3 +59,15 @@ def test_a_clerks_decision_is_dated_by_the_citys_calendar(host_in_utc, session, 
     ).all()
     assert len(dated) >= 3  # the new person, the merged-away one retired, the survivor
     assert {valid_from for _, valid_from in dated} == {CITY_DAY}
+
+
+def test_the_monitor_describes_the_city_now_by_default(host_in_utc) -> None:
+    from monitor.config import monitor_settings
+    from monitor.dependencies import as_of
+
+    monitor_settings.cache_clear()
+    try:
+        assert as_of(None) == datetime(2026, 7, 1, 7, 30)  # naive, in the city's zone like deadlines
+        assert as_of(datetime(2026, 7, 1, 9, 5, 42)) == datetime(2026, 7, 1, 9, 5)
+    finally:
+        monitor_settings.cache_clear()

@@ -64,3 +64,29 @@ def test_popex_db_check_prints_the_warnings_and_still_passes(db_url: str) -> Non
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "work_mem 为 2 MB，建议至少 64 MB" in done.stdout
+
+
+def test_a_database_kept_in_another_time_zone_than_the_citys_is_warned() -> None:
+    """received_at is written in the database's zone and the monitor judges deadlines in the city's: a
+    server left in UTC would show a file that came at 16:00 in Shanghai (08:00 UTC) as on time for 09:00."""
+    assert judge(RECOMMENDED | {"TimeZone": "Asia/Shanghai"}) == []
+    assert judge(RECOMMENDED | {"TimeZone": "PRC"}) == []  # another name of the same clock
+    [found] = judge(RECOMMENDED | {"TimeZone": "Etc/UTC"})
+    assert found.startswith("数据库时区 TimeZone 为 Etc/UTC，与本市时区 Asia/Shanghai（POPEX_TIME_ZONE）不同")
+    assert judge(RECOMMENDED | {"TimeZone": "UTC"}, city_zone="Etc/UTC") == []
+    assert len(judge(RECOMMENDED | {"TimeZone": "Asia/Tokyo"})) == 1  # +9 all year, not +8
+    assert len(judge(RECOMMENDED | {"TimeZone": "Nowhere/Atlantis"})) == 1
+
+
+def test_popex_db_check_reads_the_sessions_time_zone(db_url: str) -> None:
+    def check(zone: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", "from popex.cli import run; run()", "db", "check"],
+            env={**os.environ, "POPEX_DATABASE_URL": db_url, "PGOPTIONS": f"-c TimeZone={zone}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+
+    assert "数据库时区 TimeZone 为 UTC" in check("UTC")
+    assert "数据库时区" not in check("Asia/Shanghai")
