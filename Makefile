@@ -24,7 +24,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy base schemas registry synth exchange collection sharing_api decision monitor popex dags
+	$(BIN)/mypy base schemas registry synth exchange collection sharing_api decision monitor popex dags tests
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

@@ -107,7 +107,7 @@ def factory(connection: Connection, archive_dir: Path) -> Callable[[], Session]:
 
 
 @pytest.fixture
-def archive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def archive_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Received files are archived under the test's tmp_path, and receipts written to its outbox/."""
     folder = tmp_path / "archive"
     monkeypatch.setenv("POPEX_ARCHIVE_DIR", str(folder))

@@ -17,6 +17,7 @@ from collection.flows import forward_day
 from collection.models import SubmissionRow
 from exchange import flows as exchange_flows
 from registry.models import Area, Delivery
+from registry.normalise.names import name_key
 from tests.collection.conftest import TODAY, ZHANG, ZHANG_BAD, log_in
 from tests.collection.test_pages import GOOD, sheet
 from tests.feedfiles import write_feed
@@ -173,7 +174,7 @@ def _file_counts_pairwise(rows: list[Any]) -> dict[str, int]:
         service.Identity(
             None,
             r.id_no if r.id_valid else None,
-            (key, r.birth_date) if (key := service.name_key(r.name)) and r.birth_date else None,
+            (key, r.birth_date) if (key := name_key(r.name)) and r.birth_date else None,
         )
         for r in rows
     ]

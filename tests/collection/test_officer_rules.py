@@ -11,6 +11,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ def rows(session: Session) -> list[SubmissionRow]:
     return list(session.scalars(select(SubmissionRow).order_by(SubmissionRow.id)))
 
 
-def upload(client: TestClient, csrf: str, content: bytes, name: str = "day.xlsx") -> TestClient:
+def upload(client: TestClient, csrf: str, content: bytes, name: str = "day.xlsx") -> Response:
     return client.post("/collection/upload", data={"csrf": csrf}, files={"file": (name, content, "x")})
 
 

@@ -149,7 +149,8 @@ def test_officer_cannot_reach_another_community(client: TestClient, session: Ses
     ]
     assert [client.post("/collection/form", data=p).status_code for p in posts] == [404, 404, 403]
     assert len(rows(session)) == before
-    assert session.get(SubmissionRow, b_row.id).status == "rejected"
+    rejected = session.get(SubmissionRow, b_row.id)
+    assert rejected is not None and rejected.status == "rejected"
     assert "李娜" not in client.get("/collection").text
 
 
@@ -279,6 +280,7 @@ def test_a_later_upload_corrects_the_rows_of_the_same_persons(
     assert service.clearance(session=session, community_code="330102001001", day=TODAY).cleared
     assert clear_day(factory, TODAY)["330102001001"] is True
     stored = session.get(Clearance, ("330102001001", TODAY))
+    assert stored is not None
     assert (stored.corrected, stored.discarded, stored.still_open) == (2, 2, 0)
     after_cutoff = datetime.combine(TODAY, time(23, 59, 59)) + timedelta(seconds=1)
     grid = community_clearance(session=session, days=[TODAY], now=after_cutoff)

@@ -36,8 +36,10 @@ def test_dags_run_in_local_time_after_the_deadline_and_retry(airflow_home) -> No
     for dag_id, dag in dags.items():
         assert str(dag.timezone.name) == "Asia/Shanghai", dag_id
         assert isinstance(dag.timetable, CronTriggerTimetable), dag_id
+        assert dag.start_date is not None, dag_id
         assert dag.start_date <= datetime(2020, 1, 1, tzinfo=UTC) and not dag.catchup, dag_id
         for task in dag.tasks:
+            assert task.retries is not None, task.task_id
             assert task.retries >= 1 and task.retry_exponential_backoff > 1, task.task_id
             assert task.execution_timeout is not None, task.task_id
             expected = "popex_identity" if task.task_id in IDENTITY.get(dag_id, set()) else "default_pool"
@@ -106,7 +108,7 @@ def test_a_broken_batch_fails_alone_and_the_rerun_resumes_it(airflow_home, popex
     assert states[("all_batches_checked", -1)] == "upstream_failed"
     engine = create_engine(popex_db)
     with engine.connect() as conn:
-        batches = dict(conn.execute(text("SELECT id, state FROM batch")).tuples().all())
+        batches: dict[int, str] = dict(conn.execute(text("SELECT id, state FROM batch")).tuples().all())
         failed_step = conn.execute(
             text("SELECT failed_step FROM batch WHERE id = :b"), {"b": broken_id}
         ).scalar()

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -255,7 +256,7 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
         tis = client.get(f"/api/v2/dags/exchange_daily/dagRuns/{run_id}/taskInstances").json()[
             "task_instances"
         ]
-        by_task: dict[str, list[dict]] = {}
+        by_task: dict[str, list[dict[str, Any]]] = {}
         for ti in tis:
             by_task.setdefault(ti["task_id"], []).append(ti)
         assert [ti["state"] for ti in by_task["batch.parse"]] == ["success"] * 3  # one per batch
@@ -285,12 +286,12 @@ def test_exchange_daily_under_the_scheduler(airflow: Airflow, tmp_path: Path, mo
     ]
 
     # A backfill of the next as-of day as docs/OPERATIONS.md gives it: the run time 10-03 10:00 local.
-    made = airflow.cli(
+    created = airflow.cli(
         "backfill", "create", "--dag-id", "exchange_daily", "--max-active-runs", "1",
         "--from-date", "2026-10-03T10:00:00+08:00", "--to-date", "2026-10-03T10:00:00+08:00",
         "--dag-run-conf", json.dumps({"landing": conf["landing"], "outbox": conf["outbox"]}),
     )  # fmt: skip
-    assert made.returncode == 0, made.stderr[-2000:]
+    assert created.returncode == 0, created.stderr[-2000:]
 
     def backfilled(client: httpx.Client) -> str | None:
         runs = client.get("/api/v2/dags/exchange_daily/dagRuns").json()["dag_runs"]

@@ -1,6 +1,7 @@
 """The aggregates agree with a direct recount, answer as-of-date questions, and refresh incrementally."""
 
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ def true_counts(session: Session, area: str, day: date) -> dict[Key, int]:
     return {c.key: c.true for c in published_counts(session=session, area_code=area, as_of=day)}
 
 
-def snapshot(session: Session) -> tuple[list[tuple], list[tuple]]:
+def snapshot(session: Session) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     cells = session.execute(
         text("SELECT cube, area_code, grain, period, cell, n FROM decision.cell ORDER BY 1,2,3,4,5")
     )

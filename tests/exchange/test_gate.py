@@ -3,19 +3,26 @@ source's usual level; each check says in Chinese what it found and what was expe
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.orm import Session
 
 from base.db import transaction
 from exchange import flows, gate, service
 from registry.models import Batch
 from registry.normalise.ids import check_char
 from schemas.canonical import ColumnKind
+from schemas.feed_spec import get_feed_spec
 from tests.feedfiles import hj, write_feed
+
+if TYPE_CHECKING:
+    from great_expectations.core.batch_definition import BatchDefinition
 
 DAY0 = date(2026, 11, 2)
 ID_CHECK = ("expect_column_values_to_be_in_set", "id_no")
@@ -39,7 +46,13 @@ def _rows(start: int, count: int, day: date, *, bad: int = 0, blank: int = 0) ->
     return rows
 
 
-def _gate(factory, tmp_path: Path, day: date, rows: list[dict[str, str]], seq: int | None = None) -> Batch:
+def _gate(
+    factory: Callable[[], Session],
+    tmp_path: Path,
+    day: date,
+    rows: list[dict[str, str]],
+    seq: int | None = None,
+) -> Batch:
     """Receive, parse and gate one gaj_hj file (the later steps are not the gate's business)."""
     folder = tmp_path / f"{day.isoformat()}_{seq or 1}"
     folder.mkdir()
@@ -52,12 +65,14 @@ def _gate(factory, tmp_path: Path, day: date, rows: list[dict[str, str]], seq: i
         return session.get_one(Batch, batch_id)
 
 
-def _check(batch: Batch, key: tuple[str, str]) -> dict:
+def _check(batch: Batch, key: tuple[str, str]) -> dict[str, Any]:
+    assert batch.gate_result is not None
     return next(c for c in batch.gate_result["checks"] if (c["expectation"], c["column"]) == key)
 
 
 def test_a_small_clean_file_passes(factory, areas, tmp_path) -> None:
     batch = _gate(factory, tmp_path, DAY0, _rows(0, 20, DAY0))
+    assert batch.gate_result is not None
     assert batch.state == "gated" and batch.gate_result["success"] is True
     check = _check(batch, ID_CHECK)
     assert check["success"] and check["rows"] == 20 and check["unexpected_count"] == 0
@@ -70,6 +85,7 @@ def test_a_few_bad_values_in_a_small_file_are_no_evidence(factory, areas, tmp_pa
     # 4 wrong check digits in 40 rows (10 % against 2 % tolerated) and, as in a day's death
     # certificates, 4 blank ID numbers in 47 rows (8.5 % against 1 %): the fixed-share gate quarantined both
     batch = _gate(factory, tmp_path, DAY0, _rows(0, 40, DAY0, bad=4))
+    assert batch.gate_result is not None
     assert batch.state == "gated", [c["message"] for c in batch.gate_result["failed"]]
     check = _check(batch, ID_CHECK)
     assert check["success"] and check["unexpected_count"] == 4
@@ -84,7 +100,7 @@ def test_a_few_bad_values_in_a_small_file_are_no_evidence(factory, areas, tmp_pa
 
 def test_the_same_share_in_a_large_file_is_quarantined(factory, areas, tmp_path) -> None:
     batch = _gate(factory, tmp_path, DAY0, _rows(0, 800, DAY0, bad=60))
-    assert batch.state == "quarantined"
+    assert batch.state == "quarantined" and batch.gate_result is not None
     assert [(c["expectation"], c["column"]) for c in batch.gate_result["failed"]] == [ID_CHECK]
     check = _check(batch, ID_CHECK)
     # the message names the check, the figure and the expectation
@@ -142,6 +158,7 @@ def test_a_clean_source_is_quarantined_far_above_its_usual_level_even_within_the
 
 def test_an_empty_day_passes_with_nothing_to_judge(factory, areas, tmp_path) -> None:
     batch = _gate(factory, tmp_path, DAY0, [])
+    assert batch.gate_result is not None
     assert batch.state == "gated" and batch.gate_result["checks"] == [] and batch.gate_result["rows"] == 0
 
 
@@ -230,7 +247,7 @@ cells = st.sampled_from([True, True, True, True, False, None])
 @settings(max_examples=25)  # each example runs Great Expectations twice
 @given(st.lists(st.tuples(cells, cells), min_size=1, max_size=300), st.randoms(use_true_random=False))
 def test_the_verdict_does_not_depend_on_the_row_order(rows, rng: random.Random) -> None:
-    spec = gate.get_feed_spec("gaj_hj")
+    spec = get_feed_spec("gaj_hj")
     history = gate.History([], [])
     shuffled = rows[:]
     rng.shuffle(shuffled)
@@ -253,7 +270,7 @@ def test_the_verdict_does_not_depend_on_the_row_order(rows, rng: random.Random) 
 def test_a_batch_read_a_frame_at_a_time_counts_as_one_frame(rows, size, low, high) -> None:
     """The gate reads a batch FRAME_ROWS at a time (its memory does not grow with the batch): the
     frames' counts add up to the whole frame's, and the row count's verdict on the last frame is the batch's."""
-    spec = gate.get_feed_spec("gaj_hj")
+    spec = get_feed_spec("gaj_hj")
     volume = gate.VolumeBounds(low=min(low, high), high=max(low, high), median=30, batches=5)
     whole = _frame(*map(list, zip(*rows)))
     frames = [gate.Frame(whole.columns, whole.rows[i : i + size]) for i in range(0, len(whole), size)]
@@ -266,6 +283,7 @@ def test_the_gate_streams_a_batch_with_the_same_verdict(factory, areas, tmp_path
     for frame_rows, day in ((gate.FRAME_ROWS, DAY0), (4, DAY0 + timedelta(days=1))):
         monkeypatch.setattr(gate, "FRAME_ROWS", frame_rows)
         batch = _gate(factory, tmp_path, day, _rows(0, 30, day, bad=2, blank=3))
+        assert batch.gate_result is not None
         results.append(batch.gate_result["checks"])
     assert results[0] == results[1] and len(results[0]) > 1
 
@@ -277,7 +295,7 @@ def ge_counts(spec, rows: gate.Frame, volume, before: int) -> list[gate.Count]:
 
     global _GE_FRAMES
     frame = pd.DataFrame.from_records(rows.rows, columns=rows.columns)
-    expectations: list = []
+    expectations: list[gx.expectations.Expectation] = []
     for col in frame.columns:
         kind, _, name = col.partition(":")
         if kind == "req":
@@ -307,6 +325,7 @@ def ge_counts(spec, rows: gate.Frame, volume, before: int) -> list[gate.Count]:
     counts = []
     for result in results.results:
         config = result.expectation_config
+        assert config is not None
         column = config.kwargs.get("column")
         found = result.result
         counts.append(
@@ -322,7 +341,7 @@ def ge_counts(spec, rows: gate.Frame, volume, before: int) -> list[gate.Count]:
     return counts
 
 
-_GE_FRAMES = None
+_GE_FRAMES: "BatchDefinition[Any] | None" = None
 MIXES = [[True], [True] * 30 + [None, False], [True, None], [None], [False], [False, None]]
 
 
@@ -346,7 +365,7 @@ def test_the_suite_counted_by_the_gate_is_what_great_expectations_counts(
 ) -> None:
     """Counts, verdicts and their order on frames of every feed's columns: mostly filled, half empty,
     all empty, all bad, one row."""
-    spec = gate.get_feed_spec(source)
+    spec = get_feed_spec(source)
     rows = data.draw(st.integers(min_value=1, max_value=120))
     values = []
     for col in _columns(spec):
@@ -360,11 +379,11 @@ def test_the_suite_counted_by_the_gate_is_what_great_expectations_counts(
 
 def test_a_share_exactly_at_the_suites_mostly_is_what_great_expectations_says() -> None:
     """At, one value under and one over each check's `mostly` (the float comparison GE makes)."""
-    spec = gate.get_feed_spec("gaj_hj")
+    spec = get_feed_spec("gaj_hj")
     columns = _columns(spec)
     for rows in (100, 200, 1000):
         for shift in (-1, 0, 1):
-            values = []
+            values: list[Sequence[bool | None]] = []
             for col in columns:
                 if col.startswith("req:"):
                     bad = max(round(spec.gate.max_null_rate * rows) + shift, 0)

@@ -1,7 +1,11 @@
 """The gate's volume check: a batch far off the row counts of the same source's recent batches of its
 kind (snapshot or increment) is quarantined; a snapshot does not count as an increment's history."""
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from exchange import flows
 from registry.models import Batch
@@ -29,7 +33,9 @@ def _rows(start: int, count: int, event: str, day: date) -> list[dict[str, str]]
     return rows
 
 
-def _ingest(factory, tmp_path, day: date, rows: list[dict[str, str]], suffix: str = "") -> Batch:
+def _ingest(
+    factory: Callable[[], Session], tmp_path, day: date, rows: list[dict[str, str]], suffix: str = ""
+) -> Batch:
     folder = tmp_path / f"{day.isoformat()}{suffix}"
     folder.mkdir()
     result = flows.ingest_file(factory, write_feed(folder, "gaj_hj", day, rows))
@@ -37,13 +43,14 @@ def _ingest(factory, tmp_path, day: date, rows: list[dict[str, str]], suffix: st
         return session.get_one(Batch, result.batch_id)
 
 
-def _volume_check(batch: Batch) -> dict | None:
+def _volume_check(batch: Batch) -> dict[str, Any] | None:
     checks = (batch.gate_result or {}).get("checks", [])
     return next((c for c in checks if c["expectation"] == "expect_table_row_count_to_be_between"), None)
 
 
 def test_an_increment_ten_times_its_usual_size_is_quarantined(factory, areas, tmp_path) -> None:
     snapshot = _ingest(factory, tmp_path, DAY0, _rows(0, 60, "在册", DAY0))
+    assert snapshot.gate_result is not None
     assert snapshot.state == "completed", snapshot.gate_result["failed"]
     assert snapshot.gate_result["snapshot"] is True
     first = 100
@@ -51,7 +58,8 @@ def test_an_increment_ten_times_its_usual_size_is_quarantined(factory, areas, tm
         day = DAY0 + timedelta(days=n)
         batch = _ingest(factory, tmp_path, day, _rows(first, 4, "迁入", day))
         first += 4
-        assert batch.state == "completed" and batch.gate_result["snapshot"] is False
+        assert batch.state == "completed" and batch.gate_result is not None
+        assert batch.gate_result["snapshot"] is False
         # the snapshot is not an increment's history: until three increments exist, no volume check
         assert _volume_check(batch) is None
     day = DAY0 + timedelta(days=4)
@@ -62,4 +70,5 @@ def test_an_increment_ten_times_its_usual_size_is_quarantined(factory, areas, tm
     # median 4: × 0.3 and × 3.0 + 1 would be 1 … 13; within 20 rows of the median is never refused
     assert check["observed"] == 40 and check["bounds"] == [0, 24]
     usual = _ingest(factory, tmp_path, day, _rows(first + 40, 18, "迁入", day), suffix="_2")
-    assert usual.state == "completed" and _volume_check(usual)["success"]  # 18 > 13, a small feed's day
+    check = _volume_check(usual)  # 18 > 13, a small feed's day
+    assert usual.state == "completed" and check is not None and check["success"]

@@ -105,7 +105,7 @@ def _serial(url: str, city: Path, files: tuple[str, ...]) -> dict[str, object]:
 
 def _waiting(conn: Connection, database: str) -> int:
     """Sessions of the database waiting for the identity lock or for the identifier table."""
-    return conn.execute(
+    waiting: int = conn.execute(
         text(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE NOT l.granted AND a.datname = :d "
@@ -113,6 +113,7 @@ def _waiting(conn: Connection, database: str) -> int:
         ),
         {"d": database},
     ).scalar_one()
+    return waiting
 
 
 def test_two_ingests_at_once_equal_one_after_the_other(city, fresh, archive_dir) -> None:
@@ -127,6 +128,7 @@ def test_two_ingests_at_once_equal_one_after_the_other(city, fresh, archive_dir)
 
     engine = create_engine(fresh)
     database = engine.url.database
+    assert database is not None
     with engine.connect() as holder:
         holder.execute(text("LOCK TABLE person_identifier IN EXCLUSIVE MODE"))  # reads pass, writes wait
         runs = [_popex(fresh, "ingest", str(city / "landing" / name)) for name in FILES]

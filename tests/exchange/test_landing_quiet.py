@@ -108,7 +108,7 @@ def test_a_file_written_to_while_archived_is_not_kept(
     os.utime(path, (old, old))
     receive = service.receive_file
 
-    def receive_while_written(**kwargs):  # type: ignore[no-untyped-def]
+    def receive_while_written(**kwargs):
         received = receive(**kwargs)
         with path.open("ab") as out:  # the writer resumes while the file is being archived
             out.write(b"H9,1,330102198001019999,\n")

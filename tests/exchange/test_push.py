@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,7 +32,7 @@ def gaj_key(session) -> str:
     return new_push_key(session=session, department="gaj")
 
 
-def upload(client: TestClient, path, key: str | None, **params) -> dict:
+def upload(client: TestClient, path, key: str | None, **params) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     response = client.post(
         "/api/v1/exchange/files",

@@ -10,10 +10,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from sqlalchemy import make_url, select, text
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from base.db import transaction
 from decision.service import aggregate_cells, recount

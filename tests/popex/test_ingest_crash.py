@@ -200,7 +200,7 @@ def outcome(url: str, outbox: Path) -> dict[str, Any]:
             ),
             {"f": FILE},
         ).one()
-        holder = dict(
+        holder: dict[str, str] = dict(
             conn.execute(
                 text(
                     "SELECT p.person_no, coalesce(min(x.id_no), p.name || p.birth_date) FROM person p "
@@ -401,7 +401,7 @@ def outcome_deliveries(url: str) -> list[tuple[str, str, bool, str]]:
             )
         ).all()
     engine.dispose()
-    return [tuple(row) for row in found]  # type: ignore[misc]
+    return [tuple(row) for row in found]
 
 
 def test_a_dropped_connection_fails_the_step_and_says_so(database, city, tmp_path, clean) -> None:

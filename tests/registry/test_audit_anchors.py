@@ -286,7 +286,7 @@ def test_popex_audit_anchor_and_verify(
     from popex.cli import app
 
     @contextmanager
-    def scope():  # type: ignore[no-untyped-def]
+    def scope():
         yield session
         session.commit()
 

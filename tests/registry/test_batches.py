@@ -124,7 +124,7 @@ def moved_rows() -> list[dict[str, str]]:
     ]
 
 
-def state_of(session, batch_id: int) -> Batch:
+def state_of(session: Session, batch_id: int) -> Batch:
     return session.scalars(
         select(Batch).where(Batch.id == batch_id).execution_options(populate_existing=True)
     ).one()
@@ -148,7 +148,7 @@ def test_a_step_that_raises_leaves_the_batch_failed_and_a_rerun_completes_it(
     first = flows.ingest_file(factory, path)
     assert (first.state, first.steps) == ("failed", [BatchStep.PARSE, BatchStep.GATE, BatchStep.RESOLVE])
     batch = state_of(session, first.batch_id)
-    assert batch.failed_step == "merge"
+    assert batch.failed_step == "merge" and batch.error is not None
     assert batch.error.startswith("[DataError] 步骤「合并」失败：数据库错误（SQLSTATE 22003）")
     assert ZHANG not in batch.error and "integer" not in batch.error
     audited = session.scalars(select(AuditLog).where(AuditLog.action == "batch.failed")).one()

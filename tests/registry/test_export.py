@@ -5,6 +5,7 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from registry.operator import os_user
 from tests.factories import make_person
 
 
-def _exports(session: Session) -> list[tuple[str, str, dict]]:
+def _exports(session: Session) -> list[tuple[str, str, dict[str, Any]]]:
     rows = session.execute(
         select(AuditLog.actor, AuditLog.action, AuditLog.detail)
         .where(AuditLog.action.like("export.%"))

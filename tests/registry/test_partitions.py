@@ -31,7 +31,8 @@ EVENT = (
 
 
 def _today(session: Session) -> date:
-    return session.execute(text("SELECT CAST(localtimestamp AS date)")).scalar_one()
+    today: date = session.execute(text("SELECT CAST(localtimestamp AS date)")).scalar_one()
+    return today
 
 
 def _names(first: date, through: date) -> set[str]:

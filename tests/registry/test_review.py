@@ -4,6 +4,7 @@ from datetime import date
 
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 from exchange import flows
 from registry import review
@@ -15,7 +16,7 @@ LI = "330102198505050021"
 
 
 @pytest.fixture
-def conflict(session, factory, areas, tmp_path) -> ReviewItem:
+def conflict(session: Session, factory, areas, tmp_path) -> ReviewItem:
     """张伟 registered; then social insurance sends his number with another name: an ID conflict."""
     flows.ingest_file(
         factory,
@@ -41,12 +42,14 @@ def conflict(session, factory, areas, tmp_path) -> ReviewItem:
     return session.scalars(select(ReviewItem)).one()
 
 
-def audit_actions(session) -> list[str]:
-    return session.scalars(
-        select(AuditLog.action)
-        .where(AuditLog.action.like("review.%") | AuditLog.action.like("person.%"))
-        .order_by(AuditLog.id)
-    ).all()
+def audit_actions(session: Session) -> list[str]:
+    return list(
+        session.scalars(
+            select(AuditLog.action)
+            .where(AuditLog.action.like("review.%") | AuditLog.action.like("person.%"))
+            .order_by(AuditLog.id)
+        )
+    )
 
 
 def test_accept_links_the_record_and_updates_the_golden_record(session, conflict) -> None:
@@ -93,7 +96,8 @@ def test_merge_retires_a_number_that_redirects_and_unmerge_restores_it(session, 
     assert survivor.phone == "13700137000"  # the moved record now feeds the survivor
     retired = session.scalar(select(Person).where(Person.person_no == new.person_no))
     assert (retired.status, retired.merged_into) == ("retired", holder.id)
-    assert review.current_person(session=session, person_no=new.person_no).id == holder.id
+    current = review.current_person(session=session, person_no=new.person_no)
+    assert current is not None and current.id == holder.id
     assert session.scalar(select(func.count()).select_from(Person).where(Person.status != "retired")) == (
         persons_before - 1
     )

@@ -33,7 +33,9 @@ def add_record(session: Session, person: Person, source: str, observed: date, **
 def merged(session: Session, person: Person) -> Person:
     merge_persons(session=session, person_ids=[person.id])
     session.expire_all()
-    return session.get(Person, person.id)
+    got = session.get(Person, person.id)
+    assert got is not None
+    return got
 
 
 def rank(source: str, attribute: str) -> int:

@@ -69,7 +69,9 @@ def _passed(node: ast.AST) -> list[tuple[str | None, ast.expr]]:
         return [(node.arg, node.value)]
     if isinstance(node, ast.Dict):
         return [
-            (k.value, v) for k, v in zip(node.keys, node.values, strict=True) if isinstance(k, ast.Constant)
+            (k.value, v)
+            for k, v in zip(node.keys, node.values, strict=True)
+            if isinstance(k, ast.Constant) and isinstance(k.value, str)
         ]
     return []
 

@@ -48,6 +48,12 @@ def person(session: Session, **fields: Any) -> Person:
     return make_person(session, **defaults)
 
 
+def birth_date_iso(p: Person) -> str:
+    """A person's birth date as a request body gives it (every test person has one)."""
+    assert p.birth_date is not None
+    return p.birth_date.isoformat()
+
+
 def event(session: Session, who: Person, event_type: str, **fields: Any) -> ChangeEvent:
     """A change event of a person, recorded as the merge step would."""
     version = PersonVersion(

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from registry.audit import record_audit, verify_chain
 from sharing_api.audit import AccessEntry, GroupCommitAudit
 from sharing_api.dependencies import Backends
-from tests.sharing_api.support import person
+from tests.sharing_api.support import birth_date_iso, person
 
 
 def _entry(i: int) -> AccessEntry:
@@ -88,7 +88,7 @@ def test_a_failed_audit_write_refuses_the_request(app, http, session, new_client
         http.get(f"/api/v1/persons/{p.person_no}", headers=new_client()),
         http.post(
             "/api/v1/persons/search",
-            json={"name": "保密", "birth_date": p.birth_date.isoformat()},
+            json={"name": "保密", "birth_date": birth_date_iso(p)},
             headers=new_client(),
         ),
     ):

@@ -11,7 +11,15 @@ from sqlalchemy.orm import Session
 from registry.models import Person
 from sharing_api.dependencies import client_cache
 from sharing_api.policy import Operation, PersonField
-from tests.sharing_api.support import AWAY, PURPOSE, audit_rows, client_code, last_audit_id, person
+from tests.sharing_api.support import (
+    AWAY,
+    PURPOSE,
+    audit_rows,
+    birth_date_iso,
+    client_code,
+    last_audit_id,
+    person,
+)
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class Endpoint:
 
 
 def _verify_body(p: Person) -> dict[str, Any]:
-    return {"id_no": p.id_no, "name": p.name, "birth_date": p.birth_date.isoformat()}
+    return {"id_no": p.id_no, "name": p.name, "birth_date": birth_date_iso(p)}
 
 
 ENDPOINTS = [
@@ -45,7 +53,7 @@ ENDPOINTS = [
         Operation.SEARCH,
         lambda http, p, h, q: http.post(
             "/api/v1/persons/search",
-            json={"name": p.name, "birth_date": p.birth_date.isoformat(), **q.get("body", {})},
+            json={"name": p.name, "birth_date": birth_date_iso(p), **q.get("body", {})},
             headers=h,
             params={k: v for k, v in q.items() if k != "body"},
         ),

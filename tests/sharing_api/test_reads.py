@@ -13,7 +13,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from sharing_api.exceptions import ErrorCode, SharingError
-from sharing_api.reads import BY_DOCUMENT, GroupedReads, PersonReader, Statement
+from sharing_api.grouped import Statement
+from sharing_api.reads import BY_DOCUMENT, GroupedReads, PersonReader
 from tests.sharing_api.support import person
 
 
@@ -23,18 +24,24 @@ def _prepared(session: Session) -> list[str]:
 
 def test_statements_are_prepared_once_per_connection(session: Session) -> None:
     p = person(session, name="张三")
+    assert p.id_no is not None
     first, second = PersonReader.of_session(session), PersonReader.of_session(session)
-    assert first.by_document("RID", p.id_no)["person_no"] == p.person_no
-    assert second.by_document("RID", p.id_no)["name"] == "张三"  # a new reader, the same connection
+    found = first.by_document("RID", p.id_no)
+    assert found is not None and found["person_no"] == p.person_no
+    again = second.by_document("RID", p.id_no)
+    assert again is not None and again["name"] == "张三"  # a new reader, the same connection
     assert _prepared(session).count(BY_DOCUMENT.name) == 1
 
 
 def test_rows_carry_the_columns_and_positions_asked(session: Session) -> None:
     a = person(session, name="甲", birth_date=date(1980, 1, 2))
     b = person(session, name="乙", status="retired", merged_into=a.id)
+    assert a.id_no is not None and b.id_no is not None
     reader = PersonReader.of_session(session)
-    assert reader.by_number(b.person_no)["merged_into"] == a.id
-    assert reader.by_id(a.id)["birth_date"] == date(1980, 1, 2)
+    retired = reader.by_number(b.person_no)
+    assert retired is not None and retired["merged_into"] == a.id
+    survivor = reader.by_id(a.id)
+    assert survivor is not None and survivor["birth_date"] == date(1980, 1, 2)
     assert reader.by_number("P99999999999") is None
     rows = reader.by_documents(["RID", "RID", "RID"], [b.id_no, "330000000000000000", a.id_no])
     assert sorted((r["n"], r["person_no"]) for r in rows) == [(1, b.person_no), (3, a.person_no)]
@@ -72,6 +79,7 @@ def test_the_reads_of_one_loop_pass_share_one_statement(own_db: str) -> None:
         b = person(session, name="乙", status="retired", merged_into=a.id)
         session.commit()
         a_id, a_no, a_doc, b_no, b_doc = a.id, a.person_no, a.id_no, b.person_no, b.id_no
+    assert a_doc is not None and b_doc is not None
     engine.dispose()
     reads = CountedReads(own_db)
 
@@ -112,13 +120,14 @@ def test_a_broken_read_connection_fails_its_group_and_is_replaced(own_db: str) -
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
     admin.dispose()
 
-    async def two() -> list[Any]:
+    async def two() -> tuple[object, object]:
         return await asyncio.gather(
             reads.by_number("P99999999999"), reads.by_id(2**62), return_exceptions=True
         )
 
     failed = asyncio.run(two())
-    assert [f.code for f in failed] == [ErrorCode.DATABASE_UNAVAILABLE] * 2
+    codes = [f.code if isinstance(f, SharingError) else f for f in failed]
+    assert codes == [ErrorCode.DATABASE_UNAVAILABLE] * 2
     assert asyncio.run(reads.by_number("P99999999999")) is None  # a new connection, prepared again
     assert reads._connection.get_backend_pid() != backend
 

@@ -20,7 +20,15 @@ from registry.audit import verify_chain
 from sharing_api.clients import create_client
 from sharing_api.dependencies import api_engine
 from tests.browser import served
-from tests.sharing_api.support import AWAY, PURPOSE, event, person, policy, reset_server_backends
+from tests.sharing_api.support import (
+    AWAY,
+    PURPOSE,
+    birth_date_iso,
+    event,
+    person,
+    policy,
+    reset_server_backends,
+)
 
 
 @pytest.fixture
@@ -49,7 +57,7 @@ def test_concurrent_requests_each_get_their_own_answer_and_audit_record(own_db: 
             session=session, code="server_t", name="服务测试", policy=policy(), operator="t"
         )
         session.commit()
-        docs = {p.id_no: (p.person_no, p.name, p.birth_date.isoformat()) for p in people}
+        docs = {p.id_no: (p.person_no, p.name, birth_date_iso(p)) for p in people}
         retired_nos = [p.person_no for p in retired]
         away_docs = [p.id_no for p in away]
         survivor_no = survivor.person_no
@@ -60,6 +68,7 @@ def test_concurrent_requests_each_get_their_own_answer_and_audit_record(own_db: 
         async with httpx.AsyncClient(base_url=server_on, headers=headers, timeout=30) as http:
             asks: list[tuple[str, Any, Any]] = []
             for doc in docs:
+                assert doc is not None
                 asks.append(("lookup", doc, http.post("/api/v1/persons/lookup", json={"id_no": doc})))
                 _, name, born = docs[doc]
                 # a wrong name of its own: one claim failing for many documents would reach the limit
@@ -116,7 +125,7 @@ def test_after_a_database_restart_a_thread_pool_route_answers_503_json_then_reco
             session=session, code="server_r", name="重启测试", policy=policy(), operator="t"
         )
         session.commit()
-        search = {"name": "丁一", "birth_date": p.birth_date.isoformat()}
+        search = {"name": "丁一", "birth_date": birth_date_iso(p)}
     headers = {"X-API-Key": key, "X-End-User": "clerk-9", "X-Purpose": PURPOSE}
     with httpx.Client(base_url=server_on, headers=headers, timeout=30) as http:
         assert http.post("/api/v1/persons/search", json=search).json()["items"][0]["name"] == "丁一"
@@ -154,7 +163,7 @@ def test_every_endpoint_answers_through_the_servers_database_role(own_db: str, s
             session=session, code="server_role", name="角色测试", policy=policy(), operator="t"
         )
         session.commit()
-        no, doc, born = p.person_no, p.id_no, p.birth_date.isoformat()
+        no, doc, born = p.person_no, p.id_no, birth_date_iso(p)
     engine.dispose()
     headers = {"X-API-Key": key, "X-End-User": "clerk-9", "X-Purpose": PURPOSE}
     verify = {"id_no": doc, "name": "戊一", "birth_date": born}

@@ -67,8 +67,8 @@ def read(path: Path) -> tuple[list[str], list[list[str]]]:
         objs = [json.loads(line) for line in data.decode("utf-8").splitlines()]
         return (list(objs[0]) if objs else []), [list(o.values()) for o in objs]
     text = data.decode("gb18030") if path.name.startswith("gaj_hj") else data.decode("utf-8-sig")
-    rows = list(csv.reader(io.StringIO(text)))
-    return rows[0], rows[1:]
+    lines = list(csv.reader(io.StringIO(text)))
+    return lines[0], lines[1:]
 
 
 def landing_files(out: Path) -> list[Path]:
