@@ -17,8 +17,8 @@ import hmac
 import itertools
 import json
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,11 +28,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from base.settings import ROOT
-from registry.audit import ChainCheck, ChainStart, verify_chain
+from registry.audit import ChainCheck, ChainStart, record_audit, verify_chain
 from registry.partitions import Expired, detach
 
 ANCHOR_FILE = "audit-anchors.jsonl"
 START_FILE = "audit-start.jsonl"  # where the log starts after its oldest months were detached
+RESTORE_FILE = "audit-restores.jsonl"  # the head the log was restored to from a backup, each time
 
 
 class AnchorSettings(BaseSettings):
@@ -62,6 +63,11 @@ class AnchorSettings(BaseSettings):
         """The starts file: a signed line each time retention detaches the log's oldest month."""
         return self.audit_anchor_dir / START_FILE
 
+    @property
+    def restore_path(self) -> Path:
+        """The restores file: a signed line each time the database was restored from a backup."""
+        return self.audit_anchor_dir / RESTORE_FILE
+
 
 @dataclass(frozen=True)
 class Anchor:
@@ -89,6 +95,83 @@ class Anchor:
     def chain_start(self) -> ChainStart:
         """This point as where verification starts (a start: the last detached record)."""
         return ChainStart(self.id, self.hash, self.count)
+
+
+@dataclass(frozen=True)
+class Restore:
+    """The head the log was restored to from a backup (`popex audit restored`): its id, hash and the
+    records up to it, and how many anchors the anchors file held then (those are from before the
+    restore; the later ones from after it); signed."""
+
+    id: int
+    hash: str
+    count: int
+    anchors: int
+    signed_at: str  # UTC, ISO 8601
+    mac: str = ""
+
+    def message(self) -> bytes:
+        """What the signature covers: a JSON array of the fields, in a fixed order."""
+        fields = [self.id, self.hash, self.count, self.anchors, self.signed_at]
+        return json.dumps(fields, separators=(",", ":")).encode()
+
+    def signed(self, key: bytes) -> "Restore":
+        """This restore with its signature."""
+        return replace(self, mac=hmac.new(key, self.message(), hashlib.sha256).hexdigest())
+
+    def valid(self, key: bytes) -> bool:
+        """True when the signature is this restore's under `key`."""
+        return hmac.compare_digest(self.signed(key).mac, self.mac)
+
+
+Point = Anchor | Restore  # what the log is checked against
+
+
+def read_restores(settings: AnchorSettings, key: bytes) -> tuple[list[Restore], list[str]]:
+    """The restores signed by the key, in the order they were made, and what is wrong with the file (Chinese)."""
+    if not settings.restore_path.exists():
+        return [], []
+    restores: list[Restore] = []
+    problems: list[str] = []
+    for n, line in enumerate(settings.restore_path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            found = Restore(
+                int(data["id"]), str(data["hash"]), int(data["count"]), int(data["anchors"]),
+                str(data["signed_at"]), str(data["mac"]),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"恢复记录文件第 {n} 行无法解析")
+            continue
+        if found.valid(key):
+            restores.append(found)
+        else:
+            problems.append(
+                f"恢复记录 id={found.id}（签于 {found.signed_at}）签名不符：恢复记录文件被改动或伪造，或密钥不对"
+            )
+    return restores, problems
+
+
+def kept(anchors: list[Anchor], restores: list[Restore]) -> tuple[list[Point], list[Anchor]]:
+    """(what the log is checked against: the anchors and restore points that no later restore lost, in
+    the order they were made; the anchors lost in a restore). An anchor made before a restore, of a record
+    after the head the log went back to, is lost: that record is gone and its id was given again."""
+    # A restore made when the file held k anchors comes after anchor k - 1 and before anchor k.
+    points: list[tuple[int, int, Point]] = [(i, len(restores), a) for i, a in enumerate(anchors)]
+    points += [(r.anchors, j, r) for j, r in enumerate(restores)]
+    points.sort(key=lambda p: (p[0], p[1]))
+    out: list[Point] = []
+    lost: list[Anchor] = []
+    for position, (_, _, point) in enumerate(points):
+        later = [r for _, _, r in points[position + 1 :] if isinstance(r, Restore)]
+        if any(r.id < point.id for r in later):
+            if isinstance(point, Anchor):
+                lost.append(point)
+            continue
+        out.append(point)
+    return out, lost
 
 
 class AnchorRefused(RuntimeError):
@@ -143,7 +226,7 @@ def read_start(settings: AnchorSettings, key: bytes | None) -> tuple[Anchor | No
 
 
 def check_anchors(
-    check: ChainCheck, anchors: list[Anchor], key: bytes, start: Anchor | None = None
+    check: ChainCheck, anchors: Sequence[Point], key: bytes, start: Anchor | None = None
 ) -> tuple[list[str], int]:
     """What the log, as `verify_chain(anchored=[a.id …])` found it, contradicts in the anchors (Chinese),
     and how many anchors fell in detached months (checked against the log's start only: their records
@@ -195,7 +278,7 @@ def head(session: Session, start: Anchor | None = None) -> Anchor | None:
     return Anchor(row.id, row.hash, before + (count or 0), datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def _append(path: Path, anchor: Anchor) -> None:
+def _append(path: Path, anchor: Point) -> None:
     """Append one line to an anchors or starts file, on disk before returning."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -217,7 +300,9 @@ def write_anchor(*, session: Session, settings: AnchorSettings, key: bytes) -> A
     if problems:
         raise AnchorRefused(f"{problems[0]}；不再签新锚点，请执行 popex audit verify")
     anchors, _ = read_anchors(settings.path)
-    latest = next((a for a in reversed(anchors) if a.valid(key)), None)
+    restores, _ = read_restores(settings, key)
+    points, _ = kept(anchors, restores)
+    latest = next((p for p in reversed(points) if p.valid(key)), None)
     if latest is not None and (start is None or latest.id >= start.id):
         now = (
             start.hash
@@ -269,7 +354,8 @@ def detach_audit_month(*, session: Session, settings: AnchorSettings, part: Expi
     if last is None or last <= after:  # empty, or a run cut off before its DETACH already signed it past
         detach(session, part)
         return start
-    anchors = [a for a in read_anchors(settings.path)[0] if after < a.id <= last]
+    points, _ = kept(read_anchors(settings.path)[0], read_restores(settings, key)[0])
+    anchors = [a for a in points if after < a.id <= last]
     check = verify_chain(
         session=session, start=start.chain_start() if start is not None else None, upto=last,
         anchored=[a.id for a in anchors],
@@ -299,6 +385,8 @@ class Verdict:
     unanchored: bool  # no key set: shortening, emptying and re-chaining go unnoticed
     start: Anchor | None = None  # the log's start when its oldest months were detached
     archived: int = 0  # anchors in detached months: checked against the start only
+    restores: tuple[Restore, ...] = ()  # the heads the log was restored to from backups
+    lost: int = 0  # anchors whose records were lost in a restore (not checked)
 
     @property
     def ok(self) -> bool:
@@ -317,9 +405,11 @@ def verify_log(
     key = settings.key()
     start, problems = read_start(settings, key)
     anchors, unreadable = read_anchors(settings.path) if key is not None else ([], [])
-    problems += unreadable
+    restores, unsigned = read_restores(settings, key) if key is not None else ([], [])
+    problems += unreadable + unsigned
+    points, lost = kept(anchors, restores)
     check = verify_chain(
-        session=session, progress=progress, anchored=[a.id for a in anchors],
+        session=session, progress=progress, anchored=[a.id for a in points],
         start=start.chain_start() if start is not None else None,
     )  # fmt: skip
     if check.first_bad_id is not None:
@@ -332,7 +422,59 @@ def verify_log(
     if key is not None:
         # A scan stopped at a bad row has not reached the later anchors: only those it read are checked.
         after = start.id if start is not None else 0
-        checked = anchors if check.ok else [a for a in anchors if a.id in check.anchored or a.id <= after]
+        checked = points if check.ok else [a for a in points if a.id in check.anchored or a.id <= after]
         found, archived = check_anchors(check, checked, key, start)
         problems += found
-    return Verdict(check, problems, len(anchors), key is None, start, archived)
+    checked_anchors = sum(isinstance(p, Anchor) for p in points)
+    return Verdict(check, problems, checked_anchors, key is None, start, archived, tuple(restores), len(lost))
+
+
+class RestoreRefused(RuntimeError):
+    """The restored log cannot be recorded as restored (message in Chinese: why)."""
+
+
+def record_restore(
+    *, session: Session, settings: AnchorSettings, actor: str, note: str
+) -> tuple[Restore, int]:
+    """After the database was restored from a backup: sign the log's head as the point it was restored
+    to, so that the anchors signed since the backup (their records are gone, and their ids will be given
+    again) are reported as lost in this restore instead of as a shortened log. Returns the restore point
+    and how many anchors it gives up.
+
+    Refused (RestoreRefused) without the signing key, when the restored log does not verify against the
+    anchors up to its head (a restore brings back the log as it was, not a changed one), and when no
+    anchor is newer than the head (nothing was lost: nothing to record). Audited (audit.restored)."""
+    key = settings.key()
+    if key is None:
+        raise RestoreRefused("未配置锚点密钥（POPEX_AUDIT_ANCHOR_KEY 或 _KEY_FILE）：无法签恢复记录")
+    start, problems = read_start(settings, key)
+    anchors, unreadable = read_anchors(settings.path)
+    restores, unsigned = read_restores(settings, key)
+    if problems or unreadable or unsigned:
+        raise RestoreRefused(f"{(problems + unreadable + unsigned)[0]}；不签恢复记录")
+    current = head(session, start)
+    if current is None:
+        raise RestoreRefused("审计日志为空：恢复的备份里没有审计日志，请检查恢复的数据库")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    point = Restore(current.id, current.hash, current.count, len(anchors), now).signed(key)
+    points, given_up = kept(anchors, [*restores, point])
+    if not given_up:
+        raise RestoreRefused(f"没有比审计日志当前最新记录（id={current.id}）更新的锚点：无需签恢复记录")
+    # The log as restored must be the log as it was: it verifies against every anchor up to its head.
+    check = verify_chain(
+        session=session, anchored=[p.id for p in points], start=start.chain_start() if start else None
+    )
+    found, _ = check_anchors(check, points, key, start) if check.ok else (["哈希链断开"], 0)
+    if found:
+        raise RestoreRefused(
+            f"恢复后的审计日志与恢复点之前的锚点不符（{found[0]}）：恢复的不是原样的备份，"
+            "或恢复后平台已写入新的审计记录（须在恢复数据库后、启动平台之前执行）"
+        )
+    _append(settings.restore_path, point)
+    record_audit(
+        session=session,
+        actor=actor,
+        action="audit.restored",
+        detail={"head": current.id, "count": current.count, "anchors_lost": len(given_up), "note": note},
+    )
+    return point, len(given_up)

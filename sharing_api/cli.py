@@ -218,6 +218,12 @@ def verify(
             f"其中前 {verdict.start.count} 条（至记录 id={verdict.start.id}）已按保留期限分离归档，"
             f"从签名的起点续验；{verdict.archived} 个锚点在已分离的月份，按起点核对"
         )
+    for point in verdict.restores:
+        console.print(
+            f"数据库曾从备份恢复：签于 {point.signed_at}，审计日志恢复到记录 id={point.id}（共 {point.count} 条）"
+        )
+    if verdict.lost:
+        console.print(f"{verdict.lost} 个锚点所记的记录随恢复丢失，未核对")
     if verdict.unanchored:
         err.print(
             "[yellow]未配置锚点密钥（POPEX_AUDIT_ANCHOR_KEY 或 _KEY_FILE）：无法发现截短、清空或重新链接[/yellow]"
@@ -247,6 +253,35 @@ def anchor_() -> None:
         console.print("审计日志为空：没有可签的锚点")
         return
     console.print(f"已签锚点：记录 id={signed.id}，共 {signed.count} 条，写入 {settings.path}")
+
+
+@audit_app.command("restored")
+def restored(
+    note: Annotated[
+        str, typer.Option(help="恢复说明（记入审计日志），如 故障 2026-12-06 从 02:00 的备份恢复")
+    ],
+    actor: Annotated[str | None, typer.Option(help="经办人（与当前系统用户一并记入审计日志）")] = None,
+) -> None:
+    """After restoring the database from a backup, before starting the platform: sign the log's head as
+    the point it was restored to. The anchors signed since the backup are then reported as lost in this
+    restore, not as a shortened log, and anchoring goes on (docs/OPERATIONS.md, Backup and restore)."""
+    from base.db import session_scope
+    from registry.anchors import AnchorSettings, RestoreRefused, record_restore
+    from registry.operator import operator_actor
+
+    settings = AnchorSettings()
+    try:
+        with session_scope() as session:
+            point, lost = record_restore(
+                session=session, settings=settings, actor=operator_actor(actor), note=note
+            )
+    except RestoreRefused as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"已签恢复记录：审计日志恢复到记录 id={point.id}（共 {point.count} 条）；"
+        f"此前 {lost} 个锚点所记的记录随恢复丢失，不再核对。写入 {settings.restore_path}"
+    )
 
 
 @audit_app.command("history")

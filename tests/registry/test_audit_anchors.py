@@ -15,9 +15,13 @@ from registry.anchors import (
     Anchor,
     AnchorRefused,
     AnchorSettings,
+    Restore,
+    RestoreRefused,
     RetentionRefused,
     detach_audit_month,
+    kept,
     read_anchors,
+    record_restore,
     verify_log,
     write_anchor,
 )
@@ -424,3 +428,91 @@ def test_retention_refuses_what_it_cannot_prove(session: Session, settings: Anch
     assert not settings.start_path.exists() or all(
         a.id < next_month[0] for a in read_anchors(settings.start_path)[0]
     )
+
+
+def _restored_to(session: Session, head: int) -> None:
+    """What restoring a backup taken when `head` was the newest record leaves: the later records gone,
+    the id sequence back where it was (their ids are given again)."""
+    _unguarded(session, "DELETE FROM audit_log WHERE id > :id", {"id": head})
+    session.execute(text("SELECT setval('audit_log_id_seq', :id)"), {"id": head})
+
+
+def test_a_restore_from_a_backup_is_recorded_and_the_log_is_checked_on(
+    session: Session, settings: AnchorSettings
+) -> None:
+    backup_head = _anchored(session, settings)[-1]  # anchored, then the nightly backup
+    _chain(session, 4)
+    lost = write_anchor(session=session, settings=settings, key=KEY)  # anchored after the backup
+    assert lost is not None and lost.id > backup_head
+    _restored_to(session, backup_head)  # the server died; the backup is restored
+
+    found = verify_log(session=session, settings=settings)
+    assert not found.ok and any("截短" in p and f"id={lost.id}" in p for p in found.problems)
+    with pytest.raises(AnchorRefused):  # nor may anchoring bless it unrecorded
+        write_anchor(session=session, settings=settings, key=KEY)
+
+    point, given_up = record_restore(session=session, settings=settings, actor="dba", note="从备份恢复")
+    assert (point.id, given_up) == (backup_head, 1)
+    verdict = verify_log(session=session, settings=settings)
+    assert verdict.ok and verdict.lost == 1 and [r.id for r in verdict.restores] == [backup_head]
+    assert session.scalar(text("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1")) == "audit.restored"
+
+    # The platform goes on: new records take the lost ones' ids, and are anchored and checked as before.
+    ids = _chain(session, 6)
+    assert lost.id in ids
+    newer = write_anchor(session=session, settings=settings, key=KEY)
+    assert newer is not None and newer.id == ids[-1]
+    assert verify_log(session=session, settings=settings).ok
+    # A restore point guards nothing less: the newest records removed after it are found again.
+    _unguarded(session, "DELETE FROM audit_log WHERE id >= :id", {"id": ids[-2]})
+    after = verify_log(session=session, settings=settings)
+    assert not after.ok and any("截短" in p and f"id={newer.id}" in p for p in after.problems)
+
+
+def test_a_restore_is_recorded_only_for_the_log_as_it_was(session: Session, settings: AnchorSettings) -> None:
+    ids = _anchored(session, settings)
+    with pytest.raises(RestoreRefused, match="无需签恢复记录"):  # nothing newer than the head was lost
+        record_restore(session=session, settings=settings, actor="dba", note="")
+    _chain(session, 3)
+    assert write_anchor(session=session, settings=settings, key=KEY) is not None
+    _restored_to(session, ids[-1])
+    _unguarded(session, "UPDATE audit_log SET detail = '{\"i\": 99}' WHERE id = :id", {"id": ids[2]})
+    with pytest.raises(
+        RestoreRefused, match="恢复后的审计日志与恢复点之前的锚点不符"
+    ):  # not the backup as taken
+        record_restore(session=session, settings=settings, actor="dba", note="")
+    assert not settings.restore_path.exists()
+    no_key = AnchorSettings(audit_anchor_dir=settings.audit_anchor_dir)
+    with pytest.raises(RestoreRefused, match="未配置锚点密钥"):
+        record_restore(session=session, settings=no_key, actor="dba", note="")
+
+
+def test_a_forged_restore_record_is_found(session: Session, settings: AnchorSettings) -> None:
+    """Someone who shortened the log writes a restore record to excuse it, without the key."""
+    ids = _anchored(session, settings)
+    _chain(session, 3)
+    assert write_anchor(session=session, settings=settings, key=KEY) is not None
+    _restored_to(session, ids[-1])
+    forged = Restore(ids[-1], "0" * 64, len(ids), 2, "2026-12-06T00:00:00+00:00", "f" * 64)
+    settings.restore_path.write_text(json.dumps(forged.__dict__) + "\n", encoding="utf-8")
+    verdict = verify_log(session=session, settings=settings)
+    assert not verdict.ok
+    assert any("恢复记录" in p and "签名不符" in p for p in verdict.problems)
+    assert any("截短" in p for p in verdict.problems)  # the forged record excuses nothing
+
+
+def test_what_each_restore_gives_up() -> None:
+    """Anchors (by id) and restores (back to a head, after the anchors made before them), twice over."""
+
+    def anchor(i: int) -> Anchor:
+        return Anchor(i, f"h{i}", i, "2026-12-01T00:00:00+00:00")
+
+    def restore(i: int, anchors: int) -> Restore:
+        return Restore(i, f"h{i}", i, anchors, "2026-12-01T00:00:00+00:00")
+
+    a10, a20, a30, a25, a40 = anchor(10), anchor(20), anchor(30), anchor(25), anchor(40)
+    back_to_15 = restore(15, 2)  # after a10 and a20: a20's record is gone
+    assert kept([a10, a20], [back_to_15]) == ([a10, back_to_15], [a20])
+    back_to_12 = restore(12, 4)  # later still, to an older backup: a30, a25 and the first restore go too
+    points, lost = kept([a10, a20, a30, a25, a40], [back_to_15, back_to_12])
+    assert points == [a10, back_to_12, a40] and lost == [a20, a30, a25]
