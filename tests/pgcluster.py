@@ -107,6 +107,32 @@ def primary_and_replica() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextmanager
+def fresh_server() -> Iterator[tuple[str, int, Path]]:
+    """A new, empty PostgreSQL server (initdb, no database of ours, no role but postgres), as a machine
+    restored onto after a disaster has; yields its admin URL (database postgres), port and binaries."""
+    if not BINS or (shutil.which("runuser") is None and os.geteuid() == 0):
+        pytest.skip("no PostgreSQL server binaries here")
+    bin_ = BINS[-1]
+    root = Path(tempfile.mkdtemp(prefix="popex-fresh-"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    port, data = free_port(), root / "data"
+    try:
+        _run(str(bin_ / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+             "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+        _start(bin_, data, port, root)
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", port, bin_
+    finally:
+        subprocess.run(
+            _as_owner([str(bin_ / "pg_ctl"), "-D", str(data), "stop", "-m", "immediate"]),
+            capture_output=True,
+            timeout=30,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _start(bin_: Path, data: Path, port: int, root: Path) -> None:
     options = (
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off "
