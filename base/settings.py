@@ -34,7 +34,8 @@ class StorageSettings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     # A file in a local landing folder is taken once it has not changed (size, modification time) for
     # landing_quiet_seconds: one a department is still uploading straight into the folder would be cut
-    # short. A run waits up to landing_patience_seconds for it, then leaves it to the next run.
+    # short. A run waits up to landing_patience_seconds in all for its files, then leaves those still
+    # changing to the next run.
     landing_quiet_seconds: float = Field(default=30.0, ge=0)
     landing_patience_seconds: float = Field(default=300.0, ge=0)
 

@@ -319,13 +319,13 @@ def prepare_partitions(factory: SessionFactory) -> list[str]:
         return []
 
 
-def wait_until_quiet(found: storage.Location) -> bool:
+def wait_until_quiet(found: storage.Location, deadline: float) -> bool:
     """Whether a landing file has stopped changing: its size and modification time unchanged for
-    POPEX_LANDING_QUIET_SECONDS, waited for up to POPEX_LANDING_PATIENCE_SECONDS. A department that
-    uploads straight into the folder (not under another name renamed at the end) is still writing while
-    it changes; taken then, the day's extract would be cut short. An object in a bucket is whole."""
+    POPEX_LANDING_QUIET_SECONDS, waited for until `deadline` (time.monotonic(); a run's files share
+    POPEX_LANDING_PATIENCE_SECONDS). A department that uploads straight into the folder (not under
+    another name renamed at the end) is still writing while it changes; taken then, the day's extract
+    would be cut short. An object in a bucket is whole."""
     settings = storage_settings()
-    deadline = time.monotonic() + settings.landing_patience_seconds
     while (found_signature := storage.signature(found)) is not None:
         quiet_for = time.time() - found_signature[1] / 1e9
         if quiet_for >= settings.landing_quiet_seconds:
@@ -364,12 +364,13 @@ def receive_landing(
     folder = storage.location(folder)
     refused = storage.join(folder, REFUSED_DIR, as_of.strftime("%Y%m%d"))
     batch_ids: list[int] = []
+    deadline = time.monotonic() + storage_settings().landing_patience_seconds
     for found in landing_files(folder):
         name = parse_file_name(storage.name(found))
         if name.as_of > as_of:
             continue
         try:
-            if not wait_until_quiet(found):
+            if not wait_until_quiet(found, deadline):
                 log.warning(
                     LEFT_FOR_NEXT_RUN, storage.name(found), storage_settings().landing_patience_seconds
                 )
