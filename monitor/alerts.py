@@ -11,19 +11,26 @@ Rules:
 - api_not_found   an API client's requests find no one often (numbers tried to learn who lives here)
 - verify_guessing an API client's verifications fail like guesses: a claim failed as often as allowed,
                   or many claims failed (sharing_api/guessing.py)
+- disk_low        the disk of a local archive, landing or outbox folder is nearly full (read now,
+                  whatever moment the rules look at; a bucket is its provider's to watch)
 A condition that clears (file arrives, batch released, reviews decided …) resolves its alert.
 """
 
 import logging
+import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
+from base import storage
+from base.settings import storage_settings
 from monitor import health, timeliness
 from monitor.config import MonitorSettings
 from monitor.models import MonitorAlert
@@ -40,6 +47,7 @@ RULE_LABELS = {
     "api_failures": "接口服务故障",
     "api_not_found": "疑似试号探测",
     "verify_guessing": "疑似猜测核验",
+    "disk_low": "存储空间不足",
 }
 
 
@@ -292,6 +300,58 @@ def _verify_guessing(look: Look, p: sharing_service.GuessingPattern) -> Conditio
     )
 
 
+@dataclass(frozen=True)
+class Disk:
+    """A disk holding some of the platform's local folders: where it is mounted, which folders, its space."""
+
+    mount: Path
+    folders: tuple[str, ...]
+    total: int
+    free: int
+
+
+FOLDERS = {"archive_dir": "归档目录", "landing_dir": "落地目录", "outbox_dir": "回执目录"}
+
+
+def _disks(look: Look) -> list[Disk]:
+    """The disks of the local folders among POPEX_ARCHIVE_DIR, _LANDING_DIR and _OUTBOX_DIR, each once."""
+    settings = storage_settings()
+    found: dict[int, tuple[Path, list[str]]] = {}
+    for name, label in FOLDERS.items():
+        where = storage.location(getattr(settings, name))
+        if not isinstance(where, Path):
+            continue
+        probe = where.resolve()
+        while not probe.exists():  # not made yet: its disk is the nearest existing parent's
+            probe = probe.parent
+        mount = probe
+        while not os.path.ismount(mount):
+            mount = mount.parent
+        found.setdefault(os.stat(probe).st_dev, (mount, []))[1].append(label)
+    disks = []
+    for mount, labels in found.values():
+        usage = shutil.disk_usage(mount)
+        disks.append(Disk(mount, tuple(labels), usage.total, usage.free))
+    return disks
+
+
+def _disk_low(look: Look, disk: Disk) -> Condition | None:
+    settings = look.settings
+    share, gib = 100.0 * disk.free / max(disk.total, 1), disk.free / 2**30
+    if share >= settings.disk_free_percent and gib >= settings.disk_free_gb:
+        return None
+    critical = share < settings.disk_free_percent / 2 or gib < settings.disk_free_gb / 2
+    return Condition(
+        rule="disk_low",
+        key=f"disk_low:{disk.mount}",
+        severity="critical" if critical else "warning",
+        title=f"{'、'.join(disk.folders)}所在磁盘（{disk.mount}）仅剩 {gib:.1f} GB（{share:.1f}%）："
+        "写满后文件无法接收和归档，每日流程将失败",
+        link=look.dashboard_link,
+        detail={"mount": str(disk.mount), "free_bytes": disk.free, "total_bytes": disk.total},
+    )
+
+
 # Every rule, grouped by what it looks at; conditions are listed (and alerts raised) in this order.
 RULES: tuple[RuleGroup[Any], ...] = (
     RuleGroup(_feed_days, (_feed_missing,)),
@@ -299,6 +359,7 @@ RULES: tuple[RuleGroup[Any], ...] = (
     RuleGroup(_aged_reviews, (_review_aged,)),
     RuleGroup(_api_clients, (_api_error_rate, _api_failures, _api_not_found)),
     RuleGroup(_verifying_clients, (_verify_guessing,)),
+    RuleGroup(_disks, (_disk_low,)),
 )
 
 

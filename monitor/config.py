@@ -34,6 +34,10 @@ class MonitorSettings(BaseSettings):
     # Failed verifications looked at for guessing: a claim at its limit alerts, as do this many claims.
     guessing_window_hours: int = Field(default=24, ge=1)
     guessing_claims: int = Field(default=50, ge=1)
+    # The disks of the local archive, landing and outbox folders: less free than either alerts (a warning;
+    # critical below half of it). Full, files can be neither received nor archived and the day's run fails.
+    disk_free_percent: float = Field(default=10.0, ge=0, le=100)
+    disk_free_gb: float = Field(default=5.0, ge=0)
     webhook_url: str | None = None  # alerts are POSTed here as JSON (and always logged)
     webhook_timeout: float = 5.0
     base_url: str = ""  # prefix of alert links in webhook payloads, e.g. https://popex.example.gov.cn

@@ -29,6 +29,11 @@ TEST_CELL_KEY_SECRET = os.environ.get("POPEX_TEST_CELL_KEY_SECRET", "popex-tests
 # tests write theirs whole just before the run, so they are taken at once; tests/exchange/test_landing_quiet.py
 # sets its own, and the real scheduler's run (tests/dags/test_scheduler.py) keeps the default.
 os.environ.setdefault("POPEX_LANDING_QUIET_SECONDS", "0")
+# The monitor's disk rule reads the real disk: off in the tests whose alerts are counted exactly (a CI
+# machine with little space left would add an alert they do not expect); tests/monitor/test_disk.py sets
+# its own thresholds.
+os.environ.setdefault("POPEX_MONITOR_DISK_FREE_PERCENT", "0")
+os.environ.setdefault("POPEX_MONITOR_DISK_FREE_GB", "0")
 
 
 def admin_url() -> str:
