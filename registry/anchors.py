@@ -164,14 +164,16 @@ def kept(anchors: list[Anchor], restores: list[Restore]) -> tuple[list[Point], l
     points.sort(key=lambda p: (p[0], p[1]))
     out: list[Point] = []
     lost: list[Anchor] = []
-    for position, (_, _, point) in enumerate(points):
-        later = [r for _, _, r in points[position + 1 :] if isinstance(r, Restore)]
-        if any(r.id < point.id for r in later):
+    earliest_later = None  # the lowest head any later restore went back to (read from the end)
+    for _, _, point in reversed(points):
+        if earliest_later is not None and earliest_later < point.id:
             if isinstance(point, Anchor):
                 lost.append(point)
-            continue
-        out.append(point)
-    return out, lost
+        else:
+            out.append(point)
+        if isinstance(point, Restore):
+            earliest_later = point.id if earliest_later is None else min(earliest_later, point.id)
+    return out[::-1], lost[::-1]
 
 
 class AnchorRefused(RuntimeError):
