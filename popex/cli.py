@@ -127,6 +127,48 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="目标版本")] =
     console.print(f"数据库已回退到 {revision}")
 
 
+@db_app.command("restored")
+def db_restored(
+    note: Annotated[
+        str, typer.Option(help="恢复说明（记入审计日志），如 db1 损坏，从 2026-12-05 夜间备份恢复")
+    ],
+    actor: Annotated[str | None, typer.Option(help="经办人（与当前系统用户一并记入审计日志）")] = None,
+) -> None:
+    """Run once after restoring the database from a backup, before starting the platform: the numbers
+    given out since the backup (persons', change events', batches') are never given out again, and the
+    audit log's restore is recorded against its anchors (docs/OPERATIONS.md, Backup and restore)."""
+    from base.db import session_scope
+    from registry.anchors import AnchorSettings, RestoreRefused, record_restore
+    from registry.operator import operator_actor
+    from registry.restore import skip_ahead
+
+    who = operator_actor(actor)
+    settings = AnchorSettings()
+    refused: RestoreRefused | None = None
+    if settings.key() is None:
+        err.print("[yellow]未配置锚点密钥：审计日志的恢复未签记录，popex audit verify 只校验哈希链[/yellow]")
+    else:
+        try:  # first: any audit record written before it would take the id of a record the restore lost
+            with session_scope() as session:
+                point, lost = record_restore(session=session, settings=settings, actor=who, note=note)
+            console.print(
+                f"审计日志恢复到记录 id={point.id}（共 {point.count} 条），"
+                f"此前 {lost} 个锚点所记的记录随恢复丢失，不再核对"
+            )
+        except RestoreRefused as exc:
+            if exc.nothing_lost:
+                console.print(f"审计日志：{exc}")
+            else:
+                refused = exc
+    with session_scope() as session:
+        skipped = skip_ahead(session=session, actor=who, note=note)
+    for s in skipped:
+        console.print(f"{s.numbers}：由 {s.before:,} 跳至 {s.after:,} 之后，备份之后发出的号码不会再次发出")
+    if refused is not None:
+        err.print(f"[red]审计日志：{refused}[/red]")
+        raise typer.Exit(1)
+
+
 @db_app.command("stop")
 def db_stop() -> None:
     """Stop the embedded PostgreSQL, if one is running."""

@@ -432,7 +432,12 @@ def verify_log(
 
 
 class RestoreRefused(RuntimeError):
-    """The restored log cannot be recorded as restored (message in Chinese: why)."""
+    """The restored log cannot be recorded as restored (message in Chinese: why); nothing_lost: because
+    no anchor is newer than its head (a backup taken after the newest anchor: nothing to record)."""
+
+    def __init__(self, message: str, *, nothing_lost: bool = False) -> None:
+        super().__init__(message)
+        self.nothing_lost = nothing_lost
 
 
 def record_restore(
@@ -461,7 +466,9 @@ def record_restore(
     point = Restore(current.id, current.hash, current.count, len(anchors), now).signed(key)
     points, given_up = kept(anchors, [*restores, point])
     if not given_up:
-        raise RestoreRefused(f"没有比审计日志当前最新记录（id={current.id}）更新的锚点：无需签恢复记录")
+        raise RestoreRefused(
+            f"没有比审计日志当前最新记录（id={current.id}）更新的锚点：无需签恢复记录", nothing_lost=True
+        )
     # The log as restored must be the log as it was: it verifies against every anchor up to its head.
     check = verify_chain(
         session=session, anchored=[p.id for p in points], start=start.chain_start() if start else None

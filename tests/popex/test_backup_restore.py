@@ -18,8 +18,10 @@ from decision.indicators import build_dashboard
 from exchange import flows
 from exchange.readers import parse_file_name
 from registry.areas import load_areas
+from registry.normalise.ids import CHECK_CHARS, CHECK_WEIGHTS
 from synth import generate_city
 from tests.conftest import admin_url, migrated_database
+from tests.feedfiles import hj, write_feed
 from tests.pgcluster import fresh_server
 
 pytestmark = pytest.mark.slow
@@ -50,6 +52,37 @@ def _published(url: str, day: date) -> dict[str, Any]:
             tuple(r) for r in session.execute(text("SELECT person_no, id_no, name, status FROM person"))
         )
         found["dashboard"] = build_dashboard(session=session, area_code="", as_of=day).model_dump_json()
+    engine.dispose()
+    return found
+
+
+def _newcomer(city: Path, folder: Path, key: str, body: str) -> Path:
+    """A household file of the last day (a second delivery) registering one person nobody knows."""
+    community = next(
+        line.split(",")[0]
+        for line in (city / "areas.csv").read_text(encoding="utf-8").splitlines()
+        if line.endswith(",community") or ",community," in line
+    )
+    id_no = (
+        body[:17] + CHECK_CHARS[sum(int(c) * w for c, w in zip(body[:17], CHECK_WEIGHTS, strict=True)) % 11]
+    )
+    folder.mkdir()
+    day = START + timedelta(days=2)
+    row = hj(key, id_no, "新来者", "男", f"{body[6:10]}-{body[10:12]}-{body[12:14]}", when=day.isoformat())
+    return write_feed(folder, "gaj_hj", day, [{**row, "户籍地区划代码": community}], seq=2)
+
+
+def _given_out(url: str) -> dict[str, set[int]]:
+    """The numbers given out: persons' (as integers), change events' ids, batches' ids."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = {
+            "person_no": set(
+                conn.execute(text("SELECT CAST(substr(person_no, 2) AS bigint) FROM person")).scalars()
+            ),
+            "change_event": set(conn.execute(text("SELECT id FROM change_event")).scalars()),
+            "batch": set(conn.execute(text("SELECT id FROM batch")).scalars()),
+        }
     engine.dispose()
     return found
 
@@ -103,9 +136,15 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(tmp_path: Path) 
                 check=True, capture_output=True, timeout=300,
             )  # fmt: skip
 
+            at_backup = _given_out(url)
             # The day goes on after the backup: the next day's first file, anchored; then the server is lost.
+            # What it gave out meanwhile is held by others: persons' numbers, event ids (cursors), batches.
             assert flows.ingest_file(factory, after_backup[0]).state == "completed"
+            assert flows.ingest_file(
+                factory, _newcomer(city, tmp_path / "a", "A1", "330102199001011234")
+            ).state == ("completed")
             assert _popex(source, "audit", "anchor").returncode == 0
+            given_out = _given_out(url)
             engine.dispose()
 
         with fresh_server() as (admin, port, server_bin):
@@ -129,9 +168,10 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(tmp_path: Path) 
             # The log went back to the backup: verification says so until the restore is recorded.
             lost = _popex(target, "audit", "verify", "--no-anchor")
             assert lost.returncode == 1 and "审计日志被截短或删除了记录" in lost.stderr
-            recorded = _popex(target, "audit", "restored", "--note", "服务器损坏，从夜间备份恢复")
+            recorded = _popex(target, "db", "restored", "--note", "服务器损坏，从夜间备份恢复")
             assert recorded.returncode == 0, recorded.stderr
             assert "此前 1 个锚点所记的记录随恢复丢失" in recorded.stdout
+            assert "统一人口编号：由" in recorded.stdout
             verified = _popex(target, "audit", "verify")
             assert verified.returncode == 0, verified.stderr
             assert (
@@ -149,9 +189,19 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(tmp_path: Path) 
             factory = sessionmaker(engine, expire_on_commit=False)
             for path in after_backup:
                 assert flows.ingest_file(factory, path).state == "completed"
+            # Someone else is new after the restore: he must not get the number the lost day gave A1.
+            assert flows.ingest_file(
+                factory, _newcomer(city, tmp_path / "b", "B1", "330102199202021256")
+            ).state == ("completed")
             engine.dispose()
             again = _popex(target, "audit", "verify")
             assert again.returncode == 0, again.stderr
+            # Nothing given out before the loss is given out again to something else.
+            now = _given_out(url)
+            for kind in ("person_no", "change_event", "batch"):
+                lost_day, since = given_out[kind] - at_backup[kind], now[kind] - at_backup[kind]
+                assert lost_day and since, kind  # the lost day gave numbers out, and so did the restored one
+                assert min(since) > max(given_out[kind]), kind
     finally:
         for key, value in saved.items():
             if value is None:
