@@ -137,6 +137,8 @@ def db_restored(
     """Run once after restoring the database from a backup, before starting the platform: the numbers
     given out since the backup (persons', change events', batches') are never given out again, and the
     audit log's restore is recorded against its anchors (docs/OPERATIONS.md, Backup and restore)."""
+    from sqlalchemy import text
+
     from base.db import session_scope
     from registry.anchors import AnchorSettings, RestoreRefused, record_restore
     from registry.operator import operator_actor
@@ -164,9 +166,27 @@ def db_restored(
         skipped = skip_ahead(session=session, actor=who, note=note)
     for s in skipped:
         console.print(f"{s.numbers}：由 {s.before:,} 跳至 {s.after:,} 之后，备份之后发出的号码不会再次发出")
+    # A revocation made since the backup is undone by the restore: list who can get in, to check.
+    with session_scope() as session:
+        active = session.execute(text(ACCESS_AFTER_RESTORE)).all()
+    console.print(
+        "恢复后仍有效的账户与密钥（备份之后的停用、轮换、吊销已随恢复撤销，请与记录核对后重新执行）："
+    )
+    for kind, count, names in active:
+        console.print(f"  {kind} {count} 个{'：' + names if names else ''}")
     if refused is not None:
         err.print(f"[red]审计日志：{refused}[/red]")
         raise typer.Exit(1)
+
+
+# Who can get in, by kind: API clients, planners, officers, departments' push keys (names, newest first).
+ACCESS_AFTER_RESTORE = """
+SELECT '接口客户端', count(*), string_agg(code, '、' ORDER BY created_at DESC) FROM api_client WHERE status = 'active'
+UNION ALL SELECT '规划人员', count(*), string_agg(name, '、' ORDER BY created_at DESC) FROM decision.planner WHERE active
+UNION ALL SELECT '社区信息员', count(*), NULL FROM collection_officer WHERE active
+UNION ALL SELECT '部门推送密钥', count(*), string_agg(DISTINCT department_code, '、') FROM push_credential
+ WHERE revoked_at IS NULL
+"""
 
 
 @db_app.command("stop")

@@ -172,6 +172,7 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(tmp_path: Path) 
             assert recorded.returncode == 0, recorded.stderr
             assert "此前 1 个锚点所记的记录随恢复丢失" in recorded.stdout
             assert "统一人口编号：由" in recorded.stdout
+            assert "恢复后仍有效的账户与密钥" in recorded.stdout and "接口客户端 0 个" in recorded.stdout
             verified = _popex(target, "audit", "verify")
             assert verified.returncode == 0, verified.stderr
             assert (
