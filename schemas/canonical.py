@@ -416,6 +416,7 @@ class AuditCategory(StrEnum):
     AREAS = "areas"
     AUDIT = "audit"  # the log's own: a person's record looked up, the chain re-hashed
     DECISION = "decision"  # planners' keys, levels opened to everyone
+    DB = "db"  # the database's own operation: restored from a backup
 
     @property
     def label(self) -> str:
@@ -435,6 +436,7 @@ _AUDIT_CATEGORY_LABELS = {
     AuditCategory.AREAS: "区划数据",
     AuditCategory.AUDIT: "审计日志",
     AuditCategory.DECISION: "决策统计",
+    AuditCategory.DB: "数据库运维",
 }
 
 
