@@ -3,8 +3,9 @@
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,18 @@ class ScheduleSettings(BaseSettings):
 
     # Not the host's zone: a server or container kept in UTC would otherwise start the city's day at 08:00.
     time_zone: str = "Asia/Shanghai"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """A name the time zone database knows (Asia/Shanghai), not a typo found at an officer's first page."""
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(
+                f"POPEX_TIME_ZONE={value!r} 不是时区数据库中的时区名，如 Asia/Shanghai"
+            ) from None
+        return value
 
     go_live_date: date | None = None  # unset: no lower bound (development, tests)
 

@@ -71,3 +71,15 @@ def test_the_monitor_describes_the_city_now_by_default(host_in_utc) -> None:
         assert as_of(datetime(2026, 7, 1, 9, 5, 42)) == datetime(2026, 7, 1, 9, 5)
     finally:
         monitor_settings.cache_clear()
+
+
+def test_a_zone_the_database_does_not_know_is_refused_when_the_settings_are_read(monkeypatch) -> None:
+    from pydantic import ValidationError
+
+    from base.settings import ScheduleSettings
+
+    monkeypatch.setenv("POPEX_TIME_ZONE", "Asia/Shangai")
+    with pytest.raises(ValidationError, match="不是时区数据库中的时区名"):
+        ScheduleSettings()
+    monkeypatch.setenv("POPEX_TIME_ZONE", "PRC")
+    assert ScheduleSettings().time_zone == "PRC"
