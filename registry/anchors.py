@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,7 @@ from registry.audit import ChainCheck, ChainStart, record_audit, verify_chain
 from registry.partitions import Expired, detach
 
 ANCHOR_FILE = "audit-anchors.jsonl"
+T = TypeVar("T")
 START_FILE = "audit-start.jsonl"  # where the log starts after its oldest months were detached
 RESTORE_FILE = "audit-restores.jsonl"  # the head the log was restored to from a backup, each time
 
@@ -69,6 +71,11 @@ class AnchorSettings(BaseSettings):
         return self.audit_anchor_dir / RESTORE_FILE
 
 
+def _mac(key: bytes, message: bytes) -> str:
+    """HMAC-SHA256 of a signed line's message under the anchor key."""
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Anchor:
     """The head of the chain at one moment: newest id, its hash, rows up to it; signed."""
@@ -85,12 +92,18 @@ class Anchor:
 
     def signed(self, key: bytes) -> "Anchor":
         """This anchor with its signature."""
-        mac = hmac.new(key, self.message(), hashlib.sha256).hexdigest()
-        return Anchor(self.id, self.hash, self.count, self.signed_at, mac)
+        return replace(self, mac=_mac(key, self.message()))
 
     def valid(self, key: bytes) -> bool:
         """True when the signature is this anchor's under `key`."""
-        return hmac.compare_digest(self.signed(key).mac, self.mac)
+        return hmac.compare_digest(_mac(key, self.message()), self.mac)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> "Anchor":
+        """An anchor from its JSON line."""
+        return cls(
+            int(data["id"]), str(data["hash"]), int(data["count"]), str(data["signed_at"]), str(data["mac"])
+        )
 
     def chain_start(self) -> ChainStart:
         """This point as where verification starts (a start: the last detached record)."""
@@ -117,11 +130,19 @@ class Restore:
 
     def signed(self, key: bytes) -> "Restore":
         """This restore with its signature."""
-        return replace(self, mac=hmac.new(key, self.message(), hashlib.sha256).hexdigest())
+        return replace(self, mac=_mac(key, self.message()))
 
     def valid(self, key: bytes) -> bool:
         """True when the signature is this restore's under `key`."""
-        return hmac.compare_digest(self.signed(key).mac, self.mac)
+        return hmac.compare_digest(_mac(key, self.message()), self.mac)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> "Restore":
+        """A restore from its JSON line."""
+        return cls(
+            int(data["id"]), str(data["hash"]), int(data["count"]), int(data["anchors"]),
+            str(data["signed_at"]), str(data["mac"]),
+        )  # fmt: skip
 
 
 Point = Anchor | Restore  # what the log is checked against
@@ -129,27 +150,14 @@ Point = Anchor | Restore  # what the log is checked against
 
 def read_restores(settings: AnchorSettings, key: bytes) -> tuple[list[Restore], list[str]]:
     """The restores signed by the key, in the order they were made, and what is wrong with the file (Chinese)."""
-    if not settings.restore_path.exists():
-        return [], []
-    restores: list[Restore] = []
-    problems: list[str] = []
-    for n, line in enumerate(settings.restore_path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            found = Restore(
-                int(data["id"]), str(data["hash"]), int(data["count"]), int(data["anchors"]),
-                str(data["signed_at"]), str(data["mac"]),
-            )  # fmt: skip
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"恢复记录文件第 {n} 行无法解析")
-            continue
-        if found.valid(key):
-            restores.append(found)
+    lines, problems = _read_lines(settings.restore_path, "恢复记录文件", Restore.parse)
+    restores = []
+    for r in lines:
+        if r.valid(key):
+            restores.append(r)
         else:
             problems.append(
-                f"恢复记录 id={found.id}（签于 {found.signed_at}）签名不符：恢复记录文件被改动或伪造，或密钥不对"
+                f"恢复记录 id={r.id}（签于 {r.signed_at}）签名不符：恢复记录文件被改动或伪造，或密钥不对"
             )
     return restores, problems
 
@@ -184,29 +192,25 @@ class RetentionRefused(RuntimeError):
     """An audit month cannot be detached (message in Chinese: why, and what to do)."""
 
 
-def read_anchors(path: Path, what: str = "锚点文件") -> tuple[list[Anchor], list[str]]:
-    """The anchors in the file (none if it does not exist) and a problem for each line that does not parse."""
+def _read_lines(path: Path, what: str, parse: Callable[[dict[str, Any]], T]) -> tuple[list[T], list[str]]:
+    """The signed lines of a file (none if it does not exist) and a problem for each that does not parse."""
     if not path.exists():
         return [], []
-    anchors: list[Anchor] = []
+    found: list[T] = []
     problems: list[str] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            anchors.append(
-                Anchor(
-                    int(data["id"]),
-                    str(data["hash"]),
-                    int(data["count"]),
-                    str(data["signed_at"]),
-                    str(data["mac"]),
-                )
-            )
+            found.append(parse(json.loads(line)))
         except (ValueError, KeyError, TypeError):
             problems.append(f"{what}第 {n} 行无法解析")
-    return anchors, problems
+    return found, problems
+
+
+def read_anchors(path: Path, what: str = "锚点文件") -> tuple[list[Anchor], list[str]]:
+    """The anchors in the file (none if it does not exist) and a problem for each line that does not parse."""
+    return _read_lines(path, what, Anchor.parse)
 
 
 def read_start(settings: AnchorSettings, key: bytes | None) -> tuple[Anchor | None, list[str]]:
