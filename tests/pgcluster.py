@@ -64,22 +64,39 @@ class Cluster:
             replica.dispose()
 
 
-@contextmanager
-def primary_and_replica() -> Iterator[Cluster]:
-    """A primary with the `popex` database (empty) and a hot standby streaming from it."""
+def _binaries_and_root(prefix: str) -> tuple[Path, Path]:
+    """The newest server binaries and a new directory the servers' owner may write (skips without them)."""
     if not BINS or (shutil.which("runuser") is None and os.geteuid() == 0):
         pytest.skip("no PostgreSQL server binaries here")
-    bin_ = BINS[-1]
-    root = Path(tempfile.mkdtemp(prefix="popex-replica-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
+    return BINS[-1], root
+
+
+def _initdb(bin_: Path, data: Path) -> None:
+    _run(str(bin_ / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+         "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+
+
+def _stop(bin_: Path, data: Path) -> None:
+    subprocess.run(
+        _as_owner([str(bin_ / "pg_ctl"), "-D", str(data), "stop", "-m", "immediate"]),
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@contextmanager
+def primary_and_replica() -> Iterator[Cluster]:
+    """A primary with the `popex` database (empty) and a hot standby streaming from it."""
+    bin_, root = _binaries_and_root("popex-replica-")
     ports = free_port(), free_port()
     started: list[Path] = []
     try:
         primary = root / "primary"
-        _run(str(bin_ / "initdb"), "-D", str(primary), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+        _initdb(bin_, primary)
         # initdb's pg_hba.conf lets local TCP connections replicate (trust): pg_basebackup needs that.
         for data, port in ((primary, ports[0]),):
             _start(bin_, data, port, root)
@@ -99,11 +116,7 @@ def primary_and_replica() -> Iterator[Cluster]:
         yield Cluster(primary_url, f"postgresql+psycopg2://postgres@127.0.0.1:{ports[1]}/popex", root, bin_)
     finally:
         for data in reversed(started):
-            subprocess.run(
-                _as_owner([str(bin_ / "pg_ctl"), "-D", str(data), "stop", "-m", "immediate"]),
-                capture_output=True,
-                timeout=30,
-            )
+            _stop(bin_, data)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -111,25 +124,14 @@ def primary_and_replica() -> Iterator[Cluster]:
 def fresh_server() -> Iterator[tuple[str, int, Path]]:
     """A new, empty PostgreSQL server (initdb, no database of ours, no role but postgres), as a machine
     restored onto after a disaster has; yields its admin URL (database postgres), port and binaries."""
-    if not BINS or (shutil.which("runuser") is None and os.geteuid() == 0):
-        pytest.skip("no PostgreSQL server binaries here")
-    bin_ = BINS[-1]
-    root = Path(tempfile.mkdtemp(prefix="popex-fresh-"))
-    root.chmod(0o755)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
+    bin_, root = _binaries_and_root("popex-fresh-")
     port, data = free_port(), root / "data"
     try:
-        _run(str(bin_ / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+        _initdb(bin_, data)
         _start(bin_, data, port, root)
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", port, bin_
     finally:
-        subprocess.run(
-            _as_owner([str(bin_ / "pg_ctl"), "-D", str(data), "stop", "-m", "immediate"]),
-            capture_output=True,
-            timeout=30,
-        )
+        _stop(bin_, data)
         shutil.rmtree(root, ignore_errors=True)
 
 

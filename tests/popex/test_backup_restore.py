@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from base.settings import storage_settings
 from decision.indicators import build_dashboard
 from exchange import flows
 from exchange.readers import parse_file_name
@@ -87,7 +88,9 @@ def _given_out(url: str) -> dict[str, set[int]]:
     return found
 
 
-def test_a_backup_restored_on_a_new_server_is_the_same_platform(tmp_path: Path) -> None:
+def test_a_backup_restored_on_a_new_server_is_the_same_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     city = tmp_path / "city"
     generate_city(city, persons=300, days=2, seed=21)
     files = flows.landing_files(city / "landing")
@@ -103,110 +106,99 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(tmp_path: Path) 
         "POPEX_OUTBOX_DIR": str(tmp_path / "outbox"),
         "COLUMNS": "300",
     }
-    saved = {k: os.environ.get(k) for k in ("POPEX_ARCHIVE_DIR", "POPEX_OUTBOX_DIR")}
-    os.environ.update({k: env[k] for k in saved})
-    from base.settings import storage_settings
-
+    for key in ("POPEX_ARCHIVE_DIR", "POPEX_OUTBOX_DIR"):  # this process ingests too
+        monkeypatch.setenv(key, env[key])
     storage_settings.cache_clear()
-    try:
-        with migrated_database("popex_backup") as url:
-            engine = create_engine(url)
-            with Session(engine) as session:
-                load_areas(session=session, path=city / "areas.csv")
-                session.commit()
-            factory = sessionmaker(engine, expire_on_commit=False)
-            for path in before_backup:
-                assert flows.ingest_file(factory, path).state == "completed"
-            source = {**env, "POPEX_DATABASE_URL": url}
-            assert _popex(source, "audit", "anchor").returncode == 0
-            published = _published(url, last_day - timedelta(days=1))
+    request.addfinalizer(storage_settings.cache_clear)
+    with migrated_database("popex_backup") as url:
+        engine = create_engine(url)
+        with Session(engine) as session:
+            load_areas(session=session, path=city / "areas.csv")
+            session.commit()
+        factory = sessionmaker(engine, expire_on_commit=False)
+        for path in before_backup:
+            assert flows.ingest_file(factory, path).state == "completed"
+        source = {**env, "POPEX_DATABASE_URL": url}
+        assert _popex(source, "audit", "anchor").returncode == 0
+        published = _published(url, last_day - timedelta(days=1))
 
-            # The nightly backup: the roles (without their passwords), then the database.
-            server = make_url(admin_url())
-            where = ["-h", server.host or "127.0.0.1", "-p", str(server.port or 5432), "-U", "postgres"]
-            bin_ = Path("/usr/bin")
-            subprocess.run(
-                [_tool(bin_, "pg_dumpall"), *where, "--globals-only", "--no-role-passwords",
-                 "-f", str(tmp_path / "globals.sql")],
-                check=True, capture_output=True, timeout=120,
-            )  # fmt: skip
-            subprocess.run(
-                [_tool(bin_, "pg_dump"), *where, "-Fc", "-f", str(tmp_path / "popex.dump"),
-                 make_url(url).database or ""],
-                check=True, capture_output=True, timeout=300,
-            )  # fmt: skip
+        # The nightly backup: the roles (without their passwords), then the database.
+        server = make_url(admin_url())
+        where = ["-h", server.host or "127.0.0.1", "-p", str(server.port or 5432), "-U", "postgres"]
+        bin_ = Path("/usr/bin")
+        subprocess.run(
+            [_tool(bin_, "pg_dumpall"), *where, "--globals-only", "--no-role-passwords",
+             "-f", str(tmp_path / "globals.sql")],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        subprocess.run(
+            [_tool(bin_, "pg_dump"), *where, "-Fc", "-f", str(tmp_path / "popex.dump"),
+             make_url(url).database or ""],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
 
-            at_backup = _given_out(url)
-            # The day goes on after the backup: the next day's first file, anchored; then the server is lost.
-            # What it gave out meanwhile is held by others: persons' numbers, event ids (cursors), batches.
-            assert flows.ingest_file(factory, after_backup[0]).state == "completed"
-            assert flows.ingest_file(
-                factory, _newcomer(city, tmp_path / "a", "A1", "330102199001011234")
-            ).state == ("completed")
-            assert _popex(source, "audit", "anchor").returncode == 0
-            given_out = _given_out(url)
-            engine.dispose()
+        at_backup = _given_out(url)
+        # The day goes on after the backup: the next day's first file, anchored; then the server is lost.
+        # What it gave out meanwhile is held by others: persons' numbers, event ids (cursors), batches.
+        assert flows.ingest_file(factory, after_backup[0]).state == "completed"
+        assert flows.ingest_file(
+            factory, _newcomer(city, tmp_path / "a", "A1", "330102199001011234")
+        ).state == ("completed")
+        assert _popex(source, "audit", "anchor").returncode == 0
+        given_out = _given_out(url)
+        engine.dispose()
 
-        with fresh_server() as (admin, port, server_bin):
-            where = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-            subprocess.run(  # "role postgres already exists" and the like: psql goes on
-                [_tool(server_bin, "psql"), *where, "-d", "postgres", "-q", "-f", str(tmp_path / "globals.sql")],
-                check=True, capture_output=True, timeout=120,
-            )  # fmt: skip
-            subprocess.run(
-                [_tool(server_bin, "createdb"), *where, "popex"], check=True, capture_output=True, timeout=60
-            )
-            restored = subprocess.run(
-                [_tool(server_bin, "pg_restore"), *where, "--exit-on-error", "-d", "popex",
-                 str(tmp_path / "popex.dump")],
-                capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
-            assert restored.returncode == 0, restored.stderr[-3000:]
-            url = admin.rsplit("/", 1)[0] + "/popex"
-            target = {**env, "POPEX_DATABASE_URL": url}
+    with fresh_server() as (admin, port, server_bin):
+        where = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+        subprocess.run(  # "role postgres already exists" and the like: psql goes on
+            [_tool(server_bin, "psql"), *where, "-d", "postgres", "-q", "-f", str(tmp_path / "globals.sql")],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        subprocess.run(
+            [_tool(server_bin, "createdb"), *where, "popex"], check=True, capture_output=True, timeout=60
+        )
+        restored = subprocess.run(
+            [_tool(server_bin, "pg_restore"), *where, "--exit-on-error", "-d", "popex",
+             str(tmp_path / "popex.dump")],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert restored.returncode == 0, restored.stderr[-3000:]
+        url = admin.rsplit("/", 1)[0] + "/popex"
+        target = {**env, "POPEX_DATABASE_URL": url}
 
-            # The log went back to the backup: verification says so until the restore is recorded.
-            lost = _popex(target, "audit", "verify", "--no-anchor")
-            assert lost.returncode == 1 and "审计日志被截短或删除了记录" in lost.stderr
-            recorded = _popex(target, "db", "restored", "--note", "服务器损坏，从夜间备份恢复")
-            assert recorded.returncode == 0, recorded.stderr
-            assert "此前 1 个锚点所记的记录随恢复丢失" in recorded.stdout
-            assert "统一人口编号：由" in recorded.stdout
-            assert "恢复后仍有效的账户与密钥" in recorded.stdout and "接口客户端 0 个" in recorded.stdout
-            verified = _popex(target, "audit", "verify")
-            assert verified.returncode == 0, verified.stderr
-            assert (
-                "数据库曾从备份恢复" in verified.stdout and "1 个锚点所记的记录随恢复丢失" in verified.stdout
-            )
+        # The log went back to the backup: verification says so until the restore is recorded.
+        lost = _popex(target, "audit", "verify", "--no-anchor")
+        assert lost.returncode == 1 and "审计日志被截短或删除了记录" in lost.stderr
+        recorded = _popex(target, "db", "restored", "--note", "服务器损坏，从夜间备份恢复")
+        assert recorded.returncode == 0, recorded.stderr
+        assert "此前 1 个锚点所记的记录随恢复丢失" in recorded.stdout
+        assert "统一人口编号：由" in recorded.stdout
+        assert "恢复后仍有效的账户与密钥" in recorded.stdout and "接口客户端 0 个" in recorded.stdout
+        verified = _popex(target, "audit", "verify")
+        assert verified.returncode == 0, verified.stderr
+        assert "数据库曾从备份恢复" in verified.stdout and "1 个锚点所记的记录随恢复丢失" in verified.stdout
 
-            # The same platform as at the backup: the same residents, the same published numbers (the
-            # statistics' secret came back with the data), and the bulk tables consistent.
-            assert _published(url, last_day - timedelta(days=1)) == published
-            checked = _popex(target, "db", "check")
-            assert checked.returncode == 0, checked.stdout + checked.stderr
+        # The same platform as at the backup: the same residents, the same published numbers (the
+        # statistics' secret came back with the data), and the bulk tables consistent.
+        assert _published(url, last_day - timedelta(days=1)) == published
+        checked = _popex(target, "db", "check")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
-            # And it goes on: the day's files after the backup are taken again, the log keeps verifying.
-            engine = create_engine(url)
-            factory = sessionmaker(engine, expire_on_commit=False)
-            for path in after_backup:
-                assert flows.ingest_file(factory, path).state == "completed"
-            # Someone else is new after the restore: he must not get the number the lost day gave A1.
-            assert flows.ingest_file(
-                factory, _newcomer(city, tmp_path / "b", "B1", "330102199202021256")
-            ).state == ("completed")
-            engine.dispose()
-            again = _popex(target, "audit", "verify")
-            assert again.returncode == 0, again.stderr
-            # Nothing given out before the loss is given out again to something else.
-            now = _given_out(url)
-            for kind in ("person_no", "change_event", "batch"):
-                lost_day, since = given_out[kind] - at_backup[kind], now[kind] - at_backup[kind]
-                assert lost_day and since, kind  # the lost day gave numbers out, and so did the restored one
-                assert min(since) > max(given_out[kind]), kind
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        storage_settings.cache_clear()
+        # And it goes on: the day's files after the backup are taken again, the log keeps verifying.
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+        for path in after_backup:
+            assert flows.ingest_file(factory, path).state == "completed"
+        # Someone else is new after the restore: he must not get the number the lost day gave A1.
+        assert flows.ingest_file(
+            factory, _newcomer(city, tmp_path / "b", "B1", "330102199202021256")
+        ).state == ("completed")
+        engine.dispose()
+        again = _popex(target, "audit", "verify")
+        assert again.returncode == 0, again.stderr
+        # Nothing given out before the loss is given out again to something else.
+        now = _given_out(url)
+        for kind in ("person_no", "change_event", "batch"):
+            lost_day, since = given_out[kind] - at_backup[kind], now[kind] - at_backup[kind]
+            assert lost_day and since, kind  # the lost day gave numbers out, and so did the restored one
+            assert min(since) > max(given_out[kind]), kind
