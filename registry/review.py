@@ -179,15 +179,16 @@ def merge(
     )
     retired.status, retired.merged_into = "retired", survivor.id
     session.flush()
+    today = clock.today()  # one date for the retired number's version and the survivor's
     session.execute(
         text(
             "INSERT INTO person_version (person_id, area_key, valid_from, changed, status, id_no, name, sex, birth_date)"
             " SELECT id, area_key, :today, '[\"status\", \"merged_into\"]', 'retired', id_no, name, sex,"
             " birth_date FROM person WHERE id = :r"
         ),
-        {"r": retired.id, "today": clock.today()},
+        {"r": retired.id, "today": today},
     )
-    merge_persons(session=session, person_ids=[survivor.id], valid_from=clock.today())
+    merge_persons(session=session, person_ids=[survivor.id], valid_from=today)
     events.publish_clerk_change(
         session=session,
         since_version=mark,
