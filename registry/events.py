@@ -200,14 +200,16 @@ def publish_clerk_change(
                 f"""
                 INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id,
                                           payload)
-                SELECT p.id, :type, CAST(:today AS date), p.community_code, NULL,
-                       (SELECT max(v.id) FROM person_version v WHERE v.person_id = p.id),
+                SELECT p.id, :type, coalesce(last.valid_from, CAST(:today AS date)), p.community_code, NULL, last.id,
                        {_record("p")}
                        || jsonb_build_object('changed', '[]'::jsonb, 'lead', true,
                                              'scope', jsonb_build_object('before', {before}, 'after', {_scope("p")}),
                                              'related', jsonb_build_object('role', :role, 'person_no', r.person_no,
                                                                            'scope', {_scope("r")}))
-                FROM person p, person r WHERE p.id = :p AND r.id = :r
+                FROM person p JOIN person r ON r.id = :r
+                LEFT JOIN LATERAL (SELECT v.id, v.valid_from FROM person_version v WHERE v.person_id = p.id
+                                   ORDER BY v.id DESC LIMIT 1) last ON true
+                WHERE p.id = :p
                 """
             ),
             {

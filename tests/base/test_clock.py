@@ -12,7 +12,7 @@ from base import clock
 from base.settings import schedule_settings
 from collection.router import work_date
 from registry import review
-from registry.models import Person, PersonVersion
+from registry.models import ChangeEvent, Person, PersonVersion
 from tests.registry.test_review import ZHANG, conflict  # noqa: F401  (the review fixture)
 
 # 23:30 UTC on 30 June: 07:30 on 1 July in Shanghai (and neither is the day the tests run, so that the
@@ -59,6 +59,24 @@ def test_a_clerks_decision_is_dated_by_the_citys_calendar(host_in_utc, session, 
     ).all()
     assert len(dated) >= 3  # the new person, the merged-away one retired, the survivor
     assert {valid_from for _, valid_from in dated} == {CITY_DAY}
+
+
+def test_a_merge_across_midnight_dates_its_events_as_its_versions(host_in_utc, session, conflict) -> None:  # noqa: F811
+    """The city's midnight passes between the merge's versions and their events: one date for both."""
+    new = review.reject(session=session, item_id=conflict.id, actor="clerk2")
+    holder = session.scalar(select(Person).where(Person.id_no == ZHANG))
+    assert holder is not None
+    reads = iter([MOMENT])  # the first read of the clock before midnight, every later one after it
+    host_in_utc.setattr(clock, "_utcnow", lambda: next(reads, MOMENT + timedelta(days=1)))
+    review.merge(session=session, survivor_no=holder.person_no, retired_no=new.person_no, actor="clerk3")
+
+    events = session.execute(
+        select(ChangeEvent.event_type, ChangeEvent.event_date, PersonVersion.valid_from)
+        .join(PersonVersion, PersonVersion.id == ChangeEvent.version_id)
+        .where(ChangeEvent.person_id.in_([holder.id, new.id]), ChangeEvent.batch_id.is_(None))
+    ).all()
+    assert "merged" in {event_type for event_type, _, _ in events}
+    assert {(event_date, valid_from) for _, event_date, valid_from in events} == {(CITY_DAY, CITY_DAY)}
 
 
 def test_the_monitor_describes_the_city_now_by_default(host_in_utc) -> None:
