@@ -10,11 +10,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import sessionmaker
 
 from base.settings import storage_settings
 from exchange import flows, service
 from registry.models import Batch, Delivery
+from tests.conftest import migrated_database
 from tests.feedfiles import hj, write_feed
 
 DAY = date(2026, 11, 1)
@@ -141,3 +143,58 @@ def test_a_file_gone_since_the_listing_is_skipped(quiet, session, factory, areas
 
     assert session.get_one(Batch, batch_id).file_name == kept.name
     assert "wjw_sw_20261101.csv is gone since the folder was listed" in caplog.text
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["as-they-come", "both-receiving"])
+def test_two_runs_at_once_take_a_file_being_uploaded_once(quiet, archive_dir, tmp_path, overlap) -> None:
+    """The scheduler's run and an operator's (or two runs of the day) wait on the same upload, each
+    with its own connections: one delivery of the whole file, one batch, and neither run fails. Left
+    to themselves the first to wake moves the file before the other looks; `both-receiving` holds each
+    run at the start of its receive until the other is there too."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    whole = write_feed(tmp_path, "gaj_hj", DAY, _rows(40)).read_bytes()
+    results: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+    if overlap:
+        receive, inside = service.receive_file, threading.Barrier(2, timeout=10)
+
+        def receive_together(**kwargs):
+            inside.wait()
+            return receive(**kwargs)
+
+        quiet.setattr(service, "receive_file", receive_together)
+    with migrated_database("popex_landing_race") as url:
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+
+        def run(name: str) -> None:
+            try:
+                start.wait()
+                results[name] = flows.receive_landing(factory, landing, DAY)
+            except BaseException as exc:  # reported below, with the run's name
+                errors.append(exc)
+
+        writer = _upload(whole, landing / "gaj_hj_20261101.csv", pieces=8, pause=0.25)
+        try:
+            time.sleep(0.3)
+            runs = [threading.Thread(target=run, args=(name,)) for name in ("scheduler", "operator")]
+            for thread in runs:
+                thread.start()
+            for thread in runs:
+                thread.join()
+        finally:
+            writer.join()
+        with factory() as session:
+            batches = session.scalars(select(Batch)).all()
+            deliveries = session.scalar(select(func.count()).select_from(Delivery))
+        engine.dispose()
+
+    assert errors == []
+    [batch] = batches
+    assert batch.sha256 == hashlib.sha256(whole).hexdigest()
+    assert deliveries == 1
+    assert sorted(results["scheduler"] + results["operator"]) in ([batch.id], [batch.id, batch.id])
+    assert (landing / flows.RECEIVED_DIR / "20261101" / "gaj_hj_20261101.csv").read_bytes() == whole
+    assert not (landing / "gaj_hj_20261101.csv").exists()
