@@ -1,6 +1,7 @@
 """The as-of day a daily run works on, and the go-live date before which no run has anything to do."""
 
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from base.settings import schedule_settings
 
@@ -27,3 +28,21 @@ def run_as_of(requested: str | date | None, *, run_date: datetime | None, tz: tz
             "如需处理更早的日期，请先调整上线日期。"
         )
     return day
+
+
+def task_as_of() -> date:
+    """The as-of day of the running Airflow task: its DAG run's `as_of` param, else the day before the
+    run's date in the city's zone (POPEX_TIME_ZONE). A day before go-live fails the task without
+    retries (AirflowFailException: another try would find the same)."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    context = get_current_context()
+    try:
+        return run_as_of(
+            context["params"].get("as_of"),
+            run_date=context.get("logical_date") or context["dag_run"].run_after,
+            tz=ZoneInfo(schedule_settings().time_zone),
+        )
+    except BeforeGoLive as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -3,9 +3,11 @@
 from datetime import date, timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
-TZ = pendulum.timezone("Asia/Shanghai")
+from base.settings import schedule_settings
+
+TZ = pendulum.timezone(schedule_settings().time_zone)  # the city's calendar (POPEX_TIME_ZONE), as base.clock
 IDENTITY_POOL = "popex_identity"  # shared with exchange_daily: one run at a time resolves, merges, publishes
 DEFAULT_ARGS = {
     "retries": 3,
@@ -18,7 +20,7 @@ DEFAULT_ARGS = {
 DOC = """
 ### 社区信息采集 · collection_daily
 
-一人一单，一日一清. Every day at **00:30 Asia/Shanghai**, after the officers' cut-off (23:59:59), for the
+一人一单，一日一清. Every day at **00:30 in the city's zone** (POPEX_TIME_ZONE, Asia/Shanghai), after the officers' cut-off (23:59:59), for the
 **as-of day**: the `as_of` param, by default the day before the run's date (local time). A day before
 `POPEX_GO_LIVE_DATE` fails at once.
 
@@ -37,20 +39,10 @@ DOC = """
 
 
 def _as_of() -> date:
-    """The run's as-of day (base.asof.run_as_of); a day before go-live fails without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
+    """The run's as-of day (base.asof.task_as_of); a day before go-live fails without retries."""
+    from base.asof import task_as_of
 
-    from base.asof import BeforeGoLive, run_as_of
-
-    context = get_current_context()
-    try:
-        return run_as_of(
-            context["params"].get("as_of"),
-            run_date=context.get("logical_date") or context["dag_run"].run_after,
-            tz=TZ,
-        )
-    except BeforeGoLive as exc:
-        raise AirflowFailException(str(exc)) from exc
+    return task_as_of()
 
 
 @dag(

@@ -14,7 +14,9 @@ from airflow.sdk import (
     task_group,
 )
 
-TZ = pendulum.timezone("Asia/Shanghai")
+from base.settings import schedule_settings
+
+TZ = pendulum.timezone(schedule_settings().time_zone)  # the city's calendar (POPEX_TIME_ZONE), as base.clock
 IDENTITY_POOL = "popex_identity"  # one slot: two runs never resolve, merge or publish at the same time
 DEFAULT_ARGS = {
     "retries": 3,
@@ -27,7 +29,7 @@ DEFAULT_ARGS = {
 DOC = """
 ### 部门数据交换 · exchange_daily
 
-Every day at **10:00 Asia/Shanghai**, after the departments' 09:00 deadline (schemas/feeds/*.yaml), for
+Every day at **10:00 in the city's zone** (POPEX_TIME_ZONE, Asia/Shanghai), after the departments' 09:00 deadline (schemas/feeds/*.yaml), for
 the **as-of day**: the `as_of` param, by default the day before the run's date (local time), so a
 plain `airflow dags trigger exchange_daily` processes yesterday and
 `airflow dags trigger exchange_daily -c '{"as_of": "2026-10-01"}'` that day. A day before
@@ -53,20 +55,10 @@ rerun task redoes only what its batches still need (docs/OPERATIONS.md):
 
 
 def _as_of() -> date:
-    """The run's as-of day (base.asof.run_as_of); a day before go-live fails without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
+    """The run's as-of day (base.asof.task_as_of); a day before go-live fails without retries."""
+    from base.asof import task_as_of
 
-    from base.asof import BeforeGoLive, run_as_of
-
-    context = get_current_context()
-    try:
-        return run_as_of(
-            context["params"].get("as_of"),
-            run_date=context.get("logical_date") or context["dag_run"].run_after,
-            tz=TZ,
-        )
-    except BeforeGoLive as exc:
-        raise AirflowFailException(str(exc)) from exc
+    return task_as_of()
 
 
 def _outbox() -> str:

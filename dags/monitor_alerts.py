@@ -5,7 +5,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
-TZ = pendulum.timezone("Asia/Shanghai")
+from base.settings import schedule_settings
+
+TZ = pendulum.timezone(schedule_settings().time_zone)  # the city's calendar (POPEX_TIME_ZONE), as base.clock
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(seconds=30),
@@ -17,7 +19,7 @@ DEFAULT_ARGS = {
 DOC = """
 ### 监控告警 · monitor_alerts
 
-Every 15 minutes (Asia/Shanghai): the monitor's alert rules evaluated **as of the run's time** (its
+Every 15 minutes (in the city's zone, POPEX_TIME_ZONE): the monitor's alert rules evaluated **as of the run's time** (its
 logical date, or when it was triggered; so a re-run of a run gives the same answer), then the alerts'
 new states delivered.
 

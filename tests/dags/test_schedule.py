@@ -57,6 +57,25 @@ def test_dags_run_in_local_time_after_the_deadline_and_retry(airflow_home) -> No
         assert "as_of" in dag.params or dag.dag_id == "monitor_alerts"
 
 
+def test_dags_follow_the_citys_zone(airflow_home, monkeypatch) -> None:
+    """A city in another zone (POPEX_TIME_ZONE) gets its runs at its own 10:00, as base.clock dates them."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from base.settings import schedule_settings
+
+    monkeypatch.setenv("POPEX_TIME_ZONE", "Asia/Urumqi")
+    schedule_settings.cache_clear()
+    try:
+        dags = DagBag().dags
+    finally:
+        monkeypatch.undo()
+        schedule_settings.cache_clear()
+    assert {dag_id: str(dag.timezone.name) for dag_id, dag in dags.items()} == dict.fromkeys(
+        dags, "Asia/Urumqi"
+    )
+    assert len(dags) == 3
+
+
 @pytest.mark.slow
 def test_a_plain_trigger_processes_yesterday(airflow_home, popex_db, tmp_path) -> None:
     from airflow.dag_processing.dagbag import DagBag
