@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from base.sessions import sign, unsign
@@ -55,6 +55,8 @@ def login(*, session: Session, officer_no: str, password: str, ip: str) -> Offic
         raise LoginThrottled
     officer = session.scalar(select(Officer).where(Officer.officer_no == officer_no))
     if officer is None or not officer.active or not verify_password(officer.password_hash, password):
+        # The address's failures that no longer count go: the table keeps at most a window's worth.
+        session.execute(delete(LoginFailure).where(LoginFailure.ip == ip, LoginFailure.at <= window_start))
         session.add(LoginFailure(officer_no=officer_no[:64], ip=ip[:64]))
         record_audit(session=session, actor=actor, action="collection.login.failed", detail={"ip": ip})
         # This failure locks the account from the address, or the address for every account.

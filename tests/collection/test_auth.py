@@ -1,6 +1,7 @@
 """Officers' login: throttling, session expiry, password reset and CSRF."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -8,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from collection import service
-from collection.models import SubmissionRow
+from collection.models import LoginFailure, SubmissionRow
 from registry.models import AuditLog
 from tests.collection.conftest import PASSWORD, log_in, person_form
 
@@ -157,3 +158,23 @@ def test_form_without_the_session_csrf_token_is_refused_and_writes_nothing(
     assert (missing.status_code, wrong.status_code, check.status_code) == (403, 403, 403)
     assert "CSRF" in wrong.text
     assert session.scalar(select(func.count()).select_from(SubmissionRow)) == 0
+
+
+def test_failures_past_the_window_are_forgotten_by_the_next_one(
+    client: TestClient, session: Session, officers
+) -> None:
+    """Years of failures from an address do not pile up: the next failure from it removes those no
+    longer counted (older than the window), and they do not count towards a lock."""
+    session.add_all(
+        LoginFailure(officer_no=f"X{i:04d}", ip="testclient", at=func.now() - timedelta(days=1 + i))
+        for i in range(30)
+    )
+    session.flush()
+    assert (
+        client.post("/collection/login", data={"officer_no": "A001", "password": "guess"}).status_code == 401
+    )
+    left = session.scalars(select(LoginFailure.officer_no).where(LoginFailure.ip == "testclient")).all()
+    assert left == ["A001"]
+    assert (
+        client.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD}).status_code == 303
+    )
