@@ -32,6 +32,50 @@ APPLIED_VERSION = (
 )
 APPLIED_RECORD = "sr.batch_id IN (SELECT batch_id FROM decision.applied_batch)"
 
+# The persons a batch's refresh derives again: those of its versions that can change what the
+# aggregates hold, and those of its floating-population records (the province fallback below). A
+# version changes nothing when the version it follows (the person's latest before it that the
+# aggregates hold, or an earlier one of the batch) has the same status, area, type, sex, birth date and
+# ID number and began earlier — it only cuts that stay in two at its date, in the same cell, and moves
+# no one — or began the same day and is stock as much as it (it takes that version's place, also as the
+# person's first: see `stock` below). A batch of phone numbers or school rolls is mostly such versions.
+# Anything else, a person's first version or one dated back included, is derived again.
+# `_decision_first_load`: each batch's feed's first data date (as `first_load` below).
+BATCH_PERSONS_SQL = [
+    """
+    CREATE TEMP TABLE _decision_first_load ON COMMIT DROP AS
+    SELECT id AS batch_id, min(as_of_date) OVER (PARTITION BY source) AS first_date FROM batch
+    """,
+    "ALTER TABLE _decision_first_load ADD PRIMARY KEY (batch_id)",
+    """
+    CREATE TEMP TABLE _decision_persons ON COMMIT DROP AS
+    SELECT v.person_id FROM person_version v
+    LEFT JOIN _decision_first_load fv ON fv.batch_id = v.batch_id
+    WHERE v.batch_id = :batch_id AND NOT EXISTS (
+        SELECT 1 FROM (
+            SELECT u.batch_id, u.valid_from, u.status, u.community_code, u.population_type, u.sex,
+                   u.birth_date, u.id_no
+            FROM person_version u
+            WHERE u.person_id = v.person_id AND (u.recorded_at, u.id) < (v.recorded_at, v.id)
+              AND ("""
+    + APPLIED_VERSION.replace("v.", "u.")
+    + """ OR u.batch_id = :batch_id)
+            ORDER BY u.recorded_at DESC, u.id DESC LIMIT 1
+        ) u
+        LEFT JOIN _decision_first_load fu ON fu.batch_id = u.batch_id
+        WHERE (u.valid_from < v.valid_from
+               OR (u.valid_from = v.valid_from
+                   AND coalesce(u.valid_from <= fu.first_date, FALSE) = coalesce(v.valid_from <= fv.first_date, FALSE)))
+          AND (u.status, u.community_code, u.population_type, u.sex, u.birth_date, u.id_no)
+              IS NOT DISTINCT FROM (v.status, v.community_code, v.population_type, v.sex, v.birth_date, v.id_no)
+    )
+    UNION
+    SELECT l.person_id FROM source_record sr JOIN link l ON l.source_record_id = sr.id
+    WHERE sr.batch_id = :batch_id AND sr.source = 'gaj_ld'
+    """,
+    "DROP TABLE _decision_first_load",
+]
+
 # Province of origin of a floating person (version v, fallback f): from the ID number, else from the
 # registered area of a floating-population registration, else unknown.
 ORIGIN_SQL = (

@@ -14,6 +14,7 @@ from decision.aggregates import (
     APPLIED_RECORD,
     APPLIED_VERSION,
     AS_OF,
+    BATCH_PERSONS_SQL,
     ORIGIN_SQL,
     Window,
     as_of_params,
@@ -130,19 +131,9 @@ def refresh_after_batch(*, session: Session, batch_id: int) -> RefreshResult:
     )
     if latest is not None and latest >= window.horizon - timedelta(days=366):
         return rebuild(session=session, epoch=window.epoch, today=latest)
-    session.execute(text("DROP TABLE IF EXISTS _decision_persons"))
-    session.execute(
-        text(
-            """
-            CREATE TEMP TABLE _decision_persons ON COMMIT DROP AS
-            SELECT person_id FROM person_version WHERE batch_id = :batch_id
-            UNION
-            SELECT l.person_id FROM source_record sr JOIN link l ON l.source_record_id = sr.id
-            WHERE sr.batch_id = :batch_id AND sr.source = 'gaj_ld'
-            """
-        ),
-        {"batch_id": batch_id},
-    )
+    session.execute(text("DROP TABLE IF EXISTS _decision_persons, _decision_first_load"))
+    for statement in BATCH_PERSONS_SQL:
+        session.execute(text(statement), {"batch_id": batch_id, "watermark": window.version_watermark})
     persons = session.scalar(text("SELECT count(*) FROM _decision_persons")) or 0
     session.execute(text("ANALYZE _decision_persons"))
     changed = derive_and_apply(

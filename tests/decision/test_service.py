@@ -156,6 +156,52 @@ def test_incremental_refresh_equals_rebuild(session: Session, communities: list[
     assert snapshot(session) == incremental
 
 
+def test_a_batch_of_versions_that_change_no_cell_derives_only_the_persons_it_can_change(
+    session: Session, communities: list[str]
+) -> None:
+    """Phone numbers alone leave each person's stays and moves as they were: not derived again. A
+    version dated before the one it follows or on its day, one after a move the aggregates do not hold
+    yet (its batch refreshed later) and a move are derived again; the aggregates equal a rebuild and a
+    recount."""
+    people = random_population(session, communities, 60, seed=21)
+    make_batch(session, source="wjw_cs", as_of=date(2025, 6, 1))  # that feed's first extract
+    first = make_batch(session, source="gaj_hj", as_of=date(2026, 1, 10))
+    listed = add_person(session, batch=first, valid_from=date(2026, 1, 10), community_code=communities[0])
+    also = add_person(session, batch=first, valid_from=date(2026, 1, 10), community_code=communities[1])
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    # The same day's version from another feed takes the first extract's place as the person's first:
+    # from a feed that began earlier it is no stock, and the aggregates then count an arrival; from a
+    # feed whose first extract is that day too, nothing changes.
+    same_day = make_batch(session, source="wjw_cs", as_of=date(2026, 1, 10))
+    change(session, listed, batch=same_day, valid_from=date(2026, 1, 10), phone="13611112222")
+    assert service.refresh_after_batch(session=session, batch_id=same_day.id).persons == 1
+    also_first = make_batch(session, source="jyj_xj", as_of=date(2026, 1, 10))
+    change(session, also, batch=also_first, valid_from=date(2026, 1, 10), phone="13622223333")
+    assert service.refresh_after_batch(session=session, batch_id=also_first.id).persons == 0
+    phones = make_batch(session, source="rsj_cb", as_of=date(2026, 3, 10))
+    for i, person in enumerate(people[:40]):
+        change(session, person, batch=phones, valid_from=date(2026, 3, 10), phone=f"1380000{i:04d}")
+    change(session, people[40], batch=phones, valid_from=date(2024, 6, 1), phone="13911112222")  # dated back
+    moves = make_batch(session, source="gaj_hj", as_of=date(2026, 4, 10))
+    mover = people[41]
+    elsewhere = next(c for c in communities if c != mover.community_code)
+    change(session, mover, batch=moves, valid_from=date(2026, 4, 10), community_code=elsewhere)
+    later = make_batch(session, source="rsj_cb", as_of=date(2026, 5, 10))
+    change(session, mover, batch=later, valid_from=date(2026, 5, 10), phone="13722223333")  # follows the move
+    change(session, people[0], batch=later, valid_from=date(2026, 5, 10), phone="13733334444")
+
+    assert service.refresh_after_batch(session=session, batch_id=phones.id).persons == 1  # the dated-back one
+    assert service.refresh_after_batch(session=session, batch_id=later.id).persons == 1  # the mover
+    assert service.refresh_after_batch(session=session, batch_id=moves.id).persons == 1
+    incremental = snapshot(session)
+    for day in DATES:
+        assert service.aggregate_cells(session=session, as_of=day) == service.recount(
+            session=session, as_of=day
+        )
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    assert snapshot(session) == incremental
+
+
 def test_refresh_is_idempotent_and_partial_state_is_consistent(
     session: Session, communities: list[str]
 ) -> None:
