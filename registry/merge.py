@@ -53,6 +53,11 @@ VERSIONED = (
 )
 
 
+# What a person's history of residence is made of (the statistics count these): a change of any of
+# them keeps the date its records give it, even before the person's latest version (a late-reported move).
+RESIDENCE = ("status", "death_date", "community_code", "population_type", "sex", "birth_date", "id_no")
+
+
 @dataclass
 class MergeResult:
     """What merging one batch (or a set of persons) did."""
@@ -163,17 +168,30 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
         )
     )
     cols = ", ".join(VERSIONED)
+    # A version is a whole row, in force from its date until a version recorded later takes over. A
+    # change that leaves where and as what the person lives alone (a phone number, a name) therefore
+    # starts no earlier than the version it follows: dated back (social insurance reports the day its
+    # record last changed), it would rewrite the person's area, type and status meanwhile with today's.
+    # A clerk's decision (no batch) is dated by the day it is taken, as the versions it writes beside.
+    observed = "coalesce(d.batch_observed, CAST(:valid_from AS date), CAST(:today AS date))"
+    follows = (
+        "(SELECT v.valid_from FROM person_version v WHERE v.person_id = d.person_id"
+        " ORDER BY v.recorded_at DESC, v.id DESC LIMIT 1)"
+    )
     conn.execute(
         text(
             f"""
             INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
-            SELECT d.person_id, p.area_key, coalesce(d.batch_observed, CAST(:valid_from AS date), CAST(:today AS date)), :b,
-                   to_jsonb(CASE WHEN d.is_new THEN ARRAY['created'] ELSE d.changed END),
+            SELECT d.person_id, p.area_key,
+                   CASE WHEN d.is_new OR d.changed && CAST(:residence AS text[]) OR CAST(:b AS bigint) IS NULL
+                        THEN {observed}
+                        ELSE greatest({observed}, {follows}) END,
+                   :b, to_jsonb(CASE WHEN d.is_new THEN ARRAY['created'] ELSE d.changed END),
                    {", ".join(f"d.{c}" for c in VERSIONED)}
             FROM diff d JOIN person p ON p.id = d.person_id
             """
         ),
-        {"b": batch_id, "valid_from": valid_from, "today": clock.today()},
+        {"b": batch_id, "valid_from": valid_from, "today": clock.today(), "residence": list(RESIDENCE)},
     )
     counts = conn.execute(
         text("SELECT (SELECT count(*) FROM golden), count(*), count(*) FILTER (WHERE is_new) FROM diff")

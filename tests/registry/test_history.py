@@ -1,0 +1,64 @@
+"""A person's history in the versions: a change that another department dates back does not rewrite
+where the person lived meanwhile."""
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from registry.merge import merge_batch
+from registry.models import Link, Person, SourceRecord
+from tests.factories import make_batch, make_person
+
+A, B = "330102001001", "330102001002"
+
+
+def merge_record(session: Session, person: Person, source: str, as_of: date, **fields: Any) -> None:
+    """A batch of one accepted record linked to the person, merged as the pipeline merges it."""
+    batch = make_batch(session, source, as_of=as_of, state="resolved")
+    record = SourceRecord(batch_id=batch.id, row_no=1, source=source, raw={}, status="accepted", **fields)
+    session.add(record)
+    session.flush()
+    session.add(Link(source_record_id=record.id, person_id=person.id, batch_id=batch.id, rule="test"))
+    session.flush()
+    merge_batch(session=session, batch_id=batch.id)
+
+
+def in_force(session: Session, person: Person, day: date, column: str) -> Any:
+    """The person's `column` on `day`: the version dated no later than that day recorded last."""
+    return session.scalar(
+        text(
+            f"SELECT {column} FROM person_version WHERE person_id = :p AND valid_from <= :d"
+            " ORDER BY recorded_at DESC, id DESC LIMIT 1"
+        ),
+        {"p": person.id, "d": day},
+    )
+
+
+def test_a_phone_number_dated_back_does_not_move_the_person_back_in_time(session: Session) -> None:
+    person = make_person(session, valid_from=date(2020, 1, 1), community_code=A, phone=None)
+    merge_record(session, person, "gaj_hj", date(2024, 6, 2), event_date=date(2024, 6, 1), community_code=B)
+    assert in_force(session, person, date(2023, 1, 1), "community_code") == A
+    assert in_force(session, person, date(2024, 7, 1), "community_code") == B
+
+    # Social insurance reports a phone number with the date its record last changed, before the move.
+    merge_record(
+        session, person, "rsj_cb", date(2026, 11, 1), event_date=date(2022, 3, 1), phone="13800138000"
+    )
+
+    assert in_force(session, person, date(2023, 1, 1), "community_code") == A  # not rewritten as B
+    assert in_force(session, person, date(2024, 7, 1), "community_code") == B
+    assert in_force(session, person, date(2024, 7, 1), "phone") == "13800138000"
+    assert in_force(session, person, date(2024, 5, 31), "phone") is None  # from the move's day on
+
+
+def test_a_move_dated_back_still_dates_the_move(session: Session) -> None:
+    """A change of where the person lives keeps its own date (a late report of a move), as before."""
+    person = make_person(session, valid_from=date(2020, 1, 1), community_code=A, phone=None)
+    merge_record(
+        session, person, "rsj_cb", date(2026, 10, 21), event_date=date(2026, 10, 20), phone="13800138000"
+    )
+    merge_record(session, person, "gaj_hj", date(2026, 11, 1), event_date=date(2026, 10, 1), community_code=B)
+    assert in_force(session, person, date(2026, 9, 30), "community_code") == A
+    assert in_force(session, person, date(2026, 10, 1), "community_code") == B
