@@ -11,12 +11,13 @@ before URIs) or the object's URI; `location` reads both, so no migration rewrite
 
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar, cast
+from typing import IO, Any, TypeVar, cast
 
 from base.settings import storage_settings
 
@@ -113,16 +114,27 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _partial(target: Path) -> Path:
+    """A file beside target to write before it appears under its name: one of this writer's own (two
+    runs writing the same file at once must not write into, or rename away, each other's)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+
+
 def store_once(source: Path, target: Location) -> Location:
     """Copy a local file to target, read-only, unless target exists (archive names carry the hash, so an
     existing one holds these bytes). A bucket's objects are made immutable by the bucket (docs/OPERATIONS.md)."""
     if isinstance(target, Path):
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(target.suffix + ".part")
-            shutil.copyfile(source, partial)
-            os.chmod(partial, 0o444)
-            partial.rename(target)
+            partial = _partial(target)
+            try:
+                shutil.copyfile(source, partial)
+                os.chmod(partial, 0o444)
+                os.link(partial, target)  # never over a copy another run put there meanwhile
+            except FileExistsError:
+                pass  # it holds these bytes (the name carries their hash)
+            finally:
+                partial.unlink(missing_ok=True)
         return target
     fs, path = _fs(target)
     if not fs.exists(path):
@@ -134,13 +146,39 @@ def write_whole(target: Location, data: bytes) -> Location:
     """Write a file so that a reader never sees half of it: a .part renamed into place, or one PUT."""
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".part")
-        partial.write_bytes(data)
-        partial.replace(target)
+        partial = _partial(target)
+        try:
+            partial.write_bytes(data)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
         return target
     fs, path = _fs(target)
     fs.pipe_file(path, data)
     return target
+
+
+@contextmanager
+def writing_whole(target: Location) -> Iterator[IO[bytes]]:
+    """Write a file as a stream that a reader still never sees half of: into a .part renamed into place
+    at the end (or a local temporary file and then one PUT); nothing is left of it if the writing fails.
+    For a file too large to hold in memory (a city's receipt of millions of rows)."""
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = _partial(target)
+        try:
+            with partial.open("wb") as out:
+                yield out
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return
+    fs, path = _fs(target)
+    with tempfile.TemporaryDirectory(prefix="popex-") as folder:
+        local = Path(folder) / name(target)
+        with local.open("wb") as out:
+            yield out
+        fs.put_file(str(local), path)
 
 
 @contextmanager
