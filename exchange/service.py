@@ -7,7 +7,7 @@ called again on a batch already past that state it does nothing, so every step i
 import csv
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -306,21 +306,58 @@ def write_receipts(*, session: Session, batch_id: int, outbox: Path | str | None
     Written by the step that settles the batch: the receipt step (completed), parse (a rejected file)
     and the gate (a quarantined batch). A quarantined batch an operator releases later gets its final
     receipt at completion, in place of the quarantine's (one receipt per delivered file, always the
-    batch's latest outcome)."""
+    batch's latest outcome).
+
+    The rows go from the database to the file as they are read (a city's first household snapshot has
+    millions: held in memory, its receipt was the largest thing the pipeline ever held)."""
     folder = storage.location(outbox or storage_settings().outbox_dir)
-    receipt = build_receipt(session=session, batch_id=batch_id)
+    summary = build_receipt(session=session, batch_id=batch_id, rows=False)
     names = session.scalars(
         select(Delivery.file_name)
         .where(Delivery.batch_id == batch_id)
         .distinct()
         .order_by(Delivery.file_name)
     ).all()
-    data = receipt.csv_text().encode("utf-8-sig")
-    # Written whole: a department never reads half a receipt.
-    return [
-        storage.write_whole(storage.join(folder, receipt.source, f"{name}.receipt.csv"), data)
-        for name in names or [receipt.file_name]
-    ]
+    written: list[Path | str] = []
+    for name in names or [summary.file_name]:
+        target = storage.join(folder, summary.source, f"{name}.receipt.csv")
+        # Written whole: a department never reads half a receipt.
+        with (
+            storage.writing_whole(target) as out,
+            io.TextIOWrapper(out, encoding="utf-8-sig", newline="") as text_out,
+        ):
+            writer = csv.writer(text_out)
+            writer.writerows(summary.csv_head())
+            writer.writerows(_csv_row(*row) for row in receipt_rows(session=session, batch_id=batch_id))
+        written.append(target)
+    return written
+
+
+RECEIPT_HEADER = ["row", "record_key", "status", "person_id", "reasons"]
+RECEIPT_ROWS_SQL = """
+    SELECT r.row_no, r.record_key, r.status, p.person_no, r.reasons
+    FROM source_record r
+    LEFT JOIN link l ON l.source_record_id = r.id
+    LEFT JOIN person p ON p.id = l.person_id
+    WHERE r.batch_id = :b ORDER BY r.row_no
+"""
+
+
+def receipt_rows(
+    *, session: Session, batch_id: int
+) -> Iterator[tuple[int, str | None, str, str | None, str]]:
+    """A batch's receipt lines (row, record key, status, person number, reasons in words), read from
+    the database in chunks as they are consumed."""
+    found = session.execute(
+        text(RECEIPT_ROWS_SQL).execution_options(stream_results=True, yield_per=10_000), {"b": batch_id}
+    )
+    for n, key, status, person_no, reasons in found:
+        yield n, key, status, person_no, "；".join(describe(code) for code in reasons)
+
+
+def _csv_row(n: int, key: str | None, status: str, person_no: str | None, reasons: str) -> list[Any]:
+    """One receipt line as CSV cells: text cells safe for spreadsheets."""
+    return [n, safe_cell(key or ""), status, person_no or "", safe_cell(reasons)]
 
 
 @dataclass
@@ -349,24 +386,23 @@ class Receipt:
             return f"批次质量闸门未通过，整批已隔离，未入库，待平台核查后处理：{failed}"
         return None
 
+    def csv_head(self) -> list[list[Any]]:
+        """The receipt's header line, and for a rejected or quarantined batch row 0: the file as a
+        whole, its state and why."""
+        head: list[list[Any]] = [RECEIPT_HEADER]
+        if self.held:
+            head.append([0, "", self.state, "", safe_cell(self.held)])
+        return head
+
     def csv_text(self) -> str:
-        """row,record_key,status,person_id,reasons — text cells safe for spreadsheets. A rejected or
-        quarantined batch's receipt starts with row 0, the file as a whole: its state and why."""
+        """row,record_key,status,person_id,reasons — text cells safe for spreadsheets (what
+        `write_receipts` writes, for a receipt held in memory)."""
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["row", "record_key", "status", "person_id", "reasons"])
-        if self.held:
-            writer.writerow([0, "", self.state, "", safe_cell(self.held)])
-        for r in self.rows:
-            writer.writerow(
-                [
-                    r["row"],
-                    safe_cell(r["record_key"] or ""),
-                    r["status"],
-                    r["person_id"] or "",
-                    safe_cell(r["reasons"]),
-                ]
-            )
+        writer.writerows(self.csv_head())
+        writer.writerows(
+            _csv_row(r["row"], r["record_key"], r["status"], r["person_id"], r["reasons"]) for r in self.rows
+        )
         return out.getvalue()
 
 
@@ -377,30 +413,15 @@ def find_batch(*, session: Session, ref: str) -> Batch | None:
     return session.scalar(select(Batch).where(Batch.file_name == ref).order_by(Batch.id.desc()).limit(1))
 
 
-def build_receipt(*, session: Session, batch_id: int) -> Receipt:
-    """The receipt of a batch, straight from its records and links (so it always agrees with them)."""
+def build_receipt(*, session: Session, batch_id: int, rows: bool = True) -> Receipt:
+    """The receipt of a batch, straight from its records and links (so it always agrees with them);
+    rows=False: the summary alone."""
     batch = session.get_one(Batch, batch_id)
-    rows = session.execute(
-        text(
-            """
-            SELECT r.row_no, r.record_key, r.status, p.person_no, r.reasons
-            FROM source_record r
-            LEFT JOIN link l ON l.source_record_id = r.id
-            LEFT JOIN person p ON p.id = l.person_id
-            WHERE r.batch_id = :b ORDER BY r.row_no
-            """
-        ),
-        {"b": batch_id},
-    )
     lines = [
-        {
-            "row": n,
-            "record_key": key,
-            "status": status,
-            "person_id": person_no,
-            "reasons": "；".join(describe(code) for code in reasons),
-        }
-        for n, key, status, person_no, reasons in rows
+        {"row": n, "record_key": key, "status": status, "person_id": person_no, "reasons": reasons}
+        for n, key, status, person_no, reasons in (
+            receipt_rows(session=session, batch_id=batch_id) if rows else ()
+        )
     ]
     return Receipt(
         batch_id=batch.id,
