@@ -1,15 +1,17 @@
 """The push API: departments upload their daily file and read its receipt (回执)."""
 
+import csv
+import io
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
@@ -93,6 +95,7 @@ class ReceiptOut(BaseModel):
     review: int
     error: str | None
     rows: list[ReceiptRow]
+    next_after_row: int | None = None  # more rows follow: ask again with after_row=this
 
 
 @router.post(
@@ -157,46 +160,72 @@ def push_file(
     )
 
 
-def _receipt(factory: SessionFactory, department: str, batch_id: int) -> service.Receipt:
+RECEIPT_PAGE = 10_000  # rows of a receipt in one JSON answer (the CSV has them all, streamed)
+
+
+def _receipt(
+    factory: SessionFactory, department: str, batch_id: int, *, rows: bool, after_row: int = 0, limit: int = 0
+) -> service.Receipt:
     from schemas.feed_spec import get_feed_spec
 
     with factory() as session:
         batch = service.find_batch(session=session, ref=str(batch_id))
         if batch is None or get_feed_spec(batch.source).department.code != department:
             raise PushError(404, "BATCH_NOT_FOUND", f"找不到本部门的批次 {batch_id}")
-        return service.build_receipt(session=session, batch_id=batch_id)
+        return service.build_receipt(
+            session=session, batch_id=batch_id, rows=rows, after_row=after_row, limit=limit
+        )
 
 
 @router.get(
     "/batches/{batch_id}/receipt",
     response_model=ReceiptOut,
     summary="批次回执",
-    description="批次的处理结果与逐行回执：接收 = 通过 + 拒收 + 待核查。",
+    description="批次的处理结果与逐行回执：接收 = 通过 + 拒收 + 待核查。每次最多返回 limit 行"
+    f"（默认 {RECEIPT_PAGE}）：next_after_row 不为空时，以 after_row=该值再取下一页；全部行可用 receipt.csv 一次下载。",
 )
 def get_receipt(
     batch_id: int,
     department: Annotated[str, Depends(current_department)],
     factory: Annotated[SessionFactory, Depends(get_factory)],
+    after_row: Annotated[int, Query(ge=0, description="只返回此行号之后的行")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000, description="最多返回的行数")] = RECEIPT_PAGE,
 ) -> ReceiptOut:
-    """The receipt: the summary and one line per row."""
-    receipt = _receipt(factory, department, batch_id)
+    """The receipt: the summary and a page of its lines (a city's first snapshot has millions)."""
+    receipt = _receipt(factory, department, batch_id, rows=True, after_row=after_row, limit=limit + 1)
+    page, more = receipt.rows[:limit], len(receipt.rows) > limit
     return ReceiptOut(
-        **{k: getattr(receipt, k) for k in ReceiptOut.model_fields if k != "rows"},
-        rows=[ReceiptRow(**row) for row in receipt.rows],
+        **{k: getattr(receipt, k) for k in ReceiptOut.model_fields if k not in ("rows", "next_after_row")},
+        rows=[ReceiptRow(**row) for row in page],
+        next_after_row=page[-1]["row"] if more else None,
     )
 
 
 @router.get(
     "/batches/{batch_id}/receipt.csv",
-    response_class=PlainTextResponse,
+    response_class=StreamingResponse,
     summary="批次回执（CSV）",
-    description="逐行回执 CSV：row,record_key,status,person_id,reasons。",
+    description="逐行回执 CSV：row,record_key,status,person_id,reasons（全部行，边读边发）。",
 )
 def get_receipt_csv(
     batch_id: int,
     department: Annotated[str, Depends(current_department)],
     factory: Annotated[SessionFactory, Depends(get_factory)],
-) -> PlainTextResponse:
-    """The receipt as CSV: row,record_key,status,person_id,reasons."""
-    receipt = _receipt(factory, department, batch_id)
-    return PlainTextResponse(receipt.csv_text(), media_type="text/csv; charset=utf-8")
+) -> StreamingResponse:
+    """The receipt as CSV: row,record_key,status,person_id,reasons, sent as it is read."""
+    summary = _receipt(factory, department, batch_id, rows=False)  # a batch of another department: 404 here
+
+    def lines() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        with factory() as session:
+            writer.writerows(summary.csv_head())
+            for row in service.receipt_rows(session=session, batch_id=batch_id):
+                writer.writerow(service.receipt_cells(*row))
+                if out.tell() > 1 << 16:
+                    yield out.getvalue()
+                    out.seek(0)
+                    out.truncate()
+        yield out.getvalue()
+
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8")

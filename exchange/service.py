@@ -328,7 +328,7 @@ def write_receipts(*, session: Session, batch_id: int, outbox: Path | str | None
         ):
             writer = csv.writer(text_out)
             writer.writerows(summary.csv_head())
-            writer.writerows(_csv_row(*row) for row in receipt_rows(session=session, batch_id=batch_id))
+            writer.writerows(receipt_cells(*row) for row in receipt_rows(session=session, batch_id=batch_id))
         written.append(target)
     return written
 
@@ -339,23 +339,24 @@ RECEIPT_ROWS_SQL = """
     FROM source_record r
     LEFT JOIN link l ON l.source_record_id = r.id
     LEFT JOIN person p ON p.id = l.person_id
-    WHERE r.batch_id = :b ORDER BY r.row_no
+    WHERE r.batch_id = :b AND r.row_no > :after ORDER BY r.row_no LIMIT :limit
 """
 
 
 def receipt_rows(
-    *, session: Session, batch_id: int
+    *, session: Session, batch_id: int, after_row: int = 0, limit: int | None = None
 ) -> Iterator[tuple[int, str | None, str, str | None, str]]:
-    """A batch's receipt lines (row, record key, status, person number, reasons in words), read from
-    the database in chunks as they are consumed."""
+    """A batch's receipt lines (row, record key, status, person number, reasons in words) after row
+    `after_row`, at most `limit` of them, read from the database in chunks as they are consumed."""
     found = session.execute(
-        text(RECEIPT_ROWS_SQL).execution_options(stream_results=True, yield_per=10_000), {"b": batch_id}
+        text(RECEIPT_ROWS_SQL).execution_options(stream_results=True, yield_per=10_000),
+        {"b": batch_id, "after": after_row, "limit": limit},
     )
     for n, key, status, person_no, reasons in found:
         yield n, key, status, person_no, "；".join(describe(code) for code in reasons)
 
 
-def _csv_row(n: int, key: str | None, status: str, person_no: str | None, reasons: str) -> list[Any]:
+def receipt_cells(n: int, key: str | None, status: str, person_no: str | None, reasons: str) -> list[Any]:
     """One receipt line as CSV cells: text cells safe for spreadsheets."""
     return [n, safe_cell(key or ""), status, person_no or "", safe_cell(reasons)]
 
@@ -401,7 +402,8 @@ class Receipt:
         writer = csv.writer(out)
         writer.writerows(self.csv_head())
         writer.writerows(
-            _csv_row(r["row"], r["record_key"], r["status"], r["person_id"], r["reasons"]) for r in self.rows
+            receipt_cells(r["row"], r["record_key"], r["status"], r["person_id"], r["reasons"])
+            for r in self.rows
         )
         return out.getvalue()
 
@@ -413,15 +415,16 @@ def find_batch(*, session: Session, ref: str) -> Batch | None:
     return session.scalar(select(Batch).where(Batch.file_name == ref).order_by(Batch.id.desc()).limit(1))
 
 
-def build_receipt(*, session: Session, batch_id: int, rows: bool = True) -> Receipt:
+def build_receipt(
+    *, session: Session, batch_id: int, rows: bool = True, after_row: int = 0, limit: int | None = None
+) -> Receipt:
     """The receipt of a batch, straight from its records and links (so it always agrees with them);
-    rows=False: the summary alone."""
+    rows=False: the summary alone; after_row, limit: a page of its rows."""
     batch = session.get_one(Batch, batch_id)
+    found = receipt_rows(session=session, batch_id=batch_id, after_row=after_row, limit=limit) if rows else ()
     lines = [
         {"row": n, "record_key": key, "status": status, "person_id": person_no, "reasons": reasons}
-        for n, key, status, person_no, reasons in (
-            receipt_rows(session=session, batch_id=batch_id) if rows else ()
-        )
+        for n, key, status, person_no, reasons in found
     ]
     return Receipt(
         batch_id=batch.id,

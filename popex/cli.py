@@ -376,23 +376,28 @@ def receipt(
     fmt: Annotated[str, typer.Option("--format", help="csv 或 summary")] = "csv",
 ) -> None:
     """Print a batch's receipt (回执): a summary, or one CSV line per row."""
+    import csv
+    import sys
+
     from base.db import session_scope
-    from exchange.service import build_receipt, find_batch
+    from exchange.service import build_receipt, find_batch, receipt_cells, receipt_rows
 
     with session_scope() as session:
         found = find_batch(session=session, ref=batch)
         if found is None:
             err.print(f"[red]找不到批次 {batch}[/red]")
             raise typer.Exit(1)
-        result = build_receipt(session=session, batch_id=found.id)
-    if fmt == "csv":
-        typer.echo(result.csv_text(), nl=False)
-    else:
-        console.print(
-            f"批次 {result.batch_id} {result.file_name}（{result.source}）状态 {BatchState(result.state).label}："
-            f"接收 {result.received}，"
-            f"通过 {result.accepted}，拒收 {result.rejected}，待核查 {result.review}"
-        )
+        result = build_receipt(session=session, batch_id=found.id, rows=False)
+        if fmt == "csv":  # line by line as read: a city's first snapshot has millions
+            writer = csv.writer(sys.stdout)
+            writer.writerows(result.csv_head())
+            writer.writerows(receipt_cells(*row) for row in receipt_rows(session=session, batch_id=found.id))
+            return
+    console.print(
+        f"批次 {result.batch_id} {result.file_name}（{result.source}）状态 {BatchState(result.state).label}："
+        f"接收 {result.received}，"
+        f"通过 {result.accepted}，拒收 {result.rejected}，待核查 {result.review}"
+    )
 
 
 @stats_app.command("refresh")

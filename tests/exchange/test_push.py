@@ -62,8 +62,19 @@ def test_push_process_and_read_the_receipt(client, gaj_key, tmp_path) -> None:
     assert (receipt["received"], receipt["accepted"]) == (2, 2)
     assert [r["status"] for r in receipt["rows"]] == ["accepted", "accepted"]
     assert all(r["person_id"].startswith("P") for r in receipt["rows"])
+    assert receipt["next_after_row"] is None
     csv_text = client.get(result["receipt_url"] + ".csv", headers={"Authorization": f"Bearer {gaj_key}"}).text
     assert csv_text.splitlines()[0] == "row,record_key,status,person_id,reasons"
+    assert [line.split(",")[3] for line in csv_text.splitlines()[1:]] == [
+        r["person_id"] for r in receipt["rows"]
+    ]
+    # A receipt of millions of rows comes a page at a time as JSON (the CSV streams them all).
+    auth = {"Authorization": f"Bearer {gaj_key}"}
+    first = client.get(result["receipt_url"], params={"limit": 1}, headers=auth).json()
+    assert [r["row"] for r in first["rows"]] == [1] and first["next_after_row"] == 1
+    rest = client.get(result["receipt_url"], params={"after_row": 1, "limit": 1}, headers=auth).json()
+    assert [r["row"] for r in rest["rows"]] == [2] and rest["next_after_row"] is None
+    assert client.get(result["receipt_url"], params={"limit": 0}, headers=auth).status_code == 422
     again = upload(client, snapshot(tmp_path), gaj_key, process=True)
     assert again["duplicate"] and again["batch_id"] == result["batch_id"]
 

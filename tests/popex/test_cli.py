@@ -115,6 +115,15 @@ def test_ingest_a_landing_folder_runs_every_file_to_completed(cli, session, area
     assert set(session.scalars(select(Batch.state))) == {"completed"}
     assert len(list((tmp_path / "outbox").rglob("*.receipt.csv"))) == 3
     assert _statistics_agree(session)
+    # `popex receipt` prints what the outbox holds, line by line.
+    written = (tmp_path / "outbox" / "gaj_hj" / "gaj_hj_20261102.csv.receipt.csv").read_text(
+        encoding="utf-8-sig"
+    )
+    assert cli("receipt", "gaj_hj_20261102.csv").output == written and written.count("\n") == 2
+    assert (
+        "接收 1，通过 1，拒收 0，待核查 0"
+        in cli("receipt", "gaj_hj_20261102.csv", "--format", "summary").output
+    )
 
 
 def _published(factory, path: Path) -> int:
