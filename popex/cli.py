@@ -189,6 +189,46 @@ UNION ALL SELECT '部门推送密钥', count(*), string_agg(DISTINCT department_
 """
 
 
+@db_app.command("repair-history")
+def db_repair_history(
+    apply: Annotated[bool, typer.Option("--apply", help="修复并重建统计（不加时只报告数量）")] = False,
+    actor: Annotated[str | None, typer.Option(help="经办人（与当前系统用户一并记入审计日志）")] = None,
+) -> None:
+    """Versions a batch dated before the version they follow without a change of residence (written
+    before the merge stopped doing so) rewrote the person's area and type meanwhile: report them, and
+    with --apply give each the date the merge gives now and rebuild the statistics, in one transaction
+    (run it while no pipeline runs)."""
+    from base.db import session_factory, session_scope, transaction
+    from decision.service import rebuild
+    from registry.history import dated_back, repair
+    from registry.operator import operator_actor
+
+    with session_scope() as session:
+        found = dated_back(session)
+    if not found:
+        console.print("没有早于所接续版本、又未改变居住信息的版本，历史无需修复")
+        return
+    console.print(f"{found:,} 个人员版本早于其所接续的版本、又未改变居住信息，改写了期间的居住地和人口类型")
+    if not apply:
+        console.print("加 --apply 修复这些版本的日期并重建统计（一个事务，审计记录 db.history.repaired）")
+        return
+    factory = session_factory()
+    with progress_bar() as bar:
+        task = bar.add_task("修复人员版本日期并重建统计", total=1)
+        with transaction(factory) as session:
+            versions, events = repair(session=session, actor=operator_actor(actor))
+            result = rebuild(session=session)
+        bar.advance(task)
+    console.print(
+        f"已修复 {versions:,} 个人员版本、{events:,} 个变更事件的日期；统计已重建：{result.persons:,} 人，"
+        f"{result.rows_changed:,} 个统计格"
+    )
+    counted, failed = _count_waiting(factory, "标记已发布批次为已计入统计")
+    if counted:
+        console.print(f"{counted} 个已发布批次已包含在重建的统计中，标记为已计入统计")
+    _say_failed(failed)
+
+
 @db_app.command("stop")
 def db_stop() -> None:
     """Stop the embedded PostgreSQL, if one is running."""

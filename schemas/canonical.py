@@ -416,7 +416,7 @@ class AuditCategory(StrEnum):
     AREAS = "areas"
     AUDIT = "audit"  # the log's own: a person's record looked up, the chain re-hashed
     DECISION = "decision"  # planners' keys, levels opened to everyone
-    DB = "db"  # the database's own operation: restored from a backup
+    DB = "db"  # the database's own operation: restored from a backup, its history repaired
 
     @property
     def label(self) -> str:

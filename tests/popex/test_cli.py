@@ -167,3 +167,28 @@ def test_stats_rebuild_recounts_and_marks_the_published_batches(
     assert session.scalar(select(Batch.state).where(Batch.id == waiting)) == "counted"
     assert set(session.execute(text("SELECT how FROM decision.applied_batch")).scalars()) == {"rebuild"}
     assert _statistics_agree(session)
+
+
+def test_repair_history_reports_then_repairs_and_rebuilds_the_statistics(
+    cli, session, areas, tmp_path
+) -> None:
+    first = write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), [hj("H1", ZHANG, "张伟", "男", "1980-01-01")])
+    assert "状态 已完成" in cli("ingest", str(first)).output
+    assert "无需修复" in cli("db", "repair-history").output
+    session.execute(  # a phone number dated years back, as the merge wrote it until 8cb3cb3
+        text(
+            "INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, status,"
+            " community_code, population_type, sex, birth_date, id_no, name, phone)"
+            " SELECT id, area_key, DATE '2021-01-01', (SELECT max(id) FROM batch), '[\"phone\"]', status,"
+            " community_code, population_type, sex, birth_date, id_no, name, '13800138000'"
+            " FROM person WHERE id_no = :z"
+        ),
+        {"z": ZHANG},
+    )
+    assert "1 个人员版本早于其所接续的版本" in cli("db", "repair-history").output
+    assert "已修复 1 个人员版本" in cli("db", "repair-history", "--apply").output
+    assert session.scalar(
+        text("SELECT min(valid_from) FROM person_version WHERE phone = '13800138000'")
+    ) > date(2021, 1, 1)
+    assert _statistics_agree(session)
+    assert "无需修复" in cli("db", "repair-history").output

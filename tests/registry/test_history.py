@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from registry import history
 from registry.merge import merge_batch
 from registry.models import Link, Person, SourceRecord
 from tests.factories import make_batch, make_person
@@ -62,3 +63,44 @@ def test_a_move_dated_back_still_dates_the_move(session: Session) -> None:
     merge_record(session, person, "gaj_hj", date(2026, 11, 1), event_date=date(2026, 10, 1), community_code=B)
     assert in_force(session, person, date(2026, 9, 30), "community_code") == A
     assert in_force(session, person, date(2026, 10, 1), "community_code") == B
+
+
+def test_a_history_written_before_the_merge_kept_residence_is_repaired(session: Session) -> None:
+    """Versions the old merge dated back without a change of residence get the date the merge gives
+    now (a chain of them too), their change events with them; the move keeps its own."""
+    person = make_person(session, valid_from=date(2020, 1, 1), community_code=A, phone=None)
+    merge_record(session, person, "gaj_hj", date(2024, 6, 2), event_date=date(2024, 6, 1), community_code=B)
+    phones = make_batch(session, "rsj_cb", as_of=date(2026, 11, 1))
+    for valid_from, phone in ((date(2022, 3, 1), "13800138000"), (date(2021, 5, 1), "13900139000")):
+        session.execute(  # as the merge wrote them until 8cb3cb3: the records' dates, whole rows
+            text(
+                "INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, status,"
+                " community_code, population_type, sex, birth_date, id_no, name, phone)"
+                " SELECT id, area_key, :d, :b, '[\"phone\"]', status, community_code, population_type, sex,"
+                " birth_date, id_no, name, :phone FROM person WHERE id = :p"
+            ),
+            {"d": valid_from, "b": phones.id, "phone": phone, "p": person.id},
+        )
+    session.execute(
+        text(
+            "INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id,"
+            " payload) SELECT person_id, 'attribute_changed', valid_from, community_code, batch_id, id, '{}'"
+            " FROM person_version WHERE person_id = :p AND batch_id = :b"
+        ),
+        {"p": person.id, "b": phones.id},
+    )
+    assert in_force(session, person, date(2023, 1, 1), "community_code") == B  # the old harm
+
+    assert history.dated_back(session) == 2
+    assert history.repair(session=session, actor="ops") == (2, 2)
+    assert in_force(session, person, date(2023, 1, 1), "community_code") == A
+    assert in_force(session, person, date(2024, 6, 1), "phone") == "13900139000"
+    dates = session.execute(
+        text(
+            "SELECT v.valid_from, e.event_date FROM person_version v JOIN change_event e ON e.version_id = v.id"
+            " WHERE v.batch_id = :b"
+        ),
+        {"b": phones.id},
+    ).all()
+    assert {tuple(d) for d in dates} == {(date(2024, 6, 1), date(2024, 6, 1))}
+    assert history.dated_back(session) == 0 and history.repair(session=session, actor="ops") == (0, 0)
