@@ -219,9 +219,8 @@ def get_receipt_csv(
         out = io.StringIO()
         writer = csv.writer(out)
         with factory() as session:
-            writer.writerows(summary.csv_head())
-            for row in service.receipt_rows(session=session, batch_id=batch_id):
-                writer.writerow(service.receipt_cells(*row))
+            for line in service.receipt_lines(session=session, receipt=summary):
+                writer.writerow(line)
                 if out.tell() > 1 << 16:
                     yield out.getvalue()
                     out.seek(0)

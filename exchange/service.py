@@ -326,9 +326,7 @@ def write_receipts(*, session: Session, batch_id: int, outbox: Path | str | None
             storage.writing_whole(target) as out,
             io.TextIOWrapper(out, encoding="utf-8-sig", newline="") as text_out,
         ):
-            writer = csv.writer(text_out)
-            writer.writerows(summary.csv_head())
-            writer.writerows(receipt_cells(*row) for row in receipt_rows(session=session, batch_id=batch_id))
+            csv.writer(text_out).writerows(receipt_lines(session=session, receipt=summary))
         written.append(target)
     return written
 
@@ -356,7 +354,15 @@ def receipt_rows(
         yield n, key, status, person_no, "；".join(describe(code) for code in reasons)
 
 
-def receipt_cells(n: int, key: str | None, status: str, person_no: str | None, reasons: str) -> list[Any]:
+def receipt_lines(*, session: Session, receipt: "Receipt") -> Iterator[list[Any]]:
+    """Every CSV line of a receipt (its summary from `build_receipt(rows=False)`): the header, row 0 of
+    a batch not taken in, then one line per row as it is read."""
+    yield from receipt.csv_head()
+    for row in receipt_rows(session=session, batch_id=receipt.batch_id):
+        yield _cells(*row)
+
+
+def _cells(n: int, key: str | None, status: str, person_no: str | None, reasons: str) -> list[Any]:
     """One receipt line as CSV cells: text cells safe for spreadsheets."""
     return [n, safe_cell(key or ""), status, person_no or "", safe_cell(reasons)]
 
@@ -402,8 +408,7 @@ class Receipt:
         writer = csv.writer(out)
         writer.writerows(self.csv_head())
         writer.writerows(
-            receipt_cells(r["row"], r["record_key"], r["status"], r["person_id"], r["reasons"])
-            for r in self.rows
+            _cells(r["row"], r["record_key"], r["status"], r["person_id"], r["reasons"]) for r in self.rows
         )
         return out.getvalue()
 

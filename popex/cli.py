@@ -31,6 +31,8 @@ from schemas.canonical import (
 from sharing_api.cli import audit_app, clients_app
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from base.db import SessionFactory
     from exchange.flows import Ingested
 
@@ -198,8 +200,7 @@ def db_repair_history(
     before the merge stopped doing so) rewrote the person's area and type meanwhile: report them, and
     with --apply give each the date the merge gives now and rebuild the statistics, in one transaction
     (run it while no pipeline runs)."""
-    from base.db import session_factory, session_scope, transaction
-    from decision.service import rebuild
+    from base.db import session_scope
     from registry.history import dated_back, repair
     from registry.operator import operator_actor
 
@@ -212,21 +213,12 @@ def db_repair_history(
     if not apply:
         console.print("加 --apply 修复这些版本的日期并重建统计（一个事务，审计记录 db.history.repaired）")
         return
-    factory = session_factory()
-    with progress_bar() as bar:
-        task = bar.add_task("修复人员版本日期并重建统计", total=1)
-        with transaction(factory) as session:
-            versions, events = repair(session=session, actor=operator_actor(actor))
-            result = rebuild(session=session)
-        bar.advance(task)
-    console.print(
-        f"已修复 {versions:,} 个人员版本、{events:,} 个变更事件的日期；统计已重建：{result.persons:,} 人，"
-        f"{result.rows_changed:,} 个统计格"
-    )
-    counted, failed = _count_waiting(factory, "标记已发布批次为已计入统计")
-    if counted:
-        console.print(f"{counted} 个已发布批次已包含在重建的统计中，标记为已计入统计")
-    _say_failed(failed)
+
+    def repaired(session: "Session") -> str:
+        versions, events = repair(session=session, actor=operator_actor(actor))
+        return f"已修复 {versions:,} 个人员版本、{events:,} 个变更事件的日期"
+
+    _rebuild_statistics("修复人员版本日期并重建统计", first=repaired)
 
 
 @db_app.command("stop")
@@ -420,7 +412,7 @@ def receipt(
     import sys
 
     from base.db import session_scope
-    from exchange.service import build_receipt, find_batch, receipt_cells, receipt_rows
+    from exchange.service import build_receipt, find_batch, receipt_lines
 
     with session_scope() as session:
         found = find_batch(session=session, ref=batch)
@@ -429,9 +421,7 @@ def receipt(
             raise typer.Exit(1)
         result = build_receipt(session=session, batch_id=found.id, rows=False)
         if fmt == "csv":  # line by line as read: a city's first snapshot has millions
-            writer = csv.writer(sys.stdout)
-            writer.writerows(result.csv_head())
-            writer.writerows(receipt_cells(*row) for row in receipt_rows(session=session, batch_id=found.id))
+            csv.writer(sys.stdout).writerows(receipt_lines(session=session, receipt=result))
             return
     console.print(
         f"批次 {result.batch_id} {result.file_name}（{result.source}）状态 {BatchState(result.state).label}："
@@ -457,15 +447,24 @@ def stats_refresh() -> None:
 @stats_app.command("rebuild")
 def stats_rebuild() -> None:
     """Recount every statistic from the person versions, then mark the published batches counted."""
+    _rebuild_statistics("从人员版本重新计算全部统计")
+
+
+def _rebuild_statistics(label: str, first: Callable[["Session"], str] | None = None) -> None:
+    """Recount every statistic (after `first`, in the same transaction; what it did is said first),
+    then mark the published batches counted."""
     from base.db import session_factory, transaction
     from decision.service import rebuild
 
     factory = session_factory()
     with progress_bar() as bar:
-        task = bar.add_task("从人员版本重新计算全部统计", total=1)
+        task = bar.add_task(label, total=1)
         with transaction(factory) as session:
+            done = first(session) if first is not None else None
             result = rebuild(session=session)
         bar.advance(task)
+    if done:
+        console.print(done)
     console.print(
         f"统计已重建：{result.persons} 人，写入 {result.rows_changed} 个统计格，用时 {result.seconds:.1f} 秒"
         f"（{result.epoch} 至 {result.horizon}）"
