@@ -9,6 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from base.lockout import minutes_locked
 from base.sessions import sign, unsign
 from collection.config import collection_settings, session_secret
 from collection.models import LoginFailure, Officer
@@ -32,7 +33,35 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 class LoginThrottled(Exception):
-    """Too many failed logins for this account from this address."""
+    """Too many failed logins for this account from this address; minutes: until the next attempt counts."""
+
+    def __init__(self, minutes: int) -> None:
+        super().__init__(minutes)
+        self.minutes = minutes
+
+
+def _locked_for(session: Session, *, officer_no: str, ip: str) -> int:
+    """Minutes until the account may be tried from the address again (0: not locked): the later of the
+    account's lock from the address and the address's own."""
+    settings = collection_settings()
+    window = timedelta(minutes=settings.failure_window_minutes)
+    from_address = LoginFailure.ip == ip
+    return max(
+        minutes_locked(
+            session,
+            at=LoginFailure.at,
+            where=from_address & (LoginFailure.officer_no == officer_no),
+            allowed=settings.max_failures,
+            window=window,
+        ),
+        minutes_locked(
+            session,
+            at=LoginFailure.at,
+            where=from_address,
+            allowed=settings.max_address_failures,
+            window=window,
+        ),
+    )
 
 
 def login(*, session: Session, officer_no: str, password: str, ip: str) -> Officer | None:
@@ -46,29 +75,35 @@ def login(*, session: Session, officer_no: str, password: str, ip: str) -> Offic
     """
     settings = collection_settings()
     window_start = func.now() - timedelta(minutes=settings.failure_window_minutes)
-    recent = (LoginFailure.ip == ip, LoginFailure.at > window_start)
-    failures, from_address = session.execute(
-        select(func.count().filter(LoginFailure.officer_no == officer_no), func.count()).where(*recent)
-    ).one()
     actor = f"officer:{officer_no}"
-    if failures >= settings.max_failures or from_address >= settings.max_address_failures:
-        raise LoginThrottled
+    minutes = _locked_for(session, officer_no=officer_no, ip=ip)
+    if minutes:
+        raise LoginThrottled(minutes)
     officer = session.scalar(select(Officer).where(Officer.officer_no == officer_no))
     if officer is None or not officer.active or not verify_password(officer.password_hash, password):
         # The address's failures that no longer count go: the table keeps at most a window's worth.
         session.execute(delete(LoginFailure).where(LoginFailure.ip == ip, LoginFailure.at <= window_start))
         session.add(LoginFailure(officer_no=officer_no[:64], ip=ip[:64]))
         record_audit(session=session, actor=actor, action="collection.login.failed", detail={"ip": ip})
+        session.flush()
         # This failure locks the account from the address, or the address for every account.
-        scope = "address" if from_address + 1 >= settings.max_address_failures else None
-        if failures + 1 >= settings.max_failures:
+        recent = (LoginFailure.ip == ip, LoginFailure.at > window_start)
+        failures, from_address = session.execute(
+            select(func.count().filter(LoginFailure.officer_no == officer_no), func.count()).where(*recent)
+        ).one()
+        scope = "address" if from_address >= settings.max_address_failures else None
+        if failures >= settings.max_failures:
             scope = scope or "account"
         if scope:
             record_audit(
                 session=session,
                 actor=actor,
                 action="collection.login.throttled",
-                detail={"ip": ip, "minutes": settings.failure_window_minutes, "scope": scope},
+                detail={
+                    "ip": ip,
+                    "minutes": _locked_for(session, officer_no=officer_no, ip=ip),
+                    "scope": scope,
+                },
             )
         return None
     if _hasher.check_needs_rehash(officer.password_hash):

@@ -108,9 +108,8 @@ def login(
     ip = request.client.host if request.client else "unknown"
     try:
         officer = auth.login(session=session, officer_no=officer_no.strip(), password=password, ip=ip)
-    except auth.LoginThrottled:
-        minutes = collection_settings().failure_window_minutes
-        message = f"登录失败次数过多，请 {minutes} 分钟后再试，或请管理员解除锁定"
+    except auth.LoginThrottled as exc:
+        message = f"登录失败次数过多，请 {exc.minutes} 分钟后再试，或请管理员解除锁定"
         return render(request, "collection/login.html", {"error": message, "officer_no": officer_no}, 429)
     if officer is None:
         message = "工号或密码不正确"

@@ -3,14 +3,14 @@ for the levels an operator opened. An address that keeps presenting wrong keys i
 
 import hashlib
 import hmac
-import math
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import text
+from sqlalchemy import DateTime, String, column, table, text
 from sqlalchemy.orm import Session
 
+from base.lockout import minutes_locked
 from base.sessions import sign, unsign
 from decision.config import decision_settings, session_secret
 from decision.indicators import LEVEL_OF_LENGTH
@@ -119,6 +119,9 @@ def csrf_ok(cookie: str | None, token: str | None) -> bool:
 # --- wrong keys: counted per client address, audited without the key ------------------------------
 
 
+_FAILURE = table("login_failure", column("ip", String), column("at", DateTime), schema="decision")
+
+
 class AddressLocked(Exception):
     """Too many wrong keys from this address in the window; minutes: until the next attempt counts."""
 
@@ -130,17 +133,13 @@ class AddressLocked(Exception):
 def _locked_for(session: Session, ip: str) -> int:
     """Minutes until the address may present a key again (0: not locked)."""
     settings = decision_settings()
-    window = timedelta(minutes=settings.failure_window_minutes)
-    # The address is locked while max_failures failures are in the window; it opens when the
-    # max_failures-th most recent of them leaves it.
-    left = session.scalar(
-        text(
-            "SELECT extract(epoch FROM at + :window - now()) FROM decision.login_failure"
-            " WHERE ip = :ip AND at > now() - :window ORDER BY at DESC OFFSET :n LIMIT 1"
-        ),
-        {"ip": ip, "window": window, "n": settings.max_failures - 1},
+    return minutes_locked(
+        session,
+        at=_FAILURE.c.at,
+        where=_FAILURE.c.ip == ip,
+        allowed=settings.max_failures,
+        window=timedelta(minutes=settings.failure_window_minutes),
     )
-    return max(1, math.ceil(float(left) / 60)) if left is not None else 0
 
 
 def check_key(*, session: Session, key: str, ip: str, via: str) -> Planner | None:

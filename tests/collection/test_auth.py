@@ -37,6 +37,31 @@ def test_fifth_failure_throttles_the_account_from_that_address(client: TestClien
     )
 
 
+def test_a_locked_officer_is_told_the_minutes_left_not_the_whole_window(
+    client: TestClient, session: Session, officers
+) -> None:
+    """Locked by failures that began 12 minutes ago, the account opens when the oldest of the five
+    leaves the 15-minute window: 3 minutes from now (as the planners' login tells); the audit says so too.
+    The address's own lock, when later (20 failures in 5 minutes), is the one told."""
+    session.add_all(
+        LoginFailure(officer_no="A001", ip="testclient", at=func.now() - timedelta(minutes=12 - i))
+        for i in range(4)
+    )
+    session.flush()
+    assert client.post("/collection/login", data={"officer_no": "A001", "password": "x"}).status_code == 401
+    locked = client.post("/collection/login", data={"officer_no": "A001", "password": PASSWORD})
+    assert locked.status_code == 429 and "请 3 分钟后再试" in locked.text
+    detail = session.scalar(select(AuditLog.detail).where(AuditLog.action == "collection.login.throttled"))
+    assert detail == {"ip": "testclient", "minutes": 3, "scope": "account"}
+    session.add_all(
+        LoginFailure(officer_no=f"X{i:04d}", ip="testclient", at=func.now() - timedelta(minutes=5))
+        for i in range(19)
+    )
+    session.flush()
+    locked = client.post("/collection/login", data={"officer_no": "B001", "password": PASSWORD})
+    assert locked.status_code == 429 and "请 10 分钟后再试" in locked.text
+
+
 def test_a_locked_account_is_audited_once_however_often_it_is_tried(
     client: TestClient, session: Session, officers
 ) -> None:

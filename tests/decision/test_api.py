@@ -241,6 +241,22 @@ def test_wrong_keys_lock_the_address_out(client: TestClient, session: Session) -
     assert client.post("/decision/login", data={"key": key}, follow_redirects=False).status_code == 303
 
 
+def test_a_locked_address_is_told_the_minutes_left(client: TestClient, session: Session) -> None:
+    """Failures that began 11 minutes ago lock the address until the oldest of five leaves the window."""
+    key = client.headers.pop("X-API-Key")
+    session.execute(
+        text(
+            "INSERT INTO decision.login_failure (ip, at) SELECT 'testclient', now() - make_interval(mins => 11 - g)"
+            " FROM generate_series(0, 3) g"
+        )
+    )
+    assert client.post("/decision/login", data={"key": "pk_guess"}).status_code == 401
+    locked = client.post("/decision/login", data={"key": key}, follow_redirects=False)
+    assert locked.status_code == 429 and "请 4 分钟后再试" in locked.text
+    api = client.get("/api/v1/stats/dashboard", params={"date": AS_OF}, headers={"X-API-Key": key})
+    assert api.status_code == 429 and 180 < int(api.headers["retry-after"]) <= 240
+
+
 def test_wrong_api_keys_lock_the_address_out(client: TestClient, session: Session) -> None:
     key = client.headers.pop("X-API-Key")
     codes = [
