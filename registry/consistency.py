@@ -3,6 +3,7 @@
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from registry.tally import COUNT_SQL
 from schemas.canonical import BatchStep
 
 # Batches past resolve (failed in a later step too): every accepted record of theirs is linked.
@@ -46,6 +47,9 @@ CHECKS = {
     "change event of one type twice for a version": "SELECT count(*) FROM (SELECT 1 FROM change_event "
     "GROUP BY version_id, event_type HAVING count(*) > 1) d",
     "batch accounting": "SELECT count(*) FROM batch WHERE rows_received <> rows_accepted + rows_rejected + rows_review",
+    # Kept by triggers (registry/tally.py): how many of its two counts differ from a count.
+    "person tally": "SELECT (t.active IS DISTINCT FROM c.active)::int + (t.without_rid IS DISTINCT FROM c.without_rid)::int"
+    f" FROM ({COUNT_SQL}) c LEFT JOIN person_tally t ON t.id = 1",
 }
 
 

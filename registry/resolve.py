@@ -23,7 +23,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from base.bulk import indexes_deferred
-from registry import batches, linkage
+from registry import batches, linkage, tally
 from registry.trust import UNRANKED, load_trust_table
 from schemas.canonical import BatchState
 
@@ -178,17 +178,10 @@ def hash_joins(conn: Connection, on: bool = True) -> Iterator[None]:
 def _model(
     conn: Connection, pairs: list[dict[str, Any]], m: dict[str, dict[str, float]], *, only_without_id: bool
 ) -> linkage.Model:
-    population = conn.execute(text("SELECT count(*) FROM person WHERE status <> 'retired'")).scalar_one()
+    population, without_rid = tally.live_persons(conn)
     # A new number is only compared with persons holding no number yet: they are the population it
     # could belong to, so they set the prior.
-    candidates = population
-    if only_without_id:
-        candidates = conn.execute(
-            text(
-                "SELECT count(*) FROM person p WHERE p.status <> 'retired' AND NOT EXISTS "
-                "(SELECT 1 FROM person_identifier x WHERE x.person_id = p.id AND x.id_type = 'RID')"
-            )
-        ).scalar_one()
+    candidates = without_rid if only_without_id else population
     # The candidates' spellings too: 安娜·金 and 安娜金 are one name, and their persons add up.
     names = sorted({p[f"{side}_name"] for p in pairs for side in "rp" if p[f"{side}_name"]})
     freq: dict[str, float] = {}

@@ -8,6 +8,7 @@ from registry.models.person import (
     NonMatch,
     Person,
     PersonIdentifier,
+    PersonTally,
     PersonVersion,
     ReviewItem,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "NonMatch",
     "Person",
     "PersonIdentifier",
+    "PersonTally",
     "PersonVersion",
     "ReviewItem",
     "SourceRecord",

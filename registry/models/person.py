@@ -9,7 +9,17 @@ the time of 650,000-row inserts). registry/consistency.py checks them instead (`
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,6 +34,7 @@ class Person(Base):
         CheckConstraint("status IN ('active', 'dead', 'left', 'retired')", name="status"),
         Index("ix_person_birth_name", "birth_date", "name_pinyin"),
         Index("ix_person_community", "community_code", "status"),
+        Index("ix_person_name", "name"),  # how many persons bear a name (resolve's name weights)
         # The community + birth date + sex blocking rule (linkage.BLOCKING_RULES).
         Index("ix_person_community_birth", "community_code", "birth_date", "sex"),
         # Blocking keys for records whose ID number has a typo: one half of the number survives.
@@ -64,6 +75,18 @@ class Person(Base):
     provenance: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PersonTally(Base):
+    """How many persons are live (not retired) and how many of them hold no resident ID number: one
+    row, kept exact by triggers on person and person_identifier (migration 0017_person_tally)."""
+
+    __tablename__ = "person_tally"
+    __table_args__ = (CheckConstraint("id = 1", name="one"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False, server_default="1")
+    active: Mapped[int] = mapped_column(BigInteger)
+    without_rid: Mapped[int] = mapped_column(BigInteger)
 
 
 class PersonIdentifier(Base):
