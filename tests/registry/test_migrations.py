@@ -64,3 +64,28 @@ def test_one_number_one_live_person() -> None:
     finally:
         engine.dispose()
         drop_database(url)
+
+
+def test_a_golden_record_rewritten_without_a_change_to_its_indexed_columns_stays_on_its_page(
+    connection,
+) -> None:
+    """0018 keeps room on person's pages: rewriting a third of the persons' phone and provenance, as a
+    department's first extract does (social insurance: 45 % of the city), writes heap-only tuples (no
+    index entries) for nearly all of them; with full pages (fillfactor 100) nearly none are."""
+    connection.execute(
+        text(
+            "INSERT INTO person (id, person_no, status, name, name_pinyin, address, provenance) "
+            "SELECT n, 'P' || lpad(n::text, 11, '0'), 'active', '王小明', 'wangxiaoming', repeat('路', 40), "
+            "jsonb_build_object('name', n, 'address', n, 'phone', n) FROM generate_series(1, 3000) AS n"
+        )
+    )
+    connection.execute(
+        text(
+            "UPDATE person SET phone = '13800000000', provenance = provenance || '{\"x\": 1}' WHERE id % 3 = 0"
+        )
+    )
+    updated, heap_only = connection.execute(
+        text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'person'")
+    ).one()
+    assert updated == 1000
+    assert heap_only >= 0.95 * updated
