@@ -76,12 +76,12 @@ def test_a_golden_record_rewritten_without_a_change_to_its_indexed_columns_stays
         text(
             "INSERT INTO person (id, person_no, status, name, name_pinyin, address, provenance) "
             "SELECT n, 'P' || lpad(n::text, 11, '0'), 'active', '王小明', 'wangxiaoming', repeat('路', 40), "
-            "jsonb_build_object('name', n, 'address', n, 'phone', n) FROM generate_series(1, 3000) AS n"
+            "jsonb_build_object('name', n, 'address', n, 'phone', n) FROM generate_series(900000001, 900003000) AS n"
         )
     )
     connection.execute(
         text(
-            "UPDATE person SET phone = '13800000000', provenance = provenance || '{\"x\": 1}' WHERE id % 3 = 0"
+            "UPDATE person SET phone = '13800000000', provenance = provenance || '{\"x\": 1}' WHERE id > 900000000 AND id % 3 = 0"
         )
     )
     updated, heap_only = connection.execute(
