@@ -153,7 +153,10 @@ def publish_batch(*, session: Session, batch_id: int) -> int:
         return 0
     versions = conn.execute(text("SELECT count(*) FROM person_version WHERE batch_id = :b"), {"b": batch_id})
     with indexes_deferred(conn, ("change_event",), int(versions.scalar_one())):  # an initial load: base.bulk
-        inserted = _rule_events(conn, lambda a: f"{a}.batch_id = :b", {"b": batch_id})
+        # A dated-back change's restated stretches (registry.merge) carry history, not news.
+        inserted = _rule_events(
+            conn, lambda a: f"{a}.batch_id = :b AND NOT {a}.changed @> '[\"restated\"]'", {"b": batch_id}
+        )
     batches.advance(session, batch_id, to=BatchState.PUBLISHED, expect=BatchState.MERGED)
     return inserted
 

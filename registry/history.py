@@ -75,5 +75,6 @@ def repair(*, session: Session, actor: str) -> tuple[int, int]:
 
 
 def _own_date() -> list[str]:
-    """What a version keeps its own date for: being a person's first, or a change of residence."""
-    return ["created", *RESIDENCE]
+    """What a version keeps its own date for: being a person's first, a change of residence, or a stretch
+    of history a change of residence dated back recorded again (registry.merge)."""
+    return ["created", "restated", *RESIDENCE]

@@ -58,6 +58,44 @@ VERSIONED = (
 RESIDENCE = ("status", "death_date", "community_code", "population_type", "sex", "birth_date", "id_no")
 
 
+# A change of residence dated back before the person's latest version (a move reported late) is a whole
+# row recorded last, so from its date it would stand for everything known since: a later change of
+# population type, a later phone number, a death. The old history's stretches in force after its date are
+# therefore recorded again, each with what the batch changed and the rest as it was, in date order after
+# the new version (the version recorded last wins a date): the new version stays the change a subscriber
+# is told of (registry.events skips the restated ones) and the stretches carry the history. Only when the
+# old history has more than one stretch after the date: otherwise the new version already says it all.
+RESTATE_SQL = """
+INSERT INTO person_version (person_id, area_key, valid_from, batch_id, changed, {cols})
+WITH nv AS (
+    SELECT v.* FROM diff d JOIN person_version v ON v.person_id = d.person_id AND v.batch_id = :b
+    WHERE NOT d.is_new AND d.changed && CAST(:residence AS text[])
+),
+seg AS (
+    -- The versions recorded before, each with the first date a version recorded after it takes over.
+    SELECT o.*, min(o.valid_from) OVER (PARTITION BY o.person_id ORDER BY o.recorded_at DESC, o.id DESC
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS ends
+    FROM person_version o
+    WHERE o.person_id IN (SELECT person_id FROM nv) AND o.batch_id IS DISTINCT FROM :b
+),
+stretch AS (
+    SELECT s.*, nv.valid_from AS back_to, nv.changed AS nv_changed, {nv_cols},
+           count(*) FILTER (WHERE s.ends IS NOT NULL) OVER (PARTITION BY s.person_id) AS before_last,
+           row_number() OVER (PARTITION BY s.person_id ORDER BY s.valid_from) AS k
+    FROM seg s JOIN nv ON nv.person_id = s.person_id
+    WHERE (s.ends IS NULL OR s.ends > s.valid_from) AND (s.ends IS NULL OR s.ends > nv.valid_from)
+)
+SELECT person_id, area_key, CASE WHEN k = 1 THEN back_to ELSE valid_from END, :b, '["restated"]', {restated}
+FROM stretch WHERE before_last > 0
+ORDER BY person_id, k
+"""
+
+
+def _restated() -> str:
+    """Each versioned column of a restated stretch: the batch's value where it changed it, else the stretch's."""
+    return ", ".join(f"CASE WHEN nv_changed ? '{c}' THEN n_{c} ELSE {c} END" for c in VERSIONED)
+
+
 @dataclass
 class MergeResult:
     """What merging one batch (or a set of persons) did."""
@@ -193,6 +231,15 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
         ),
         {"b": batch_id, "valid_from": valid_from, "today": clock.today(), "residence": list(RESIDENCE)},
     )
+    if batch_id is not None:  # a clerk's decision is dated the day it is taken: never before the latest
+        conn.execute(
+            text(
+                RESTATE_SQL.format(
+                    cols=cols, restated=_restated(), nv_cols=", ".join(f"nv.{c} AS n_{c}" for c in VERSIONED)
+                )
+            ),
+            {"b": batch_id, "residence": list(RESIDENCE)},
+        )
     counts = conn.execute(
         text("SELECT (SELECT count(*) FROM golden), count(*), count(*) FILTER (WHERE is_new) FROM diff")
     ).one()

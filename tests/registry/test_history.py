@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from registry import history
+from registry import events, history
 from registry.merge import merge_batch
 from registry.models import Link, Person, SourceRecord
 from tests.factories import make_batch, make_person
@@ -15,8 +15,9 @@ from tests.factories import make_batch, make_person
 A, B = "330102001001", "330102001002"
 
 
-def merge_record(session: Session, person: Person, source: str, as_of: date, **fields: Any) -> None:
-    """A batch of one accepted record linked to the person, merged as the pipeline merges it."""
+def merge_record(session: Session, person: Person, source: str, as_of: date, **fields: Any) -> int:
+    """A batch of one accepted record linked to the person, merged and published as the pipeline does
+    it; returns the batch's id."""
     batch = make_batch(session, source, as_of=as_of, state="resolved")
     record = SourceRecord(batch_id=batch.id, row_no=1, source=source, raw={}, status="accepted", **fields)
     session.add(record)
@@ -24,6 +25,8 @@ def merge_record(session: Session, person: Person, source: str, as_of: date, **f
     session.add(Link(source_record_id=record.id, person_id=person.id, batch_id=batch.id, rule="test"))
     session.flush()
     merge_batch(session=session, batch_id=batch.id)
+    events.publish_batch(session=session, batch_id=batch.id)
+    return batch.id
 
 
 def in_force(session: Session, person: Person, day: date, column: str) -> Any:
@@ -63,6 +66,51 @@ def test_a_move_dated_back_still_dates_the_move(session: Session) -> None:
     merge_record(session, person, "gaj_hj", date(2026, 11, 1), event_date=date(2026, 10, 1), community_code=B)
     assert in_force(session, person, date(2026, 9, 30), "community_code") == A
     assert in_force(session, person, date(2026, 10, 1), "community_code") == B
+    assert in_force(session, person, date(2026, 10, 5), "phone") is None  # not yet: from 10-20 on
+    assert in_force(session, person, date(2026, 10, 20), "phone") == "13800138000"
+    assert in_force(session, person, date(2026, 10, 20), "community_code") == B
+
+
+def test_a_move_dated_back_keeps_what_changed_after_its_date(session: Session) -> None:
+    """A late-reported move rewrites where the person lived from its date, and nothing else: a change of
+    population type and a death recorded since keep their own dates; subscribers hear of the move once."""
+    person = make_person(
+        session, valid_from=date(2020, 1, 1), community_code=A, population_type="registered", phone=None
+    )
+    merge_record(
+        session, person, "gaj_ld", date(2024, 6, 2), event_date=date(2024, 6, 1), population_type="floating"
+    )
+    merge_record(
+        session, person, "rsj_cb", date(2025, 3, 2), event_date=date(2025, 3, 1), phone="13800138000"
+    )
+    merge_record(
+        session, person, "mzj_sw", date(2026, 2, 2), event_date=date(2026, 2, 1), residence_status="dead"
+    )
+    batch = merge_record(
+        session, person, "gaj_hj", date(2026, 11, 1), event_date=date(2023, 1, 1), community_code=B
+    )
+
+    expected = {  # day: (community, type, phone, status)
+        date(2022, 12, 31): (A, "registered", None, "active"),
+        date(2023, 1, 1): (B, "registered", None, "active"),
+        date(2024, 6, 1): (B, "floating", None, "active"),
+        date(2025, 3, 1): (B, "floating", "13800138000", "active"),
+        date(2026, 2, 1): (B, "floating", "13800138000", "dead"),
+        date(2026, 11, 30): (B, "floating", "13800138000", "dead"),
+    }
+    for day, values in expected.items():
+        got = tuple(
+            in_force(session, person, day, c)
+            for c in ("community_code", "population_type", "phone", "status")
+        )
+        assert got == values, day
+    told = session.execute(
+        text("SELECT event_type, event_date FROM change_event WHERE batch_id = :b"), {"b": batch}
+    ).all()
+    assert [tuple(e) for e in told] == [
+        ("attribute_changed", date(2023, 1, 1))
+    ]  # moved while dead: not a move
+    assert history.dated_back(session) == 0
 
 
 def test_a_history_written_before_the_merge_kept_residence_is_repaired(session: Session) -> None:
