@@ -589,6 +589,7 @@ COMPARISON_LABELS = {
     "birth_date": "出生日期",
     "sex": "性别",
     "id_no": "证件号码",
+    "id_kind": "证件类别",
     "community": "社区",
     "phone": "电话",
 }
@@ -601,6 +602,8 @@ LEVEL_LABELS = {
     "one_part_differs": "年月日之一不同",
     "one_or_two_edits": "差一两位",
     "different": "不同",
+    "same_kind": "同类",
+    "resident_and_other": "居民身份证与境外证件",
     "ok": "一致",
 }
 

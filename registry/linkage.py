@@ -133,6 +133,12 @@ def one_date_part_differs(p: Pair) -> bool:
     return bool((a.year == b.year) + (a.month == b.month) + (a.day == b.day) == 2)
 
 
+def same_document_kind(p: Pair) -> bool:
+    """Both records identified by a resident ID card, or both by another document (a passport, a
+    Hong Kong/Macao or Taiwan pass, a foreigner's permanent residence card)."""
+    return (p["r_id_type"] == "RID") == (p["p_id_type"] == "RID")
+
+
 def anything(_: Pair) -> bool:
     """The else level."""
     return True
@@ -160,6 +166,14 @@ COMPARISONS: tuple[Comparison, ...] = (
         Level("exact", exact("id_no"), 0.90, 1e-7),
         Level("one_or_two_edits", within_edits("id_no", 2), 0.09, 1e-5),
         Level("different", anything, 0.01, 0.99999),
+    )),
+    # A mainland resident's ID card against a foreigner's or a Hong Kong, Macao or Taiwan resident's
+    # document: the same person only after a naturalisation or a citizen's passport on a record (m);
+    # two different people of a city with a few percent of them (u). Without it, a foreigner born on the
+    # day a resident of their community was born scored a review on birth date and community alone.
+    Comparison("id_kind", ("id_type",), (
+        Level("same_kind", same_document_kind, 0.998, 0.95),
+        Level("resident_and_other", anything, 0.002, 0.05),
     )),
     Comparison("community", ("community_code",), (
         Level("same", exact("community_code"), 0.75, 5e-3),
@@ -266,7 +280,7 @@ def estimate_m(pairs: Iterable[Pair], *, minimum: int = 500) -> dict[str, dict[s
     defaults = default_m()
     estimated: dict[str, dict[str, float]] = {}
     for name, levels in defaults.items():
-        if name == "id_no":  # decided by the ID number itself: no information about m here
+        if name in ("id_no", "id_kind"):  # decided by the ID number itself: no information about m here
             estimated[name] = dict(levels)
             continue
         total = sum(counts[name].values()) + 10.0

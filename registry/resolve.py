@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -27,7 +27,7 @@ from registry import batches, linkage, tally
 from registry.trust import UNRANKED, load_trust_table
 from schemas.canonical import BatchState
 
-PERSON_FIELDS = ("name", "name_pinyin", "sex", "birth_date", "id_no", "community_code", "phone")
+PERSON_FIELDS = ("name", "name_pinyin", "sex", "birth_date", "id_type", "id_no", "community_code", "phone")
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _candidates(conn: Connection, *, only_without_id: bool, probe_rows: int) -> 
     )
     cols = ", ".join([f"pr.{f} AS r_{f}" for f in PERSON_FIELDS] + [f"p.{f} AS p_{f}" for f in PERSON_FIELDS])
     query = text(
-        f"SELECT c.rid, c.pid, pr.id_type AS r_id_type, pr.area_key AS r_area_key, {cols} "
+        f"SELECT c.rid, c.pid, pr.area_key AS r_area_key, {cols} "
         f"FROM ({union}) c JOIN probe pr ON pr.id = c.rid JOIN person p ON p.id = c.pid"
     )
     with hash_joins(conn, probe_rows >= HASH_PROBE_ROWS):
@@ -203,9 +203,14 @@ def _score_probe(
     if not pairs:
         return 0, 0
     model = _model(conn, pairs, m, only_without_id=only_without_id)
+    # A new passport's (or other non-RID document's) number is compared with the persons holding no
+    # number of its type: nearly everyone, residents with their ID cards included, so its prior is the
+    # population's. With the RID pool's (a few hundred persons without an ID card) a foreigner born the
+    # day a resident of their community was born scored a review on birth date and community alone.
+    everyone = replace(model, log2_prior_odds=-math.log2(max(model.population, 2)))
     ranked: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
     for pair in pairs:
-        bits, explained = linkage.score(pair, model)
+        bits, explained = linkage.score(pair, model if pair["r_id_type"] in ("RID", None) else everyone)
         ranked.setdefault(pair["rid"], []).append((bits, pair["pid"], explained))
     decided: dict[int, dict[str, Any]] = {}
     for rid, options in ranked.items():
@@ -387,8 +392,8 @@ def _learn_m(conn: Connection, batch_id: int) -> tuple[dict[str, dict[str, float
             "ORDER BY id DESC LIMIT 1"
         )
     ).scalar()
-    if stored:
-        return stored, "earlier_batch"
+    if stored:  # a comparison added since that batch takes its defaults
+        return {**linkage.default_m(), **stored}, "earlier_batch"
     return linkage.default_m(), "default"
 
 

@@ -205,6 +205,44 @@ def test_name_contradicting_the_id_goes_to_review(session, factory, areas, tmp_p
     assert session.scalar(select(Person.name).where(Person.id_no == ZHANG)) == "张伟"
 
 
+def test_a_foreigner_born_the_day_a_resident_of_their_community_was_born_is_somebody_new(
+    session, factory, areas, tmp_path
+) -> None:
+    """A new passport number is compared with everyone who holds no passport, residents included: its
+    prior is the population's, not that of the few persons without an ID card (with which this pair, two
+    names, two numbers, one birth date, sex and community, went to review)."""
+    flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()))
+    # A district of 20,000 residents with ID cards (the prior of a 3-person city would call them alike).
+    session.execute(
+        text(
+            "INSERT INTO person (person_no, status, provenance, id_type, sex, birth_date, community_code)"
+            " SELECT 'T' || lpad(i::text, 11, '0'), 'active', '{}', 'RID', '2', DATE '1950-01-01' + i % 20000,"
+            " '330102001002' FROM generate_series(1, 20000) AS i"
+        )
+    )
+    session.execute(
+        text(
+            "INSERT INTO person_identifier (id_type, id_no, person_id)"
+            " SELECT 'RID', person_no, id FROM person WHERE person_no LIKE 'T%'"
+        )
+    )
+    session.commit()
+    foreigner = {
+        "记录编号": "L1", "证件类型": "护照", "证件号码": "E91259549", "姓名": "詹姆斯·贝尔纳", "性别": "男",
+        "出生日期": "1980-01-01", "现住地址": "某路1号", "现住地社区代码": "330102001001", "登记日期": "2026-10-01",
+    }  # fmt: skip
+    result = flows.ingest_file(factory, write_feed(tmp_path, "gaj_ld", date(2026, 11, 2), [foreigner]))
+    batch = session.get(Batch, result.batch_id)
+    assert (batch.rows_accepted, batch.rows_review) == (1, 0)
+    assert session.scalar(select(func.count()).select_from(text("review_item"))) == 0
+    link = session.execute(
+        select(Link.rule, Person.id_type, Person.name)
+        .join(Person, Person.id == Link.person_id)
+        .where(Link.batch_id == batch.id)
+    ).one()
+    assert tuple(link) == ("new_person", "PASSPORT", "詹姆斯·贝尔纳")
+
+
 def test_unknown_source_is_refused_and_archived(session, factory, tmp_path, archive_dir) -> None:
     path = tmp_path / "xyz_ab_20261101.csv"
     path.write_text("a,b\n1,2\n", encoding="utf-8")

@@ -12,7 +12,7 @@ from registry import linkage
 from registry.linkage import LINK_BITS, REVIEW_BITS, RUNNER_UP_BITS, Model, band, compare, decide, score
 from registry.normalise.names import name_pinyin
 
-FIELDS = ("name", "name_pinyin", "sex", "birth_date", "id_no", "community_code", "phone")
+FIELDS = ("name", "name_pinyin", "sex", "birth_date", "id_type", "id_no", "community_code", "phone")
 
 
 def record(**fields: Any) -> dict[str, Any]:
@@ -68,6 +68,46 @@ def test_the_first_level_that_holds_decides(changes: dict[str, Any], expected: d
     levels = compare(pair(other, WANG))
     assert {k: v for k, v in levels.items() if k in expected or not changes} == expected
     assert "phone" not in levels
+
+
+@pytest.mark.parametrize(
+    ("r_type", "p_type", "expected"),
+    [
+        ("RID", "RID", "same_kind"),
+        ("PASSPORT", "HKMO", "same_kind"),  # a foreigner's passport and residence card, a compatriot's passes
+        ("FPR", "PASSPORT", "same_kind"),
+        ("PASSPORT", "RID", "resident_and_other"),
+        ("RID", "TW", "resident_and_other"),
+        ("RID", None, None),  # a person known without a document: not compared
+    ],
+)
+def test_a_resident_id_card_against_another_document_is_weighed(
+    r_type: str, p_type: str | None, expected: str | None
+) -> None:
+    levels = compare(pair(record(**{**WANG, "id_type": r_type}), {**WANG, "id_type": p_type}))
+    assert levels.get("id_kind") == expected
+
+
+def test_a_foreigner_born_the_day_a_resident_of_their_community_was_born_is_somebody_new() -> None:
+    """The pair the bench's city sent to review 218 times (5 % of its foreigners): a passport, another
+    name, another number, the same birth date, sex and community, among 100,000 persons."""
+    foreigner = record(
+        name="詹姆斯·贝尔纳", sex="1", birth_date=date(1970, 9, 28), id_type="PASSPORT", id_no="912595496",
+        community_code="330106001001",
+    )  # fmt: skip
+    resident = record(
+        name="徐浩", sex="1", birth_date=date(1970, 9, 28), id_type="RID", id_no="330106197009280099",
+        community_code="330106001001",
+    )  # fmt: skip
+    city = model(log2_prior_odds=-math.log2(100_000), population=100_000)
+    bits, explained = score(pair(foreigner, resident), city)
+    assert explained["id_kind"] == ["resident_and_other", round(math.log2(0.002 / 0.05), 2)]
+    assert band(bits) == "new"
+    # The same two with the same kind of document would still be new, by the prior of 100,000 alone.
+    same_kind, _ = score(pair({**foreigner, "id_type": "RID"}, resident), city)
+    assert band(same_kind) == "new" and same_kind - bits == pytest.approx(
+        math.log2(0.998 / 0.95 * 0.05 / 0.002)
+    )
 
 
 def test_a_name_and_its_dotless_spelling_are_the_same_name() -> None:
