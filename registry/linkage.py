@@ -136,7 +136,7 @@ def one_date_part_differs(p: Pair) -> bool:
 def same_document_kind(p: Pair) -> bool:
     """Both records identified by a resident ID card, or both by another document (a passport, a
     Hong Kong/Macao or Taiwan pass, a foreigner's permanent residence card)."""
-    return (p["r_id_type"] == "RID") == (p["p_id_type"] == "RID")
+    return bool((p["r_id_type"] == "RID") == (p["p_id_type"] == "RID"))
 
 
 def anything(_: Pair) -> bool:
