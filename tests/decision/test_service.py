@@ -326,3 +326,36 @@ def test_a_first_extract_is_stock_and_history_starts_with_the_data(
     change = board.table("change")
     assert change.note == "上年同期早于数据起始日 2026-03-01，无可比数据"
     assert next(k for k in board.kpis if k.key == "change").cell.value is None
+
+
+def test_a_late_move_merged_through_the_pipeline_counts_as_a_rebuild_does(
+    session: Session, communities: list[str]
+) -> None:
+    """A move dated back between a type change, a phone number and a death (registry.merge re-records
+    the later history with it): the incremental refresh of each batch equals a rebuild and a recount."""
+    from tests.registry.test_history import merge_record
+
+    a, b = communities[0], communities[1]
+    person = add_person(session, community_code=a, population_type="registered", valid_from=date(2025, 2, 1))
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    merged = [
+        merge_record(session, person, "gaj_ld", date(2025, 6, 2), event_date=date(2025, 6, 1), population_type="floating"),
+        merge_record(session, person, "rsj_cb", date(2026, 3, 2), event_date=date(2026, 3, 1), phone="13800138000"),
+        merge_record(session, person, "mzj_sw", date(2026, 9, 2), event_date=date(2026, 9, 1), residence_status="dead"),
+        merge_record(session, person, "gaj_hj", date(2026, 11, 1), event_date=date(2025, 4, 1), community_code=b),
+    ]  # fmt: skip
+    for batch_id in merged:
+        service.refresh_after_batch(session=session, batch_id=batch_id)
+    incremental = snapshot(session)
+    for day in (date(2025, 3, 1), date(2025, 5, 1), date(2025, 7, 1), date(2026, 10, 1)):
+        assert service.aggregate_cells(session=session, as_of=day) == service.recount(
+            session=session, as_of=day
+        )
+    counts = {
+        day: true_counts(session, b, day) for day in (date(2025, 5, 1), date(2025, 7, 1), date(2026, 10, 1))
+    }
+    assert counts[date(2025, 5, 1)][pop_key("registered")] == 1  # moved, still registered
+    assert counts[date(2025, 7, 1)][pop_key("floating")] == 1  # then floating, in the community moved to
+    assert counts[date(2026, 10, 1)][pop_key()] == 0  # and dead since September 2026
+    service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
+    assert snapshot(session) == incremental
