@@ -11,6 +11,7 @@ from decision.dimensions import ELDERLY, FIVE_YEAR_GROUPS, SCHOOL_AGE_LABELS, SC
 from decision.indicators import ALL, FLOW_KINDS, Key, build_dashboard, pop_key, published_counts
 from tests.decision.conftest import add_person, change, random_batch, random_population
 from tests.factories import make_batch
+from tests.registry.test_history import merge_record
 
 EPOCH, HORIZON = date(2025, 1, 1), date(2028, 1, 1)
 DATES = [
@@ -333,8 +334,6 @@ def test_a_late_move_merged_through_the_pipeline_counts_as_a_rebuild_does(
 ) -> None:
     """A move dated back between a type change, a phone number and a death (registry.merge re-records
     the later history with it): the incremental refresh of each batch equals a rebuild and a recount."""
-    from tests.registry.test_history import merge_record
-
     a, b = communities[0], communities[1]
     person = add_person(session, community_code=a, population_type="registered", valid_from=date(2025, 2, 1))
     service.rebuild(session=session, epoch=EPOCH, horizon=HORIZON)
