@@ -216,7 +216,9 @@ def _score_probe(
     for rid, options in ranked.items():
         options.sort(key=lambda o: (-o[0], o[1]))
         bits, pid, explained = options[0]
-        decision = linkage.decide(bits, options[1][0] if len(options) > 1 else None)
+        decision = linkage.decide(
+            bits, options[1][0] if len(options) > 1 else None, explained.get("name", [None])[0]
+        )
         if decision != "new":
             decided[rid] = {
                 "rid": rid,

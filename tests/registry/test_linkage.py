@@ -169,6 +169,15 @@ def test_a_close_runner_up_turns_a_link_into_review() -> None:
     assert (decide(20.0, 18.5), decide(20.0, 18.0), decide(20.0, 17.9)) == ("review", "review", "link")
 
 
+def test_a_different_name_is_never_linked_without_a_clerk() -> None:
+    """The bench's eight wrong links: a new ID card number, another name, the birth date, sex and
+    community of a resident whose own number had a typo (8.8 bits)."""
+    assert decide(8.8, None, "different") == "review"
+    assert decide(40.0, None, "different") == "review"
+    assert decide(8.8, None, "similar") == decide(8.8, None, "same_sound") == decide(8.8) == "link"
+    assert decide(-1.0, None, "different") == "new" and decide(3.0, None, "different") == "review"
+
+
 bits_st = st.floats(-60, 60, allow_nan=False)
 
 
