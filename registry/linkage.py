@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
 
 from registry.normalise.names import name_key
 
@@ -82,6 +82,11 @@ class BlockingRule:
         """The join condition between table aliases `person` and `record`."""
         return " AND ".join(f"{k.sql(person)} = {k.sql(record)}" for k in self.keys)
 
+    @property
+    def on_name(self) -> bool:
+        """Whether the name (its sound) is one of the keys."""
+        return any(k.field == "name_pinyin" for k in self.keys)
+
     def block(self, record: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The block a record falls in under this rule; None when a key is blank (SQL's NULL = NULL)."""
         values = tuple(k.of(record) for k in self.keys)
@@ -137,6 +142,15 @@ def same_document_kind(p: Pair) -> bool:
     """Both records identified by a resident ID card, or both by another document (a passport, a
     Hong Kong/Macao or Taiwan pass, a foreigner's permanent residence card)."""
     return bool((p["r_id_type"] == "RID") == (p["p_id_type"] == "RID"))
+
+
+def numbers_close(p: Pair) -> bool:
+    """Whether two document numbers of a type differ by at most two digits, a swap of neighbours counting
+    as one; of resident ID numbers the first 17 (a typo kept valid changes the check digit as well)."""
+    r, q = str(p["r_id_no"]), str(p["p_id_no"])
+    if p["r_id_type"] == "RID" and len(r) == len(q) == 18:
+        r, q = r[:17], q[:17]
+    return int(DamerauLevenshtein.distance(r, q)) <= 2
 
 
 def anything(_: Pair) -> bool:

@@ -138,6 +138,7 @@ def _link_known_ids(conn: Connection, batch_id: int) -> tuple[int, int]:
 # floating-population snapshot of 2.6 M new numbers ran over 10 minutes there, 87 s hashed (BENCHMARKS.md).
 # A daily file's probe of hundreds keeps the nested loops, which are right for it.
 HASH_PROBE_ROWS = 50_000
+SAME_NAME_LEVELS = ("exact", "same_sound", "similar")
 
 
 def _candidates(conn: Connection, *, only_without_id: bool, probe_rows: int) -> list[dict[str, Any]]:
@@ -147,9 +148,12 @@ def _candidates(conn: Connection, *, only_without_id: bool, probe_rows: int) -> 
         if only_without_id
         else ""
     )
+    # A rule on the name also finds, for a new number, a person of that name holding a number of its
+    # type: when the two numbers are a digit or two apart (a typo that kept a valid check digit),
+    # _score_probe sends the pair to a clerk.
     union = " UNION ".join(
         f"SELECT pr.id AS rid, p.id AS pid FROM probe pr JOIN person p ON {rule.sql('p', 'pr')}"
-        f" WHERE p.status <> 'retired'{extra}"
+        f" WHERE p.status <> 'retired'{'' if rule.on_name else extra}"
         for rule in linkage.BLOCKING_RULES
     )
     cols = ", ".join([f"pr.{f} AS r_{f}" for f in PERSON_FIELDS] + [f"p.{f} AS p_{f}" for f in PERSON_FIELDS])
@@ -209,8 +213,19 @@ def _score_probe(
     # day a resident of their community was born scored a review on birth date and community alone.
     everyone = replace(model, log2_prior_odds=-math.log2(max(model.population, 2)))
     ranked: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
+    holds_another: set[tuple[int, int]] = set()
     for pair in pairs:
-        bits, explained = linkage.score(pair, model if pair["r_id_type"] in ("RID", None) else everyone)
+        holds = only_without_id and pair["p_id_type"] == pair["r_id_type"] and pair["p_id_no"] is not None
+        if holds:
+            # A new number against a person who holds another of its type: a candidate only when the two
+            # differ in a digit or two (a typo either side kept valid by its check digit) and the names
+            # agree (twins' numbers differ in a digit or two as well), compared with everyone who holds
+            # one, and never linked without a clerk (which number is right?).
+            if not linkage.numbers_close(pair) or linkage.compare(pair).get("name") not in SAME_NAME_LEVELS:
+                continue
+            holds_another.add((pair["rid"], pair["pid"]))
+        prior = model if pair["r_id_type"] in ("RID", None) and not holds else everyone
+        bits, explained = linkage.score(pair, prior)
         ranked.setdefault(pair["rid"], []).append((bits, pair["pid"], explained))
     decided: dict[int, dict[str, Any]] = {}
     for rid, options in ranked.items():
@@ -219,6 +234,8 @@ def _score_probe(
         decision = linkage.decide(
             bits, options[1][0] if len(options) > 1 else None, explained.get("name", [None])[0]
         )
+        if decision == "link" and (rid, pid) in holds_another:
+            decision = "review"
         if decision != "new":
             decided[rid] = {
                 "rid": rid,

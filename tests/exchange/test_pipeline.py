@@ -243,6 +243,36 @@ def test_a_foreigner_born_the_day_a_resident_of_their_community_was_born_is_some
     assert tuple(link) == ("new_person", "PASSPORT", "詹姆斯·贝尔纳")
 
 
+def test_a_new_number_a_digit_off_a_residents_goes_to_a_clerk_not_to_a_new_person(
+    session, factory, areas, tmp_path
+) -> None:
+    """Social insurance's number for 张伟 differs from the household registration's in a sequence digit,
+    and both check digits are valid: the same name and birth date make it a typo on one side, so a clerk
+    decides (a new person would split him in two)."""
+    flows.ingest_file(factory, write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()))
+    typo = "330102198001010034"  # ZHANG's sequence 001 -> 003, its check digit recomputed
+    row = {
+        "社会保障号码": typo, "姓名": "张伟", "性别": "男", "出生日期": "1980-01-01", "参保状态": "参保",
+        "变更日期": "2026-11-02",
+    }  # fmt: skip
+    result = flows.ingest_file(factory, write_feed(tmp_path, "rsj_cb", date(2026, 11, 2), [row]))
+    batch = session.get(Batch, result.batch_id)
+    assert (batch.rows_accepted, batch.rows_review) == (0, 1)
+    kind, candidate, levels = session.execute(
+        text("SELECT kind, candidate_person_id, levels FROM review_item WHERE batch_id = :b"), {"b": batch.id}
+    ).one()
+    assert kind == "probable_match" and levels["id_no"][0] == "one_or_two_edits"
+    assert session.get(Person, candidate).id_no == ZHANG
+    assert session.scalar(select(func.count()).select_from(Person)) == 3  # nobody new
+
+    # A twin's number is a digit or two from their sibling's too, but the name is another: somebody new.
+    twin = {**row, "社会保障号码": "330102198001010050", "姓名": "张丽"}  # ZHANG's sequence 001 -> 005
+    result = flows.ingest_file(factory, write_feed(tmp_path, "rsj_cb", date(2026, 11, 3), [twin]))
+    batch = session.get(Batch, result.batch_id)
+    assert (batch.rows_accepted, batch.rows_review) == (1, 0)
+    assert session.scalar(select(func.count()).select_from(Person)) == 4
+
+
 def test_unknown_source_is_refused_and_archived(session, factory, tmp_path, archive_dir) -> None:
     path = tmp_path / "xyz_ab_20261101.csv"
     path.write_text("a,b\n1,2\n", encoding="utf-8")

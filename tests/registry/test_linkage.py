@@ -169,6 +169,26 @@ def test_a_close_runner_up_turns_a_link_into_review() -> None:
     assert (decide(20.0, 18.5), decide(20.0, 18.0), decide(20.0, 17.9)) == ("review", "review", "link")
 
 
+@pytest.mark.parametrize(
+    ("r_no", "p_no", "close"),
+    [
+        ("330160195402245563", "330106195402245565", True),  # 06 -> 60 in the region, check digit redone
+        ("330106195709144865", "330106195703144864", True),  # a month digit, check digit redone
+        ("330102198001010034", "330102198001010018", True),  # a twin's sequence (the name tells them apart)
+        ("330102198001010018", "330102199003070035", False),  # another person
+    ],
+)
+def test_numbers_a_digit_or_two_apart_are_close(r_no: str, p_no: str, close: bool) -> None:
+    assert (
+        linkage.numbers_close(pair({"id_type": "RID", "id_no": r_no}, {"id_type": "RID", "id_no": p_no}))
+        is close
+    )
+    assert linkage.numbers_close(pair({"id_type": "PASSPORT", "id_no": "E1234567"}, {"id_no": "E1243567"}))
+    assert not linkage.numbers_close(
+        pair({"id_type": "PASSPORT", "id_no": "E1234567"}, {"id_no": "E7654321"})
+    )
+
+
 def test_a_different_name_is_never_linked_without_a_clerk() -> None:
     """The bench's eight wrong links: a new ID card number, another name, the birth date, sex and
     community of a resident whose own number had a typo (8.8 bits)."""
