@@ -138,7 +138,6 @@ def _link_known_ids(conn: Connection, batch_id: int) -> tuple[int, int]:
 # floating-population snapshot of 2.6 M new numbers ran over 10 minutes there, 87 s hashed (BENCHMARKS.md).
 # A daily file's probe of hundreds keeps the nested loops, which are right for it.
 HASH_PROBE_ROWS = 50_000
-SAME_NAME_LEVELS = ("exact", "same_sound", "similar")
 
 
 def _candidates(conn: Connection, *, only_without_id: bool, probe_rows: int) -> list[dict[str, Any]]:
@@ -218,10 +217,11 @@ def _score_probe(
         holds = only_without_id and pair["p_id_type"] == pair["r_id_type"] and pair["p_id_no"] is not None
         if holds:
             # A new number against a person who holds another of its type: a candidate only when the two
-            # differ in a digit or two (a typo either side kept valid by its check digit) and the names
-            # agree (twins' numbers differ in a digit or two as well), compared with everyone who holds
-            # one, and never linked without a clerk (which number is right?).
-            if not linkage.numbers_close(pair) or linkage.compare(pair).get("name") not in SAME_NAME_LEVELS:
+            # differ in a digit or two (a typo either side kept valid by its check digit) and the name is
+            # the same (twins' numbers differ in a digit or two as well; so may those of two people whose
+            # names only sound alike, 王小明 and 王晓明, born days apart), compared with everyone who
+            # holds one, and never linked without a clerk (which number is right?).
+            if not linkage.numbers_close(pair) or linkage.compare(pair).get("name") != "exact":
                 continue
             holds_another.add((pair["rid"], pair["pid"]))
         prior = model if pair["r_id_type"] in ("RID", None) and not holds else everyone

@@ -271,6 +271,11 @@ def test_a_new_number_a_digit_off_a_residents_goes_to_a_clerk_not_to_a_new_perso
     batch = session.get(Batch, result.batch_id)
     assert (batch.rows_accepted, batch.rows_review) == (1, 0)
     assert session.scalar(select(func.count()).select_from(Person)) == 4
+    # Nor is a name that only sounds the same (张炜 for 张伟) a typo of the number: somebody new.
+    alike = {**row, "社会保障号码": "330102198001010077", "姓名": "张炜"}  # 001 -> 007
+    result = flows.ingest_file(factory, write_feed(tmp_path, "rsj_cb", date(2026, 11, 4), [alike]))
+    batch = session.get(Batch, result.batch_id)
+    assert (batch.rows_accepted, batch.rows_review) == (1, 0)
 
 
 def test_unknown_source_is_refused_and_archived(session, factory, tmp_path, archive_dir) -> None:
