@@ -214,18 +214,20 @@ def _score_probe(
     ranked: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}
     holds_another: set[tuple[int, int]] = set()
     for pair in pairs:
+        # A new number against a person who holds another of its type: a candidate only when the two
+        # differ in a digit or two (a typo either side kept valid by its check digit) and the name is
+        # the same (twins' numbers differ in a digit or two as well; so may those of two people whose
+        # names only sound alike, 王小明 and 王晓明, born days apart), compared with everyone who holds
+        # one, and never linked without a clerk (which number is right?).
         holds = only_without_id and pair["p_id_type"] == pair["r_id_type"] and pair["p_id_no"] is not None
-        if holds:
-            # A new number against a person who holds another of its type: a candidate only when the two
-            # differ in a digit or two (a typo either side kept valid by its check digit) and the name is
-            # the same (twins' numbers differ in a digit or two as well; so may those of two people whose
-            # names only sound alike, 王小明 and 王晓明, born days apart), compared with everyone who
-            # holds one, and never linked without a clerk (which number is right?).
-            if not linkage.numbers_close(pair) or linkage.compare(pair).get("name") != "exact":
-                continue
-            holds_another.add((pair["rid"], pair["pid"]))
+        if holds and not linkage.numbers_close(pair):
+            continue
         prior = model if pair["r_id_type"] in ("RID", None) and not holds else everyone
         bits, explained = linkage.score(pair, prior)
+        if holds:
+            if explained.get("name", [None])[0] != "exact":
+                continue
+            holds_another.add((pair["rid"], pair["pid"]))
         ranked.setdefault(pair["rid"], []).append((bits, pair["pid"], explained))
     decided: dict[int, dict[str, Any]] = {}
     for rid, options in ranked.items():
