@@ -394,27 +394,32 @@ def cells_at(
     return out
 
 
-def month_end_totals(
-    session: Session, *, area: str, first: date, last: date, epoch: date
-) -> dict[date, dict[str, int]]:
-    """{month start: {type: count on the month's last day}} of an area, for the months first..last."""
+def month_end_cells(
+    session: Session, *, cube: str, areas: list[str], first: date, last: date, epoch: date
+) -> dict[date, dict[str, dict[str, int]]]:
+    """{month start: {area_code: {cell: count on the month's last day}}} of a cube, for the months first..last."""
     rows = session.execute(
         text(
-            "SELECT period, cell, sum(n)::integer FROM decision.cell"
-            " WHERE grain = 'M' AND period = ANY(:months) AND cube = 'type' AND area_code = :area"
-            " GROUP BY period, cell ORDER BY period"
+            "SELECT period, area_code, cell, n FROM decision.cell"
+            " WHERE grain = 'M' AND period = ANY(:months) AND cube = :cube AND area_code = ANY(:areas)"
+            " ORDER BY period"
         ),
-        {"area": area, "months": month_starts(epoch, last)},
+        {"cube": cube, "areas": areas, "months": month_starts(epoch, last)},
     ).all()
-    running: dict[str, int] = {}
-    out: dict[date, dict[str, int]] = {}
+    running: dict[tuple[str, str], int] = {}
+    out: dict[date, dict[str, dict[str, int]]] = {}
     i = 0
     for month in month_starts(min(first, epoch), last):
         while i < len(rows) and rows[i][0] <= month:
-            running[rows[i][1]] = running.get(rows[i][1], 0) + rows[i][2]
+            _, area_code, cell, n = rows[i]
+            running[area_code, cell] = running.get((area_code, cell), 0) + n
             i += 1
         if month >= first.replace(day=1):
-            out[month] = {c: v for c, v in running.items() if v}
+            cells: dict[str, dict[str, int]] = {a: {} for a in areas}
+            for (area_code, cell), n in running.items():
+                if n:
+                    cells[area_code][cell] = n
+            out[month] = cells
     return out
 
 

@@ -1,10 +1,15 @@
 """Indicators of one area on one date, as published tables: read the aggregates, perturb, format.
 
 Every number of a page is a cell with a key; a key names what it counts, and the same quantity gets
-the same published value wherever it appears (decision/protection.py: the cell-key perturbation
-hashes its definition and count), on this page and on every other.
+the same published value wherever it appears (decision/protection.py: the cell-key perturbation), on
+this page and on every other. Residents (by type, sex and age band, on any day) and floating residents
+by province are published as sums of perturbed unit cells: each area of the page's subtree perturbs the
+residents counted there and in none of its listed sub-areas, cell by cell, and every count of them is
+the sum of those perturbed cells, so that tables and the area hierarchy add up exactly among published
+numbers. Flows and lineage record counts are perturbed as cells of their own.
 """
 
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -52,6 +57,7 @@ ALL = "*"
 LEVEL_OF_LENGTH = {0: "city", 6: "district", 9: "street", 12: "community"}
 LEVEL_NAMES = {level.value: level.label for level in AreaLevel}
 CHILD_LENGTH = {0: 6, 6: 9, 9: 12}
+PARENT_LENGTH = {6: 0, 9: 6, 12: 9}
 FLOW_KINDS = {kind.value: kind.label for kind in FlowKind}
 CITY = AreaOut(code="", name="全市", level="city")
 ALL_BANDS = frozenset({*range(len(AGE_BAND_LOWER)), UNKNOWN_BAND})
@@ -183,24 +189,110 @@ class Grid:
             yield self.grand_total
 
 
+PopCell = tuple[str, str, int]  # population type, sex, age band
+
+
+@dataclass(frozen=True)
+class Units:
+    """A cube's counts on one day summed over an area's units, by (part, cell): true, and as published (the
+    sum of each unit's perturbed count). A unit is an area of the subtree with the residents counted there
+    and in none of its listed sub-areas; its part is the child area it lies in ('~': the area's own)."""
+
+    true: dict[tuple[str, str], int]
+    shown: dict[tuple[str, str], int]
+
+    def pop(self, counts: dict[tuple[str, str], int]) -> dict[PopCell, int]:
+        """'pop' cube counts by (type, sex, band), over every part."""
+        out: dict[PopCell, int] = defaultdict(int)
+        for (_, cell), n in counts.items():
+            out[parse_pop_cell(cell)] += n
+        return dict(out)
+
+    def by(
+        self, counts: dict[tuple[str, str], int], part_of: Callable[[str, str], Hashable]
+    ) -> dict[Hashable, int]:
+        """Counts summed by what part_of(part, cell) gives."""
+        out: dict[Hashable, int] = defaultdict(int)
+        for (part, cell), n in counts.items():
+            out[part_of(part, cell)] += n
+        return dict(out)
+
+
+def area_subtree(session: Session, area_code: str) -> list[str]:
+    """The area and every listed area below it (codes are prefixes of their sub-areas')."""
+    codes = session.scalars(
+        text("SELECT code FROM area WHERE code LIKE :prefix AND code <> :code ORDER BY code"),
+        {"prefix": area_code + "%", "code": area_code},
+    )
+    return [area_code, *codes]
+
+
+def publish_units(cells: dict[str, dict[str, int]], area_code: str, cube: str, secret: str) -> Units:
+    """The counts of an area's subtree (cells by area, as aggregates.cells_at reads them) as unit cells, each
+    perturbed by its own cell key, summed by part and cell."""
+    own = {code: dict(counts) for code, counts in cells.items()}
+    for code, counts in cells.items():
+        parent = code
+        while parent != area_code:  # the nearest listed area above
+            parent = parent[: PARENT_LENGTH[len(parent)]]
+            if parent in own:
+                break
+        if parent != code:
+            for cell, n in counts.items():
+                own[parent][cell] = own[parent].get(cell, 0) - n
+    part_length = CHILD_LENGTH.get(len(area_code), 0)
+    true: dict[tuple[str, str], int] = defaultdict(int)
+    shown: dict[tuple[str, str], int] = defaultdict(int)
+    for code, counts in own.items():
+        part = "~" if code == area_code else code[:part_length]
+        for cell, n in counts.items():
+            if n:
+                true[part, cell] += n
+                key = protection.cell_key(secret, code, ("unit", cube, cell), n)
+                shown[part, cell] += protection.perturb(n, key)
+    return Units(dict(true), dict(shown))
+
+
+def _pop_sum(cells: dict[PopCell, int], key: Key) -> int:
+    """A 'pop' key's count: the sum of the (type, sex, band) cells it covers."""
+    _, population_type, sex, bands = key
+    total = 0
+    for (t, s, b), n in cells.items():
+        if population_type in (ALL, t) and sex in (ALL, s) and (bands == ALL or b in bands):  # type: ignore[operator]
+            total += n
+    return total
+
+
 @dataclass
 class Page:
     """The counts of one area on one date by key: residents by type, sex and age band, and what the
-    tables add (origins, sub-areas, trend, flows, a year before)."""
+    tables add (origins, sub-areas, trend, flows, a year before), true and, for counts summed from unit
+    cells, as published."""
 
-    pop: dict[tuple[str, str, int], int]
+    units: Units  # residents by part and (type, sex, band) cell
     values: dict[Key, int] = field(default_factory=dict)
+    shown: dict[Key, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pop = self.units.pop(self.units.true)
+        self.pop_shown = self.units.pop(self.units.shown)
 
     def value(self, key: Key) -> int:
         """The count behind a key (computed from the population cells for 'pop' keys)."""
         if key not in self.values and key[0] == "pop":
-            _, population_type, sex, bands = key
-            total = 0
-            for (t, s, b), n in self.pop.items():
-                if population_type in (ALL, t) and sex in (ALL, s) and (bands == ALL or b in bands):  # type: ignore[operator]
-                    total += n
-            self.values[key] = total
+            self.values[key] = _pop_sum(self.pop, key)
         return self.values.get(key, 0)
+
+    def shown_value(self, key: Key) -> int | None:
+        """The published count of a key summed from unit cells (None for a count perturbed on its own)."""
+        if key not in self.shown and key[0] == "pop":
+            self.shown[key] = _pop_sum(self.pop_shown, key)
+        return self.shown.get(key)
+
+    def put(self, key: Key, true: int, shown: int) -> None:
+        """A count summed from unit cells: its true and its published value."""
+        self.values[key] = true
+        self.shown[key] = shown
 
 
 def pop_key(
@@ -240,6 +332,14 @@ class Scope:
     secret: str  # the cell keys' (decision.publication)
     threshold: int  # counts perturbed below it are shown suppressed
     data_since: date | None = None
+    subtree: tuple[str, ...] = ()  # the area and every listed area below it: its units
+
+    def units(self, session: Session, cube: str, day: date) -> Units:
+        """A cube's counts over the area's units on a day."""
+        cells = aggregates.cells_at(
+            session, cube=cube, areas=list(self.subtree), day=day, epoch=self.window.epoch
+        )
+        return publish_units(cells, self.area.code, cube, self.secret)
 
     def shows(self, page: "Page", key: Key) -> bool:
         """Whether a count is published as a number (perturbed to the threshold or more). An optional row
@@ -277,6 +377,9 @@ class Published:
 
     def count(self, key: Key) -> int:
         """The published (perturbed) count behind a key."""
+        shown = self.page.shown_value(key)
+        if shown is not None:
+            return shown
         area_code, definition = _definition(self.scope, key)
         n = self.page.value(key)
         return protection.perturb(n, protection.cell_key(self.scope.secret, area_code, definition, n))
@@ -301,21 +404,9 @@ class Published:
 
 
 def _definition(scope: Scope, key: Key) -> tuple[str, Key]:
-    """What a key counts, as (area, definition): the same definition wherever the quantity appears
-    (a year-earlier or month-end count of a type is that type's count on another day; a sub-area's
-    count is that area's own), so that it gets the same cell key and published value."""
+    """What a count perturbed on its own (a flow) counts, as (area, definition): the same definition
+    wherever the quantity appears, so that it gets the same cell key and published value."""
     area, kind = scope.area.code, key[0]
-    if kind == "pop":
-        bands = key[3]
-        if isinstance(bands, tuple) and set(bands) >= ALL_BANDS:
-            bands = ALL
-        return area, ("pop", key[1], key[2], bands)
-    if kind == "trend":
-        return area, pop_key(str(key[2]))
-    if kind == "earlier":
-        return area, pop_key(str(key[1]))
-    if kind == "child" and key[1] != "~":
-        return str(key[1]), pop_key(str(key[2]))
     if kind == "flow" and key[1] == ALL:
         # The window's total sums the months with data in it: defined by those months, so that every
         # months variant summing the same months, and a total of one month and that month's own cell,
@@ -438,8 +529,6 @@ def _read_scope(
 ) -> tuple[Scope, Page]:
     """The area's residents on the date by type, sex and age band, and the scope they give the dashboard:
     the column of residents of unknown type (or sex) only when its published count is a number."""
-    cells = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of, epoch=window.epoch)
-    page = Page(pop={parse_pop_cell(c): n for c, n in cells[area.code].items()})
     scope = Scope(
         area=area,
         children=child_areas(session, area),
@@ -451,7 +540,9 @@ def _read_scope(
         data_since=data_since(session),
         secret=secret,
         threshold=threshold,
+        subtree=tuple(area_subtree(session, area.code)),
     )
+    page = Page(scope.units(session, "pop", as_of))
     return replace(
         scope,
         types=[t for t in scope.types if t or scope.shows(page, pop_key(t))],
@@ -527,14 +618,12 @@ def _age_structure(session: Session, scope: Scope, page: Page) -> Grid:
 
 def _origin(session: Session, scope: Scope, page: Page) -> Grid:
     """The floating population by the province of their household registration, the largest first."""
-    code = scope.area.code
-    counts = aggregates.cells_at(
-        session, cube="origin", areas=[code], day=scope.as_of, epoch=scope.window.epoch
-    )
-    origin = counts[code]
+    units = scope.units(session, "origin", scope.as_of)
+    origin = {str(p): n for p, n in units.by(units.true, lambda _, cell: cell).items()}
+    shown = {str(p): n for p, n in units.by(units.shown, lambda _, cell: cell).items()}
     provinces = sorted(origin, key=lambda p: (-origin[p], p))
     for p in provinces:
-        page.values["origin", p] = origin[p]
+        page.put(("origin", p), origin[p], shown[p])
     return Grid(
         "origin",
         "流动人口来源地（省份）",
@@ -551,20 +640,20 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
     if not scope.children:
         return None
     types = scope.types
-    counts = aggregates.cells_at(
-        session,
-        cube="type",
-        areas=[c.code for c in scope.children],
-        day=scope.as_of,
-        epoch=scope.window.epoch,
-    )
-    rest = {t: page.value(pop_key(t)) - sum(counts[c.code].get(t, 0) for c in scope.children) for t in types}
+    units = page.units
+
+    def part_type(part: str, cell: str) -> Hashable:
+        return part, parse_pop_cell(cell)[0]
+
+    def part_all(part: str, cell: str) -> Hashable:
+        return part, ALL
+
+    true = {**units.by(units.true, part_type), **units.by(units.true, part_all)}
+    shown = {**units.by(units.shown, part_type), **units.by(units.shown, part_all)}
     rows: list[GridRow] = [(c.name, c.code, [("child", c.code, t) for t in types]) for c in scope.children]
-    for c in scope.children:
-        page.values.update({("child", c.code, t): counts[c.code].get(t, 0) for t in types})
-        page.values["child", c.code, ALL] = sum(counts[c.code].values())
-    page.values.update({("child", "~", t): rest[t] for t in types})
-    page.values["child", "~", ALL] = sum(rest.values())
+    for part in [*(c.code for c in scope.children), "~"]:
+        for t in [*types, ALL]:
+            page.put(("child", part, t), true.get((part, t), 0), shown.get((part, t), 0))
     if scope.shows(page, ("child", "~", ALL)):
         rows.append(("区划不明", None, [("child", "~", t) for t in types]))
     level_name = LEVEL_NAMES[scope.children[0].level]
@@ -582,17 +671,17 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
 
 def _trend(session: Session, scope: Scope, page: Page) -> Grid:
     """Residents by type at the end of each month before the date's (within the window), and on the date."""
-    counts = aggregates.month_end_totals(
+    cells = aggregates.month_end_cells(
         session,
-        area=scope.area.code,
+        cube="pop",
+        areas=list(scope.subtree),
         first=month_back(scope.this_month, scope.months),
         last=month_back(scope.this_month, 1),
         epoch=scope.window.epoch,
     )
-    months = [m for m in sorted(counts) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
+    months = [m for m in sorted(cells) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
     for m in months:
-        page.values.update({("trend", m, t): counts[m].get(t, 0) for t in scope.types})
-        page.values["trend", m, ALL] = sum(counts[m].values())
+        _put_types(page, scope, ("trend", m), publish_units(cells[m], scope.area.code, "pop", scope.secret))
     rows: list[GridRow] = [
         (f"{m:%Y-%m}月末", None, [("trend", m, t) if _has_data(scope, m) else NO_DATA for t in scope.types])
         for m in months
@@ -607,6 +696,15 @@ def _trend(session: Session, scope: Scope, page: Page) -> Grid:
         row_totals=[*(("trend", m, ALL) if _has_data(scope, m) else NO_DATA for m in months), pop_key()],
         note=None if scope.since <= scope.window.epoch else f"数据始于 {scope.since}，此前各月无数据",
     )
+
+
+def _put_types(page: Page, scope: Scope, prefix: Key, units: Units) -> None:
+    """Residents by type and in all (keys prefix + (type,)) summed from another day's unit cells."""
+    true = units.by(units.true, lambda _, cell: parse_pop_cell(cell)[0])
+    shown = units.by(units.shown, lambda _, cell: parse_pop_cell(cell)[0])
+    for t in scope.types:
+        page.put((*prefix, t), true.get(t, 0), shown.get(t, 0))
+    page.put((*prefix, ALL), sum(true.values()), sum(shown.values()))
 
 
 def _has_data(scope: Scope, month: date) -> bool:
@@ -658,12 +756,7 @@ def _earlier_line(session: Session, scope: Scope, page: Page) -> list[Key]:
     empty when the aggregates do not reach back that far."""
     if not scope.has_earlier:
         return []
-    code = scope.area.code
-    counts = aggregates.cells_at(
-        session, cube="type", areas=[code], day=scope.earlier, epoch=scope.window.epoch
-    )
-    page.values.update({("earlier", t): counts[code].get(t, 0) for t in scope.types})
-    page.values["earlier", ALL] = sum(counts[code].values())
+    _put_types(page, scope, ("earlier",), scope.units(session, "pop", scope.earlier))
     return [*(("earlier", t) for t in scope.types), ("earlier", ALL)]
 
 
@@ -832,13 +925,24 @@ def build_lineage(
             values["source", source] = sum(b.records for b in batches)
         values["dept", dept] = sum(values["source", s] for s in sources)
     secret = protection.cell_key_secret(session)
-    # The population is the dashboard's count of the same subgroup: same definition, same published value.
+    # The population is the dashboard's count of the same subgroup: summed from the same unit cells.
     ages = None if age_from is None else AgeRange("", "", age_from, age_to)
-    population_definition = pop_key(population_type or ALL, sex or ALL, ages)
+    population_key = pop_key(population_type or ALL, sex or ALL, ages)
+    window = _window(session, as_of)
+    cells = aggregates.cells_at(
+        session, cube="pop", areas=area_subtree(session, area.code), day=as_of, epoch=window.epoch
+    )
+    units = publish_units(cells, area.code, "pop", secret)
+    shown_population = _pop_sum(units.pop(units.shown), population_key)
 
     def cell(key: Key) -> StatCell:
-        definition = population_definition if key == ("population",) else ("lineage", indicator, *key)
-        n = protection.perturb(values[key], protection.cell_key(secret, area.code, definition, values[key]))
+        if key == ("population",):
+            n = shown_population
+        else:
+            definition = ("lineage", indicator, *key)
+            n = protection.perturb(
+                values[key], protection.cell_key(secret, area.code, definition, values[key])
+            )
         return _cell(n, n < threshold)
 
     return Lineage(

@@ -20,6 +20,10 @@ def test_perturbation_is_small_unbiased_and_keeps_zeros() -> None:
     assert set(noise) == set(range(-protection.MAX_NOISE, protection.MAX_NOISE + 1))
     assert abs(sum(noise) / len(noise)) < 0.01
     assert min(protection.perturb(1, k) for k in keys) == 0  # a small count may show as 0
+    for n in range(1, 6):  # unbiased, small counts included (a sum of many 1s is not pushed upwards)
+        shown = [protection.perturb(n, k) for k in keys]
+        assert min(shown) >= 0 and max(shown) <= n + protection.MAX_NOISE
+        assert abs(sum(shown) / len(shown) - n) < 1e-9, n
     secret = "s"
     assert protection.cell_key(secret, "330102", ("pop", "*", "*", "*"), 7) == protection.cell_key(
         secret, "330102", ("pop", "*", "*", "*"), 7
