@@ -428,6 +428,23 @@ def next_month(day: date) -> date:
     return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
+def flow_cells(
+    session: Session, *, areas: list[str], kinds: list[str], first: date, last: date
+) -> dict[str, dict[str, int]]:
+    """{area_code: {"month|kind": count}} of areas' flows of the given kinds in the months first..last."""
+    rows = session.execute(
+        text(
+            "SELECT area_code, month, kind, n FROM decision.flow"
+            " WHERE area_code = ANY(:areas) AND kind = ANY(:kinds) AND month >= :first AND month <= :last"
+        ),
+        {"areas": areas, "kinds": kinds, "first": first, "last": last},
+    )
+    out: dict[str, dict[str, int]] = {a: {} for a in areas}
+    for area_code, month, kind, n in rows:
+        out[area_code][f"{month.isoformat()}|{kind}"] = n
+    return out
+
+
 def flows_between(session: Session, *, area: str, first: date, last: date) -> dict[date, dict[str, int]]:
     """{month start: {kind: count}} of an area's flows in the months first..last."""
     rows = session.execute(

@@ -59,6 +59,7 @@ LEVEL_NAMES = {level.value: level.label for level in AreaLevel}
 CHILD_LENGTH = {0: 6, 6: 9, 9: 12}
 PARENT_LENGTH = {6: 0, 9: 6, 12: 9}
 FLOW_KINDS = {kind.value: kind.label for kind in FlowKind}
+ADDITIVE_FLOWS = (FlowKind.BIRTH.value, FlowKind.DEATH.value, FlowKind.OTHER.value)  # add up the hierarchy
 CITY = AreaOut(code="", name="全市", level="city")
 ALL_BANDS = frozenset({*range(len(AGE_BAND_LOWER)), UNKNOWN_BAND})
 NO_DATA: tuple[str] = ("nodata",)  # a cell of a month before the data begin
@@ -723,6 +724,20 @@ def _flows(session: Session, scope: Scope, page: Page) -> Grid:
     for kind in FLOW_KINDS:
         page.values["flow", ALL, kind] = sum(
             page.values["flow", m, kind] for m in months if _has_data(scope, m)
+        )
+    # Births, deaths and other removals add up the area hierarchy: sums of unit cells, like residents
+    # (moves do not: one between two sub-areas is no move of the area; they are perturbed on their own).
+    cells = aggregates.flow_cells(
+        session, areas=list(scope.subtree), kinds=list(ADDITIVE_FLOWS), first=first, last=scope.this_month
+    )
+    units = publish_units(cells, scope.area.code, "flow", scope.secret)
+    shown = units.by(units.shown, lambda _, cell: cell)
+    for m in months:
+        for kind in ADDITIVE_FLOWS:
+            page.shown["flow", m, kind] = shown.get(f"{m.isoformat()}|{kind}", 0)
+    for kind in ADDITIVE_FLOWS:
+        page.shown["flow", ALL, kind] = sum(
+            page.shown["flow", m, kind] for m in months if _has_data(scope, m)
         )
     return Grid(
         "flows",

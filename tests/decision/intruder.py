@@ -159,9 +159,24 @@ def expression(audit: Audit, area: str, key: Hashable, as_of: date) -> tuple[Exp
                     whole[i] = whole.get(i, 0) - v
         true, shown = ({i: v for i, v in e.items() if v} for e in rest)
         return true, shown
+    if kind == "flow" and key[2] in indicators.ADDITIVE_FLOWS:  # sums of unit cells, like residents
+        assert isinstance(key[1], date)
+        return audit.over(area, key[1], [("flow", key[2])])
     if kind == "flow":
         return {audit.var(("flow", area, key[1], key[2])): 1}, None
     raise AssertionError(f"unknown key {key}")
+
+
+def _summed(exprs: Iterable[tuple[Expr, Expr | None]]) -> tuple[Expr, Expr]:
+    """The sum of expressions (true, published)."""
+    true: Expr = defaultdict(int)
+    shown: Expr = defaultdict(int)
+    for t, p in exprs:
+        for i, v in t.items():
+            true[i] += v
+        for i, v in (p or {}).items():
+            shown[i] += v
+    return true, shown
 
 
 def relations(audit: Audit, as_of: date) -> None:
@@ -198,7 +213,7 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
     truths: dict[tuple[str, Key], int] = {}
     for area in areas:
         for m in months:
-            flow_months: dict[Hashable, list[int]] = defaultdict(list)
+            flow_months: dict[Hashable, list[Key]] = defaultdict(list)
             window_totals = []
             counts = indicators.published_counts(
                 session=session, area_code=area, as_of=as_of, threshold=threshold, months=m
@@ -206,15 +221,20 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
             for count in counts:
                 key = count.key
                 truths[area, key] = count.true
-                shown: Expr | None = None
-                if key[0] == "flow" and key[1] == ALL:  # the window's total: a sum of the months shown
+                expr: Expr
+                shown: Expr | None
+                if key[0] == "flow" and key[1] == ALL and key[2] in indicators.ADDITIVE_FLOWS:
+                    # the window's total: the sum of the months shown, as published
+                    expr, shown = _summed(expression(audit, area, k, as_of) for k in flow_months[key[2]])
+                elif key[0] == "flow" and key[1] == ALL:
+                    # perturbed on its own: a sum of the months' true counts (equality below)
                     first = month_back(as_of.replace(day=1), m - 1)
-                    expr = {audit.var(("flowsum", area, key[2], first)): 1}
+                    expr, shown = {audit.var(("flowsum", area, key[2], first)): 1}, None
                     window_totals.append((expr, key[2]))
                 else:
                     expr, shown = expression(audit, area, key, as_of)
                     if key[0] == "flow":
-                        flow_months[key[2]].append(audit.var(("flow", area, key[1], key[2])))
+                        flow_months[key[2]].append(key)
                 audit.publish(f"{area or '全市'} {key}", expr, shown, count.cell, count.true, threshold)
             listed = {count.key for count in counts}
             for key in OPTIONAL:
@@ -223,7 +243,8 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
                     expr, shown = expression(audit, area, key, as_of)
                     audit.publish(f"{area or '全市'} {key}", expr, shown, hidden, -1, threshold)
             for expr, kind in window_totals:
-                audit.equalities.append({**expr, **{i: -1 for i in flow_months[kind]}})
+                months_true = [expression(audit, area, k, as_of)[0] for k in flow_months[kind]]
+                audit.equalities.append({**expr, **{i: -1 for e in months_true for i in e}})
             if m == max(months):
                 _balance(audit, area, as_of, truths)
         for indicator, (label, ptype, sex, lo, hi) in LINEAGE_INDICATORS.items():
@@ -279,19 +300,18 @@ def _balance(audit: Audit, area: str, as_of: date, truths: dict[tuple[str, Key],
         for i, v in expression(audit, area, ("trend", before, ALL), as_of)[0].items():
             expr[i] -= v
         for k in flows:
-            expr[audit.var(("flow", area, month, k[2]))] -= SIGNS[str(k[2])]
+            for i, v in expression(audit, area, k, as_of)[0].items():
+                expr[i] -= SIGNS[str(k[2])] * v
         audit.equalities.append(dict(expr))
         audit.balances += 1
 
 
-ADDITIVE_FLOWS = ("birth", "death", "other")
-
-
 def _flow_hierarchy(audit: Audit, areas: list[str], truths: dict[tuple[str, Key], int]) -> None:
-    """Flows up the area hierarchy: an area's births, deaths and other removals in a month are its
-    sub-areas' (the city's also those of residents of no known community: unknowns of their own), and
-    so is its net move (moves between its sub-areas are in for one and out for another). Added where
-    they hold on the true counts (audit.unbalanced counts where they do not)."""
+    """Moves up the area hierarchy: an area's net move in a month (in - out) is its sub-areas' (a move
+    between two of them is in for one and out for the other; the city's also that of residents of no
+    known community: unknowns of their own). Added where it holds on the true counts (audit.unbalanced
+    counts where it does not). Births, deaths and other removals need no relation: they are sums of the
+    same unit cells at every level."""
     months = {k[1] for (_, k) in truths if k[0] == "flow" and isinstance(k[1], date)}
     for area in areas:
         if len(area) not in indicators.CHILD_LENGTH:
@@ -299,25 +319,24 @@ def _flow_hierarchy(audit: Audit, areas: list[str], truths: dict[tuple[str, Key]
         length = indicators.CHILD_LENGTH[len(area)]
         children = [c for c in areas if len(c) == length and c.startswith(area)]
         for month in sorted(months):
-            keys = {kind: ("flow", month, kind) for kind in SIGNS}
+            keys = {kind: ("flow", month, kind) for kind in ("in", "out")}
             if any((a, k) not in truths for a in [area, *children] for k in keys.values()):
                 continue
-            for kinds in [*(((k, 1),) for k in ADDITIVE_FLOWS), (("in", 1), ("out", -1))]:
-                expr: Expr = defaultdict(int)
-                total = 0
-                for kind, sign in kinds:
-                    expr[audit.var(("flow", area, month, kind))] += sign
-                    total += sign * truths[area, keys[kind]]
-                    for child in children:
-                        expr[audit.var(("flow", child, month, kind))] -= sign
-                        total -= sign * truths[child, keys[kind]]
-                    if area == "":
-                        expr[audit.var(("flow", "~", month, kind))] -= sign
-                if area != "" and total != 0:
-                    audit.unbalanced += 1
-                    continue
-                audit.equalities.append(dict(expr))
-                audit.balances += 1
+            expr: Expr = defaultdict(int)
+            total = 0
+            for kind, sign in (("in", 1), ("out", -1)):
+                expr[audit.var(("flow", area, month, kind))] += sign
+                total += sign * truths[area, keys[kind]]
+                for child in children:
+                    expr[audit.var(("flow", child, month, kind))] -= sign
+                    total -= sign * truths[child, keys[kind]]
+                if area == "":
+                    expr[audit.var(("flow", "~", month, kind))] -= sign
+            if area != "" and total != 0:
+                audit.unbalanced += 1
+                continue
+            audit.equalities.append(dict(expr))
+            audit.balances += 1
 
 
 def _truth(session: Session, audit: Audit, as_of: date, epoch: date) -> dict[int, int]:
