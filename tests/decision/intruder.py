@@ -3,7 +3,7 @@
 The intruder collects every count published for the date (each area's dashboard in several months
 variants, and the lineage of every indicator), writes each as a linear expression over unknown
 counts, adds what the method publicly tells about a published number, and then, for each protected
-cell (true count 1..threshold-1), minimises and maximises its expression with scipy's linprog: the
+cell (true count 1..threshold-1), minimises and maximises its expression with HiGHS: the
 interval of true values consistent with everything published.
 
 Residents (each unit's by type, sex and age band, on the date and on every month's last day) and
@@ -19,14 +19,13 @@ true count is within v +- 3 (protection.true_range).
 """
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import pairwise
 
+import highspy
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import csr_array
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -280,24 +279,28 @@ SIGNS = {"birth": 1, "in": 1, "death": -1, "out": -1, "other": -1}
 
 
 def _balance(audit: Audit, area: str, as_of: date, truths: dict[tuple[str, Key], int]) -> None:
-    """Month-end residents change by the month's flows: an intruder's relation between the trend and the
-    flows of consecutive months with data (added where it holds on the true counts; audit.unbalanced
-    counts where it does not, e.g. a backdated correction)."""
-    months: list[date] = sorted(
-        k[1] for (a, k) in truths if a == area and k[0] == "trend" and k[2] == ALL and isinstance(k[1], date)
+    """Residents change by the month's flows: an intruder's relation between the trend's month ends and
+    the flows of consecutive months with data, and between the last month end and the date (whose
+    month's flows run to it). Added where it holds on the true counts; audit.unbalanced counts where it
+    does not (e.g. a backdated correction)."""
+    stocks: list[tuple[date, Key]] = sorted(
+        (k[1], k)
+        for (a, k) in truths
+        if a == area and k[0] == "trend" and k[2] == ALL and isinstance(k[1], date)
     )
-    for before, month in pairwise(months):
+    stocks.append((as_of.replace(day=1), indicators.pop_key()))
+    for (_, before), (month, now) in pairwise(stocks):
         flows = [("flow", month, kind) for kind in SIGNS]
-        if any((area, k) not in truths for k in flows):
+        if any((area, k) not in truths for k in [before, now, *flows]):
             continue
-        change = truths[area, ("trend", month, ALL)] - truths[area, ("trend", before, ALL)]
+        change = truths[area, now] - truths[area, before]
         if change != sum(SIGNS[str(k[2])] * truths[area, k] for k in flows):
             audit.unbalanced += 1
             continue
         expr: Expr = defaultdict(int)
-        for i, v in expression(audit, area, ("trend", month, ALL), as_of)[0].items():
+        for i, v in expression(audit, area, now, as_of)[0].items():
             expr[i] += v
-        for i, v in expression(audit, area, ("trend", before, ALL), as_of)[0].items():
+        for i, v in expression(audit, area, before, as_of)[0].items():
             expr[i] -= v
         for k in flows:
             for i, v in expression(audit, area, k, as_of)[0].items():
@@ -405,9 +408,9 @@ class Finding:
 
 
 def attack(audit: Audit) -> list[Finding]:
-    """The feasible interval of every protected cell: two linear programs each, over the connected
-    block of unknowns it belongs to (the relations split into independent blocks: residents, each
-    other day's type counts, each area's flows, each lineage tree)."""
+    """The feasible interval of every protected cell: two linear programs each (HiGHS, the model of the
+    cell's connected block of unknowns built once and re-solved from the last basis with the cell's
+    objective; the relations split the unknowns into independent blocks)."""
     parent = list(range(len(audit.variables)))
 
     def find(i: int) -> int:
@@ -430,75 +433,79 @@ def attack(audit: Audit) -> list[Finding]:
     blocks: dict[int, list[int]] = defaultdict(list)
     for i in range(len(parent)):
         blocks[find(i)].append(i)
-    systems: dict[int, System] = {}
+    solvers: dict[int, Block] = {}
     findings = []
     for items, (name, shown, true) in audit.protected.items():
         root = find(items[0][0])
-        if root not in systems:
-            systems[root] = _system(audit, blocks[root], root, find)
-        local, a_ub, b_ub, a_eq, _ = systems[root]
-        c = np.zeros(len(local))
-        for i, v in items:
-            c[local[i]] = v
-        eq = {"A_eq": a_eq, "b_eq": np.zeros(a_eq.shape[0])} if a_eq is not None else {}  # type: ignore[attr-defined]
-        low = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs", **eq)
-        high = linprog(-c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs", **eq)
-        assert low.status == 0 and high.status in (0, 3), (name, low.message, high.message)
-        finding = Finding(name, shown, true, low.fun, np.inf if high.status == 3 else -high.fun)
+        if root not in solvers:
+            solvers[root] = Block(audit, blocks[root], root, find)
+        block = solvers[root]
+        low, low_binding = block.solve(items, 1.0)
+        high, high_binding = block.solve(items, -1.0)
+        finding = Finding(name, shown, true, low, -high)
         if finding.candidates < 2:
-            finding = _binding(audit, finding, systems[root], low, high)
+            names = {audit.row_names[r]: None for r in (*low_binding, *high_binding) if r >= 0}
+            relations = sum(r < 0 for r in (*low_binding, *high_binding))
+            finding = Finding(name, shown, true, low, -high, tuple(names), relations)
         findings.append(finding)
     return findings
 
 
-def _binding(audit: Audit, finding: Finding, system: "System", low: object, high: object) -> Finding:
-    """The finding with the published numbers and relations that pin it (nonzero duals of either program)."""
-    rows = system[4]
-    names: dict[str, None] = {}
-    relations = 0
-    for res in (low, high):
-        for j in np.nonzero(np.abs(res.ineqlin.marginals) > 1e-9)[0]:  # type: ignore[attr-defined]
-            r = rows[j]
-            names[f"{audit.row_names[r]} ⇒ [{audit.rows[r][1]:g}, {audit.rows[r][2]:g}]"] = None
-        if getattr(res, "eqlin", None) is not None and len(res.eqlin.marginals):  # type: ignore[attr-defined]
-            relations += int(np.count_nonzero(np.abs(res.eqlin.marginals) > 1e-9))  # type: ignore[attr-defined]
-    return Finding(
-        finding.name, finding.shown, finding.true, finding.low, finding.high, tuple(names), relations
-    )
+class Block:
+    """One block's linear program (HiGHS): its unknowns (>= 0), the published numbers' rows (lo <= expr
+    <= hi) and the relations (expr == 0), solved for one objective after another."""
 
+    def __init__(self, audit: Audit, members: list[int], root: int, find: Callable[[int], int]) -> None:
+        self.local = {v: k for k, v in enumerate(members)}
+        rows: list[tuple[Expr, float, float, int]] = []  # expr, lo, hi, audit row (-1: a relation)
+        for r, (expr, lo, hi) in enumerate(audit.rows):
+            if expr and find(next(iter(expr))) == root:
+                rows.append((expr, lo, hi, r))
+        for expr in audit.equalities:
+            if expr and find(next(iter(expr))) == root:
+                rows.append((expr, 0.0, 0.0, -1))
+        self.sources = [r for *_, r in rows]
+        lp = highspy.HighsLp()
+        lp.num_col_ = len(members)
+        lp.num_row_ = len(rows)
+        lp.col_cost_ = np.zeros(len(members))
+        lp.col_lower_ = np.zeros(len(members))
+        lp.col_upper_ = np.full(len(members), highspy.kHighsInf)
+        lp.row_lower_ = np.array([lo if np.isfinite(lo) else -highspy.kHighsInf for _, lo, _, _ in rows])
+        lp.row_upper_ = np.array([hi if np.isfinite(hi) else highspy.kHighsInf for _, _, hi, _ in rows])
+        starts, index, value = [0], [], []
+        for expr, *_ in rows:
+            for i, v in expr.items():
+                index.append(self.local[i])
+                value.append(float(v))
+            starts.append(len(index))
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(value)
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.passModel(lp)
+        self.costed: list[int] = []
 
-# One block's unknowns (global -> local index), A_ub, b_ub, A_eq, and the audit row behind each A_ub row.
-System = tuple[dict[int, int], object, np.ndarray, object, list[int]]
-
-
-def _system(audit: Audit, members: list[int], root: int, find: object) -> System:
-    """The constraints of one block, over its own unknowns numbered from 0."""
-    local = {v: k for k, v in enumerate(members)}
-    ub_rows: list[Expr] = []
-    ub_rhs: list[float] = []
-    sources: list[int] = []
-    for r, (expr, lo, hi) in enumerate(audit.rows):
-        if expr and find(next(iter(expr))) == root:  # type: ignore[operator]
-            for sign, bound in ((1, hi), (-1, -lo)):  # expr <= hi, -expr <= -lo (an infinite side: none)
-                if np.isfinite(bound):
-                    sources.append(r)
-                    ub_rows.append({local[i]: sign * v for i, v in expr.items()})
-                    ub_rhs.append(bound)
-    eq_rows = [
-        {local[i]: v for i, v in expr.items()}
-        for expr in audit.equalities
-        if expr and find(next(iter(expr))) == root  # type: ignore[operator]
-    ]
-    n = len(members)
-    a_eq = _matrix(eq_rows, n) if eq_rows else None
-    return local, _matrix(ub_rows, n), np.array(ub_rhs), a_eq, sources
-
-
-def _matrix(rows: list[Expr], n: int) -> csr_array:
-    data, cols, ptr = [], [], [0]
-    for row in rows:
-        for i, v in row.items():
-            cols.append(i)
-            data.append(float(v))
-        ptr.append(len(cols))
-    return csr_array((np.array(data), np.array(cols, dtype=np.int64), np.array(ptr)), shape=(len(rows), n))
+    def solve(self, items: tuple[tuple[int, int], ...], sign: float) -> tuple[float, list[int]]:
+        """The minimum of sign * the expression, and the rows that bind it (nonzero duals; -1: a relation)."""
+        columns = [self.local[i] for i, _ in items]
+        if self.costed:
+            self.highs.changeColsCost(
+                len(self.costed), np.array(self.costed, dtype=np.int32), np.zeros(len(self.costed))
+            )
+        self.highs.changeColsCost(
+            len(columns),
+            np.array(columns, dtype=np.int32),
+            np.array([sign * v for _, v in items], dtype=float),
+        )
+        self.costed = columns
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kUnbounded:
+            return -np.inf, []
+        assert status == highspy.HighsModelStatus.kOptimal, self.highs.modelStatusToString(status)
+        duals = np.asarray(self.highs.getSolution().row_dual)
+        binding = [self.sources[j] for j in np.nonzero(np.abs(duals) > 1e-9)[0]]
+        return float(self.highs.getInfo().objective_function_value), binding
