@@ -468,6 +468,7 @@ class PublishedCount:
     key: Key
     true: int
     cell: StatCell
+    published: int  # the published value, also of a count shown as suppressed (what subtraction finds)
 
 
 def published_counts(
@@ -475,7 +476,11 @@ def published_counts(
 ) -> list[PublishedCount]:
     """Every count of the dashboard with its true value: what a disclosure audit attacks."""
     _, published, keys = _build(session, area_code, as_of, threshold, months, None)
-    return [PublishedCount(k, published.page.value(k), published.cell(k)) for k in keys if k != NO_DATA]
+    return [
+        PublishedCount(k, published.page.value(k), published.cell(k), published.count(k))
+        for k in keys
+        if k != NO_DATA
+    ]
 
 
 def _build(

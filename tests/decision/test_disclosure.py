@@ -68,7 +68,8 @@ def test_an_intruder_narrows_no_protected_cell_to_one_count(city: Session) -> No
     widths = Counter(int(min(f.width, 9)) for f in findings)
     print(
         f"published {audit.published} numbers, {len(audit.variables)} unknowns, {len(findings)} protected "
-        f"cells, {len(pinned)} narrowed to one count; widths {sorted(widths.items())}; "
+        f"cells, {len(pinned)} narrowed to one count, the narrowest to {min(f.candidates for f in findings)} "
+        f"whole counts; widths {sorted(widths.items())}; "
         f"{audit.balances} month balances used, {audit.unbalanced} not holding; "
         f"{time.perf_counter() - started:.1f} s"
     )
