@@ -394,55 +394,33 @@ def cells_at(
     return out
 
 
-def month_end_cells(
-    session: Session, *, cube: str, areas: list[str], first: date, last: date, epoch: date
-) -> dict[date, dict[str, dict[str, int]]]:
-    """{month start: {area_code: {cell: count on the month's last day}}} of a cube, for the months first..last."""
+def month_end_totals(
+    session: Session, *, area: str, first: date, last: date, epoch: date
+) -> dict[date, dict[str, int]]:
+    """{month start: {type: count on the month's last day}} of an area, for the months first..last."""
     rows = session.execute(
         text(
-            "SELECT period, area_code, cell, n FROM decision.cell"
-            " WHERE grain = 'M' AND period = ANY(:months) AND cube = :cube AND area_code = ANY(:areas)"
-            " ORDER BY period"
+            "SELECT period, cell, sum(n)::integer FROM decision.cell"
+            " WHERE grain = 'M' AND period = ANY(:months) AND cube = 'type' AND area_code = :area"
+            " GROUP BY period, cell ORDER BY period"
         ),
-        {"cube": cube, "areas": areas, "months": month_starts(epoch, last)},
+        {"area": area, "months": month_starts(epoch, last)},
     ).all()
-    running: dict[tuple[str, str], int] = {}
-    out: dict[date, dict[str, dict[str, int]]] = {}
+    running: dict[str, int] = {}
+    out: dict[date, dict[str, int]] = {}
     i = 0
     for month in month_starts(min(first, epoch), last):
         while i < len(rows) and rows[i][0] <= month:
-            _, area_code, cell, n = rows[i]
-            running[area_code, cell] = running.get((area_code, cell), 0) + n
+            running[rows[i][1]] = running.get(rows[i][1], 0) + rows[i][2]
             i += 1
         if month >= first.replace(day=1):
-            cells: dict[str, dict[str, int]] = {a: {} for a in areas}
-            for (area_code, cell), n in running.items():
-                if n:
-                    cells[area_code][cell] = n
-            out[month] = cells
+            out[month] = {c: v for c, v in running.items() if v}
     return out
 
 
 def next_month(day: date) -> date:
     """The first day of the month after day's."""
     return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
-def flow_cells(
-    session: Session, *, areas: list[str], kinds: list[str], first: date, last: date
-) -> dict[str, dict[str, int]]:
-    """{area_code: {"month|kind": count}} of areas' flows of the given kinds in the months first..last."""
-    rows = session.execute(
-        text(
-            "SELECT area_code, month, kind, n FROM decision.flow"
-            " WHERE area_code = ANY(:areas) AND kind = ANY(:kinds) AND month >= :first AND month <= :last"
-        ),
-        {"areas": areas, "kinds": kinds, "first": first, "last": last},
-    )
-    out: dict[str, dict[str, int]] = {a: {} for a in areas}
-    for area_code, month, kind, n in rows:
-        out[area_code][f"{month.isoformat()}|{kind}"] = n
-    return out
 
 
 def flows_between(session: Session, *, area: str, first: date, last: date) -> dict[date, dict[str, int]]:

@@ -211,25 +211,27 @@ def timed(fn: Callable[[], Any], repeat: int = 7) -> float:
 
 def dashboard_queries(session: Session, area: AreaOut, day: date) -> dict[str, Callable[[], Any]]:
     """Each query the dashboard of an area runs, as a callable."""
-    subtree = indicators.area_subtree(session, area.code)
+    children = indicators.child_areas(session, area)
     month = day.replace(day=1)
     window = aggregates.read_window(session)
     assert window is not None
     epoch = window.epoch
     return {
-        "pop cells of the subtree": lambda: aggregates.cells_at(
-            session, cube="pop", areas=subtree, day=day, epoch=epoch
+        "pop cells": lambda: aggregates.cells_at(
+            session, cube="pop", areas=[area.code], day=day, epoch=epoch
         ),
-        "origin of the subtree": lambda: aggregates.cells_at(
-            session, cube="origin", areas=subtree, day=day, epoch=epoch
+        "children by type": lambda: aggregates.cells_at(
+            session, cube="type", areas=[c.code for c in children], day=day, epoch=epoch
+        ),
+        "origin": lambda: aggregates.cells_at(
+            session, cube="origin", areas=[area.code], day=day, epoch=epoch
         ),
         "year earlier": lambda: aggregates.cells_at(
-            session, cube="pop", areas=subtree, day=indicators.year_earlier(day), epoch=epoch
+            session, cube="type", areas=[area.code], day=indicators.year_earlier(day), epoch=epoch
         ),
-        "trend 12 months": lambda: aggregates.month_end_cells(
+        "trend 12 months": lambda: aggregates.month_end_totals(
             session,
-            cube="pop",
-            areas=subtree,
+            area=area.code,
             first=indicators.month_back(month, 12),
             last=indicators.month_back(month, 1),
             epoch=epoch,

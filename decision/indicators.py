@@ -1,15 +1,10 @@
 """Indicators of one area on one date, as published tables: read the aggregates, perturb, format.
 
 Every number of a page is a cell with a key; a key names what it counts, and the same quantity gets
-the same published value wherever it appears (decision/protection.py: the cell-key perturbation), on
-this page and on every other. Residents (by type, sex and age band, on any day) and floating residents
-by province are published as sums of perturbed unit cells: each area of the page's subtree perturbs the
-residents counted there and in none of its listed sub-areas, cell by cell, and every count of them is
-the sum of those perturbed cells, so that tables and the area hierarchy add up exactly among published
-numbers. Flows and lineage record counts are perturbed as cells of their own.
+the same published value wherever it appears (decision/protection.py: the cell-key perturbation
+hashes its definition and count), on this page and on every other.
 """
 
-from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -57,9 +52,7 @@ ALL = "*"
 LEVEL_OF_LENGTH = {0: "city", 6: "district", 9: "street", 12: "community"}
 LEVEL_NAMES = {level.value: level.label for level in AreaLevel}
 CHILD_LENGTH = {0: 6, 6: 9, 9: 12}
-PARENT_LENGTH = {6: 0, 9: 6, 12: 9}
 FLOW_KINDS = {kind.value: kind.label for kind in FlowKind}
-ADDITIVE_FLOWS = (FlowKind.BIRTH.value, FlowKind.DEATH.value, FlowKind.OTHER.value)  # add up the hierarchy
 CITY = AreaOut(code="", name="全市", level="city")
 ALL_BANDS = frozenset({*range(len(AGE_BAND_LOWER)), UNKNOWN_BAND})
 NO_DATA: tuple[str] = ("nodata",)  # a cell of a month before the data begin
@@ -190,110 +183,24 @@ class Grid:
             yield self.grand_total
 
 
-PopCell = tuple[str, str, int]  # population type, sex, age band
-
-
-@dataclass(frozen=True)
-class Units:
-    """A cube's counts on one day summed over an area's units, by (part, cell): true, and as published (the
-    sum of each unit's perturbed count). A unit is an area of the subtree with the residents counted there
-    and in none of its listed sub-areas; its part is the child area it lies in ('~': the area's own)."""
-
-    true: dict[tuple[str, str], int]
-    shown: dict[tuple[str, str], int]
-
-    def pop(self, counts: dict[tuple[str, str], int]) -> dict[PopCell, int]:
-        """'pop' cube counts by (type, sex, band), over every part."""
-        out: dict[PopCell, int] = defaultdict(int)
-        for (_, cell), n in counts.items():
-            out[parse_pop_cell(cell)] += n
-        return dict(out)
-
-    def by(
-        self, counts: dict[tuple[str, str], int], part_of: Callable[[str, str], Hashable]
-    ) -> dict[Hashable, int]:
-        """Counts summed by what part_of(part, cell) gives."""
-        out: dict[Hashable, int] = defaultdict(int)
-        for (part, cell), n in counts.items():
-            out[part_of(part, cell)] += n
-        return dict(out)
-
-
-def area_subtree(session: Session, area_code: str) -> list[str]:
-    """The area and every listed area below it (codes are prefixes of their sub-areas')."""
-    codes = session.scalars(
-        text("SELECT code FROM area WHERE code LIKE :prefix AND code <> :code ORDER BY code"),
-        {"prefix": area_code + "%", "code": area_code},
-    )
-    return [area_code, *codes]
-
-
-def publish_units(cells: dict[str, dict[str, int]], area_code: str, cube: str, secret: str) -> Units:
-    """The counts of an area's subtree (cells by area, as aggregates.cells_at reads them) as unit cells, each
-    perturbed by its own cell key, summed by part and cell."""
-    own = {code: dict(counts) for code, counts in cells.items()}
-    for code, counts in cells.items():
-        parent = code
-        while parent != area_code:  # the nearest listed area above
-            parent = parent[: PARENT_LENGTH[len(parent)]]
-            if parent in own:
-                break
-        if parent != code:
-            for cell, n in counts.items():
-                own[parent][cell] = own[parent].get(cell, 0) - n
-    part_length = CHILD_LENGTH.get(len(area_code), 0)
-    true: dict[tuple[str, str], int] = defaultdict(int)
-    shown: dict[tuple[str, str], int] = defaultdict(int)
-    for code, counts in own.items():
-        part = "~" if code == area_code else code[:part_length]
-        for cell, n in counts.items():
-            if n:
-                true[part, cell] += n
-                key = protection.cell_key(secret, code, ("unit", cube, cell), n)
-                shown[part, cell] += protection.perturb(n, key)
-    return Units(dict(true), dict(shown))
-
-
-def _pop_sum(cells: dict[PopCell, int], key: Key) -> int:
-    """A 'pop' key's count: the sum of the (type, sex, band) cells it covers."""
-    _, population_type, sex, bands = key
-    total = 0
-    for (t, s, b), n in cells.items():
-        if population_type in (ALL, t) and sex in (ALL, s) and (bands == ALL or b in bands):  # type: ignore[operator]
-            total += n
-    return total
-
-
 @dataclass
 class Page:
     """The counts of one area on one date by key: residents by type, sex and age band, and what the
-    tables add (origins, sub-areas, trend, flows, a year before), true and, for counts summed from unit
-    cells, as published."""
+    tables add (origins, sub-areas, trend, flows, a year before)."""
 
-    units: Units  # residents by part and (type, sex, band) cell
+    pop: dict[tuple[str, str, int], int]
     values: dict[Key, int] = field(default_factory=dict)
-    shown: dict[Key, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.pop = self.units.pop(self.units.true)
-        self.pop_shown = self.units.pop(self.units.shown)
 
     def value(self, key: Key) -> int:
         """The count behind a key (computed from the population cells for 'pop' keys)."""
         if key not in self.values and key[0] == "pop":
-            self.values[key] = _pop_sum(self.pop, key)
+            _, population_type, sex, bands = key
+            total = 0
+            for (t, s, b), n in self.pop.items():
+                if population_type in (ALL, t) and sex in (ALL, s) and (bands == ALL or b in bands):  # type: ignore[operator]
+                    total += n
+            self.values[key] = total
         return self.values.get(key, 0)
-
-    def shown_value(self, key: Key) -> int | None:
-        """The published count of a key summed from unit cells (None for a count perturbed on its own)."""
-        if key not in self.shown and key[0] == "pop":
-            self.shown[key] = _pop_sum(self.pop_shown, key)
-        return self.shown.get(key)
-
-    def put(self, key: Key, true: int, shown: int) -> None:
-        """A count summed from unit cells: its true and its published value."""
-        self.values[key] = true
-        self.shown[key] = shown
 
 
 def pop_key(
@@ -333,14 +240,6 @@ class Scope:
     secret: str  # the cell keys' (decision.publication)
     threshold: int  # counts perturbed below it are shown suppressed
     data_since: date | None = None
-    subtree: tuple[str, ...] = ()  # the area and every listed area below it: its units
-
-    def units(self, session: Session, cube: str, day: date) -> Units:
-        """A cube's counts over the area's units on a day."""
-        cells = aggregates.cells_at(
-            session, cube=cube, areas=list(self.subtree), day=day, epoch=self.window.epoch
-        )
-        return publish_units(cells, self.area.code, cube, self.secret)
 
     def shows(self, page: "Page", key: Key) -> bool:
         """Whether a count is published as a number (perturbed to the threshold or more). An optional row
@@ -378,9 +277,6 @@ class Published:
 
     def count(self, key: Key) -> int:
         """The published (perturbed) count behind a key."""
-        shown = self.page.shown_value(key)
-        if shown is not None:
-            return shown
         area_code, definition = _definition(self.scope, key)
         n = self.page.value(key)
         return protection.perturb(n, protection.cell_key(self.scope.secret, area_code, definition, n))
@@ -405,9 +301,21 @@ class Published:
 
 
 def _definition(scope: Scope, key: Key) -> tuple[str, Key]:
-    """What a count perturbed on its own (a flow) counts, as (area, definition): the same definition
-    wherever the quantity appears, so that it gets the same cell key and published value."""
+    """What a key counts, as (area, definition): the same definition wherever the quantity appears
+    (a year-earlier or month-end count of a type is that type's count on another day; a sub-area's
+    count is that area's own), so that it gets the same cell key and published value."""
     area, kind = scope.area.code, key[0]
+    if kind == "pop":
+        bands = key[3]
+        if isinstance(bands, tuple) and set(bands) >= ALL_BANDS:
+            bands = ALL
+        return area, ("pop", key[1], key[2], bands)
+    if kind == "trend":
+        return area, pop_key(str(key[2]))
+    if kind == "earlier":
+        return area, pop_key(str(key[1]))
+    if kind == "child" and key[1] != "~":
+        return str(key[1]), pop_key(str(key[2]))
     if kind == "flow" and key[1] == ALL:
         # The window's total sums the months with data in it: defined by those months, so that every
         # months variant summing the same months, and a total of one month and that month's own cell,
@@ -468,7 +376,6 @@ class PublishedCount:
     key: Key
     true: int
     cell: StatCell
-    published: int  # the published value, also of a count shown as suppressed (what subtraction finds)
 
 
 def published_counts(
@@ -476,11 +383,7 @@ def published_counts(
 ) -> list[PublishedCount]:
     """Every count of the dashboard with its true value: what a disclosure audit attacks."""
     _, published, keys = _build(session, area_code, as_of, threshold, months, None)
-    return [
-        PublishedCount(k, published.page.value(k), published.cell(k), published.count(k))
-        for k in keys
-        if k != NO_DATA
-    ]
+    return [PublishedCount(k, published.page.value(k), published.cell(k)) for k in keys if k != NO_DATA]
 
 
 def _build(
@@ -535,6 +438,8 @@ def _read_scope(
 ) -> tuple[Scope, Page]:
     """The area's residents on the date by type, sex and age band, and the scope they give the dashboard:
     the column of residents of unknown type (or sex) only when its published count is a number."""
+    cells = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of, epoch=window.epoch)
+    page = Page(pop={parse_pop_cell(c): n for c, n in cells[area.code].items()})
     scope = Scope(
         area=area,
         children=child_areas(session, area),
@@ -546,9 +451,7 @@ def _read_scope(
         data_since=data_since(session),
         secret=secret,
         threshold=threshold,
-        subtree=tuple(area_subtree(session, area.code)),
     )
-    page = Page(scope.units(session, "pop", as_of))
     return replace(
         scope,
         types=[t for t in scope.types if t or scope.shows(page, pop_key(t))],
@@ -624,12 +527,14 @@ def _age_structure(session: Session, scope: Scope, page: Page) -> Grid:
 
 def _origin(session: Session, scope: Scope, page: Page) -> Grid:
     """The floating population by the province of their household registration, the largest first."""
-    units = scope.units(session, "origin", scope.as_of)
-    origin = {str(p): n for p, n in units.by(units.true, lambda _, cell: cell).items()}
-    shown = {str(p): n for p, n in units.by(units.shown, lambda _, cell: cell).items()}
+    code = scope.area.code
+    counts = aggregates.cells_at(
+        session, cube="origin", areas=[code], day=scope.as_of, epoch=scope.window.epoch
+    )
+    origin = counts[code]
     provinces = sorted(origin, key=lambda p: (-origin[p], p))
     for p in provinces:
-        page.put(("origin", p), origin[p], shown[p])
+        page.values["origin", p] = origin[p]
     return Grid(
         "origin",
         "流动人口来源地（省份）",
@@ -646,20 +551,20 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
     if not scope.children:
         return None
     types = scope.types
-    units = page.units
-
-    def part_type(part: str, cell: str) -> Hashable:
-        return part, parse_pop_cell(cell)[0]
-
-    def part_all(part: str, cell: str) -> Hashable:
-        return part, ALL
-
-    true = {**units.by(units.true, part_type), **units.by(units.true, part_all)}
-    shown = {**units.by(units.shown, part_type), **units.by(units.shown, part_all)}
+    counts = aggregates.cells_at(
+        session,
+        cube="type",
+        areas=[c.code for c in scope.children],
+        day=scope.as_of,
+        epoch=scope.window.epoch,
+    )
+    rest = {t: page.value(pop_key(t)) - sum(counts[c.code].get(t, 0) for c in scope.children) for t in types}
     rows: list[GridRow] = [(c.name, c.code, [("child", c.code, t) for t in types]) for c in scope.children]
-    for part in [*(c.code for c in scope.children), "~"]:
-        for t in [*types, ALL]:
-            page.put(("child", part, t), true.get((part, t), 0), shown.get((part, t), 0))
+    for c in scope.children:
+        page.values.update({("child", c.code, t): counts[c.code].get(t, 0) for t in types})
+        page.values["child", c.code, ALL] = sum(counts[c.code].values())
+    page.values.update({("child", "~", t): rest[t] for t in types})
+    page.values["child", "~", ALL] = sum(rest.values())
     if scope.shows(page, ("child", "~", ALL)):
         rows.append(("区划不明", None, [("child", "~", t) for t in types]))
     level_name = LEVEL_NAMES[scope.children[0].level]
@@ -677,17 +582,17 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
 
 def _trend(session: Session, scope: Scope, page: Page) -> Grid:
     """Residents by type at the end of each month before the date's (within the window), and on the date."""
-    cells = aggregates.month_end_cells(
+    counts = aggregates.month_end_totals(
         session,
-        cube="pop",
-        areas=list(scope.subtree),
+        area=scope.area.code,
         first=month_back(scope.this_month, scope.months),
         last=month_back(scope.this_month, 1),
         epoch=scope.window.epoch,
     )
-    months = [m for m in sorted(cells) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
+    months = [m for m in sorted(counts) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
     for m in months:
-        _put_types(page, scope, ("trend", m), publish_units(cells[m], scope.area.code, "pop", scope.secret))
+        page.values.update({("trend", m, t): counts[m].get(t, 0) for t in scope.types})
+        page.values["trend", m, ALL] = sum(counts[m].values())
     rows: list[GridRow] = [
         (f"{m:%Y-%m}月末", None, [("trend", m, t) if _has_data(scope, m) else NO_DATA for t in scope.types])
         for m in months
@@ -702,15 +607,6 @@ def _trend(session: Session, scope: Scope, page: Page) -> Grid:
         row_totals=[*(("trend", m, ALL) if _has_data(scope, m) else NO_DATA for m in months), pop_key()],
         note=None if scope.since <= scope.window.epoch else f"数据始于 {scope.since}，此前各月无数据",
     )
-
-
-def _put_types(page: Page, scope: Scope, prefix: Key, units: Units) -> None:
-    """Residents by type and in all (keys prefix + (type,)) summed from another day's unit cells."""
-    true = units.by(units.true, lambda _, cell: parse_pop_cell(cell)[0])
-    shown = units.by(units.shown, lambda _, cell: parse_pop_cell(cell)[0])
-    for t in scope.types:
-        page.put((*prefix, t), true.get(t, 0), shown.get(t, 0))
-    page.put((*prefix, ALL), sum(true.values()), sum(shown.values()))
 
 
 def _has_data(scope: Scope, month: date) -> bool:
@@ -729,20 +625,6 @@ def _flows(session: Session, scope: Scope, page: Page) -> Grid:
     for kind in FLOW_KINDS:
         page.values["flow", ALL, kind] = sum(
             page.values["flow", m, kind] for m in months if _has_data(scope, m)
-        )
-    # Births, deaths and other removals add up the area hierarchy: sums of unit cells, like residents
-    # (moves do not: one between two sub-areas is no move of the area; they are perturbed on their own).
-    cells = aggregates.flow_cells(
-        session, areas=list(scope.subtree), kinds=list(ADDITIVE_FLOWS), first=first, last=scope.this_month
-    )
-    units = publish_units(cells, scope.area.code, "flow", scope.secret)
-    shown = units.by(units.shown, lambda _, cell: cell)
-    for m in months:
-        for kind in ADDITIVE_FLOWS:
-            page.shown["flow", m, kind] = shown.get(f"{m.isoformat()}|{kind}", 0)
-    for kind in ADDITIVE_FLOWS:
-        page.shown["flow", ALL, kind] = sum(
-            page.shown["flow", m, kind] for m in months if _has_data(scope, m)
         )
     return Grid(
         "flows",
@@ -776,7 +658,12 @@ def _earlier_line(session: Session, scope: Scope, page: Page) -> list[Key]:
     empty when the aggregates do not reach back that far."""
     if not scope.has_earlier:
         return []
-    _put_types(page, scope, ("earlier",), scope.units(session, "pop", scope.earlier))
+    code = scope.area.code
+    counts = aggregates.cells_at(
+        session, cube="type", areas=[code], day=scope.earlier, epoch=scope.window.epoch
+    )
+    page.values.update({("earlier", t): counts[code].get(t, 0) for t in scope.types})
+    page.values["earlier", ALL] = sum(counts[code].values())
     return [*(("earlier", t) for t in scope.types), ("earlier", ALL)]
 
 
@@ -945,24 +832,13 @@ def build_lineage(
             values["source", source] = sum(b.records for b in batches)
         values["dept", dept] = sum(values["source", s] for s in sources)
     secret = protection.cell_key_secret(session)
-    # The population is the dashboard's count of the same subgroup: summed from the same unit cells.
+    # The population is the dashboard's count of the same subgroup: same definition, same published value.
     ages = None if age_from is None else AgeRange("", "", age_from, age_to)
-    population_key = pop_key(population_type or ALL, sex or ALL, ages)
-    window = _window(session, as_of)
-    cells = aggregates.cells_at(
-        session, cube="pop", areas=area_subtree(session, area.code), day=as_of, epoch=window.epoch
-    )
-    units = publish_units(cells, area.code, "pop", secret)
-    shown_population = _pop_sum(units.pop(units.shown), population_key)
+    population_definition = pop_key(population_type or ALL, sex or ALL, ages)
 
     def cell(key: Key) -> StatCell:
-        if key == ("population",):
-            n = shown_population
-        else:
-            definition = ("lineage", indicator, *key)
-            n = protection.perturb(
-                values[key], protection.cell_key(secret, area.code, definition, values[key])
-            )
+        definition = population_definition if key == ("population",) else ("lineage", indicator, *key)
+        n = protection.perturb(values[key], protection.cell_key(secret, area.code, definition, values[key]))
         return _cell(n, n < threshold)
 
     return Lineage(

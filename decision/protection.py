@@ -30,12 +30,6 @@ NOISE_TABLE: tuple[tuple[float, int], ...] = (
     (0.95, 2),
     (1.0, 3),
 )
-# The tables of counts 1 and 2, which cannot take all of it without going below 0: noise from -n, mean 0
-# all the same (as the ABS's perturbation tables), so that sums of many small cells are not biased upwards.
-SMALL_NOISE_TABLES: dict[int, tuple[tuple[float, int], ...]] = {
-    1: ((0.50, -1), (0.70, 0), (0.85, 1), (0.95, 2), (1.0, 3)),
-    2: ((0.15, -2), (0.35, -1), (0.70, 0), (0.85, 1), (0.95, 2), (1.0, 3)),
-}
 MAX_NOISE = max(abs(e) for _, e in NOISE_TABLE)
 
 
@@ -56,12 +50,11 @@ def cell_key(secret: str, area_code: str, definition: Hashable, n: int) -> float
 
 
 def perturb(n: int, key: float) -> int:
-    """The published count of a true count n with this cell key (never negative, 0 stays 0, and the
-    expected value is n)."""
+    """The published count of a true count n with this cell key (never negative; 0 stays 0)."""
     if n <= 0:
         return n
-    noise = next(e for bound, e in SMALL_NOISE_TABLES.get(n, NOISE_TABLE) if key < bound)
-    return n + noise
+    noise = next(e for bound, e in NOISE_TABLE if key < bound)
+    return max(0, n + noise)
 
 
 def true_range(cell: StatCell, threshold: int) -> tuple[float, float] | None:

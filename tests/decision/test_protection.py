@@ -8,17 +8,9 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from decision import export, protection, service
-from decision.indicators import (
-    ALL,
-    build_dashboard,
-    build_lineage,
-    child_areas,
-    find_area,
-    pop_key,
-    published_counts,
-)
+from decision.indicators import build_dashboard, build_lineage, child_areas, find_area
 from decision.schemas import StatCell, StatRow, StatTable
-from tests.decision.conftest import random_batch, random_population
+from tests.decision.conftest import random_population
 
 
 def test_perturbation_is_small_unbiased_and_keeps_zeros() -> None:
@@ -28,10 +20,6 @@ def test_perturbation_is_small_unbiased_and_keeps_zeros() -> None:
     assert set(noise) == set(range(-protection.MAX_NOISE, protection.MAX_NOISE + 1))
     assert abs(sum(noise) / len(noise)) < 0.01
     assert min(protection.perturb(1, k) for k in keys) == 0  # a small count may show as 0
-    for n in range(1, 6):  # unbiased, small counts included (a sum of many 1s is not pushed upwards)
-        shown = [protection.perturb(n, k) for k in keys]
-        assert min(shown) >= 0 and max(shown) <= n + protection.MAX_NOISE
-        assert abs(sum(shown) / len(shown) - n) < 1e-9, n
     secret = "s"
     assert protection.cell_key(secret, "330102", ("pop", "*", "*", "*"), 7) == protection.cell_key(
         secret, "330102", ("pop", "*", "*", "*"), 7
@@ -92,58 +80,6 @@ def test_a_count_is_published_alike_everywhere(session: Session, communities: li
     every = build_dashboard(session=session, area_code="", as_of=day, months=60).table("flows")
     since = build_dashboard(session=session, area_code="", as_of=day, months=19).table("flows")
     assert every.total_row == since.total_row  # both windows sum the months from the epoch (2025-01)
-
-
-def test_tables_and_the_area_hierarchy_add_up_among_published_values(
-    session: Session, communities: list[str]
-) -> None:
-    """Every count of residents, births, deaths and removals is the sum of its unit cells' published values:
-    a table's cells sum to its totals and an area's to its sub-areas' (and its 区划不明 row), a "*" included,
-    while each published value stays within ±3 per unit cell of the truth. Moves are cells of their own."""
-    people = random_population(session, communities, 400, seed=11)
-    service.rebuild(session=session, epoch=date(2025, 1, 1), horizon=date(2028, 1, 1))
-    for i, day in enumerate((date(2026, 2, 10), date(2026, 4, 10))):
-        service.refresh_after_batch(
-            session=session, batch_id=random_batch(session, people, communities, day=day, seed=i).id
-        )
-    day = date(2026, 4, 30)
-    areas = [find_area(session, "")]
-    areas += [c for a in areas for c in child_areas(session, a)]
-    areas += [c for a in areas[1:] for c in child_areas(session, a)]
-    areas += [c for a in areas if len(a.code) == 9 for c in child_areas(session, a)]
-    pages = {
-        a.code: {c.key: c for c in published_counts(session=session, area_code=a.code, as_of=day)}
-        for a in areas
-    }
-    sums = 0
-    for area in areas:
-        page = pages[area.code]
-        value = {k: c.published for k, c in page.items()}
-        for t in ("registered", "floating", "foreign"):
-            assert value[pop_key(t)] == sum(value.get(pop_key(t, s), 0) for s in ("1", "2", "")) or (
-                pop_key(t, "") not in value  # the unknown-sex column left out: it is below 5
-                and 0 <= value[pop_key(t)] - value[pop_key(t, "1")] - value[pop_key(t, "2")] < 5
-            )
-        children = [
-            c
-            for c in areas
-            if c.code[: len(area.code)] == area.code and len(c.code) == CHILD.get(len(area.code))
-        ]
-        if children:
-            rest = sum(c.published for k, c in page.items() if k[:2] == ("child", "~") and k[2] == ALL)
-            below = sum(pages[c.code][pop_key()].published for c in children)
-            assert value[pop_key()] == below + rest or (rest == 0 and 0 <= value[pop_key()] - below < 5)
-            for key in [k for k in page if k[0] == "flow" and k[2] in ("birth", "death", "other")]:
-                if area.code:  # the city has births of residents of no known community besides
-                    assert value[key] == sum(pages[c.code][key].published for c in children), (area.code, key)
-                    sums += 1
-        for key, count in page.items():
-            if key[0] == "pop" and key[1:] == (ALL, ALL, ALL):
-                assert abs(count.published - count.true) <= 3 * max(1, count.true)
-    assert sums > 50
-
-
-CHILD = {0: 6, 6: 9, 9: 12}
 
 
 def test_exports_keep_numbers_and_neutralise_formulas() -> None:
