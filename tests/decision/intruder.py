@@ -416,7 +416,7 @@ class Block:
         lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
         lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
         lp.a_matrix_.value_ = np.array(value)
-        self.lp = lp  # kept alive with its arrays while HiGHS solves it (without, solves went wrong)
+        self.lp = lp  # kept with its arrays for the checks from scratch
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         self.highs.setOptionValue("presolve", "off")  # each solve starts from the last basis,
