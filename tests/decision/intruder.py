@@ -377,7 +377,11 @@ def attack(audit: Audit) -> list[Finding]:
             assert np.isclose(high, block.cold(items, -1.0), atol=1e-6), name
         finding = Finding(name, shown, true, low, -high)
         if finding.candidates < 2:
-            names = {audit.row_names[r]: None for r in (*low_binding, *high_binding) if r >= 0}
+            names = {
+                f"{audit.row_names[r]} ⇒ [{audit.rows[r][1]:g}, {audit.rows[r][2]:g}]": None
+                for r in (*low_binding, *high_binding)
+                if r >= 0
+            }
             relations = sum(r < 0 for r in (*low_binding, *high_binding))
             finding = Finding(name, shown, true, low, -high, tuple(names), relations)
         findings.append(finding)
@@ -419,10 +423,10 @@ class Block:
         self.lp = lp  # kept with its arrays for the checks from scratch
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
-        self.highs.setOptionValue("presolve", "off")  # each solve starts from the last basis,
-        self.highs.setOptionValue(
-            "simplex_strategy", 4
-        )  # which stays feasible when only the objective changes: primal
+        # Each solve starts from the last basis, which stays feasible when only the objective changes:
+        # the primal simplex, without presolve.
+        self.highs.setOptionValue("presolve", "off")
+        self.highs.setOptionValue("simplex_strategy", 4)
         self.highs.passModel(lp)
         self.costed: list[int] = []
 
