@@ -428,19 +428,20 @@ class Block:
         self.highs.setOptionValue("presolve", "off")
         self.highs.setOptionValue("simplex_strategy", 4)
         self.highs.passModel(lp)
-        self.costed: list[int] = []
+        self.costed = np.zeros(0, dtype=np.int32)  # the columns the last objective set
+
+    def _objective(self, items: tuple[tuple[int, int], ...], sign: float) -> tuple[np.ndarray, np.ndarray]:
+        """The block's columns of an expression and their costs (sign * coefficient)."""
+        columns = np.array([self.local[i] for i, _ in items], dtype=np.int32)
+        return columns, np.array([sign * v for _, v in items], dtype=float)
 
     def cold(self, items: tuple[tuple[int, int], ...], sign: float) -> float:
         """The same minimum, solved from scratch with HiGHS's defaults (a check on the warm solves)."""
         highs = highspy.Highs()
         highs.setOptionValue("output_flag", False)
         highs.passModel(self.lp)
-        columns = [self.local[i] for i, _ in items]
-        highs.changeColsCost(
-            len(columns),
-            np.array(columns, dtype=np.int32),
-            np.array([sign * v for _, v in items], dtype=float),
-        )
+        columns, costs = self._objective(items, sign)
+        highs.changeColsCost(len(columns), columns, costs)
         highs.run()
         if highs.getModelStatus() == highspy.HighsModelStatus.kUnbounded:
             return -np.inf
@@ -448,16 +449,9 @@ class Block:
 
     def solve(self, items: tuple[tuple[int, int], ...], sign: float) -> tuple[float, list[int]]:
         """The minimum of sign * the expression, and the rows that bind it (nonzero duals; -1: a relation)."""
-        columns = [self.local[i] for i, _ in items]
-        if self.costed:
-            self.highs.changeColsCost(
-                len(self.costed), np.array(self.costed, dtype=np.int32), np.zeros(len(self.costed))
-            )
-        self.highs.changeColsCost(
-            len(columns),
-            np.array(columns, dtype=np.int32),
-            np.array([sign * v for _, v in items], dtype=float),
-        )
+        columns, costs = self._objective(items, sign)
+        self.highs.changeColsCost(len(self.costed), self.costed, np.zeros(len(self.costed)))
+        self.highs.changeColsCost(len(columns), columns, costs)
         self.costed = columns
         self.highs.run()
         status = self.highs.getModelStatus()
