@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
+from decision.protection import cell_key_secret, perturb_unit_sql, unit_key_sql
 from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
 
 # Versions and source records already in the aggregates: those of applied batches, and versions
@@ -199,11 +200,13 @@ rolled AS (
         (month), (left(cc, 6), month), (left(cc, 9), month), (cc, month))
     HAVING sum(d) <> 0
 )
--- grouping(cc, street, district): 0b011 community, 0b101 street, 0b110 district, 0b111 city.
-SELECT cube, CASE level WHEN 3 THEN cc WHEN 5 THEN street WHEN 6 THEN district ELSE '' END AS area_code,
+-- grouping(cc, street, district): 0b011 community, 0b101 street, 0b110 district, 0b111 city. Residents
+-- of no known community are a unit of their own at the community level ('~', below the city only).
+SELECT cube, CASE level WHEN 3 THEN coalesce(cc, '~') WHEN 5 THEN street WHEN 6 THEN district ELSE '' END
+           AS area_code,
        grain, period, cell, n
 FROM rolled
-WHERE CASE level WHEN 3 THEN cc WHEN 5 THEN street WHEN 6 THEN district ELSE '' END IS NOT NULL
+WHERE CASE level WHEN 3 THEN '~' WHEN 5 THEN street WHEN 6 THEN district ELSE '' END IS NOT NULL
 """
 )
 
@@ -220,8 +223,10 @@ moved AS (
     FROM step
     CROSS JOIN LATERAL (VALUES (0), (6), (9), (12)) AS l(len)
     CROSS JOIN LATERAL (SELECT
-        CASE WHEN prev_status = 'active' THEN CASE WHEN l.len = 0 THEN '' ELSE left(prev_cc, l.len) END END,
-        CASE WHEN status = 'active' THEN CASE WHEN l.len = 0 THEN '' ELSE left(cc, l.len) END END
+        CASE WHEN prev_status = 'active' THEN CASE l.len WHEN 0 THEN '' WHEN 12 THEN coalesce(prev_cc, '~')
+                                                         ELSE left(prev_cc, l.len) END END,
+        CASE WHEN status = 'active' THEN CASE l.len WHEN 0 THEN '' WHEN 12 THEN coalesce(cc, '~')
+                                                    ELSE left(cc, l.len) END END
     ) AS c(old_code, new_code)
     WHERE day > :epoch AND day < :horizon AND c.old_code IS DISTINCT FROM c.new_code
 ),
@@ -238,34 +243,149 @@ SELECT area_code, date_trunc('month', day)::date AS month, kind, sum(side)::inte
 FROM flow GROUP BY area_code, date_trunc('month', day), kind HAVING sum(side) <> 0
 """
 
-APPLY_SQL = [
-    # By period, the key's second column (neighbouring rows share index pages; the whole key's order
-    # cost 10-15 % more CPU to sort than it saved); rows that reach 0 are noted, then removed.
+
+def upsert_cells(delta: str) -> list[str]:
+    """Add a table of cell deltas to decision.cell. By period, the key's second column (neighbouring rows
+    share index pages; the whole key's order cost 10-15 % more CPU to sort than it saved); rows that
+    reach 0 are noted, then removed."""
+    return [
+        f"""
+        CREATE TEMP TABLE _decision_zero ON COMMIT DROP AS
+        WITH up AS (
+            INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
+            SELECT cube, area_code, grain, period, cell, n FROM {delta} ORDER BY period
+            ON CONFLICT (grain, period, cube, area_code, cell) DO UPDATE SET n = t.n + excluded.n
+            RETURNING t.cube, t.area_code, t.grain, t.period, t.cell, t.n
+        )
+        SELECT cube, area_code, grain, period, cell FROM up WHERE n = 0
+        """,
+        """
+        DELETE FROM decision.cell t USING _decision_zero z
+        WHERE (t.cube, t.area_code, t.grain, t.period, t.cell) = (z.cube, z.area_code, z.grain, z.period, z.cell)
+          AND t.n = 0
+        """,
+        "DROP TABLE _decision_zero",
+    ]
+
+
+def upsert_flows(delta: str) -> list[str]:
+    """Add a table of flow deltas to decision.flow; rows that reach 0 are removed."""
+    return [
+        f"""
+        INSERT INTO decision.flow AS t (area_code, month, kind, n)
+        SELECT area_code, month, kind, n FROM {delta}
+        ON CONFLICT (area_code, month, kind) DO UPDATE SET n = t.n + excluded.n
+        """,
+        f"""
+        DELETE FROM decision.flow t USING {delta} d
+        WHERE t.n = 0 AND (t.area_code, t.month, t.kind) = (d.area_code, d.month, d.kind)
+        """,
+    ]
+
+
+APPLY_SQL = [*upsert_cells("_decision_cell_delta"), *upsert_flows("_decision_flow_delta")]
+
+# Published values (docs/STATISTICS.md): every count is published as the sum of its unit cells' perturbed
+# counts. A unit is a community (as coded in the data, listed or not) or '~', the residents of no known
+# community. Its cells ('pop': type|sex|band, 'origin': province; births, deaths and other removals by
+# month) are perturbed by protection.perturb_unit with keys drawn here, in SQL; the perturbed values are
+# kept like the true ones — cubes 'pop+', 'type+' (pop+ by type) and 'origin+', flow kinds 'birth+',
+# 'death+', 'other+' — for the units and rolled up to street, district and city, so that a page reads its
+# own area's rows. For each unit cell whose true count changed, the new perturbed series (from the true
+# day rows, after they are applied) less the one kept is added, up the hierarchy.
+UNIT = "(length({col}) = 12 OR {col} = '~')"
+# A unit and the areas above it (the residents of no known community count in the city only).
+UP_THE_HIERARCHY = """
+CROSS JOIN LATERAL (VALUES ({col}, 12), (left({col}, 9), 9), (left({col}, 6), 6), ('', 0)) AS a(code, len)
+WHERE {col} <> '~' OR a.len IN (12, 0)"""
+
+PUBLISH_CELLS_SQL = [
+    "CREATE TEMP TABLE _decision_unit ON COMMIT DROP AS SELECT DISTINCT cube, area_code, cell"
+    " FROM _decision_cell_delta WHERE grain = 'D' AND cube IN ('pop', 'origin') AND "
+    + UNIT.format(col="area_code"),
+    "ANALYZE _decision_unit",
     """
-    CREATE TEMP TABLE _decision_zero ON COMMIT DROP AS
-    WITH up AS (
-        INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
-        SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta ORDER BY period
-        ON CONFLICT (grain, period, cube, area_code, cell) DO UPDATE SET n = t.n + excluded.n
-        RETURNING t.cube, t.area_code, t.grain, t.period, t.cell, t.n
+    CREATE TEMP TABLE _decision_published_delta ON COMMIT DROP AS
+    WITH series AS (
+        SELECT c.cube, c.area_code, c.cell, c.period AS day,
+               sum(c.n) OVER (PARTITION BY c.cube, c.area_code, c.cell ORDER BY c.period)::integer AS n
+        FROM decision.cell c JOIN _decision_unit u USING (cube, area_code, cell)
+        WHERE c.grain = 'D'
+    ),
+    keyed AS (SELECT *, """
+    + unit_key_sql("cube", "area_code", "cell", "n")
+    + """ AS k FROM series),
+    shown AS (SELECT cube, area_code, cell, day, """
+    + perturb_unit_sql("n", "k")
+    + """ AS p FROM keyed),
+    change AS (
+        SELECT cube || '+' AS cube, area_code, cell, day,
+               p - lag(p, 1, 0) OVER (PARTITION BY cube, area_code, cell ORDER BY day) AS d
+        FROM shown
+        UNION ALL
+        SELECT c.cube, c.area_code, c.cell, c.period, -c.n
+        FROM decision.cell c
+        JOIN _decision_unit u ON c.cube = u.cube || '+' AND c.area_code = u.area_code AND c.cell = u.cell
+        WHERE c.grain = 'D'
+    ),
+    diff AS (
+        SELECT cube, area_code, cell, day, sum(d)::integer AS d FROM change
+        GROUP BY cube, area_code, cell, day HAVING sum(d) <> 0
+    ),
+    typed AS (
+        SELECT cube, area_code, cell, day, d FROM diff
+        UNION ALL SELECT 'type+', area_code, split_part(cell, '|', 1), day, d FROM diff WHERE cube = 'pop+'
     )
-    SELECT cube, area_code, grain, period, cell FROM up WHERE n = 0
+    SELECT t.cube, a.code AS area_code, g.grain, g.period, t.cell, sum(t.d)::integer AS n
+    FROM typed t
+    CROSS JOIN LATERAL (VALUES ('D', t.day), ('M', date_trunc('month', t.day)::date)) AS g(grain, period)"""
+    + UP_THE_HIERARCHY.format(col="t.area_code")
+    + """
+    GROUP BY t.cube, a.code, g.grain, g.period, t.cell HAVING sum(t.d) <> 0
     """,
+    "DROP TABLE _decision_unit",
+]
+
+PUBLISH_FLOWS_SQL = [
+    "CREATE TEMP TABLE _decision_flow_unit ON COMMIT DROP AS SELECT DISTINCT area_code, month, kind"
+    " FROM _decision_flow_delta WHERE kind IN ('birth', 'death', 'other') AND "
+    + UNIT.format(col="area_code"),
     """
-    DELETE FROM decision.cell t USING _decision_zero z
-    WHERE (t.cube, t.area_code, t.grain, t.period, t.cell) = (z.cube, z.area_code, z.grain, z.period, z.cell)
-      AND t.n = 0
+    CREATE TEMP TABLE _decision_published_flow ON COMMIT DROP AS
+    WITH keyed AS (
+        SELECT f.area_code, f.month, f.kind, f.n, """
+    + unit_key_sql("'flow'", "f.area_code", "f.kind || '|' || to_char(f.month, 'YYYY-MM-DD')", "f.n")
+    + """ AS k
+        FROM decision.flow f JOIN _decision_flow_unit u USING (area_code, month, kind)
+    ),
+    change AS (
+        SELECT area_code, month, kind || '+' AS kind, """
+    + perturb_unit_sql("n", "k")
+    + """ AS d FROM keyed
+        UNION ALL
+        SELECT f.area_code, f.month, f.kind, -f.n
+        FROM decision.flow f
+        JOIN _decision_flow_unit u ON f.area_code = u.area_code AND f.month = u.month AND f.kind = u.kind || '+'
+    ),
+    diff AS (
+        SELECT area_code, month, kind, sum(d)::integer AS d FROM change
+        GROUP BY area_code, month, kind HAVING sum(d) <> 0
+    )
+    SELECT a.code AS area_code, t.month, t.kind, sum(t.d)::integer AS n
+    FROM diff t"""
+    + UP_THE_HIERARCHY.format(col="t.area_code")
+    + """
+    GROUP BY a.code, t.month, t.kind HAVING sum(t.d) <> 0
     """,
-    "DROP TABLE _decision_zero",
-    """
-    INSERT INTO decision.flow AS t (area_code, month, kind, n)
-    SELECT area_code, month, kind, n FROM _decision_flow_delta
-    ON CONFLICT (area_code, month, kind) DO UPDATE SET n = t.n + excluded.n
-    """,
-    """
-    DELETE FROM decision.flow t USING _decision_flow_delta d
-    WHERE t.n = 0 AND (t.area_code, t.month, t.kind) = (d.area_code, d.month, d.kind)
-    """,
+    "DROP TABLE _decision_flow_unit",
+]
+
+PUBLISH_SQL = [
+    *PUBLISH_CELLS_SQL,
+    *upsert_cells("_decision_published_delta"),
+    *PUBLISH_FLOWS_SQL,
+    *upsert_flows("_decision_published_flow"),
+    "DROP TABLE _decision_published_delta, _decision_published_flow",
 ]
 
 # Into empty tables (a rebuild): load without the primary keys, then build them once. The rows go in
@@ -278,8 +398,16 @@ LOAD_SQL = [
     INSERT INTO decision.cell (cube, area_code, grain, period, cell, n)
     SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta ORDER BY period
     """,
-    "ALTER TABLE decision.cell ADD CONSTRAINT pk_cell PRIMARY KEY (grain, period, cube, area_code, cell)",
     "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_flow_delta",
+    *PUBLISH_CELLS_SQL,
+    """
+    INSERT INTO decision.cell (cube, area_code, grain, period, cell, n)
+    SELECT cube, area_code, grain, period, cell, n FROM _decision_published_delta ORDER BY period
+    """,
+    "ALTER TABLE decision.cell ADD CONSTRAINT pk_cell PRIMARY KEY (grain, period, cube, area_code, cell)",
+    *PUBLISH_FLOWS_SQL,
+    "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_published_flow",
+    "DROP TABLE _decision_published_delta, _decision_published_flow",
     "ANALYZE decision.cell",
 ]
 
@@ -330,8 +458,9 @@ def derive_and_apply(
     session.execute(text(CELL_DELTA_SQL), bound)
     session.execute(text(FLOW_DELTA_SQL), bound)
     changed = 0
-    for statement in LOAD_SQL if empty else APPLY_SQL:
-        result = session.execute(text(statement))
+    keyed = {"secret": cell_key_secret(session)}
+    for statement in LOAD_SQL if empty else [*APPLY_SQL, *PUBLISH_SQL]:
+        result = session.execute(text(statement), keyed if ":secret" in statement else {})
         changed += max(getattr(result, "rowcount", 0) or 0, 0)  # a DROP TABLE's is -1
     session.execute(text(f"DROP TABLE {temp}"))
     session.execute(text("SET LOCAL work_mem TO DEFAULT"))

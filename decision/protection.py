@@ -30,7 +30,17 @@ NOISE_TABLE: tuple[tuple[float, int], ...] = (
     (0.95, 2),
     (1.0, 3),
 )
+# The tables of unit cells of 1 and 2, which cannot take all of it without going below 0: noise from -n,
+# mean 0 all the same (as the ABS's perturbation tables), so that sums of many small unit cells are not
+# biased upwards. A unit cell of n >= 1 is published as at most n + 3 <= 4n.
+SMALL_NOISE_TABLES: dict[int, tuple[tuple[float, int], ...]] = {
+    1: ((0.50, -1), (0.70, 0), (0.85, 1), (0.95, 2), (1.0, 3)),
+    2: ((0.15, -2), (0.35, -1), (0.70, 0), (0.85, 1), (0.95, 2), (1.0, 3)),
+}
 MAX_NOISE = max(abs(e) for _, e in NOISE_TABLE)
+# A unit cell's key: the first 52 bits of a SHA-256 of the secret and the cell, as a fraction (exact in a
+# double, so that PostgreSQL and Python compare it with the tables' bounds alike).
+KEY_BITS = 52
 
 
 def cell_key_secret(session: Session) -> str:
@@ -55,6 +65,37 @@ def perturb(n: int, key: float) -> int:
         return n
     noise = next(e for bound, e in NOISE_TABLE if key < bound)
     return max(0, n + noise)
+
+
+def unit_key(secret: str, cube: str, unit: str, cell: str, n: int) -> float:
+    """The key of a unit cell in [0, 1), as unit_key_sql computes it in the database."""
+    digest = hashlib.sha256(f"{secret}|{cube}|{unit}|{cell}|{n}|{secret}".encode()).hexdigest()
+    return float(int(digest[: KEY_BITS // 4], 16) / 2**KEY_BITS)
+
+
+def perturb_unit(n: int, key: float) -> int:
+    """The published count of a unit cell of true count n (0 stays 0, never negative, mean n)."""
+    if n <= 0:
+        return n
+    return n + next(e for bound, e in SMALL_NOISE_TABLES.get(n, NOISE_TABLE) if key < bound)
+
+
+def _noise_sql(table: tuple[tuple[float, int], ...], key: str) -> str:
+    whens = " ".join(f"WHEN {key} < {bound!r} THEN {e}" for bound, e in table[:-1])
+    return f"CASE {whens} ELSE {table[-1][1]} END"
+
+
+def unit_key_sql(cube: str, unit: str, cell: str, n: str) -> str:
+    """SQL for unit_key of the columns or expressions given (the secret is the parameter :secret)."""
+    message = f"(:secret || '|' || {cube} || '|' || {unit} || '|' || {cell} || '|' || {n} || '|' || :secret)"
+    digest = f"encode(sha256(convert_to({message}, 'UTF8')), 'hex')"
+    return f"(('x' || left({digest}, {KEY_BITS // 4}))::bit({KEY_BITS})::bigint / {2**KEY_BITS}.0)"
+
+
+def perturb_unit_sql(n: str, key: str) -> str:
+    """SQL for perturb_unit of the expressions n and key (each used more than once: give plain columns)."""
+    small = " ".join(f"WHEN {n} = {m} THEN {m} + {_noise_sql(t, key)}" for m, t in SMALL_NOISE_TABLES.items())
+    return f"(CASE WHEN {n} <= 0 THEN {n} {small} ELSE {n} + {_noise_sql(NOISE_TABLE, key)} END)"
 
 
 def true_range(cell: StatCell, threshold: int) -> tuple[float, float] | None:
