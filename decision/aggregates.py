@@ -294,6 +294,12 @@ APPLY_SQL = [*upsert_cells("_decision_cell_delta"), *upsert_flows("_decision_flo
 # own area's rows. For each unit cell whose true count changed, the new perturbed series (from the true
 # day rows, after they are applied) less the one kept is added, up the hierarchy.
 UNIT = "(length({col}) = 12 OR {col} = '~')"
+# A unit cell's day rows, read by the refresh through this partial index (the primary key leads with the
+# period): PUBLISH_CELLS_SQL's statements repeat its predicate so that the planner can use it.
+UNIT_SERIES_INDEX = (
+    "CREATE INDEX ix_cell_unit_series ON decision.cell (cube, area_code, cell, period)"
+    " WHERE grain = 'D' AND (length(area_code) = 12 OR area_code = '~')"
+)
 # A unit and the areas above it (the residents of no known community count in the city only).
 UP_THE_HIERARCHY = """
 CROSS JOIN LATERAL (VALUES ({col}, 12), (left({col}, 9), 9), (left({col}, 6), 6), ('', 0)) AS a(code, len)
@@ -307,10 +313,17 @@ PUBLISH_CELLS_SQL = [
     """
     CREATE TEMP TABLE _decision_published_delta ON COMMIT DROP AS
     WITH series AS (
-        SELECT c.cube, c.area_code, c.cell, c.period AS day,
-               sum(c.n) OVER (PARTITION BY c.cube, c.area_code, c.cell ORDER BY c.period)::integer AS n
-        FROM decision.cell c JOIN _decision_unit u USING (cube, area_code, cell)
-        WHERE c.grain = 'D'
+        -- Each unit cell's rows probed through the index (OFFSET 0 keeps the planner from scanning the
+        -- whole index in a merge join instead: 340 ms against 60 ms for 6,000 unit cells).
+        SELECT u.cube, u.area_code, u.cell, c.period AS day,
+               sum(c.n) OVER (PARTITION BY u.cube, u.area_code, u.cell ORDER BY c.period)::integer AS n
+        FROM _decision_unit u
+        CROSS JOIN LATERAL (
+            SELECT c.period, c.n FROM decision.cell c
+            WHERE c.cube = u.cube AND c.area_code = u.area_code AND c.cell = u.cell
+              AND c.grain = 'D' AND (length(c.area_code) = 12 OR c.area_code = '~')
+            OFFSET 0
+        ) c
     ),
     keyed AS (SELECT *, """
     + unit_key_sql("cube", "area_code", "cell", "n")
@@ -326,7 +339,7 @@ PUBLISH_CELLS_SQL = [
         SELECT c.cube, c.area_code, c.cell, c.period, -c.n
         FROM decision.cell c
         JOIN _decision_unit u ON c.cube = u.cube || '+' AND c.area_code = u.area_code AND c.cell = u.cell
-        WHERE c.grain = 'D'
+        WHERE c.grain = 'D' AND (length(c.area_code) = 12 OR c.area_code = '~')
     ),
     diff AS (
         SELECT cube, area_code, cell, day, sum(d)::integer AS d FROM change
@@ -394,6 +407,7 @@ PUBLISH_SQL = [
 # key's index sorts for itself (0.4 s).
 LOAD_SQL = [
     "ALTER TABLE decision.cell DROP CONSTRAINT pk_cell",
+    "DROP INDEX decision.ix_cell_unit_series",
     """
     INSERT INTO decision.cell (cube, area_code, grain, period, cell, n)
     SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta ORDER BY period
@@ -405,6 +419,7 @@ LOAD_SQL = [
     SELECT cube, area_code, grain, period, cell, n FROM _decision_published_delta ORDER BY period
     """,
     "ALTER TABLE decision.cell ADD CONSTRAINT pk_cell PRIMARY KEY (grain, period, cube, area_code, cell)",
+    UNIT_SERIES_INDEX,
     *PUBLISH_FLOWS_SQL,
     "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_published_flow",
     "DROP TABLE _decision_published_delta, _decision_published_flow",
@@ -524,16 +539,17 @@ def cells_at(
 
 
 def month_end_totals(
-    session: Session, *, area: str, first: date, last: date, epoch: date
+    session: Session, *, area: str, first: date, last: date, epoch: date, cube: str = "type"
 ) -> dict[date, dict[str, int]]:
-    """{month start: {type: count on the month's last day}} of an area, for the months first..last."""
+    """{month start: {type: count on the month's last day}} of an area, for the months first..last (cube
+    'type+': as published)."""
     rows = session.execute(
         text(
             "SELECT period, cell, sum(n)::integer FROM decision.cell"
-            " WHERE grain = 'M' AND period = ANY(:months) AND cube = 'type' AND area_code = :area"
+            " WHERE grain = 'M' AND period = ANY(:months) AND cube = :cube AND area_code = :area"
             " GROUP BY period, cell ORDER BY period"
         ),
-        {"area": area, "months": month_starts(epoch, last)},
+        {"area": area, "cube": cube, "months": month_starts(epoch, last)},
     ).all()
     running: dict[str, int] = {}
     out: dict[date, dict[str, int]] = {}

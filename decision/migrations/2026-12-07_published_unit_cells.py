@@ -25,6 +25,11 @@ DELETE FROM decision.state;
 
 def upgrade() -> None:
     op.execute(EMPTY_SQL)
+    # A unit cell's day rows, for the refresh (decision/aggregates.py, UNIT_SERIES_INDEX).
+    op.execute(
+        "CREATE INDEX ix_cell_unit_series ON decision.cell (cube, area_code, cell, period)"
+        " WHERE grain = 'D' AND (length(area_code) = 12 OR area_code = '~')"
+    )
     op.execute("ALTER TABLE decision.flow DROP CONSTRAINT ck_flow_kind")
     op.execute(
         "ALTER TABLE decision.flow ADD CONSTRAINT ck_flow_kind"
@@ -34,6 +39,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(EMPTY_SQL)
+    op.execute("DROP INDEX decision.ix_cell_unit_series")
     op.execute("ALTER TABLE decision.flow DROP CONSTRAINT ck_flow_kind")
     op.execute(
         "ALTER TABLE decision.flow ADD CONSTRAINT ck_flow_kind CHECK (kind IN ('birth', 'death', 'in', 'out', 'other'))"
