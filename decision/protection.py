@@ -80,6 +80,19 @@ def perturb_unit(n: int, key: float) -> int:
     return n + next(e for bound, e in SMALL_NOISE_TABLES.get(n, NOISE_TABLE) if key < bound)
 
 
+def unit_noise_variance(n: int) -> float:
+    """The variance of the noise a unit cell of true count n gets (0 for an empty cell)."""
+    if n <= 0:
+        return 0.0
+    table = SMALL_NOISE_TABLES.get(n, NOISE_TABLE)
+    low, moments = 0.0, [0.0, 0.0]
+    for bound, e in table:
+        moments[0] += (bound - low) * e
+        moments[1] += (bound - low) * e * e
+        low = bound
+    return moments[1] - moments[0] ** 2
+
+
 def _noise_sql(table: tuple[tuple[float, int], ...], key: str) -> str:
     whens = " ".join(f"WHEN {key} < {bound!r} THEN {e}" for bound, e in table[:-1])
     return f"CASE {whens} ELSE {table[-1][1]} END"
