@@ -1,8 +1,11 @@
-"""Indicators of one area on one date, as published tables: read the aggregates, perturb, format.
+"""Indicators of one area on one date, as published tables: read the aggregates, true and as published, format.
 
-Every number of a page is a cell with a key; a key names what it counts, and the same quantity gets
-the same published value wherever it appears (decision/protection.py: the cell-key perturbation
-hashes its definition and count), on this page and on every other.
+Every number of a page is a cell with a key; a key names what it counts. Residents (by any type, sex
+and ages, on any day), floating residents by province, births, deaths and other removals are published
+as sums of perturbed unit cells, read from the area's own published rows (decision/aggregates.py,
+PUBLISH_SQL), so that tables and the area hierarchy add up among published numbers; moves in and out
+are perturbed here, each on its own by a key of its definition and count (decision/protection.py).
+The same quantity gets the same published value wherever it appears, on this page and on every other.
 """
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
