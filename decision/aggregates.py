@@ -14,6 +14,7 @@ Everything is computed for a scope of (side, version) rows: side +1 adds a deriv
 subtracts one, so one statement computes "new minus old" for an incremental refresh.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -514,12 +515,12 @@ AS_OF = "((grain = 'M' AND period = ANY(:months)) OR (grain = 'D' AND period = A
 
 CELLS_AT_SQL = (
     """
-SELECT area_code, cell, sum(n)::integer AS n
+SELECT cube, area_code, cell, sum(n)::integer AS n
 FROM decision.cell
-WHERE cube = :cube AND area_code = ANY(:areas) AND """
+WHERE cube = ANY(:cubes) AND area_code = ANY(:areas) AND """
     + AS_OF
     + """
-GROUP BY area_code, cell
+GROUP BY cube, area_code, cell
 HAVING sum(n) <> 0
 """
 )
@@ -543,39 +544,51 @@ def as_of_params(day: date, epoch: date) -> dict[str, list[date]]:
     }
 
 
-def cells_at(
-    session: Session, *, cube: str, areas: list[str], day: date, epoch: date
-) -> dict[str, dict[str, int]]:
-    """{area_code: {cell: count}} of a cube on a day (the prefix sum of month and day rows)."""
-    rows = session.execute(text(CELLS_AT_SQL), {"cube": cube, "areas": areas, **as_of_params(day, epoch)})
-    out: dict[str, dict[str, int]] = {a: {} for a in areas}
-    for area_code, cell, n in rows:
-        out[area_code][cell] = n
+def cubes_at(
+    session: Session, *, cubes: Sequence[str], areas: list[str], day: date, epoch: date
+) -> dict[str, dict[str, dict[str, int]]]:
+    """{cube: {area_code: {cell: count}}} of cubes on a day (the prefix sum of month and day rows), read
+    in one query (a cube and its published values, 'pop' and 'pop+', are read together)."""
+    rows = session.execute(
+        text(CELLS_AT_SQL), {"cubes": list(cubes), "areas": areas, **as_of_params(day, epoch)}
+    )
+    out: dict[str, dict[str, dict[str, int]]] = {c: {a: {} for a in areas} for c in cubes}
+    for cube, area_code, cell, n in rows:
+        out[cube][area_code][cell] = n
     return out
 
 
+def cells_at(
+    session: Session, *, cube: str, areas: list[str], day: date, epoch: date
+) -> dict[str, dict[str, int]]:
+    """{area_code: {cell: count}} of a cube on a day."""
+    return cubes_at(session, cubes=[cube], areas=areas, day=day, epoch=epoch)[cube]
+
+
 def month_end_totals(
-    session: Session, *, area: str, first: date, last: date, epoch: date, cube: str = "type"
-) -> dict[date, dict[str, int]]:
-    """{month start: {type: count on the month's last day}} of an area, for the months first..last (cube
-    'type+': as published)."""
+    session: Session, *, area: str, first: date, last: date, epoch: date, cubes: Sequence[str] = ("type",)
+) -> dict[str, dict[date, dict[str, int]]]:
+    """{cube: {month start: {type: count on the month's last day}}} of an area, for the months
+    first..last ('type': true, 'type+': as published)."""
     rows = session.execute(
         text(
-            "SELECT period, cell, sum(n)::integer FROM decision.cell"
-            " WHERE grain = 'M' AND period = ANY(:months) AND cube = :cube AND area_code = :area"
-            " GROUP BY period, cell ORDER BY period"
+            "SELECT period, cube, cell, sum(n)::integer FROM decision.cell"
+            " WHERE grain = 'M' AND period = ANY(:months) AND cube = ANY(:cubes) AND area_code = :area"
+            " GROUP BY period, cube, cell ORDER BY period"
         ),
-        {"area": area, "cube": cube, "months": month_starts(epoch, last)},
+        {"area": area, "cubes": list(cubes), "months": month_starts(epoch, last)},
     ).all()
-    running: dict[str, int] = {}
-    out: dict[date, dict[str, int]] = {}
+    running: dict[tuple[str, str], int] = {}
+    out: dict[str, dict[date, dict[str, int]]] = {c: {} for c in cubes}
     i = 0
     for month in month_starts(min(first, epoch), last):
         while i < len(rows) and rows[i][0] <= month:
-            running[rows[i][1]] = running.get(rows[i][1], 0) + rows[i][2]
+            _, cube, cell, n = rows[i]
+            running[cube, cell] = running.get((cube, cell), 0) + n
             i += 1
         if month >= first.replace(day=1):
-            out[month] = {c: v for c, v in running.items() if v}
+            for cube in cubes:
+                out[cube][month] = {c: v for (k, c), v in running.items() if k == cube and v}
     return out
 
 

@@ -216,18 +216,18 @@ def dashboard_queries(session: Session, area: AreaOut, day: date) -> dict[str, C
     window = aggregates.read_window(session)
     assert window is not None
     epoch = window.epoch
-    return {
-        "pop cells": lambda: aggregates.cells_at(
-            session, cube="pop", areas=[area.code], day=day, epoch=epoch
+    return {  # each cube with its published values, as the dashboard reads them
+        "pop cells": lambda: aggregates.cubes_at(
+            session, cubes=("pop", "pop+"), areas=[area.code], day=day, epoch=epoch
         ),
-        "children by type": lambda: aggregates.cells_at(
-            session, cube="type", areas=[c.code for c in children], day=day, epoch=epoch
+        "children by type": lambda: aggregates.cubes_at(
+            session, cubes=("type", "type+"), areas=[c.code for c in children], day=day, epoch=epoch
         ),
-        "origin": lambda: aggregates.cells_at(
-            session, cube="origin", areas=[area.code], day=day, epoch=epoch
+        "origin": lambda: aggregates.cubes_at(
+            session, cubes=("origin", "origin+"), areas=[area.code], day=day, epoch=epoch
         ),
-        "year earlier": lambda: aggregates.cells_at(
-            session, cube="type", areas=[area.code], day=indicators.year_earlier(day), epoch=epoch
+        "year earlier": lambda: aggregates.cubes_at(
+            session, cubes=("type", "type+"), areas=[area.code], day=indicators.year_earlier(day), epoch=epoch
         ),
         "trend 12 months": lambda: aggregates.month_end_totals(
             session,
@@ -235,6 +235,7 @@ def dashboard_queries(session: Session, area: AreaOut, day: date) -> dict[str, C
             first=indicators.month_back(month, 12),
             last=indicators.month_back(month, 1),
             epoch=epoch,
+            cubes=("type", "type+"),
         ),
         "flows 12 months": lambda: aggregates.flows_between(
             session, area=area.code, first=indicators.month_back(month, 11), last=month

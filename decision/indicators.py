@@ -456,10 +456,10 @@ def _read_scope(
 ) -> tuple[Scope, Page]:
     """The area's residents on the date by type, sex and age band, and the scope they give the dashboard:
     the column of residents of unknown type (or sex) only when its published count is a number."""
-    true, shown = (
-        aggregates.cells_at(session, cube=cube, areas=[area.code], day=as_of, epoch=window.epoch)[area.code]
-        for cube in ("pop", "pop+")
+    cells = aggregates.cubes_at(
+        session, cubes=("pop", "pop+"), areas=[area.code], day=as_of, epoch=window.epoch
     )
+    true, shown = cells["pop"][area.code], cells["pop+"][area.code]
     page = Page(
         pop={parse_pop_cell(c): n for c, n in true.items()},
         pop_shown={parse_pop_cell(c): n for c, n in shown.items()},
@@ -552,10 +552,10 @@ def _age_structure(session: Session, scope: Scope, page: Page) -> Grid:
 def _origin(session: Session, scope: Scope, page: Page) -> Grid:
     """The floating population by the province of their household registration, the largest first."""
     code = scope.area.code
-    origin, shown = (
-        aggregates.cells_at(session, cube=cube, areas=[code], day=scope.as_of, epoch=scope.window.epoch)[code]
-        for cube in ("origin", "origin+")
+    cells = aggregates.cubes_at(
+        session, cubes=("origin", "origin+"), areas=[code], day=scope.as_of, epoch=scope.window.epoch
     )
+    origin, shown = cells["origin"][code], cells["origin+"][code]
     provinces = sorted(origin.keys() | shown.keys(), key=lambda p: (-shown.get(p, 0), p))
     for p in provinces:
         page.put(("origin", p), origin.get(p, 0), shown.get(p, 0))
@@ -576,10 +576,10 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
         return None
     types = scope.types
     codes = [c.code for c in scope.children]
-    true, shown = (
-        aggregates.cells_at(session, cube=cube, areas=codes, day=scope.as_of, epoch=scope.window.epoch)
-        for cube in ("type", "type+")
+    cells = aggregates.cubes_at(
+        session, cubes=("type", "type+"), areas=codes, day=scope.as_of, epoch=scope.window.epoch
     )
+    true, shown = cells["type"], cells["type+"]
     rows: list[GridRow] = [(c.name, c.code, [("child", c.code, t) for t in types]) for c in scope.children]
     for code in codes:
         for t in types:
@@ -609,17 +609,15 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
 
 def _trend(session: Session, scope: Scope, page: Page) -> Grid:
     """Residents by type at the end of each month before the date's (within the window), and on the date."""
-    true, shown = (
-        aggregates.month_end_totals(
-            session,
-            area=scope.area.code,
-            first=month_back(scope.this_month, scope.months),
-            last=month_back(scope.this_month, 1),
-            epoch=scope.window.epoch,
-            cube=cube,
-        )
-        for cube in ("type", "type+")
+    totals = aggregates.month_end_totals(
+        session,
+        area=scope.area.code,
+        first=month_back(scope.this_month, scope.months),
+        last=month_back(scope.this_month, 1),
+        epoch=scope.window.epoch,
+        cubes=("type", "type+"),
     )
+    true, shown = totals["type"], totals["type+"]
     months = [m for m in sorted(true) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
     for m in months:
         _put_types(page, scope, ("trend", m), true[m], shown[m])
@@ -702,12 +700,10 @@ def _earlier_line(session: Session, scope: Scope, page: Page) -> list[Key]:
     if not scope.has_earlier:
         return []
     code = scope.area.code
-    true, shown = (
-        aggregates.cells_at(session, cube=cube, areas=[code], day=scope.earlier, epoch=scope.window.epoch)[
-            code
-        ]
-        for cube in ("type", "type+")
+    cells = aggregates.cubes_at(
+        session, cubes=("type", "type+"), areas=[code], day=scope.earlier, epoch=scope.window.epoch
     )
+    true, shown = cells["type"][code], cells["type+"][code]
     _put_types(page, scope, ("earlier",), true, shown)
     return [*(("earlier", t) for t in scope.types), ("earlier", ALL)]
 
