@@ -326,9 +326,10 @@ def publish_cells_sql(series: str) -> list[str]:
     """The published cells' deltas (_decision_published_delta) of the unit cells _decision_cell_delta
     changes, their day rows read as `series` says (PROBED_SERIES or SCANNED_SERIES)."""
     return [
-        "CREATE TEMP TABLE _decision_unit ON COMMIT DROP AS SELECT DISTINCT cube, area_code, cell"
+        "CREATE TEMP TABLE _decision_unit ON COMMIT DROP AS SELECT cube, area_code, cell, min(period) AS first_day"
         " FROM _decision_cell_delta WHERE grain = 'D' AND cube IN ('pop', 'origin') AND "
-        + UNIT.format(col="area_code"),
+        + UNIT.format(col="area_code")
+        + " GROUP BY cube, area_code, cell",
         "ANALYZE _decision_unit",
         PUBLISH_CELLS_SQL.replace("{series}", series),
         "DROP TABLE _decision_unit",
@@ -338,26 +339,44 @@ def publish_cells_sql(series: str) -> list[str]:
 PUBLISH_CELLS_SQL = (
     """
     CREATE TEMP TABLE _decision_published_delta ON COMMIT DROP AS
-    WITH series AS (
-        SELECT u.cube, u.area_code, u.cell, c.period AS day,
+    WITH running AS (
+        SELECT u.cube, u.area_code, u.cell, u.first_day, c.period AS day,
                sum(c.n) OVER (PARTITION BY u.cube, u.area_code, u.cell ORDER BY c.period)::integer AS n
         {series}
     ),
-    keyed AS (SELECT *, """
+    series AS (
+        -- Only from the first day the refresh changed on (before it the counts, and so the published
+        -- values, are as they were); the count before that day for the first row's step.
+        SELECT *, lag(n, 1, 0) OVER (PARTITION BY cube, area_code, cell ORDER BY day) AS n_before
+        FROM running
+    ),
+    keyed AS (
+        SELECT *, """
     + unit_key_sql("cube", "area_code", "cell", "n")
-    + """ AS k FROM series),
-    shown AS (SELECT cube, area_code, cell, day, """
+    + """ AS k,
+               CASE WHEN day = min(day) OVER (PARTITION BY cube, area_code, cell) THEN """
+    + unit_key_sql("cube", "area_code", "cell", "n_before")
+    + """ END AS k_before
+        FROM series WHERE day >= first_day
+    ),
+    shown AS (
+        SELECT cube, area_code, cell, day, """
     + perturb_unit_sql("n", "k")
-    + """ AS p FROM keyed),
+    + """ AS p,
+               CASE WHEN k_before IS NOT NULL THEN """
+    + perturb_unit_sql("n_before", "k_before")
+    + """ END AS p_before
+        FROM keyed
+    ),
     change AS (
         SELECT cube || '+' AS cube, area_code, cell, day,
-               p - lag(p, 1, 0) OVER (PARTITION BY cube, area_code, cell ORDER BY day) AS d
+               p - coalesce(lag(p) OVER (PARTITION BY cube, area_code, cell ORDER BY day), p_before) AS d
         FROM shown
         UNION ALL
         SELECT c.cube, c.area_code, c.cell, c.period, -c.n
         FROM decision.cell c
         JOIN _decision_unit u ON c.cube = u.cube || '+' AND c.area_code = u.area_code AND c.cell = u.cell
-        WHERE c.grain = 'D' AND (length(c.area_code) = 12 OR c.area_code = '~')
+        WHERE c.grain = 'D' AND (length(c.area_code) = 12 OR c.area_code = '~') AND c.period >= u.first_day
     ),
     diff AS (
         SELECT cube, area_code, cell, day, sum(d)::integer AS d FROM change

@@ -11,7 +11,9 @@ need not add up exactly: that is what keeps a small cell from being derived from
 """
 
 import hashlib
+import math
 from collections.abc import Hashable
+from fractions import Fraction
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -94,19 +96,25 @@ def unit_noise_variance(n: int) -> float:
 
 
 def _noise_sql(table: tuple[tuple[float, int], ...], key: str) -> str:
-    whens = " ".join(f"WHEN {key} < {bound!r} THEN {e}" for bound, e in table[:-1])
+    # key < bound compared in whole numbers: the key's 52 bits against the least whole number not below
+    # bound x 2^52 (exactly what unit_key(...) < bound is in Python, without numeric division per row).
+    whens = " ".join(
+        f"WHEN {key} < {math.ceil(Fraction(bound) * 2**KEY_BITS)} THEN {e}" for bound, e in table[:-1]
+    )
     return f"CASE {whens} ELSE {table[-1][1]} END"
 
 
 def unit_key_sql(cube: str, unit: str, cell: str, n: str) -> str:
-    """SQL for unit_key of the columns or expressions given (the secret is the parameter :secret)."""
+    """SQL for unit_key x 2^52 (a bigint) of the columns or expressions given (the secret is the parameter
+    :secret)."""
     message = f"(:secret || '|' || {cube} || '|' || {unit} || '|' || {cell} || '|' || {n} || '|' || :secret)"
     digest = f"encode(sha256(convert_to({message}, 'UTF8')), 'hex')"
-    return f"(('x' || left({digest}, {KEY_BITS // 4}))::bit({KEY_BITS})::bigint / {2**KEY_BITS}.0)"
+    return f"('x' || left({digest}, {KEY_BITS // 4}))::bit({KEY_BITS})::bigint"
 
 
 def perturb_unit_sql(n: str, key: str) -> str:
-    """SQL for perturb_unit of the expressions n and key (each used more than once: give plain columns)."""
+    """SQL for perturb_unit of the expressions n and key (unit_key_sql's bigint; each used more than once:
+    give plain columns)."""
     small = " ".join(f"WHEN {n} = {m} THEN {m} + {_noise_sql(t, key)}" for m, t in SMALL_NOISE_TABLES.items())
     return f"(CASE WHEN {n} <= 0 THEN {n} {small} ELSE {n} + {_noise_sql(NOISE_TABLE, key)} END)"
 

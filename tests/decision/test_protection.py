@@ -50,13 +50,27 @@ def test_unit_cells_are_perturbed_without_bias_within_four_times_and_in_sql_as_i
         for n in range(0, 12)
     ]
     key_sql = protection.unit_key_sql(":cube", ":unit", ":cell", "CAST(:n AS integer)")
+    # The tables' bounds compared in whole numbers in SQL: keys just below, at and above each bound.
+    edges = {
+        h
+        for table in [protection.NOISE_TABLE, *protection.SMALL_NOISE_TABLES.values()]
+        for bound, _ in table
+        for h in (int(bound * 2**protection.KEY_BITS) + d for d in (-1, 0, 1))
+        if 0 <= h < 2**protection.KEY_BITS
+    }
+    for h in sorted(edges):
+        for n in (1, 2, 5):
+            sql = protection.perturb_unit_sql("CAST(:n AS integer)", "CAST(:h AS bigint)")
+            assert session.scalar(text(f"SELECT {sql}"), {"n": n, "h": h}) == protection.perturb_unit(
+                n, h / 2**protection.KEY_BITS
+            ), (n, h)
     for cube, unit, cell, n in cases:
         args = {"cube": cube, "unit": unit, "cell": cell, "n": n, "secret": "s"}
         key = session.scalar(text(f"SELECT {key_sql}"), args)
         shown = session.scalar(
             text(f"SELECT {protection.perturb_unit_sql('CAST(:n AS integer)', str(key))}"), args
         )
-        assert float(key) == protection.unit_key("s", cube, unit, cell, n)
+        assert key / 2**protection.KEY_BITS == protection.unit_key("s", cube, unit, cell, n)
         assert shown == protection.perturb_unit(n, protection.unit_key("s", cube, unit, cell, n))
 
 
