@@ -14,7 +14,6 @@ Everything is computed for a scope of (side, version) rows: side +1 adds a deriv
 subtracts one, so one statement computes "new minus old" for an incremental refresh.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -23,7 +22,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
-from decision.protection import cell_key_secret, perturb_unit_sql, unit_key_sql
 from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
 
 # Versions and source records already in the aggregates: those of applied batches, and versions
@@ -201,13 +199,11 @@ rolled AS (
         (month), (left(cc, 6), month), (left(cc, 9), month), (cc, month))
     HAVING sum(d) <> 0
 )
--- grouping(cc, street, district): 0b011 community, 0b101 street, 0b110 district, 0b111 city. Residents
--- of no known community are a unit of their own at the community level ('~', below the city only).
-SELECT cube, CASE level WHEN 3 THEN coalesce(cc, '~') WHEN 5 THEN street WHEN 6 THEN district ELSE '' END
-           AS area_code,
+-- grouping(cc, street, district): 0b011 community, 0b101 street, 0b110 district, 0b111 city.
+SELECT cube, CASE level WHEN 3 THEN cc WHEN 5 THEN street WHEN 6 THEN district ELSE '' END AS area_code,
        grain, period, cell, n
 FROM rolled
-WHERE CASE level WHEN 3 THEN '~' WHEN 5 THEN street WHEN 6 THEN district ELSE '' END IS NOT NULL
+WHERE CASE level WHEN 3 THEN cc WHEN 5 THEN street WHEN 6 THEN district ELSE '' END IS NOT NULL
 """
 )
 
@@ -224,10 +220,8 @@ moved AS (
     FROM step
     CROSS JOIN LATERAL (VALUES (0), (6), (9), (12)) AS l(len)
     CROSS JOIN LATERAL (SELECT
-        CASE WHEN prev_status = 'active' THEN CASE l.len WHEN 0 THEN '' WHEN 12 THEN coalesce(prev_cc, '~')
-                                                         ELSE left(prev_cc, l.len) END END,
-        CASE WHEN status = 'active' THEN CASE l.len WHEN 0 THEN '' WHEN 12 THEN coalesce(cc, '~')
-                                                    ELSE left(cc, l.len) END END
+        CASE WHEN prev_status = 'active' THEN CASE WHEN l.len = 0 THEN '' ELSE left(prev_cc, l.len) END END,
+        CASE WHEN status = 'active' THEN CASE WHEN l.len = 0 THEN '' ELSE left(cc, l.len) END END
     ) AS c(old_code, new_code)
     WHERE day > :epoch AND day < :horizon AND c.old_code IS DISTINCT FROM c.new_code
 ),
@@ -244,197 +238,34 @@ SELECT area_code, date_trunc('month', day)::date AS month, kind, sum(side)::inte
 FROM flow GROUP BY area_code, date_trunc('month', day), kind HAVING sum(side) <> 0
 """
 
-
-def upsert_cells(delta: str) -> list[str]:
-    """Add a table of cell deltas to decision.cell. By period, the key's second column (neighbouring rows
-    share index pages; the whole key's order cost 10-15 % more CPU to sort than it saved); rows that
-    reach 0 are noted, then removed."""
-    return [
-        f"""
-        CREATE TEMP TABLE _decision_zero ON COMMIT DROP AS
-        WITH up AS (
-            INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
-            SELECT cube, area_code, grain, period, cell, n FROM {delta} ORDER BY period
-            ON CONFLICT (grain, period, cube, area_code, cell) DO UPDATE SET n = t.n + excluded.n
-            RETURNING t.cube, t.area_code, t.grain, t.period, t.cell, t.n
-        )
-        SELECT cube, area_code, grain, period, cell FROM up WHERE n = 0
-        """,
-        """
-        DELETE FROM decision.cell t USING _decision_zero z
-        WHERE (t.cube, t.area_code, t.grain, t.period, t.cell) = (z.cube, z.area_code, z.grain, z.period, z.cell)
-          AND t.n = 0
-        """,
-        "DROP TABLE _decision_zero",
-    ]
-
-
-def upsert_flows(delta: str) -> list[str]:
-    """Add a table of flow deltas to decision.flow; rows that reach 0 are removed."""
-    return [
-        f"""
-        INSERT INTO decision.flow AS t (area_code, month, kind, n)
-        SELECT area_code, month, kind, n FROM {delta}
-        ON CONFLICT (area_code, month, kind) DO UPDATE SET n = t.n + excluded.n
-        """,
-        f"""
-        DELETE FROM decision.flow t USING {delta} d
-        WHERE t.n = 0 AND (t.area_code, t.month, t.kind) = (d.area_code, d.month, d.kind)
-        """,
-    ]
-
-
-APPLY_SQL = [*upsert_cells("_decision_cell_delta"), *upsert_flows("_decision_flow_delta")]
-
-# Published values (docs/STATISTICS.md): every count is published as the sum of its unit cells' perturbed
-# counts. A unit is a community (as coded in the data, listed or not) or '~', the residents of no known
-# community. Its cells ('pop': type|sex|band, 'origin': province; births, deaths and other removals by
-# month) are perturbed by protection.perturb_unit with keys drawn here, in SQL; the perturbed values are
-# kept like the true ones — cubes 'pop+', 'type+' (pop+ by type) and 'origin+', flow kinds 'birth+',
-# 'death+', 'other+' — for the units and rolled up to street, district and city, so that a page reads its
-# own area's rows. For each unit cell whose true count changed, the new perturbed series (from the true
-# day rows, after they are applied) less the one kept is added, up the hierarchy.
-UNIT = "(length({col}) = 12 OR {col} = '~')"
-# A unit cell's day rows, read by the refresh through this partial index (the primary key leads with the
-# period): PROBED_SERIES repeats its predicate so that the planner can use it.
-UNIT_SERIES_INDEX = (
-    "CREATE INDEX ix_cell_unit_series ON decision.cell (cube, area_code, cell, period)"
-    " WHERE grain = 'D' AND (length(area_code) = 12 OR area_code = '~')"
-)
-# A unit and the areas above it (the residents of no known community count in the city only).
-UP_THE_HIERARCHY = """
-CROSS JOIN LATERAL (VALUES ({col}, 12), (left({col}, 9), 9), (left({col}, 6), 6), ('', 0)) AS a(code, len)
-WHERE {col} <> '~' OR a.len IN (12, 0)"""
-
-# A unit cell's day rows: in a refresh, each changed unit cell's probed through the index (OFFSET 0 keeps
-# the planner from scanning the whole index in a merge join instead: 340 ms against 60 ms for 6,000 unit
-# cells); in a rebuild, which publishes every unit cell, read in one scan (the index is built after it).
-PROBED_SERIES = """
-        FROM _decision_unit u
-        CROSS JOIN LATERAL (
-            SELECT c.period, c.n FROM decision.cell c
-            WHERE c.cube = u.cube AND c.area_code = u.area_code AND c.cell = u.cell
-              AND c.grain = 'D' AND (length(c.area_code) = 12 OR c.area_code = '~')
-            OFFSET 0
-        ) c"""
-SCANNED_SERIES = """
-        FROM decision.cell c JOIN _decision_unit u USING (cube, area_code, cell)
-        WHERE c.grain = 'D' AND (length(c.area_code) = 12 OR c.area_code = '~')"""
-
-
-def publish_cells_sql(series: str) -> list[str]:
-    """The published cells' deltas (_decision_published_delta) of the unit cells _decision_cell_delta
-    changes, their day rows read as `series` says (PROBED_SERIES or SCANNED_SERIES)."""
-    return [
-        "CREATE TEMP TABLE _decision_unit ON COMMIT DROP AS SELECT cube, area_code, cell, min(period) AS first_day"
-        " FROM _decision_cell_delta WHERE grain = 'D' AND cube IN ('pop', 'origin') AND "
-        + UNIT.format(col="area_code")
-        + " GROUP BY cube, area_code, cell",
-        "ANALYZE _decision_unit",
-        PUBLISH_CELLS_SQL.replace("{series}", series),
-        "DROP TABLE _decision_unit",
-    ]
-
-
-PUBLISH_CELLS_SQL = (
+APPLY_SQL = [
+    # By period, the key's second column (neighbouring rows share index pages; the whole key's order
+    # cost 10-15 % more CPU to sort than it saved); rows that reach 0 are noted, then removed.
     """
-    CREATE TEMP TABLE _decision_published_delta ON COMMIT DROP AS
-    WITH running AS (
-        SELECT u.cube, u.area_code, u.cell, u.first_day, c.period AS day,
-               sum(c.n) OVER (PARTITION BY u.cube, u.area_code, u.cell ORDER BY c.period)::integer AS n
-        {series}
-    ),
-    series AS (
-        -- Only from the first day the refresh changed on (before it the counts, and so the published
-        -- values, are as they were); the count before that day for the first row's step.
-        SELECT *, lag(n, 1, 0) OVER (PARTITION BY cube, area_code, cell ORDER BY day) AS n_before
-        FROM running
-    ),
-    keyed AS (
-        SELECT *, """
-    + unit_key_sql("cube", "area_code", "cell", "n")
-    + """ AS k,
-               CASE WHEN day = min(day) OVER (PARTITION BY cube, area_code, cell) THEN """
-    + unit_key_sql("cube", "area_code", "cell", "n_before")
-    + """ END AS k_before
-        FROM series WHERE day >= first_day
-    ),
-    shown AS (
-        SELECT cube, area_code, cell, day, """
-    + perturb_unit_sql("n", "k")
-    + """ AS p,
-               CASE WHEN k_before IS NOT NULL THEN """
-    + perturb_unit_sql("n_before", "k_before")
-    + """ END AS p_before
-        FROM keyed
-    ),
-    change AS (
-        SELECT cube || '+' AS cube, area_code, cell, day,
-               p - coalesce(lag(p) OVER (PARTITION BY cube, area_code, cell ORDER BY day), p_before) AS d
-        FROM shown
-        UNION ALL
-        SELECT c.cube, c.area_code, c.cell, c.period, -c.n
-        FROM decision.cell c
-        JOIN _decision_unit u ON c.cube = u.cube || '+' AND c.area_code = u.area_code AND c.cell = u.cell
-        WHERE c.grain = 'D' AND (length(c.area_code) = 12 OR c.area_code = '~') AND c.period >= u.first_day
-    ),
-    diff AS (
-        SELECT cube, area_code, cell, day, sum(d)::integer AS d FROM change
-        GROUP BY cube, area_code, cell, day HAVING sum(d) <> 0
-    ),
-    typed AS (
-        SELECT cube, area_code, cell, day, d FROM diff
-        UNION ALL SELECT 'type+', area_code, split_part(cell, '|', 1), day, d FROM diff WHERE cube = 'pop+'
+    CREATE TEMP TABLE _decision_zero ON COMMIT DROP AS
+    WITH up AS (
+        INSERT INTO decision.cell AS t (cube, area_code, grain, period, cell, n)
+        SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta ORDER BY period
+        ON CONFLICT (grain, period, cube, area_code, cell) DO UPDATE SET n = t.n + excluded.n
+        RETURNING t.cube, t.area_code, t.grain, t.period, t.cell, t.n
     )
-    SELECT t.cube, a.code AS area_code, g.grain, g.period, t.cell, sum(t.d)::integer AS n
-    FROM typed t
-    CROSS JOIN LATERAL (VALUES ('D', t.day), ('M', date_trunc('month', t.day)::date)) AS g(grain, period)"""
-    + UP_THE_HIERARCHY.format(col="t.area_code")
-    + """
-    GROUP BY t.cube, a.code, g.grain, g.period, t.cell HAVING sum(t.d) <> 0
-    """
-)
-
-PUBLISH_FLOWS_SQL = [
-    "CREATE TEMP TABLE _decision_flow_unit ON COMMIT DROP AS SELECT DISTINCT area_code, month, kind"
-    " FROM _decision_flow_delta WHERE kind IN ('birth', 'death', 'other') AND "
-    + UNIT.format(col="area_code"),
-    """
-    CREATE TEMP TABLE _decision_published_flow ON COMMIT DROP AS
-    WITH keyed AS (
-        SELECT f.area_code, f.month, f.kind, f.n, """
-    + unit_key_sql("'flow'", "f.area_code", "f.kind || '|' || to_char(f.month, 'YYYY-MM-DD')", "f.n")
-    + """ AS k
-        FROM decision.flow f JOIN _decision_flow_unit u USING (area_code, month, kind)
-    ),
-    change AS (
-        SELECT area_code, month, kind || '+' AS kind, """
-    + perturb_unit_sql("n", "k")
-    + """ AS d FROM keyed
-        UNION ALL
-        SELECT f.area_code, f.month, f.kind, -f.n
-        FROM decision.flow f
-        JOIN _decision_flow_unit u ON f.area_code = u.area_code AND f.month = u.month AND f.kind = u.kind || '+'
-    ),
-    diff AS (
-        SELECT area_code, month, kind, sum(d)::integer AS d FROM change
-        GROUP BY area_code, month, kind HAVING sum(d) <> 0
-    )
-    SELECT a.code AS area_code, t.month, t.kind, sum(t.d)::integer AS n
-    FROM diff t"""
-    + UP_THE_HIERARCHY.format(col="t.area_code")
-    + """
-    GROUP BY a.code, t.month, t.kind HAVING sum(t.d) <> 0
+    SELECT cube, area_code, grain, period, cell FROM up WHERE n = 0
     """,
-    "DROP TABLE _decision_flow_unit",
-]
-
-PUBLISH_SQL = [
-    *publish_cells_sql(PROBED_SERIES),
-    *upsert_cells("_decision_published_delta"),
-    *PUBLISH_FLOWS_SQL,
-    *upsert_flows("_decision_published_flow"),
-    "DROP TABLE _decision_published_delta, _decision_published_flow",
+    """
+    DELETE FROM decision.cell t USING _decision_zero z
+    WHERE (t.cube, t.area_code, t.grain, t.period, t.cell) = (z.cube, z.area_code, z.grain, z.period, z.cell)
+      AND t.n = 0
+    """,
+    "DROP TABLE _decision_zero",
+    """
+    INSERT INTO decision.flow AS t (area_code, month, kind, n)
+    SELECT area_code, month, kind, n FROM _decision_flow_delta
+    ON CONFLICT (area_code, month, kind) DO UPDATE SET n = t.n + excluded.n
+    """,
+    """
+    DELETE FROM decision.flow t USING _decision_flow_delta d
+    WHERE t.n = 0 AND (t.area_code, t.month, t.kind) = (d.area_code, d.month, d.kind)
+    """,
 ]
 
 # Into empty tables (a rebuild): load without the primary keys, then build them once. The rows go in
@@ -443,22 +274,12 @@ PUBLISH_SQL = [
 # key's index sorts for itself (0.4 s).
 LOAD_SQL = [
     "ALTER TABLE decision.cell DROP CONSTRAINT pk_cell",
-    "DROP INDEX decision.ix_cell_unit_series",
     """
     INSERT INTO decision.cell (cube, area_code, grain, period, cell, n)
     SELECT cube, area_code, grain, period, cell, n FROM _decision_cell_delta ORDER BY period
     """,
-    "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_flow_delta",
-    *publish_cells_sql(SCANNED_SERIES),
-    """
-    INSERT INTO decision.cell (cube, area_code, grain, period, cell, n)
-    SELECT cube, area_code, grain, period, cell, n FROM _decision_published_delta ORDER BY period
-    """,
     "ALTER TABLE decision.cell ADD CONSTRAINT pk_cell PRIMARY KEY (grain, period, cube, area_code, cell)",
-    UNIT_SERIES_INDEX,
-    *PUBLISH_FLOWS_SQL,
-    "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_published_flow",
-    "DROP TABLE _decision_published_delta, _decision_published_flow",
+    "INSERT INTO decision.flow (area_code, month, kind, n) SELECT area_code, month, kind, n FROM _decision_flow_delta",
     "ANALYZE decision.cell",
 ]
 
@@ -509,9 +330,8 @@ def derive_and_apply(
     session.execute(text(CELL_DELTA_SQL), bound)
     session.execute(text(FLOW_DELTA_SQL), bound)
     changed = 0
-    keyed = {"secret": cell_key_secret(session)}
-    for statement in LOAD_SQL if empty else [*APPLY_SQL, *PUBLISH_SQL]:
-        result = session.execute(text(statement), keyed if ":secret" in statement else {})
+    for statement in LOAD_SQL if empty else APPLY_SQL:
+        result = session.execute(text(statement))
         changed += max(getattr(result, "rowcount", 0) or 0, 0)  # a DROP TABLE's is -1
     session.execute(text(f"DROP TABLE {temp}"))
     session.execute(text("SET LOCAL work_mem TO DEFAULT"))
@@ -534,12 +354,12 @@ AS_OF = "((grain = 'M' AND period = ANY(:months)) OR (grain = 'D' AND period = A
 
 CELLS_AT_SQL = (
     """
-SELECT cube, area_code, cell, sum(n)::integer AS n
+SELECT area_code, cell, sum(n)::integer AS n
 FROM decision.cell
-WHERE cube = ANY(:cubes) AND area_code = ANY(:areas) AND """
+WHERE cube = :cube AND area_code = ANY(:areas) AND """
     + AS_OF
     + """
-GROUP BY cube, area_code, cell
+GROUP BY area_code, cell
 HAVING sum(n) <> 0
 """
 )
@@ -563,51 +383,38 @@ def as_of_params(day: date, epoch: date) -> dict[str, list[date]]:
     }
 
 
-def cubes_at(
-    session: Session, *, cubes: Sequence[str], areas: list[str], day: date, epoch: date
-) -> dict[str, dict[str, dict[str, int]]]:
-    """{cube: {area_code: {cell: count}}} of cubes on a day (the prefix sum of month and day rows), read
-    in one query (a cube and its published values, 'pop' and 'pop+', are read together)."""
-    rows = session.execute(
-        text(CELLS_AT_SQL), {"cubes": list(cubes), "areas": areas, **as_of_params(day, epoch)}
-    )
-    out: dict[str, dict[str, dict[str, int]]] = {c: {a: {} for a in areas} for c in cubes}
-    for cube, area_code, cell, n in rows:
-        out[cube][area_code][cell] = n
-    return out
-
-
 def cells_at(
     session: Session, *, cube: str, areas: list[str], day: date, epoch: date
 ) -> dict[str, dict[str, int]]:
-    """{area_code: {cell: count}} of a cube on a day."""
-    return cubes_at(session, cubes=[cube], areas=areas, day=day, epoch=epoch)[cube]
+    """{area_code: {cell: count}} of a cube on a day (the prefix sum of month and day rows)."""
+    rows = session.execute(text(CELLS_AT_SQL), {"cube": cube, "areas": areas, **as_of_params(day, epoch)})
+    out: dict[str, dict[str, int]] = {a: {} for a in areas}
+    for area_code, cell, n in rows:
+        out[area_code][cell] = n
+    return out
 
 
 def month_end_totals(
-    session: Session, *, area: str, first: date, last: date, epoch: date, cubes: Sequence[str] = ("type",)
-) -> dict[str, dict[date, dict[str, int]]]:
-    """{cube: {month start: {type: count on the month's last day}}} of an area, for the months
-    first..last ('type': true, 'type+': as published)."""
+    session: Session, *, area: str, first: date, last: date, epoch: date
+) -> dict[date, dict[str, int]]:
+    """{month start: {type: count on the month's last day}} of an area, for the months first..last."""
     rows = session.execute(
         text(
-            "SELECT period, cube, cell, sum(n)::integer FROM decision.cell"
-            " WHERE grain = 'M' AND period = ANY(:months) AND cube = ANY(:cubes) AND area_code = :area"
-            " GROUP BY period, cube, cell ORDER BY period"
+            "SELECT period, cell, sum(n)::integer FROM decision.cell"
+            " WHERE grain = 'M' AND period = ANY(:months) AND cube = 'type' AND area_code = :area"
+            " GROUP BY period, cell ORDER BY period"
         ),
-        {"area": area, "cubes": list(cubes), "months": month_starts(epoch, last)},
+        {"area": area, "months": month_starts(epoch, last)},
     ).all()
-    running: dict[tuple[str, str], int] = {}
-    out: dict[str, dict[date, dict[str, int]]] = {c: {} for c in cubes}
+    running: dict[str, int] = {}
+    out: dict[date, dict[str, int]] = {}
     i = 0
     for month in month_starts(min(first, epoch), last):
         while i < len(rows) and rows[i][0] <= month:
-            _, cube, cell, n = rows[i]
-            running[cube, cell] = running.get((cube, cell), 0) + n
+            running[rows[i][1]] = running.get(rows[i][1], 0) + rows[i][2]
             i += 1
         if month >= first.replace(day=1):
-            for cube in cubes:
-                out[cube][month] = {c: v for (k, c), v in running.items() if k == cube and v}
+            out[month] = {c: v for c, v in running.items() if v}
     return out
 
 

@@ -13,7 +13,7 @@ import csv
 import statistics
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
 from functools import partial
@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from base.db import create_database, database_url, drop_database
-from decision import aggregates, indicators, protection, service
+from decision import aggregates, indicators, service
 from decision.dimensions import POPULATION_TYPES
 from decision.schemas import AreaOut
 from registry.migrate import upgrade
@@ -216,18 +216,18 @@ def dashboard_queries(session: Session, area: AreaOut, day: date) -> dict[str, C
     window = aggregates.read_window(session)
     assert window is not None
     epoch = window.epoch
-    return {  # each cube with its published values, as the dashboard reads them
-        "pop cells": lambda: aggregates.cubes_at(
-            session, cubes=("pop", "pop+"), areas=[area.code], day=day, epoch=epoch
+    return {
+        "pop cells": lambda: aggregates.cells_at(
+            session, cube="pop", areas=[area.code], day=day, epoch=epoch
         ),
-        "children by type": lambda: aggregates.cubes_at(
-            session, cubes=("type", "type+"), areas=[c.code for c in children], day=day, epoch=epoch
+        "children by type": lambda: aggregates.cells_at(
+            session, cube="type", areas=[c.code for c in children], day=day, epoch=epoch
         ),
-        "origin": lambda: aggregates.cubes_at(
-            session, cubes=("origin", "origin+"), areas=[area.code], day=day, epoch=epoch
+        "origin": lambda: aggregates.cells_at(
+            session, cube="origin", areas=[area.code], day=day, epoch=epoch
         ),
-        "year earlier": lambda: aggregates.cubes_at(
-            session, cubes=("type", "type+"), areas=[area.code], day=indicators.year_earlier(day), epoch=epoch
+        "year earlier": lambda: aggregates.cells_at(
+            session, cube="type", areas=[area.code], day=indicators.year_earlier(day), epoch=epoch
         ),
         "trend 12 months": lambda: aggregates.month_end_totals(
             session,
@@ -235,7 +235,6 @@ def dashboard_queries(session: Session, area: AreaOut, day: date) -> dict[str, C
             first=indicators.month_back(month, 12),
             last=indicators.month_back(month, 1),
             epoch=epoch,
-            cubes=("type", "type+"),
         ),
         "flows 12 months": lambda: aggregates.flows_between(
             session, area=area.code, first=indicators.month_back(month, 11), last=month
@@ -307,39 +306,7 @@ def accuracy(*, session: Session, truth: Path, day: date) -> dict[str, Any]:
         "max_error_pct": max(errors),
         "max_counted_error_pct": max(counted_errors),
         "sources": sources,
-        # The publication's own difference: sums of perturbed unit cells against the counts.
-        "perturbation": perturbation(session=session, day=day),
     }
-
-
-def perturbation(*, session: Session, day: date) -> list[dict[str, Any]]:
-    """Residents of the city and each district on a day as published (sums of perturbed unit cells)
-    against the counts before perturbation, with the number of non-empty unit cells summed and the
-    standard deviation their noise tables give such a sum."""
-    counted = service.aggregate_cells(session=session, as_of=day)
-    published = service.aggregate_cells(session=session, as_of=day, published=True)
-    units: Counter[str] = Counter()
-    variance: defaultdict[str, float] = defaultdict(float)
-    for (cube, unit, _), n in counted.items():
-        if cube == "pop" and service.is_unit(unit):
-            for area in service.unit_areas(unit):
-                units[area] += 1
-                variance[area] += protection.unit_noise_variance(n)
-    out = []
-    for area in ["", *(a.code for a in indicators.child_areas(session, indicators.CITY))]:
-        true = sum(n for (cube, a, _), n in counted.items() if cube == "type" and a == area)
-        shown = sum(n for (cube, a, _), n in published.items() if cube == "type+" and a == area)
-        out.append(
-            {
-                "area": area or "city",
-                "counted": true,
-                "published": shown,
-                "error_pct": round(100 * (shown - true) / max(true, 1), 3),
-                "unit_cells": units[area],
-                "expected_sd": round(variance[area] ** 0.5, 1),
-            }
-        )
-    return out
 
 
 def main() -> None:
@@ -403,12 +370,6 @@ def main() -> None:
                     for a in (city, district, street, community)
                 )
             )
-            print(f"\nresidents on {day}, published (sums of perturbed unit cells) against counted:")
-            for row in perturbation(session=session, day=day):
-                print(
-                    f"{row['area']:<8} counted {row['counted']:>9,} published {row['published']:>9,}"
-                    f" ({row['error_pct']:+.2f} %)  {row['unit_cells']:,} unit cells, expected s.d. {row['expected_sd']}"
-                )
         with Session(engine) as session:
             started = time.perf_counter()
             batch = daily_batch(session, records=args.increment, day=day)

@@ -39,9 +39,8 @@ def table_rows(table: StatTable, caption: str) -> list[list[Value]]:
         out.append([row.label, *(_value(c) for c in row.cells), *([_value(row.total)] if row.total else [])])
     out.append(
         [
-            f"注：人口数及出生、死亡、注销人数由最小单元格（社区×类型×性别×年龄组等）各加入 ±{MAX_NOISE} 以内的"
-            f"随机扰动后加总而成（同一数值在各页面、接口和导出中相同），分项之和等于合计；迁入、迁出人数各自加入"
-            f" ±{MAX_NOISE} 以内的扰动；小于 {DEFAULT_THRESHOLD} 的数值（包括 0）均以“{SUPPRESSED_MARK}”表示"
+            f"注：各数值已加入 ±{MAX_NOISE} 以内的随机扰动（同一数值在各页面、接口和导出中相同），"
+            f"扰动后小于 {DEFAULT_THRESHOLD} 的数值（包括 0）均以“{SUPPRESSED_MARK}”表示；表内分项之和与合计可能略有出入"
         ]
     )
     if table.note:

@@ -1,11 +1,8 @@
-"""Indicators of one area on one date, as published tables: read the aggregates, true and as published, format.
+"""Indicators of one area on one date, as published tables: read the aggregates, perturb, format.
 
-Every number of a page is a cell with a key; a key names what it counts. Residents (by any type, sex
-and ages, on any day), floating residents by province, births, deaths and other removals are published
-as sums of perturbed unit cells, read from the area's own published rows (decision/aggregates.py,
-PUBLISH_SQL), so that tables and the area hierarchy add up among published numbers; moves in and out
-are perturbed here, each on its own by a key of its definition and count (decision/protection.py).
-The same quantity gets the same published value wherever it appears, on this page and on every other.
+Every number of a page is a cell with a key; a key names what it counts, and the same quantity gets
+the same published value wherever it appears (decision/protection.py: the cell-key perturbation
+hashes its definition and count), on this page and on every other.
 """
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -17,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from decision import aggregates, protection, service
 from decision.dimensions import (
+    AGE_BAND_LOWER,
     CHILDREN,
     ELDERLY,
     FIVE_YEAR_GROUPS,
@@ -55,10 +53,8 @@ LEVEL_OF_LENGTH = {0: "city", 6: "district", 9: "street", 12: "community"}
 LEVEL_NAMES = {level.value: level.label for level in AreaLevel}
 CHILD_LENGTH = {0: 6, 6: 9, 9: 12}
 FLOW_KINDS = {kind.value: kind.label for kind in FlowKind}
-# Flows that add up the area hierarchy, published as sums of unit cells like residents (moves do not:
-# a move between two sub-areas is no move of the area).
-ADDITIVE_FLOWS = ("birth", "death", "other")
 CITY = AreaOut(code="", name="全市", level="city")
+ALL_BANDS = frozenset({*range(len(AGE_BAND_LOWER)), UNKNOWN_BAND})
 NO_DATA: tuple[str] = ("nodata",)  # a cell of a month before the data begin
 
 
@@ -187,46 +183,24 @@ class Grid:
             yield self.grand_total
 
 
-PopCell = tuple[str, str, int]  # population type, sex, age band
-
-
-def _pop_sum(cells: dict[PopCell, int], key: Key) -> int:
-    """A 'pop' key's count: the sum of the (type, sex, band) cells it covers."""
-    _, population_type, sex, bands = key
-    total = 0
-    for (t, s, b), n in cells.items():
-        if population_type in (ALL, t) and sex in (ALL, s) and (bands == ALL or b in bands):  # type: ignore[operator]
-            total += n
-    return total
-
-
 @dataclass
 class Page:
-    """The counts of one area on one date by key: residents by type, sex and age band, true and as
-    published (sums of the units' perturbed cells), and what the tables add (origins, sub-areas, trend,
-    flows, a year before)."""
+    """The counts of one area on one date by key: residents by type, sex and age band, and what the
+    tables add (origins, sub-areas, trend, flows, a year before)."""
 
-    pop: dict[PopCell, int]
-    pop_shown: dict[PopCell, int]
+    pop: dict[tuple[str, str, int], int]
     values: dict[Key, int] = field(default_factory=dict)
-    shown: dict[Key, int] = field(default_factory=dict)
 
     def value(self, key: Key) -> int:
         """The count behind a key (computed from the population cells for 'pop' keys)."""
         if key not in self.values and key[0] == "pop":
-            self.values[key] = _pop_sum(self.pop, key)
+            _, population_type, sex, bands = key
+            total = 0
+            for (t, s, b), n in self.pop.items():
+                if population_type in (ALL, t) and sex in (ALL, s) and (bands == ALL or b in bands):  # type: ignore[operator]
+                    total += n
+            self.values[key] = total
         return self.values.get(key, 0)
-
-    def shown_value(self, key: Key) -> int | None:
-        """The published value of a count summed from unit cells (None: a count perturbed on its own)."""
-        if key not in self.shown and key[0] == "pop":
-            self.shown[key] = _pop_sum(self.pop_shown, key)
-        return self.shown.get(key)
-
-    def put(self, key: Key, true: int, shown: int) -> None:
-        """A count summed from unit cells: its true and its published value."""
-        self.values[key] = true
-        self.shown[key] = shown
 
 
 def pop_key(
@@ -302,11 +276,7 @@ class Published:
     page: Page
 
     def count(self, key: Key) -> int:
-        """The published (perturbed) count behind a key: the sum of its unit cells' perturbed counts, or
-        (moves, which do not add up the hierarchy) the count perturbed on its own."""
-        shown = self.page.shown_value(key)
-        if shown is not None:
-            return shown
+        """The published (perturbed) count behind a key."""
         area_code, definition = _definition(self.scope, key)
         n = self.page.value(key)
         return protection.perturb(n, protection.cell_key(self.scope.secret, area_code, definition, n))
@@ -331,9 +301,21 @@ class Published:
 
 
 def _definition(scope: Scope, key: Key) -> tuple[str, Key]:
-    """What a count perturbed on its own (a move in or out) counts, as (area, definition): the same
-    definition wherever the quantity appears, so that it gets the same cell key and published value."""
+    """What a key counts, as (area, definition): the same definition wherever the quantity appears
+    (a year-earlier or month-end count of a type is that type's count on another day; a sub-area's
+    count is that area's own), so that it gets the same cell key and published value."""
     area, kind = scope.area.code, key[0]
+    if kind == "pop":
+        bands = key[3]
+        if isinstance(bands, tuple) and set(bands) >= ALL_BANDS:
+            bands = ALL
+        return area, ("pop", key[1], key[2], bands)
+    if kind == "trend":
+        return area, pop_key(str(key[2]))
+    if kind == "earlier":
+        return area, pop_key(str(key[1]))
+    if kind == "child" and key[1] != "~":
+        return str(key[1]), pop_key(str(key[2]))
     if kind == "flow" and key[1] == ALL:
         # The window's total sums the months with data in it: defined by those months, so that every
         # months variant summing the same months, and a total of one month and that month's own cell,
@@ -456,14 +438,8 @@ def _read_scope(
 ) -> tuple[Scope, Page]:
     """The area's residents on the date by type, sex and age band, and the scope they give the dashboard:
     the column of residents of unknown type (or sex) only when its published count is a number."""
-    cells = aggregates.cubes_at(
-        session, cubes=("pop", "pop+"), areas=[area.code], day=as_of, epoch=window.epoch
-    )
-    true, shown = cells["pop"][area.code], cells["pop+"][area.code]
-    page = Page(
-        pop={parse_pop_cell(c): n for c, n in true.items()},
-        pop_shown={parse_pop_cell(c): n for c, n in shown.items()},
-    )
+    cells = aggregates.cells_at(session, cube="pop", areas=[area.code], day=as_of, epoch=window.epoch)
+    page = Page(pop={parse_pop_cell(c): n for c, n in cells[area.code].items()})
     scope = Scope(
         area=area,
         children=child_areas(session, area),
@@ -552,13 +528,13 @@ def _age_structure(session: Session, scope: Scope, page: Page) -> Grid:
 def _origin(session: Session, scope: Scope, page: Page) -> Grid:
     """The floating population by the province of their household registration, the largest first."""
     code = scope.area.code
-    cells = aggregates.cubes_at(
-        session, cubes=("origin", "origin+"), areas=[code], day=scope.as_of, epoch=scope.window.epoch
+    counts = aggregates.cells_at(
+        session, cube="origin", areas=[code], day=scope.as_of, epoch=scope.window.epoch
     )
-    origin, shown = cells["origin"][code], cells["origin+"][code]
-    provinces = sorted(origin.keys() | shown.keys(), key=lambda p: (-shown.get(p, 0), p))
+    origin = counts[code]
+    provinces = sorted(origin, key=lambda p: (-origin[p], p))
     for p in provinces:
-        page.put(("origin", p), origin.get(p, 0), shown.get(p, 0))
+        page.values["origin", p] = origin[p]
     return Grid(
         "origin",
         "流动人口来源地（省份）",
@@ -575,23 +551,20 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
     if not scope.children:
         return None
     types = scope.types
-    codes = [c.code for c in scope.children]
-    cells = aggregates.cubes_at(
-        session, cubes=("type", "type+"), areas=codes, day=scope.as_of, epoch=scope.window.epoch
+    counts = aggregates.cells_at(
+        session,
+        cube="type",
+        areas=[c.code for c in scope.children],
+        day=scope.as_of,
+        epoch=scope.window.epoch,
     )
-    true, shown = cells["type"], cells["type+"]
+    rest = {t: page.value(pop_key(t)) - sum(counts[c.code].get(t, 0) for c in scope.children) for t in types}
     rows: list[GridRow] = [(c.name, c.code, [("child", c.code, t) for t in types]) for c in scope.children]
-    for code in codes:
-        for t in types:
-            page.put(("child", code, t), true[code].get(t, 0), shown[code].get(t, 0))
-        page.put(("child", code, ALL), sum(true[code].values()), sum(shown[code].values()))
-    # Residents of no listed area below: the units not in any listed sub-area (published: the rest of sums).
-    for t in [*types, ALL]:
-        rest = [page.value(pop_key(t)), page.shown_value(pop_key(t)) or 0]
-        for code in codes:
-            rest[0] -= page.values["child", code, t]
-            rest[1] -= page.shown["child", code, t]
-        page.put(("child", "~", t), rest[0], rest[1])
+    for c in scope.children:
+        page.values.update({("child", c.code, t): counts[c.code].get(t, 0) for t in types})
+        page.values["child", c.code, ALL] = sum(counts[c.code].values())
+    page.values.update({("child", "~", t): rest[t] for t in types})
+    page.values["child", "~", ALL] = sum(rest.values())
     if scope.shows(page, ("child", "~", ALL)):
         rows.append(("区划不明", None, [("child", "~", t) for t in types]))
     level_name = LEVEL_NAMES[scope.children[0].level]
@@ -609,18 +582,17 @@ def _sub_areas(session: Session, scope: Scope, page: Page) -> Grid | None:
 
 def _trend(session: Session, scope: Scope, page: Page) -> Grid:
     """Residents by type at the end of each month before the date's (within the window), and on the date."""
-    totals = aggregates.month_end_totals(
+    counts = aggregates.month_end_totals(
         session,
         area=scope.area.code,
         first=month_back(scope.this_month, scope.months),
         last=month_back(scope.this_month, 1),
         epoch=scope.window.epoch,
-        cubes=("type", "type+"),
     )
-    true, shown = totals["type"], totals["type+"]
-    months = [m for m in sorted(true) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
+    months = [m for m in sorted(counts) if aggregates.next_month(m) - timedelta(days=1) >= scope.window.epoch]
     for m in months:
-        _put_types(page, scope, ("trend", m), true[m], shown[m])
+        page.values.update({("trend", m, t): counts[m].get(t, 0) for t in scope.types})
+        page.values["trend", m, ALL] = sum(counts[m].values())
     rows: list[GridRow] = [
         (f"{m:%Y-%m}月末", None, [("trend", m, t) if _has_data(scope, m) else NO_DATA for t in scope.types])
         for m in months
@@ -637,13 +609,6 @@ def _trend(session: Session, scope: Scope, page: Page) -> Grid:
     )
 
 
-def _put_types(page: Page, scope: Scope, prefix: Key, true: dict[str, int], shown: dict[str, int]) -> None:
-    """Residents by type and in all (keys prefix + (type,)) on another day: true and published."""
-    for t in scope.types:
-        page.put((*prefix, t), true.get(t, 0), shown.get(t, 0))
-    page.put((*prefix, ALL), sum(true.values()), sum(shown.values()))
-
-
 def _has_data(scope: Scope, month: date) -> bool:
     """Whether the data reach the end of the month (a month that ended before they begin has none)."""
     return aggregates.next_month(month) > scope.since
@@ -656,17 +621,11 @@ def _flows(session: Session, scope: Scope, page: Page) -> Grid:
     months = [month_back(scope.this_month, i) for i in range(scope.months - 1, -1, -1)]
     months = [m for m in months if aggregates.next_month(m) > scope.window.epoch]
     for m in months:
-        month = counts.get(m, {})
-        for kind in FLOW_KINDS:
-            if kind in ADDITIVE_FLOWS:
-                page.put(("flow", m, kind), month.get(kind, 0), month.get(kind + "+", 0))
-            else:
-                page.values["flow", m, kind] = month.get(kind, 0)
+        page.values.update({("flow", m, kind): counts.get(m, {}).get(kind, 0) for kind in FLOW_KINDS})
     for kind in FLOW_KINDS:
-        with_data = [m for m in months if _has_data(scope, m)]
-        page.values["flow", ALL, kind] = sum(page.values["flow", m, kind] for m in with_data)
-        if kind in ADDITIVE_FLOWS:
-            page.shown["flow", ALL, kind] = sum(page.shown["flow", m, kind] for m in with_data)
+        page.values["flow", ALL, kind] = sum(
+            page.values["flow", m, kind] for m in months if _has_data(scope, m)
+        )
     return Grid(
         "flows",
         "人口变动（按月）",
@@ -700,11 +659,11 @@ def _earlier_line(session: Session, scope: Scope, page: Page) -> list[Key]:
     if not scope.has_earlier:
         return []
     code = scope.area.code
-    cells = aggregates.cubes_at(
-        session, cubes=("type", "type+"), areas=[code], day=scope.earlier, epoch=scope.window.epoch
+    counts = aggregates.cells_at(
+        session, cube="type", areas=[code], day=scope.earlier, epoch=scope.window.epoch
     )
-    true, shown = cells["type"][code], cells["type+"][code]
-    _put_types(page, scope, ("earlier",), true, shown)
+    page.values.update({("earlier", t): counts[code].get(t, 0) for t in scope.types})
+    page.values["earlier", ALL] = sum(counts[code].values())
     return [*(("earlier", t) for t in scope.types), ("earlier", ALL)]
 
 
@@ -873,23 +832,13 @@ def build_lineage(
             values["source", source] = sum(b.records for b in batches)
         values["dept", dept] = sum(values["source", s] for s in sources)
     secret = protection.cell_key_secret(session)
-    # The population is the dashboard's count of the same subgroup: summed from the same unit cells.
+    # The population is the dashboard's count of the same subgroup: same definition, same published value.
     ages = None if age_from is None else AgeRange("", "", age_from, age_to)
-    window = _window(session, as_of)
-    shown = aggregates.cells_at(session, cube="pop+", areas=[area.code], day=as_of, epoch=window.epoch)
-    population = _pop_sum(
-        {parse_pop_cell(c): n for c, n in shown[area.code].items()},
-        pop_key(population_type or ALL, sex or ALL, ages),
-    )
+    population_definition = pop_key(population_type or ALL, sex or ALL, ages)
 
     def cell(key: Key) -> StatCell:
-        if key == ("population",):
-            n = population
-        else:
-            definition = ("lineage", indicator, *key)
-            n = protection.perturb(
-                values[key], protection.cell_key(secret, area.code, definition, values[key])
-            )
+        definition = population_definition if key == ("population",) else ("lineage", indicator, *key)
+        n = protection.perturb(values[key], protection.cell_key(secret, area.code, definition, values[key]))
         return _cell(n, n < threshold)
 
     return Lineage(

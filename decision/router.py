@@ -249,10 +249,6 @@ def _lineage(session: Session, area: str, day: date | None, indicator: str) -> L
         raise _error(404, "UNKNOWN_AREA", f"区划代码 {exc.args[0]} 不存在") from exc
     except indicators.AfterDataError as exc:
         raise _error(422, "DATE_AFTER_DATA", str(exc)) from exc
-    except indicators.OutOfWindowError as exc:
-        raise _error(422, "DATE_OUT_OF_RANGE", str(exc)) from exc
-    except indicators.NotBuiltError as exc:
-        raise _error(503, "NOT_BUILT", str(exc)) from exc
 
 
 @api.get(

@@ -22,7 +22,6 @@ from decision.aggregates import (
     read_window,
 )
 from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
-from decision.protection import perturb_unit, unit_key
 from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
 from schemas.canonical import BatchStep
 
@@ -191,36 +190,10 @@ GROUP BY 1, 2, 3, 4, 5
 
 
 def area_codes_of(community_code: str | None) -> list[str]:
-    """The city ('') and, for a community code, its district, street and community; for none, the unit of
-    residents of no known community ('~')."""
+    """The city ('') and, for a community code, its district, street and community."""
     if community_code is None:
-        return ["", "~"]
+        return [""]
     return ["", community_code[:6], community_code[:9], community_code]
-
-
-def is_unit(area_code: str) -> bool:
-    """Whether an area code is a unit's: a community, or '~' (residents of no known community)."""
-    return len(area_code) == 12 or area_code == "~"
-
-
-def unit_areas(unit: str) -> list[str]:
-    """The unit's own code and every area above it."""
-    return area_codes_of(None if unit == "~" else unit)
-
-
-def published_recount(counts: Counter[CellKey], secret: str) -> Counter[CellKey]:
-    """The published cells ('pop+', 'type+', 'origin+') that true cells (as recount gives them) make, each
-    unit cell perturbed in Python (protection.perturb_unit): the counterpart of what PUBLISH_SQL keeps."""
-    out: Counter[CellKey] = Counter()
-    for (cube, unit, cell), n in counts.items():
-        if cube == "type" or not is_unit(unit):
-            continue
-        p = perturb_unit(n, unit_key(secret, cube, unit, cell, n))
-        for area in unit_areas(unit):
-            out[cube + "+", area, cell] += p
-            if cube == "pop":
-                out["type+", area, cell.split("|")[0]] += p
-    return +out
 
 
 def recount(*, session: Session, as_of: date, known_at: Any = None) -> Counter[CellKey]:
@@ -247,23 +220,21 @@ def recount(*, session: Session, as_of: date, known_at: Any = None) -> Counter[C
     return counts
 
 
-def aggregate_cells(*, session: Session, as_of: date, published: bool = False) -> Counter[CellKey]:
-    """Every non-zero cell of every area on as_of, read from the aggregates (the counterpart of recount);
-    published: the published cubes' instead (the counterpart of published_recount)."""
+def aggregate_cells(*, session: Session, as_of: date) -> Counter[CellKey]:
+    """Every non-zero cell of every area on as_of, read from the aggregates (the counterpart of recount)."""
     window = read_window(session)
     if window is None:
         return Counter()
     rows = session.execute(
         text(
             """
-            SELECT cube, area_code, cell, sum(n)::integer FROM decision.cell
-            WHERE (cube LIKE '%+') = :published AND """
+            SELECT cube, area_code, cell, sum(n)::integer FROM decision.cell WHERE """
             + AS_OF
             + """
             GROUP BY cube, area_code, cell HAVING sum(n) <> 0
             """
         ),
-        {"published": published, **as_of_params(as_of, window.epoch)},
+        as_of_params(as_of, window.epoch),
     )
     return Counter({(cube, area, cell): n for cube, area, cell, n in rows})
 

@@ -2,20 +2,11 @@
 
 The intruder collects every count published for the date (each area's dashboard in several months
 variants, and the lineage of every indicator), writes each as a linear expression over unknown
-counts, adds what the method publicly tells about a published number, and then, for each protected
-cell (true count 1..threshold-1), minimises and maximises its expression with HiGHS: the
+counts (the residents of each community by type, sex and age band; each community's floating
+residents by province; type counts on other days; flows; lineage record counts), adds what the method
+publicly tells about a published number (protection.true_range), and then, for each protected cell
+(true count 1..threshold-1), minimises and maximises its expression with HiGHS: the
 interval of true values consistent with everything published.
-
-Residents (each unit's by type, sex and age band, on the date and on every month's last day) and
-floating residents by province are published as sums of perturbed unit cells: each such cell is two
-unknowns, its true count x and its published value p, with what the method tells of them
-(x - 3 <= p <= x + 3, and p <= 4x: an empty cell is published as 0, a cell of n >= 1 as at most
-n + 3 <= 4n), and a published number is its sum of p exactly (a "*": between 0 and threshold - 1).
-On days of which only counts by type are published (month ends, a year before), each unit and type is
-one pair, the sums of its K cells, bounded by the exact projection of the cells' bounds
-(X - 3K <= P <= X + 3K, P <= 4X).
-Flows and lineage record counts are perturbed on their own: a published number v tells that the
-true count is within v +- 3 (protection.true_range).
 """
 
 from collections import defaultdict
@@ -63,50 +54,22 @@ class Audit:
         """The index of an unknown (created on first use)."""
         return self.variables.setdefault(atom, len(self.variables))
 
-    def cell(self, day: date, unit: str, detail: Hashable, cells: int = 1) -> tuple[int, int]:
-        """A unit cell's true count and published value (created on first use, with the method's bounds),
-        or the sums of so many cells of which nothing else is published: the bounds' exact projection."""
-        atom = (day, unit, detail)
-        if ("x", *atom) not in self.variables:
-            x, p = self.var(("x", *atom)), self.var(("p", *atom))
-            noise = cells * protection.MAX_NOISE
-            self.rows.append(({p: 1, x: -1}, -noise, noise))
-            self.row_names.append(f"单元 {unit or '全市'} {detail} {day} 扰动界")
-            self.rows.append(({p: 1, x: -(1 + protection.MAX_NOISE)}, -np.inf, 0))
-            self.row_names.append(f"单元 {unit or '全市'} {detail} {day} 空单元发布 0")
-        return self.variables["x", *atom], self.variables["p", *atom]
-
     def members(self, area: str) -> list[str]:
         """The community-level units an area's counts sum: its communities, and for the city also
         the residents of no known community ('')."""
         inside = [c for c in self.communities if c.startswith(area)]
         return [*inside, ""] if area == "" else inside
 
-    def over(self, area: str, day: date, details: Iterable[Hashable]) -> tuple[Expr, Expr]:
-        """The sums of unit cells over an area's units and the given details: true and published."""
-        true: Expr = defaultdict(int)
-        shown: Expr = defaultdict(int)
+    def over(self, area: str, family: str, details: Iterable[Hashable]) -> Expr:
+        """The sum of a family's unknowns over an area's units and the given details."""
+        out: Expr = defaultdict(int)
         for unit in self.members(area):
             for d in details:
-                x, p = self.cell(day, unit, d)
-                true[x] += 1
-                shown[p] += 1
-        return true, shown
+                out[self.var((family, unit, d))] += 1
+        return out
 
-    def types_on(self, area: str, day: date, ptype: str) -> tuple[Expr, Expr]:
-        """Residents of an area by type on another day than the date, of which only counts by type are
-        published: one pair of unknowns per unit and type, the sums of its sex x band cells."""
-        true: Expr = defaultdict(int)
-        shown: Expr = defaultdict(int)
-        for unit in self.members(area):
-            for t in self.types if ptype == ALL else [ptype]:
-                x, p = self.cell(day, unit, ("type", t), cells=len(self.sexes) * len(self.bands))
-                true[x] += 1
-                shown[p] += 1
-        return true, shown
-
-    def pop(self, area: str, day: date, ptype: str, sex: str, bands: object) -> tuple[Expr, Expr]:
-        """Residents of an area on a day by type, sex and bands (ALL for any): true and published."""
+    def pop(self, area: str, ptype: str, sex: str, bands: object) -> Expr:
+        """Residents of an area on the date by type, sex and bands (ALL for any)."""
         details = [
             (t, s, b)
             for t in self.types
@@ -114,34 +77,31 @@ class Audit:
             for b in self.bands
             if ptype in (ALL, t) and sex in (ALL, s) and (bands == ALL or b in bands)  # type: ignore[operator]
         ]
-        return self.over(area, day, details)
+        return self.over(area, "x", details)
 
-    def publish(
-        self, name: str, expr: Expr, shown: Expr | None, cell: StatCell, true: int, threshold: int
-    ) -> None:
-        """A published number: what it tells about the true count (expr) or, for a sum of unit cells,
-        about their published values (shown); and whether the true count is protected."""
+    def types_on(self, area: str, day: date, ptype: str) -> Expr:
+        """Residents of an area by type on another day than the date (one unknown per type, unit, day)."""
+        return self.over(area, ("type", day), self.types if ptype == ALL else [ptype])  # type: ignore[arg-type]
+
+    def publish(self, name: str, expr: Expr, cell: StatCell, true: int, threshold: int) -> None:
+        """A published number: what it tells about the true count, and whether that count is protected."""
         self.published += 1
-        if shown is not None and (cell.suppressed or cell.value is not None):
-            low, high = (0.0, threshold - 1.0) if cell.suppressed else (float(cell.value), float(cell.value))  # type: ignore[arg-type]
-            self.rows.append((dict(shown), low, high))
-            self.row_names.append(f"{name} 显示 {cell.display}")
-        elif shown is None and (bounds := protection.true_range(cell, threshold)) is not None:
+        bounds = protection.true_range(cell, threshold)
+        if bounds is not None:
             self.rows.append((dict(expr), bounds[0], bounds[1]))
             self.row_names.append(f"{name} 显示 {cell.display}")
         if 0 < true < threshold:
             self.protected.setdefault(tuple(sorted(expr.items())), (name, cell.display, true))
 
 
-def expression(audit: Audit, area: str, key: Hashable, as_of: date) -> tuple[Expr, Expr | None]:
-    """A dashboard key of an area as an expression over the unknowns: its true count, and its published
-    value when that is a sum of unit cells (None for a count perturbed on its own)."""
+def expression(audit: Audit, area: str, key: Hashable, as_of: date) -> Expr:
+    """A dashboard key of an area as an expression over the unknowns."""
     assert isinstance(key, tuple)
     kind = key[0]
     if kind == "pop":
-        return audit.pop(area, as_of, key[1], key[2], key[3])
+        return audit.pop(area, key[1], key[2], key[3])
     if kind == "origin":
-        return audit.over(area, as_of, [("origin", key[1])])
+        return audit.over(area, "origin", [key[1]])
     if kind == "earlier":
         return audit.types_on(area, year_earlier(as_of), key[1])
     if kind == "trend":
@@ -149,49 +109,26 @@ def expression(audit: Audit, area: str, key: Hashable, as_of: date) -> tuple[Exp
     if kind == "child":
         code, ptype = key[1], key[2]
         if code != "~":
-            return audit.pop(code, as_of, ptype, ALL, ALL)
-        rest = audit.pop(area, as_of, ptype, ALL, ALL)
+            return audit.pop(code, ptype, ALL, ALL)
+        rest = audit.pop(area, ptype, ALL, ALL)
         length = indicators.CHILD_LENGTH[len(area)]
         for child in {c[:length] for c in audit.communities if c.startswith(area)}:
-            for whole, part in zip(rest, audit.pop(child, as_of, ptype, ALL, ALL), strict=True):
-                for i, v in part.items():
-                    whole[i] = whole.get(i, 0) - v
-        true, shown = ({i: v for i, v in e.items() if v} for e in rest)
-        return true, shown
-    if kind == "flow" and key[2] in indicators.ADDITIVE_FLOWS:  # sums of unit cells, like residents
-        assert isinstance(key[1], date)
-        return audit.over(area, key[1], [("flow", key[2])])
+            for i, v in audit.pop(child, ptype, ALL, ALL).items():
+                rest[i] = rest.get(i, 0) - v
+        return {i: v for i, v in rest.items() if v}
     if kind == "flow":
-        return {audit.var(("flow", area, key[1], key[2])): 1}, None
+        return {audit.var(("flow", area, key[1], key[2])): 1}
     raise AssertionError(f"unknown key {key}")
 
 
-def _summed(exprs: Iterable[tuple[Expr, Expr | None]]) -> tuple[Expr, Expr]:
-    """The sum of expressions (true, published)."""
-    true: Expr = defaultdict(int)
-    shown: Expr = defaultdict(int)
-    for t, p in exprs:
-        for i, v in t.items():
-            true[i] += v
-        for i, v in (p or {}).items():
-            shown[i] += v
-    return true, shown
-
-
-def relations(audit: Audit, as_of: date) -> None:
+def relations(audit: Audit) -> None:
     """What the intruder knows holds between the unknowns: each unit's floating residents are the sum
     of their provinces of origin."""
-    provinces = {
-        detail[1]
-        for a in audit.variables
-        if a[0] == "x" and isinstance(detail := a[3], tuple) and detail[0] == "origin"
-    }
+    provinces = {a[2] for a in audit.variables if a[0] == "origin"}
     for unit in [*audit.communities, ""]:
-        expr: Expr = {
-            audit.cell(as_of, unit, ("floating", s, b))[0]: 1 for s in audit.sexes for b in audit.bands
-        }
+        expr: Expr = {audit.var(("x", unit, ("floating", s, b))): 1 for s in audit.sexes for b in audit.bands}
         for p in provinces:
-            expr[audit.cell(as_of, unit, ("origin", p))[0]] = -1
+            expr[audit.var(("origin", unit, p))] = -1
         audit.equalities.append(expr)
 
 
@@ -212,7 +149,7 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
     truths: dict[tuple[str, Key], int] = {}
     for area in areas:
         for m in months:
-            flow_months: dict[Hashable, list[Key]] = defaultdict(list)
+            flow_months: dict[Hashable, list[int]] = defaultdict(list)
             window_totals = []
             counts = indicators.published_counts(
                 session=session, area_code=area, as_of=as_of, threshold=threshold, months=m
@@ -220,30 +157,24 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
             for count in counts:
                 key = count.key
                 truths[area, key] = count.true
-                expr: Expr
-                shown: Expr | None
-                if key[0] == "flow" and key[1] == ALL and key[2] in indicators.ADDITIVE_FLOWS:
-                    # the window's total: the sum of the months shown, as published
-                    expr, shown = _summed(expression(audit, area, k, as_of) for k in flow_months[key[2]])
-                elif key[0] == "flow" and key[1] == ALL:
-                    # perturbed on its own: a sum of the months' true counts (equality below)
+                if key[0] == "flow" and key[1] == ALL:  # the window's total: a sum of the months shown
                     first = month_back(as_of.replace(day=1), m - 1)
-                    expr, shown = {audit.var(("flowsum", area, key[2], first)): 1}, None
+                    expr = {audit.var(("flowsum", area, key[2], first)): 1}
                     window_totals.append((expr, key[2]))
                 else:
-                    expr, shown = expression(audit, area, key, as_of)
+                    expr = expression(audit, area, key, as_of)
                     if key[0] == "flow":
-                        flow_months[key[2]].append(key)
-                audit.publish(f"{area or '全市'} {key}", expr, shown, count.cell, count.true, threshold)
-            listed = {count.key for count in counts}
+                        flow_months[key[2]].append(audit.var(("flow", area, key[1], key[2])))
+                audit.publish(f"{area or '全市'} {key}", expr, count.cell, count.true, threshold)
+            shown = {count.key for count in counts}
             for key in OPTIONAL:
-                if key not in listed and (key[0] != "child" or len(area) < len(communities[0])):
+                if key not in shown and (key[0] != "child" or len(area) < len(communities[0])):
                     hidden = StatCell(value=None, suppressed=True, display="（未列出）")
-                    expr, shown = expression(audit, area, key, as_of)
-                    audit.publish(f"{area or '全市'} {key}", expr, shown, hidden, -1, threshold)
+                    audit.publish(
+                        f"{area or '全市'} {key}", expression(audit, area, key, as_of), hidden, -1, threshold
+                    )
             for expr, kind in window_totals:
-                months_true = [expression(audit, area, k, as_of)[0] for k in flow_months[kind]]
-                audit.equalities.append({**expr, **{i: -1 for e in months_true for i in e}})
+                audit.equalities.append({**expr, **{i: -1 for i in flow_months[kind]}})
             if m == max(months):
                 _balance(audit, area, as_of, truths)
         for indicator, (label, ptype, sex, lo, hi) in LINEAGE_INDICATORS.items():
@@ -255,13 +186,11 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
                 if lo is None
                 else tuple(i for i, b in enumerate(AGE_BAND_LOWER) if b >= lo and (hi is None or b <= hi))
             )
-            expr, shown = audit.pop(area, as_of, ptype or ALL, sex or ALL, bands)
-            true_count = sum(v * truth.get(i, 0) for i, v in expr.items())
-            audit.publish(
-                f"{area or '全市'} 溯源 {label}", expr, shown, lineage.population, true_count, threshold
-            )
+            expr = audit.pop(area, ptype or ALL, sex or ALL, bands)
+            true = sum(v * truth.get(i, 0) for i, v in expr.items())
+            audit.publish(f"{area or '全市'} 溯源 {label}", expr, lineage.population, true, threshold)
             _lineage_records(audit, area, indicator, lineage, threshold)
-    relations(audit, as_of)
+    relations(audit)
     _flow_hierarchy(audit, areas, truths)
     return audit
 
@@ -298,23 +227,24 @@ def _balance(audit: Audit, area: str, as_of: date, truths: dict[tuple[str, Key],
             audit.unbalanced += 1
             continue
         expr: Expr = defaultdict(int)
-        for i, v in expression(audit, area, now, as_of)[0].items():
+        for i, v in expression(audit, area, now, as_of).items():
             expr[i] += v
-        for i, v in expression(audit, area, before, as_of)[0].items():
+        for i, v in expression(audit, area, before, as_of).items():
             expr[i] -= v
         for k in flows:
-            for i, v in expression(audit, area, k, as_of)[0].items():
-                expr[i] -= SIGNS[str(k[2])] * v
+            expr[audit.var(("flow", area, month, k[2]))] -= SIGNS[str(k[2])]
         audit.equalities.append(dict(expr))
         audit.balances += 1
 
 
+ADDITIVE_FLOWS = ("birth", "death", "other")
+
+
 def _flow_hierarchy(audit: Audit, areas: list[str], truths: dict[tuple[str, Key], int]) -> None:
-    """Moves up the area hierarchy: an area's net move in a month (in - out) is its sub-areas' (a move
-    between two of them is in for one and out for the other; the city's also that of residents of no
-    known community: unknowns of their own). Added where it holds on the true counts (audit.unbalanced
-    counts where it does not). Births, deaths and other removals need no relation: they are sums of the
-    same unit cells at every level."""
+    """Flows up the area hierarchy: an area's births, deaths and other removals in a month are its
+    sub-areas', and so is its net move (a move between two sub-areas is in for one and out for the
+    other); the city's also those of residents of no known community (unknowns of their own). Added
+    where they hold on the true counts (audit.unbalanced counts where they do not)."""
     months = {k[1] for (_, k) in truths if k[0] == "flow" and isinstance(k[1], date)}
     for area in areas:
         if len(area) not in indicators.CHILD_LENGTH:
@@ -322,24 +252,25 @@ def _flow_hierarchy(audit: Audit, areas: list[str], truths: dict[tuple[str, Key]
         length = indicators.CHILD_LENGTH[len(area)]
         children = [c for c in areas if len(c) == length and c.startswith(area)]
         for month in sorted(months):
-            keys = {kind: ("flow", month, kind) for kind in ("in", "out")}
+            keys = {kind: ("flow", month, kind) for kind in SIGNS}
             if any((a, k) not in truths for a in [area, *children] for k in keys.values()):
                 continue
-            expr: Expr = defaultdict(int)
-            total = 0
-            for kind, sign in (("in", 1), ("out", -1)):
-                expr[audit.var(("flow", area, month, kind))] += sign
-                total += sign * truths[area, keys[kind]]
-                for child in children:
-                    expr[audit.var(("flow", child, month, kind))] -= sign
-                    total -= sign * truths[child, keys[kind]]
-                if area == "":
-                    expr[audit.var(("flow", "~", month, kind))] -= sign
-            if area != "" and total != 0:
-                audit.unbalanced += 1
-                continue
-            audit.equalities.append(dict(expr))
-            audit.balances += 1
+            for kinds in [*(((k, 1),) for k in ADDITIVE_FLOWS), (("in", 1), ("out", -1))]:
+                expr: Expr = defaultdict(int)
+                total = 0
+                for kind, sign in kinds:
+                    expr[audit.var(("flow", area, month, kind))] += sign
+                    total += sign * truths[area, keys[kind]]
+                    for child in children:
+                        expr[audit.var(("flow", child, month, kind))] -= sign
+                        total -= sign * truths[child, keys[kind]]
+                    if area == "":
+                        expr[audit.var(("flow", "~", month, kind))] -= sign
+                if area != "" and total != 0:
+                    audit.unbalanced += 1
+                    continue
+                audit.equalities.append(dict(expr))
+                audit.balances += 1
 
 
 def _truth(session: Session, audit: Audit, as_of: date, epoch: date) -> dict[int, int]:
@@ -350,8 +281,8 @@ def _truth(session: Session, audit: Audit, as_of: date, epoch: date) -> dict[int
         for cell, n in counts.items():
             t, s, b = parse_pop_cell(cell)
             if area:
-                truth[audit.cell(as_of, area, (t, s, b))[0]] += n
-            truth[audit.cell(as_of, "", (t, s, b))[0]] += n if not area else -n
+                truth[audit.var(("x", area, (t, s, b)))] += n
+            truth[audit.var(("x", "", (t, s, b)))] += n if not area else -n
     return truth
 
 
@@ -367,19 +298,18 @@ def _lineage_records(audit: Audit, area: str, indicator: str, lineage: object, t
             for b in source.batches:
                 batch_var = audit.var(("lin", area, indicator, "batch", b.batch_id))
                 source_sum[batch_var] = 1
-                audit.publish(f"{area} 溯源批次 {b.batch_id}", {batch_var: 1}, None, b.records, -1, threshold)
+                audit.publish(f"{area} 溯源批次 {b.batch_id}", {batch_var: 1}, b.records, -1, threshold)
                 audit.publish(
                     f"{area} 溯源版本 {b.batch_id}",
                     {audit.var(("lin", area, indicator, "versions", b.batch_id)): 1},
-                    None,
                     b.versions,
                     -1,
                     threshold,
                 )
             audit.equalities.append(source_sum)
-            audit.publish(f"{area} 溯源数据源", {source_var: 1}, None, source.records, -1, threshold)
+            audit.publish(f"{area} 溯源数据源", {source_var: 1}, source.records, -1, threshold)
         audit.equalities.append(dept_sum)
-        audit.publish(f"{area} 溯源部门", {dept_var: 1}, None, dept.records, -1, threshold)
+        audit.publish(f"{area} 溯源部门", {dept_var: 1}, dept.records, -1, threshold)
 
 
 @dataclass(frozen=True)

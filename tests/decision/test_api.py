@@ -52,9 +52,9 @@ def client(session: Session, communities: list[str]) -> Iterator[TestClient]:
                 birth_date=date(2018, 1, 1),
                 community_code=community,
             )
-    # A known secret (before the rebuild, which perturbs with it): the values below are the same every run.
-    session.execute(text("UPDATE decision.publication SET cell_key_secret = 'api-test'"))
     service.rebuild(session=session, epoch=date(2025, 1, 1), horizon=date(2028, 1, 1))
+    # A known secret: the perturbed values below are the same on every run.
+    session.execute(text("UPDATE decision.publication SET cell_key_secret = 'api-test'"))
     app = create_app()
     app.dependency_overrides[get_session] = lambda: session
     key = access.add_planner(session=session, name="规划局", actor="test")
@@ -285,28 +285,22 @@ def test_dashboard_api_returns_perturbed_indicators(client: TestClient) -> None:
     body = response.json()
     kpis = {k["key"]: k["cell"] for k in body["kpis"]}
     # True counts: 66 residents, 40 registered (20 + 20), 9 floating (3 men, 6 women), 17 foreign (8 + 9).
-    # Each count is the sum of its unit cells (community x type x sex x age band), each published with a
-    # noise of at most ±3 from its cell key; a sum below 5 shows as "*".
-    assert kpis["population"] == {"value": 63, "suppressed": False, "display": "63"}
-    assert kpis["registered"]["value"] == 41
-    assert kpis["floating"]["value"] == 9
+    # Each count is published with a noise of at most ±3 from its cell key; one below 5 shows as "*".
+    assert kpis["population"] == {"value": 66, "suppressed": False, "display": "66"}
+    assert kpis["registered"]["value"] == 42
+    assert kpis["floating"]["value"] == 7
     tables = {t["key"]: t for t in body["tables"]}
     type_sex = tables["type_sex"]
     assert type_sex["columns"] == ["男", "女"]
     rows = {r["label"]: ([c["display"] for c in r["cells"]], r["total"]["display"]) for r in type_sex["rows"]}
-    # Summed from the same perturbed cells, the table adds up: the floating men's "*" is a published 3
-    # (9 - 6; true 3, but only known to lie within the unit cells' bounds).
-    assert rows == {"户籍": (["23", "18"], "41"), "流动": (["*", "6"], "9"), "境外": (["7", "6"], "13")}
-    assert [c["display"] for c in type_sex["total_row"]["cells"]] == ["33", "30"]
-    assert type_sex["total_row"]["total"]["display"] == "63"
-    sub_areas = tables["sub_areas"]
-    assert [r["total"]["value"] for r in sub_areas["rows"]] == [50, 13]  # the districts add up to the city
-    assert [c["value"] for c in sub_areas["total_row"]["cells"]] == [41, 9, 13]
+    # Perturbed independently, a table need not add up: that is what keeps the 3 floating men hidden.
+    assert rows == {"户籍": (["18", "19"], "42"), "流动": (["*", "9"], "7"), "境外": (["8", "10"], "19")}
+    assert [c["display"] for c in type_sex["total_row"]["cells"]] == ["31", "37"]
+    assert type_sex["total_row"]["total"]["display"] == "66"
     origin = tables["origin"]
-    # Provinces are cells of their own: 9 floating residents of 河南 (two cells of 3 and 6 on the page
-    # above) show as 7, and the column's total is the page's floating count.
-    assert [(r["label"], r["cells"][0]["display"]) for r in origin["rows"]] == [("河南省", "7")]
-    assert origin["total_row"]["cells"][0]["display"] == "9"
+    assert [(r["label"], r["cells"][0]["display"]) for r in origin["rows"]] == [("河南省", "11")]
+    # The same count shows the same value wherever it is published: the city's floating total here too.
+    assert origin["total_row"]["cells"][0]["display"] == "7"
     assert [a["name"] for a in body["children"]] == ["上城区", "西湖区"]
     assert tables["sub_areas"]["rows"][0]["code"] == "330102"
 
@@ -316,11 +310,11 @@ def test_table_areas_lineage_and_errors(client: TestClient) -> None:
         "/api/v1/stats/tables/pyramid", params={"date": AS_OF, "area": "330102001001"}
     ).json()
     assert pyramid["key"] == "pyramid" and len(pyramid["rows"]) == 21
-    assert pyramid["total_row"]["total"]["value"] == 41  # 40 residents: the sum of their cells as published
+    assert pyramid["total_row"]["total"]["value"] == 40
     areas = client.get("/api/v1/stats/areas", params={"parent": "330102"}).json()
     assert [a["code"] for a in areas] == ["330102001", "330102002"]
     lineage = client.get("/api/v1/stats/lineage", params={"date": AS_OF, "area": "330102001001"}).json()
-    assert lineage["population"]["value"] == 41  # the pyramid's total: summed from the same cells
+    assert lineage["population"]["value"] == 40
     assert lineage["departments"][0]["sources"][0]["source"] == "gaj_hj"
     # 40 versions, perturbed by a key that includes the batch's id (which differs between runs).
     assert abs(lineage["departments"][0]["sources"][0]["batches"][0]["versions"]["value"] - 40) <= 3
@@ -361,10 +355,10 @@ def test_page_exports_and_static_assets(client: TestClient) -> None:
     lines = csv.content.decode("utf-8-sig").splitlines()
     assert lines[1:6] == [
         "人口类型,男,女,合计",
-        "户籍,23,18,41",
-        "流动,*,6,9",
-        "境外,7,6,13",
-        "合计,33,30,63",
+        "户籍,18,19,42",
+        "流动,*,9,7",
+        "境外,8,10,19",
+        "合计,31,37,66",
     ]
     xlsx = client.get("/decision/export/pyramid.xlsx", params={"date": AS_OF, "area": "330102001001"})
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
@@ -372,7 +366,7 @@ def test_page_exports_and_static_assets(client: TestClient) -> None:
     assert [c.value for c in sheet[2]] == ["年龄组", "男", "女", "合计"]
     assert sheet["A1"].value == "上城一甲社区 年龄金字塔（5岁组）（截至 2026-06-30）　数据截至 2026-06-30"
     total = next(r for r in sheet.iter_rows(min_row=3) if r[0].value == "合计")
-    assert [c.value for c in total] == ["合计", 23, 18, 41]
+    assert [c.value for c in total] == ["合计", 18, 18, 40]
     assert [c.data_type for c in total] == ["s", "n", "n", "n"]
     assert "*" in [c.value for r in sheet.iter_rows(min_row=3) for c in r]  # suppressed cells stay text
     lineage_page = client.get("/decision/lineage", params={"date": AS_OF, "area": "330102001001"})

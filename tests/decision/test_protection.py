@@ -5,7 +5,6 @@ import io
 from datetime import date
 
 from openpyxl import load_workbook
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from decision import export, protection, service
@@ -28,50 +27,6 @@ def test_perturbation_is_small_unbiased_and_keeps_zeros() -> None:
     assert protection.cell_key(secret, "330102", ("pop", "*", "*", "*"), 7) != protection.cell_key(
         "t", "330102", ("pop", "*", "*", "*"), 7
     )
-
-
-def test_unit_cells_are_perturbed_without_bias_within_four_times_and_in_sql_as_in_python(
-    session: Session,
-) -> None:
-    keys = [i / 10_000 for i in range(10_000)]
-    for n in range(1, 8):
-        shown = [protection.perturb_unit(n, k) for k in keys]
-        assert abs(sum(shown) / len(shown) - n) < 0.01, n  # mean n: sums of small cells are not biased
-        assert min(shown) == max(0, n - protection.MAX_NOISE) and max(shown) == n + protection.MAX_NOISE
-        assert max(shown) <= 4 * n  # so a published p tells n >= p / 4
-    assert protection.perturb_unit(0, 0.99) == 0
-    cases = [
-        (cube, unit, cell, n)
-        for cube, unit, cell in [
-            ("pop", "330102001001", "floating|2|7"),
-            ("flow", "~", "death|2026-03-01"),
-            ("origin", "330102001002", "41"),
-        ]
-        for n in range(0, 12)
-    ]
-    key_sql = protection.unit_key_sql(":cube", ":unit", ":cell", "CAST(:n AS integer)")
-    # The tables' bounds compared in whole numbers in SQL: keys just below, at and above each bound.
-    edges = {
-        h
-        for table in [protection.NOISE_TABLE, *protection.SMALL_NOISE_TABLES.values()]
-        for bound, _ in table
-        for h in (int(bound * 2**protection.KEY_BITS) + d for d in (-1, 0, 1))
-        if 0 <= h < 2**protection.KEY_BITS
-    }
-    for h in sorted(edges):
-        for n in (1, 2, 5):
-            sql = protection.perturb_unit_sql("CAST(:n AS integer)", "CAST(:h AS bigint)")
-            assert session.scalar(text(f"SELECT {sql}"), {"n": n, "h": h}) == protection.perturb_unit(
-                n, h / 2**protection.KEY_BITS
-            ), (n, h)
-    for cube, unit, cell, n in cases:
-        args = {"cube": cube, "unit": unit, "cell": cell, "n": n, "secret": "s"}
-        key = session.scalar(text(f"SELECT {key_sql}"), args)
-        shown = session.scalar(
-            text(f"SELECT {protection.perturb_unit_sql('CAST(:n AS integer)', str(key))}"), args
-        )
-        assert key / 2**protection.KEY_BITS == protection.unit_key("s", cube, unit, cell, n)
-        assert shown == protection.perturb_unit(n, protection.unit_key("s", cube, unit, cell, n))
 
 
 def test_a_count_is_published_alike_everywhere(session: Session, communities: list[str]) -> None:

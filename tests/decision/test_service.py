@@ -1,16 +1,14 @@
 """The aggregates agree with a direct recount, answer as-of-date questions, and refresh incrementally."""
 
-from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from decision import protection, service
+from decision import service
 from decision.dimensions import ELDERLY, FIVE_YEAR_GROUPS, SCHOOL_AGE_LABELS, SCHOOL_AGES
 from decision.indicators import ALL, FLOW_KINDS, Key, build_dashboard, pop_key, published_counts
-from decision.protection import cell_key_secret
 from tests.decision.conftest import add_person, change, random_batch, random_population
 from tests.factories import make_batch
 from tests.registry.test_history import merge_record
@@ -46,10 +44,6 @@ def test_aggregates_agree_with_recount_at_every_date(session: Session, communiti
         recounted = service.recount(session=session, as_of=day)
         assert recounted, day
         assert service.aggregate_cells(session=session, as_of=day) == recounted, day
-        # The published cubes: each unit cell perturbed in SQL as in Python, summed up the hierarchy.
-        published = service.aggregate_cells(session=session, as_of=day, published=True)
-        assert published == service.published_recount(recounted, cell_key_secret(session)), day
-        assert published != Counter({(c + "+", a, x): n for (c, a, x), n in recounted.items()}), day
 
 
 def test_population_as_of_dates_and_ages(session: Session, communities: list[str]) -> None:
@@ -108,22 +102,10 @@ def test_flows_per_month(session: Session, communities: list[str]) -> None:
     assert result.how == "refresh"
     assert result.persons == 6
 
-    rows = session.execute(text("SELECT area_code, month, kind, n FROM decision.flow")).all()
-    flows = {(a, m.strftime("%Y-%m"), k): n for a, m, k, n in rows if not k.endswith("+") and a != "~"}
-    # Births, deaths and other removals as published: each unit's (community's) perturbed, summed upwards.
-    secret = cell_key_secret(session)
-    units = Counter(
-        {
-            (a, m, k + "+"): protection.perturb_unit(n, protection.unit_key(secret, "flow", a, f"{k}|{m}", n))
-            for a, m, k, n in rows
-            if k in ("birth", "death", "other") and service.is_unit(a)
-        }
-    )
-    published: Counter[tuple[str, str, str]] = Counter()
-    for (unit, month, kind), n in units.items():
-        for area in service.unit_areas(unit):
-            published[area, month, kind] += n
-    assert {(a, m, k): n for a, m, k, n in rows if k.endswith("+")} == dict(+published)
+    flows = {
+        (a, m.strftime("%Y-%m"), k): n
+        for a, m, k, n in session.execute(text("SELECT area_code, month, kind, n FROM decision.flow"))
+    }
     assert flows == {
         ("", "2026-03", "birth"): 1,
         (c1[:6], "2026-03", "birth"): 1,
@@ -329,9 +311,7 @@ def test_a_first_extract_is_stock_and_history_starts_with_the_data(
 
     flows = {
         (m.strftime("%Y-%m"), k): n
-        for m, k, n in session.execute(
-            text("SELECT month, kind, n FROM decision.flow WHERE area_code = '' AND kind NOT LIKE '%+'")
-        )
+        for m, k, n in session.execute(text("SELECT month, kind, n FROM decision.flow WHERE area_code = ''"))
     }
     assert flows == {("2026-02", "birth"): 1, ("2026-05", "in"): 1}  # no 3,000 arrivals on 1 March
     board = build_dashboard(session=session, area_code="", as_of=date(2026, 6, 30))
