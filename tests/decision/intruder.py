@@ -47,8 +47,10 @@ class Audit:
     equalities: list[Expr] = field(default_factory=list)  # expr == 0 (relations the intruder knows)
     protected: dict[tuple[tuple[int, int], ...], tuple[str, Hashable, int]] = field(default_factory=dict)
     published: int = 0
-    balances: int = 0  # relations month-end change = flows added
-    unbalanced: int = 0  # month pairs where that relation does not hold on the true counts
+    balances: int = (
+        0  # relations between flows and stocks or up the hierarchy, added (_balance, _flow_hierarchy)
+    )
+    unbalanced: int = 0  # such relations left out: they do not hold on the true counts
 
     def var(self, atom: Atom) -> int:
         """The index of an unknown (created on first use)."""

@@ -71,7 +71,8 @@ def test_an_intruder_narrows_no_protected_cell_to_one_count(city: Session) -> No
         f"published {audit.published} numbers, {len(audit.variables)} unknowns, {len(findings)} protected "
         f"cells, {len(pinned)} narrowed to one count, the narrowest to {min(f.candidates for f in findings)} "
         f"whole counts; widths {sorted(widths.items())}; "
-        f"{audit.balances} month balances used, {audit.unbalanced} not holding; "
+        f"{audit.balances} flow relations used (month balances, flows up the hierarchy), "
+        f"{audit.unbalanced} not holding; "
         f"collected in {collected - started:.1f} s, attacked in {time.perf_counter() - collected:.1f} s"
     )
     for f in pinned:  # what pins it: the published numbers (and relations) the two programs end on
