@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
 from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
+from registry import partitions
 
 # Versions and source records already in the aggregates: those of applied batches, and versions
 # written without a batch up to the watermark of the last rebuild.
@@ -31,6 +32,7 @@ APPLIED_VERSION = (
     " OR (v.batch_id IS NULL AND v.id <= :watermark))"
 )
 APPLIED_RECORD = "sr.batch_id IN (SELECT batch_id FROM decision.applied_batch)"
+
 
 # The persons a batch's refresh derives again: those of its versions that can change what the
 # aggregates hold, and those of its floating-population records (the province fallback below). A
@@ -41,40 +43,53 @@ APPLIED_RECORD = "sr.batch_id IN (SELECT batch_id FROM decision.applied_batch)"
 # person's first: see `stock` below). A batch of phone numbers or school rolls is mostly such versions.
 # Anything else, a person's first version or one dated back included, is derived again.
 # `_decision_first_load`: each batch's feed's first data date (as `first_load` below).
-BATCH_PERSONS_SQL = [
-    """
-    CREATE TEMP TABLE _decision_first_load ON COMMIT DROP AS
-    SELECT id AS batch_id, min(as_of_date) OVER (PARTITION BY source) AS first_date FROM batch
-    """,
-    "ALTER TABLE _decision_first_load ADD PRIMARY KEY (batch_id)",
-    """
-    CREATE TEMP TABLE _decision_persons ON COMMIT DROP AS
-    SELECT v.person_id FROM person_version v
-    LEFT JOIN _decision_first_load fv ON fv.batch_id = v.batch_id
-    WHERE v.batch_id = :batch_id AND NOT EXISTS (
-        SELECT 1 FROM (
-            SELECT u.batch_id, u.valid_from, u.status, u.community_code, u.population_type, u.sex,
-                   u.birth_date, u.id_no
-            FROM person_version u
-            WHERE u.person_id = v.person_id AND (u.recorded_at, u.id) < (v.recorded_at, v.id)
-              AND ("""
-    + APPLIED_VERSION.replace("v.", "u.")
-    + """ OR u.batch_id = :batch_id)
-            ORDER BY u.recorded_at DESC, u.id DESC LIMIT 1
-        ) u
-        LEFT JOIN _decision_first_load fu ON fu.batch_id = u.batch_id
-        WHERE (u.valid_from < v.valid_from
-               OR (u.valid_from = v.valid_from
-                   AND coalesce(u.valid_from <= fu.first_date, FALSE) = coalesce(v.valid_from <= fv.first_date, FALSE)))
-          AND (u.status, u.community_code, u.population_type, u.sex, u.birth_date, u.id_no)
-              IS NOT DISTINCT FROM (v.status, v.community_code, v.population_type, v.sex, v.birth_date, v.id_no)
+def batch_persons_sql(conn: Connection) -> list[str]:
+    """The statements that fill `_decision_persons` for a batch (:batch_id, :watermark). The version
+    each follows is looked up newest first (registry.partitions.newest), so its cost does not grow with
+    the years of versions before it."""
+    follows = partitions.newest(
+        conn,
+        "person_version",
+        alias="u",
+        where="u.person_id = v.person_id AND (u.recorded_at, u.id) < (v.recorded_at, v.id)"
+        f" AND ({APPLIED_VERSION.replace('v.', 'u.')} OR u.batch_id = :batch_id)",
+        columns=(
+            "batch_id",
+            "valid_from",
+            "status",
+            "community_code",
+            "population_type",
+            "sex",
+            "birth_date",
+            "id_no",
+        ),
     )
-    UNION
-    SELECT l.person_id FROM source_record sr JOIN link l ON l.source_record_id = sr.id
-    WHERE sr.batch_id = :batch_id AND sr.source = 'gaj_ld'
-    """,
-    "DROP TABLE _decision_first_load",
-]
+    return [
+        """
+        CREATE TEMP TABLE _decision_first_load ON COMMIT DROP AS
+        SELECT id AS batch_id, min(as_of_date) OVER (PARTITION BY source) AS first_date FROM batch
+        """,
+        "ALTER TABLE _decision_first_load ADD PRIMARY KEY (batch_id)",
+        f"""
+        CREATE TEMP TABLE _decision_persons ON COMMIT DROP AS
+        SELECT v.person_id FROM person_version v
+        LEFT JOIN _decision_first_load fv ON fv.batch_id = v.batch_id
+        WHERE v.batch_id = :batch_id AND NOT EXISTS (
+            SELECT 1 FROM {follows} u
+            LEFT JOIN _decision_first_load fu ON fu.batch_id = u.batch_id
+            WHERE (u.valid_from < v.valid_from
+                   OR (u.valid_from = v.valid_from
+                       AND coalesce(u.valid_from <= fu.first_date, FALSE) = coalesce(v.valid_from <= fv.first_date, FALSE)))
+              AND (u.status, u.community_code, u.population_type, u.sex, u.birth_date, u.id_no)
+                  IS NOT DISTINCT FROM (v.status, v.community_code, v.population_type, v.sex, v.birth_date, v.id_no)
+        )
+        UNION
+        SELECT l.person_id FROM source_record sr JOIN link l ON l.source_record_id = sr.id
+        WHERE sr.batch_id = :batch_id AND sr.source = 'gaj_ld'
+        """,
+        "DROP TABLE _decision_first_load",
+    ]
+
 
 # Province of origin of a floating person (version v, fallback f): from the ID number, else from the
 # registered area of a floating-population registration, else unknown.
@@ -320,6 +335,9 @@ def derive_and_apply(
     session.execute(text(f"DROP TABLE IF EXISTS {temp}"))
     # Large set-wise statements: aggregate in memory, and skip JIT compilation (it costs more than it saves).
     session.execute(text("SET LOCAL work_mem = '256MB'"))
+    jit = session.scalar(
+        text("SELECT current_setting('jit')")
+    )  # put back after: a caller's own (exchange.flows)
     session.execute(text("SET LOCAL jit = off"))
     scope = SCOPE_SQL.format(
         persons=persons, before=before, after=after, record_before=record_before, record_after=record_after
@@ -335,7 +353,7 @@ def derive_and_apply(
         changed += max(getattr(result, "rowcount", 0) or 0, 0)  # a DROP TABLE's is -1
     session.execute(text(f"DROP TABLE {temp}"))
     session.execute(text("SET LOCAL work_mem TO DEFAULT"))
-    session.execute(text("SET LOCAL jit TO DEFAULT"))
+    session.execute(text("SELECT set_config('jit', :jit, true)"), {"jit": jit})
     return changed
 
 

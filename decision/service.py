@@ -14,10 +14,10 @@ from decision.aggregates import (
     APPLIED_RECORD,
     APPLIED_VERSION,
     AS_OF,
-    BATCH_PERSONS_SQL,
     ORIGIN_SQL,
     Window,
     as_of_params,
+    batch_persons_sql,
     derive_and_apply,
     read_window,
 )
@@ -126,13 +126,16 @@ def refresh_after_batch(*, session: Session, batch_id: int) -> RefreshResult:
         return RefreshResult(
             batch_id, "skipped", 0, 0, time.perf_counter() - started, window.epoch, window.horizon
         )
+    # `+ 0`: read through the batch's index. Asked for max(valid_from) itself, PostgreSQL walks each
+    # partition's valid_from index down from the top for a row of the batch: after ten yearly
+    # partitions, all of every earlier year's index (0.88 s for a 45,000-version batch).
     latest = session.scalar(
-        text("SELECT max(valid_from) FROM person_version WHERE batch_id = :b"), {"b": batch_id}
+        text("SELECT max(valid_from + 0) FROM person_version WHERE batch_id = :b"), {"b": batch_id}
     )
     if latest is not None and latest >= window.horizon - timedelta(days=366):
         return rebuild(session=session, epoch=window.epoch, today=latest)
     session.execute(text("DROP TABLE IF EXISTS _decision_persons, _decision_first_load"))
-    for statement in BATCH_PERSONS_SQL:
+    for statement in batch_persons_sql(session.connection()):
         session.execute(text(statement), {"batch_id": batch_id, "watermark": window.version_watermark})
     persons = session.scalar(text("SELECT count(*) FROM _decision_persons")) or 0
     session.execute(text("ANALYZE _decision_persons"))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from base import clock
 from base.bulk import indexes_deferred
-from registry import batches
+from registry import batches, partitions
 from registry.trust import UNRANKED, trust_rows
 from schemas.canonical import BatchState
 
@@ -212,9 +212,8 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
     # record last changed), it would rewrite the person's area, type and status meanwhile with today's.
     # A clerk's decision (no batch) is dated by the day it is taken, as the versions it writes beside.
     observed = "coalesce(d.batch_observed, CAST(:valid_from AS date), CAST(:today AS date))"
-    follows = (
-        "(SELECT v.valid_from FROM person_version v WHERE v.person_id = d.person_id"
-        " ORDER BY v.recorded_at DESC, v.id DESC LIMIT 1)"
+    follows = partitions.newest(
+        conn, "person_version", alias="v", where="v.person_id = d.person_id", columns=("valid_from",)
     )
     conn.execute(
         text(

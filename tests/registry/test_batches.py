@@ -223,6 +223,27 @@ def test_statistics_and_receipts_left_undone_are_finished_once_by_a_rerun(
     assert flows.waiting_for(factory, BatchStep.STATISTICS) == []
 
 
+def test_every_step_runs_without_jit(session, factory, areas, tmp_path, monkeypatch) -> None:
+    """The steps' statements run without PostgreSQL's JIT (exchange.flows.NO_JIT: it cost more than it
+    saved), from a step's first statement to its last — the statistics' own switch puts back what it
+    found, not the server's setting — on a server where JIT is on."""
+    session.execute(text("SET jit = on"))  # the server's default; the steps' sessions share this connection
+    seen: list[tuple[BatchStep, str, str]] = []
+    for step, run in list(flows.STEPS.items()):
+
+        def watched(*, session, batch_id: int, _run=run, _step=step, **kwargs) -> object:
+            before = session.scalar(text("SELECT current_setting('jit')"))
+            result = _run(session=session, batch_id=batch_id, **kwargs)
+            seen.append((_step, before, session.scalar(text("SELECT current_setting('jit')"))))
+            return result
+
+        monkeypatch.setitem(flows.STEPS, step, watched)
+    path = write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows())
+    assert flows.ingest_file(factory, path).state == "completed"
+    assert [step for step, _, _ in seen] == list(BatchStep)
+    assert {(before, after) for _, before, after in seen} == {("off", "off")}
+
+
 def test_a_published_batch_the_statistics_hold_already_is_not_counted_again(
     session, factory, areas, tmp_path
 ) -> None:

@@ -16,7 +16,7 @@ from registry.audit import record_audit, verify_chain
 from registry.consistency import check_consistency
 from registry.feeds import sync_feeds
 from registry.migrate import downgrade, upgrade
-from registry.partitions import TABLES, attached, detach, ensure_partitions, expired_partitions, table
+from registry.partitions import TABLES, attached, detach, ensure_partitions, expired_partitions, newest, table
 from tests.conftest import migrated_database
 from tests.factories import stage_audit_clock
 
@@ -121,6 +121,89 @@ def test_retention_lists_and_detaches_only_expired_partitions(session) -> None:
     assert "change_event_y2027" not in attached(session.connection(), table("change_event"))
     assert session.scalar(text("SELECT count(*) FROM change_event WHERE version_id = 2027")) == 0
     assert session.scalar(text("SELECT count(*) FROM change_event_y2027")) == 1  # kept, for the archive
+
+
+def _plan_nodes(plan: dict[str, object]) -> list[dict[str, object]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):  # type: ignore[attr-defined]
+        nodes.extend(_plan_nodes(child))
+    return nodes
+
+
+def test_the_newest_row_is_read_newest_first_and_is_the_plain_look_ups(session) -> None:
+    """registry.partitions.newest gives what ORDER BY recorded_at DESC, id DESC LIMIT 1 gives — a
+    person's versions over four yearly partitions, one whose latest waits in the default partition, two
+    recorded at the same moment (the id decides), a condition that skips the latest — and reads the
+    partitions newest first, stopping soon after the first holding such a row, where the plain look-up
+    reads every partition. The
+    default partition stays locked against a partition being attached until the transaction ends."""
+    year = _today(session).year
+    rows = {  # person: the times of its versions, in the order they are written
+        1: [f"{year - 3}-02-01", f"{year - 1}-05-01", f"{year}-01-15"],
+        2: [f"{year - 2}-03-01"],
+        3: [f"{year - 3}-07-01"],  # and one where no partition is yet, below
+        4: [f"{year - 1}-09-09 10:00", f"{year - 1}-09-09 10:00"],
+        5: [f"{year}-03-03", f"{year - 2}-04-04"],  # written later, recorded earlier
+    }
+    for person, times in rows.items():
+        for at in times:
+            session.execute(text(VERSION), {"p": person, "at": at})
+    ensure_partitions(session, through=date(year + 1, 1, 1))  # moves the years before out of the default
+    session.execute(text(VERSION), {"p": 3, "at": f"{year + 6}-01-01"})  # no partition that far ahead
+    session.execute(  # a city's worth of others, so that PostgreSQL plans as it would for a real history
+        text(
+            "INSERT INTO person_version (person_id, valid_from, changed, status, recorded_at) "
+            "SELECT 100 + g, '2020-01-01', '[]', 'active', make_timestamp(y, 6, 1, 0, 0, 0) "
+            "FROM generate_series(1, 5000) g, generate_series(:y - 3, :y) y"
+        ),
+        {"y": year},
+    )
+    session.execute(text("ANALYZE person_version"))
+    assert session.scalar(text("SELECT count(*) FROM person_version_default")) == 1
+    for where in ("TRUE", f"u.recorded_at < TIMESTAMP '{year}-01-01'"):
+        plain = session.execute(
+            text(
+                "SELECT p, (SELECT u.id FROM person_version u WHERE u.person_id = p AND "
+                f"{where} ORDER BY u.recorded_at DESC, u.id DESC LIMIT 1) FROM generate_series(1, 6) p ORDER BY p"
+            )
+        ).all()
+        newest_sql = newest(
+            session.connection(),
+            "person_version",
+            alias="u",
+            where=f"u.person_id = p AND {where}",
+            columns=("id",),
+        )
+        found = session.execute(text(f"SELECT p, {newest_sql} FROM generate_series(1, 6) p ORDER BY p")).all()
+        assert found == plain
+        assert None not in {i for p, i in plain if p <= 5} and plain[-1][1] is None
+    newest_sql = newest(
+        session.connection(), "person_version", alias="u", where="u.person_id = 1", columns=("id",)
+    )
+    for query, reads_the_older_years in (
+        (f"SELECT {newest_sql}", False),
+        (
+            "SELECT (SELECT u.id FROM person_version u WHERE u.person_id = 1 ORDER BY u.recorded_at DESC, u.id DESC LIMIT 1)",
+            True,
+        ),
+    ):
+        plan = session.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF, FORMAT JSON) {query}")).scalar_one()
+        loops = {
+            node["Relation Name"]: int(str(node["Actual Loops"]))
+            for node in _plan_nodes(plan[0]["Plan"])
+            if str(node.get("Relation Name", "")).startswith("person_version_y")
+        }
+        # Person 1's latest is this year's; the year before is read for one row (the sort by id of the
+        # versions recorded at the same moment needs the next one), the years before that not at all.
+        older = [loops.get(f"person_version_y{y}", 0) for y in (year - 3, year - 2)]
+        assert (sum(older) > 0) == reads_the_older_years, loops
+    locked = session.scalar(
+        text(
+            "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND granted"
+            " AND relation = CAST('person_version_default' AS regclass) AND mode = 'AccessShareLock'"
+        )
+    )
+    assert locked == "AccessShareLock"
 
 
 def test_two_runs_at_once_both_succeed() -> None:
