@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from base.settings import database_settings
@@ -125,3 +125,19 @@ def get_session() -> Iterator[Session]:
     """FastAPI dependency: one unit of work per request (tests override it with their own session)."""
     with session_scope() as session:
         yield session
+
+
+@contextmanager
+def without_jit(conn: Connection) -> Iterator[None]:
+    """PostgreSQL's JIT off for the statements run inside (in this transaction), then back to what it
+    was: for a statement planned as costly whose work is many small look-ups (one per person, over
+    every partition of the history). JIT compiles such a plan first — hundreds of functions, inlined
+    and optimised, more with every partition — and took longer than it saved each time it was
+    measured: a 45,000-person extract after ten yearly partitions spent 5.6 s of its 10.5 s of
+    publishing there (BENCHMARKS.md, 2026-12-07). The bulk statements of an initial load keep it: off
+    for a whole load, the 100,000-person city's took 8-11 % longer. After an error nothing is put back:
+    the transaction's rollback undoes the setting."""
+    before = conn.scalar(text("SELECT current_setting('jit')"))
+    conn.execute(text("SET LOCAL jit = off"))
+    yield
+    conn.execute(text("SELECT set_config('jit', :jit, true)"), {"jit": before})

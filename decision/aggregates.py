@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
+from base.db import without_jit
 from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
 from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
 from registry import partitions
@@ -335,25 +336,25 @@ def derive_and_apply(
     session.execute(text(f"DROP TABLE IF EXISTS {temp}"))
     # Large set-wise statements: aggregate in memory, and skip JIT compilation (it costs more than it saves).
     session.execute(text("SET LOCAL work_mem = '256MB'"))
-    jit = session.scalar(
-        text("SELECT current_setting('jit')")
-    )  # put back after: a caller's own (exchange.flows)
-    session.execute(text("SET LOCAL jit = off"))
-    scope = SCOPE_SQL.format(
-        persons=persons, before=before, after=after, record_before=record_before, record_after=record_after
-    )
-    session.execute(text(scope), bound)
-    session.execute(text("ANALYZE _decision_scope"))
-    session.execute(text(EFF_SQL))
-    session.execute(text(CELL_DELTA_SQL), bound)
-    session.execute(text(FLOW_DELTA_SQL), bound)
-    changed = 0
-    for statement in LOAD_SQL if empty else APPLY_SQL:
-        result = session.execute(text(statement))
-        changed += max(getattr(result, "rowcount", 0) or 0, 0)  # a DROP TABLE's is -1
-    session.execute(text(f"DROP TABLE {temp}"))
+    with without_jit(session.connection()):
+        scope = SCOPE_SQL.format(
+            persons=persons,
+            before=before,
+            after=after,
+            record_before=record_before,
+            record_after=record_after,
+        )
+        session.execute(text(scope), bound)
+        session.execute(text("ANALYZE _decision_scope"))
+        session.execute(text(EFF_SQL))
+        session.execute(text(CELL_DELTA_SQL), bound)
+        session.execute(text(FLOW_DELTA_SQL), bound)
+        changed = 0
+        for statement in LOAD_SQL if empty else APPLY_SQL:
+            result = session.execute(text(statement))
+            changed += max(getattr(result, "rowcount", 0) or 0, 0)  # a DROP TABLE's is -1
+        session.execute(text(f"DROP TABLE {temp}"))
     session.execute(text("SET LOCAL work_mem TO DEFAULT"))
-    session.execute(text("SELECT set_config('jit', :jit, true)"), {"jit": jit})
     return changed
 
 

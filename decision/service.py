@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from base import clock
+from base.db import without_jit
 from decision.aggregates import (
     APPLIED_RECORD,
     APPLIED_VERSION,
@@ -135,8 +136,9 @@ def refresh_after_batch(*, session: Session, batch_id: int) -> RefreshResult:
     if latest is not None and latest >= window.horizon - timedelta(days=366):
         return rebuild(session=session, epoch=window.epoch, today=latest)
     session.execute(text("DROP TABLE IF EXISTS _decision_persons, _decision_first_load"))
-    for statement in batch_persons_sql(session.connection()):
-        session.execute(text(statement), {"batch_id": batch_id, "watermark": window.version_watermark})
+    with without_jit(session.connection()):  # a look-up per version (base.db.without_jit)
+        for statement in batch_persons_sql(session.connection()):
+            session.execute(text(statement), {"batch_id": batch_id, "watermark": window.version_watermark})
     persons = session.scalar(text("SELECT count(*) FROM _decision_persons")) or 0
     session.execute(text("ANALYZE _decision_persons"))
     changed = derive_and_apply(

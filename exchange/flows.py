@@ -69,13 +69,6 @@ STEP_TABLES = {
 }
 ANALYZE_MIN_ROWS = 20_000
 
-# The steps' statements are planned as costly (a join per person over every partition of the history)
-# and PostgreSQL's JIT compiles them first (hundreds of functions, inlined and optimised): it took
-# longer than it saved every time it was measured. A 45,000-person extract after ten yearly partitions
-# of versions: resolve to receipt 23.0 s with JIT, 14.9 s without (BENCHMARKS.md, 2026-12-07). For the
-# step's transaction only, so a server's own setting is left alone and a pooler sees no startup option.
-NO_JIT = text("SET LOCAL jit = off")
-
 
 # The identity steps read and write the whole register (persons, numbers, links, golden records): two
 # batches' steps interleaved would resolve against each other's uncommitted or unmerged persons (issue
@@ -142,7 +135,6 @@ def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object
     started = time.perf_counter()
     try:
         with transaction(factory) as session:
-            session.execute(NO_JIT)
             before = session.scalars(select(Batch.state).where(Batch.id == batch_id)).one()
             STEPS[step](session=session, batch_id=batch_id, **kwargs)
             state, rows = session.execute(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from base import clock
 from base.bulk import indexes_deferred
+from base.db import without_jit
 from registry import batches, partitions
 from schemas.canonical import BatchState
 
@@ -119,28 +120,30 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
     conn.execute(text("CREATE UNIQUE INDEX ON pg_temp.last_seen (person_id)"))
     conn.execute(text("ANALYZE pg_temp.last_seen"))
     seen = "(SELECT ls.after FROM pg_temp.last_seen ls WHERE ls.person_id = p.id)"
-    return conn.execute(
-        text(
-            f"""
-            INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id, payload)
-            SELECT person_id, t.event_type, CASE WHEN t.event_type = 'died' THEN coalesce(death_date, valid_from)
-                                                 ELSE valid_from END,
-                   community_code, batch_id, id, payload || jsonb_build_object('lead', t.n = 1)
-            FROM (SELECT v.person_id, v.death_date, v.valid_from, v.community_code, v.batch_id, v.id,
-                         array_remove(ARRAY[{types}], NULL) AS types,
-                         {_record("p")}
-                         || jsonb_build_object('changed', v.changed, 'previous_community_code', o.community_code,
-                                               'scope', jsonb_build_object('before', coalesce({seen}, {_scope("o")}),
-                                                                           'after', {_scope("p")})) AS payload
-                  FROM person_version v
-                  JOIN person p ON p.id = v.person_id
-                  LEFT JOIN LATERAL {before} o ON TRUE
-                  WHERE {select_versions("v")}) e
-            CROSS JOIN LATERAL unnest(e.types) WITH ORDINALITY AS t(event_type, n)
-            """
-        ),
-        params,
-    ).rowcount
+    with without_jit(conn):  # a look-up per version (base.db.without_jit)
+        inserted = conn.execute(
+            text(
+                f"""
+                INSERT INTO change_event (person_id, event_type, event_date, community_code, batch_id, version_id, payload)
+                SELECT person_id, t.event_type, CASE WHEN t.event_type = 'died' THEN coalesce(death_date, valid_from)
+                                                     ELSE valid_from END,
+                       community_code, batch_id, id, payload || jsonb_build_object('lead', t.n = 1)
+                FROM (SELECT v.person_id, v.death_date, v.valid_from, v.community_code, v.batch_id, v.id,
+                             array_remove(ARRAY[{types}], NULL) AS types,
+                             {_record("p")}
+                             || jsonb_build_object('changed', v.changed, 'previous_community_code', o.community_code,
+                                                   'scope', jsonb_build_object('before', coalesce({seen}, {_scope("o")}),
+                                                                               'after', {_scope("p")})) AS payload
+                      FROM person_version v
+                      JOIN person p ON p.id = v.person_id
+                      LEFT JOIN LATERAL {before} o ON TRUE
+                      WHERE {select_versions("v")}) e
+                CROSS JOIN LATERAL unnest(e.types) WITH ORDINALITY AS t(event_type, n)
+                """
+            ),
+            params,
+        ).rowcount
+    return int(inserted)
 
 
 def publish_batch(*, session: Session, batch_id: int) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from base import clock
 from base.bulk import indexes_deferred
+from base.db import without_jit
 from registry import batches, partitions
 from registry.trust import UNRANKED, trust_rows
 from schemas.canonical import BatchState
@@ -215,6 +216,18 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
     follows = partitions.newest(
         conn, "person_version", alias="v", where="v.person_id = d.person_id", columns=("valid_from",)
     )
+    with without_jit(conn):  # a look-up per person (base.db.without_jit)
+        _insert_versions(conn, cols, observed, follows, batch_id=batch_id, valid_from=valid_from)
+    counts = conn.execute(
+        text("SELECT (SELECT count(*) FROM golden), count(*), count(*) FILTER (WHERE is_new) FROM diff")
+    ).one()
+    return MergeResult(persons=counts[0], changed=counts[1], created=counts[2])
+
+
+def _insert_versions(
+    conn: Connection, cols: str, observed: str, follows: str, *, batch_id: int | None, valid_from: date | None
+) -> None:
+    """The new versions of the persons in `diff`, and the stretches a change dated back restates."""
     conn.execute(
         text(
             f"""
@@ -239,10 +252,6 @@ def _merge_touched(conn: Connection, *, batch_id: int | None, valid_from: date |
             ),
             {"b": batch_id, "residence": list(RESIDENCE)},
         )
-    counts = conn.execute(
-        text("SELECT (SELECT count(*) FROM golden), count(*), count(*) FILTER (WHERE is_new) FROM diff")
-    ).one()
-    return MergeResult(persons=counts[0], changed=counts[1], created=counts[2])
 
 
 def merge_batch(*, session: Session, batch_id: int) -> MergeResult:

@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from base.db import transaction
@@ -223,25 +223,47 @@ def test_statistics_and_receipts_left_undone_are_finished_once_by_a_rerun(
     assert flows.waiting_for(factory, BatchStep.STATISTICS) == []
 
 
-def test_every_step_runs_without_jit(session, factory, areas, tmp_path, monkeypatch) -> None:
-    """The steps' statements run without PostgreSQL's JIT (exchange.flows.NO_JIT: it cost more than it
-    saved), from a step's first statement to its last — the statistics' own switch puts back what it
-    found, not the server's setting — on a server where JIT is on."""
-    session.execute(text("SET jit = on"))  # the server's default; the steps' sessions share this connection
-    seen: list[tuple[BatchStep, str, str]] = []
-    for step, run in list(flows.STEPS.items()):
+def test_the_look_ups_per_person_run_without_jit_and_the_rest_as_the_server_says(
+    session, factory, connection, areas, tmp_path
+) -> None:
+    """The statements that look up a version per person (the merge's new versions, the publish step's
+    events, the statistics' persons of a batch) run without PostgreSQL's JIT (base.db.without_jit: it
+    cost more than it saved there); every other statement keeps the server's setting, which is put back
+    after each (on a server where JIT is on)."""
+    connection.execute(text("SET jit = on"))
+    seen: list[tuple[str, str]] = []
 
-        def watched(*, session, batch_id: int, _run=run, _step=step, **kwargs) -> object:
-            before = session.scalar(text("SELECT current_setting('jit')"))
-            result = _run(session=session, batch_id=batch_id, **kwargs)
-            seen.append((_step, before, session.scalar(text("SELECT current_setting('jit')"))))
-            return result
+    def watch(conn, cursor, statement: str, *_: object) -> None:
+        probe = cursor.connection.cursor()
+        probe.execute("SELECT current_setting('jit')")
+        seen.append((" ".join(statement.split()), probe.fetchone()[0]))
 
-        monkeypatch.setitem(flows.STEPS, step, watched)
-    path = write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows())
-    assert flows.ingest_file(factory, path).state == "completed"
-    assert [step for step, _, _ in seen] == list(BatchStep)
-    assert {(before, after) for _, before, after in seen} == {("off", "off")}
+    event.listen(connection, "before_cursor_execute", watch)
+    try:
+        for day, rows in ((1, snapshot_rows()), (2, moved_rows())):
+            path = write_feed(tmp_path, "gaj_hj", date(2026, 11, day), rows)
+            assert flows.ingest_file(factory, path).state == "completed"
+    finally:
+        event.remove(connection, "before_cursor_execute", watch)
+    off = {
+        "new versions": [jit for sql, jit in seen if "greatest(coalesce(d.batch_observed" in sql],
+        "events": [
+            jit for sql, jit in seen if sql.startswith("INSERT INTO change_event (person_id, event_type")
+        ],
+        "statistics": [jit for sql, jit in seen if sql.startswith("CREATE TEMP TABLE _decision_persons")],
+    }
+    assert {name: set(jits) for name, jits in off.items()} == {
+        "new versions": {"off"},
+        "events": {"off"},
+        "statistics": {"off"},
+    }
+    assert (
+        len(off["new versions"]) == len(off["events"]) == 2 and len(off["statistics"]) == 1
+    )  # day 1: a rebuild
+    rest = {
+        jit for sql, jit in seen if sql.startswith(("INSERT INTO source_record", "CREATE TEMP TABLE golden"))
+    }
+    assert rest == {"on"} and seen[-1][1] == "on"
 
 
 def test_a_published_batch_the_statistics_hold_already_is_not_counted_again(

@@ -25,6 +25,9 @@ class _Explaining:
             return self.conn.execute(text("SELECT 0"))
         return self.conn.execute(statement, params or {})
 
+    def scalar(self, statement: Any, params: dict[str, object] | None = None) -> Any:
+        return self.conn.scalar(statement, params or {})
+
 
 def test_the_events_insert_reads_no_change_event_per_row(connection: Connection) -> None:
     # The state of a fresh database, or of a year's partition on its first day: analysed, empty.

@@ -158,7 +158,6 @@ def test_the_newest_row_is_read_newest_first_and_is_the_plain_look_ups(session) 
         ),
         {"y": year},
     )
-    session.execute(text("ANALYZE person_version"))
     assert session.scalar(text("SELECT count(*) FROM person_version_default")) == 1
     for where in ("TRUE", f"u.recorded_at < TIMESTAMP '{year}-01-01'"):
         plain = session.execute(
