@@ -133,10 +133,10 @@ def without_jit(conn: Connection) -> Iterator[None]:
     was: for a statement planned as costly whose work is many small look-ups (one per person, over
     every partition of the history). JIT compiles such a plan first — hundreds of functions, inlined
     and optimised, more with every partition — and took longer than it saved each time it was
-    measured: a 45,000-person extract after ten yearly partitions spent 5.6 s of its 10.5 s of
-    publishing there (BENCHMARKS.md, 2026-12-07). The bulk statements of an initial load keep it: off
-    for a whole load, the 100,000-person city's took 8-11 % longer. After an error nothing is put back:
-    the transaction's rollback undoes the setting."""
+    measured: the statistics' persons of a 45,000-person extract after ten yearly partitions, 3.0 s
+    with JIT and 0.5 s without (BENCHMARKS.md, 2026-12-07). The bulk statements of an initial load keep
+    it: off for whole steps, the 100,000-person city's initial load took 8-11 % longer. After an error
+    nothing is put back: the transaction's rollback undoes the setting."""
     before = conn.scalar(text("SELECT current_setting('jit')"))
     conn.execute(text("SET LOCAL jit = off"))
     yield
