@@ -219,8 +219,10 @@ def newest(conn: Connection, table_name: str, *, alias: str, where: str, columns
     in order: after ten yearly partitions a person's latest version cost 0.31 ms instead of 0.035
     (docs/PARTITIONS.md). Here the period partitions are asked apart, bounded to the span they cover,
     which prunes the default partition when the statement is planned, so PostgreSQL reads them newest
-    first and stops at the first holding such a row (an ordered Append); the default partition is asked
-    beside, and the later of the two answers is the row.
+    first and stops soon after the first holding such a row (an ordered Append; the sort by id within a
+    moment reads one row more); the default partition is asked beside, and the later of the two answers
+    is the row. (Should the partitions leave a gap inside the span, a detached one, PostgreSQL cannot
+    prune the default partition and reads it on both sides: slower, the same row.)
 
     The span is read from the catalog now, after taking the default partition's ACCESS SHARE lock until
     the transaction ends: a partition attached meanwhile (`_create` moves its period's rows out of the
