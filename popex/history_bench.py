@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import time
 from datetime import date
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
-from popex.bench import BENCH_DIR, run
+from popex.bench import BENCH_DIR, outbox_dir, run
 
 ADD_YEARS_SQL = """
 CREATE TEMP TABLE past AS SELECT * FROM person_version;
@@ -127,6 +128,7 @@ def main() -> None:
         admin.dispose()
         for name in made:
             drop_database(name)
+        shutil.rmtree(outbox_dir(), ignore_errors=True)  # the receipts of this run's batches
 
 
 if __name__ == "__main__":
