@@ -24,6 +24,7 @@ from decision.aggregates import (
 )
 from decision.dimensions import AGE_BAND_LOWER, UNKNOWN_BAND
 from decision.provinces import PROVINCES, UNKNOWN_PROVINCE
+from registry import partitions
 from schemas.canonical import BatchStep
 
 # How far back the aggregates reach by default (older versions count from the epoch on) and how far
@@ -259,21 +260,33 @@ class LineageRow:
     versions: int
 
 
-LINEAGE_PERSONS_SQL = """
-CREATE TEMP TABLE _decision_lineage ON COMMIT DROP AS
-WITH cur AS (
-    SELECT DISTINCT ON (v.person_id) v.person_id, v.batch_id, v.status, v.community_code,
-           v.population_type, v.sex, v.birth_date
-    FROM person_version v
-    WHERE v.valid_from <= :as_of {candidates}
-    ORDER BY v.person_id, v.recorded_at DESC, v.id DESC
-)
-SELECT person_id, batch_id FROM cur
-WHERE status = 'active' AND coalesce(community_code, '') LIKE :prefix
-  AND (CAST(:ptype AS text) IS NULL OR population_type = :ptype)
-  AND (CAST(:sex AS text) IS NULL OR sex = :sex)
-  AND (CAST(:age_from AS integer) IS NULL OR decision.age_years(birth_date, :as_of) >= :age_from)
-  AND (CAST(:age_to AS integer) IS NULL OR decision.age_years(birth_date, :as_of) <= :age_to)
+STREET_CODE_LENGTH = 9
+
+# The version in force on :as_of of each person (the one recorded last of those dated by then), found
+# newest first, a stretch of time at a time (registry.partitions.newest_first), each adding the persons
+# it holds such a version of and no later stretch did: a person's later stretches were recorded after
+# every earlier one's, so the first to hold one of theirs holds the one in force. The stretches up to
+# today's go first, together (one statement that PostgreSQL may run in parallel); the walk stops when
+# every candidate is found. After ten years of partitions one DISTINCT ON over the table sorted every
+# version of every year (BENCHMARKS.md: the lineage of the city 0.84 s against 0.28 s in the first year).
+LINEAGE_IN_FORCE_SQL = """
+{into}
+SELECT DISTINCT ON (v.person_id) v.person_id, v.batch_id, v.status, v.community_code, v.population_type,
+       v.sex, v.birth_date
+FROM person_version v
+WHERE ({stretch}) AND v.valid_from <= :as_of {candidates} {not_found}
+ORDER BY v.person_id, v.recorded_at DESC, v.id DESC
+"""
+NOT_FOUND = "AND NOT EXISTS (SELECT 1 FROM _decision_in_force f WHERE f.person_id = v.person_id)"
+
+# The found who are not counted: the rest are the residents the lineage is of (_decision_lineage).
+LINEAGE_NOT_COUNTED_SQL = """
+DELETE FROM _decision_in_force
+WHERE (status = 'active' AND coalesce(community_code, '') LIKE :prefix
+           AND (CAST(:ptype AS text) IS NULL OR population_type = :ptype)
+           AND (CAST(:sex AS text) IS NULL OR sex = :sex)
+           AND (CAST(:age_from AS integer) IS NULL OR decision.age_years(birth_date, :as_of) >= :age_from)
+           AND (CAST(:age_to AS integer) IS NULL OR decision.age_years(birth_date, :as_of) <= :age_to)) IS NOT TRUE
 """
 
 LINEAGE_SQL = """
@@ -309,24 +322,75 @@ def lineage(
 ) -> tuple[int, list[LineageRow]]:
     """The residents of an area on as_of (optionally of one type, sex or age range) and, per batch, the
     source records linked to them and the versions in force it wrote. Counts only: no person is listed."""
-    candidates = (
-        "AND v.person_id IN (SELECT person_id FROM person_version WHERE community_code LIKE :prefix)"
-        if area
-        else ""
+    conn = session.connection()
+    conn.execute(text("DROP TABLE IF EXISTS _decision_in_force, _decision_candidates, _decision_lineage"))
+    # A street's or community's residents are among the persons with a version there dated by then
+    # (ix_person_version_community: a range of the index); a district's or the city's, among everyone
+    # (every version's person is in `person`: `popex db check` counts the versions whose is not).
+    candidates = ""
+    if len(area) < STREET_CODE_LENGTH:
+        wanted = conn.scalar(text("SELECT count(*) FROM person"))
+    else:
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE _decision_candidates ON COMMIT DROP AS SELECT DISTINCT person_id"
+                " FROM person_version WHERE community_code LIKE :prefix AND valid_from <= :as_of"
+            ),
+            {"prefix": f"{area}%", "as_of": as_of},
+        )
+        conn.execute(text("ALTER TABLE _decision_candidates ADD PRIMARY KEY (person_id)"))
+        conn.execute(text("ANALYZE _decision_candidates"))
+        candidates = "AND v.person_id IN (SELECT person_id FROM _decision_candidates)"
+        wanted = conn.scalar(text("SELECT count(*) FROM _decision_candidates"))
+    stretches = partitions.newest_first(conn, "person_version", alias="v")
+    today = conn.scalar(text("SELECT CAST(localtimestamp AS date)"))
+    first = next(
+        (k for k, s in enumerate(stretches) if s.since is None or s.since <= today), len(stretches) - 1
     )
-    session.execute(text("DROP TABLE IF EXISTS _decision_lineage"))
-    session.execute(
-        text(LINEAGE_PERSONS_SQL.format(candidates=candidates)),
-        {
-            "as_of": as_of,
-            "prefix": f"{area}%",
-            "ptype": population_type,
-            "sex": sex,
-            "age_from": age_from,
-            "age_to": age_to,
-        },
+    analyzed = -1  # rows when _decision_in_force was last analyzed
+    found = conn.execute(
+        text(
+            LINEAGE_IN_FORCE_SQL.format(
+                into="CREATE TEMP TABLE _decision_in_force ON COMMIT DROP AS",
+                stretch=" OR ".join(f"({s.where})" for s in stretches[: first + 1]),
+                candidates=candidates,
+                not_found="",
+            )
+        ),
+        {"as_of": as_of},
+    ).rowcount
+    for stretch in stretches[first + 1 :]:
+        if found == wanted:  # every one found: the older stretches cannot change what is in force
+            break
+        if found != analyzed:  # the anti-join is planned on what is found so far
+            conn.execute(text("ANALYZE _decision_in_force"))
+            analyzed = found
+        found += conn.execute(
+            text(
+                LINEAGE_IN_FORCE_SQL.format(
+                    into="INSERT INTO _decision_in_force",
+                    stretch=stretch.where,
+                    candidates=candidates,
+                    not_found=NOT_FOUND,
+                )
+            ),
+            {"as_of": as_of},
+        ).rowcount
+    population = (
+        found
+        - conn.execute(
+            text(LINEAGE_NOT_COUNTED_SQL),
+            {
+                "as_of": as_of,
+                "prefix": f"{area}%",
+                "ptype": population_type,
+                "sex": sex,
+                "age_from": age_from,
+                "age_to": age_to,
+            },
+        ).rowcount
     )
-    population = session.scalar(text("SELECT count(*) FROM _decision_lineage")) or 0
+    conn.execute(text("ALTER TABLE _decision_in_force RENAME TO _decision_lineage"))
     rows = [LineageRow(*row) for row in session.execute(text(LINEAGE_SQL), {"as_of": as_of})]
-    session.execute(text("DROP TABLE _decision_lineage"))
+    conn.execute(text("DROP TABLE IF EXISTS _decision_lineage, _decision_candidates"))
     return population, rows

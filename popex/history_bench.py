@@ -7,8 +7,10 @@ the copy `years` more yearly partitions of person_version, each holding the city
 `recorded_at` and `valid_from` moved back one more year (ids of their own). Then, on a fresh copy of each
 in turns, ingests the social insurance first extract with every row's phone number changed (the gate
 quarantines such a jump; it is released, as an operator would) and times the release to the receipt
-(resolve, merge, publish, statistics, receipt). Prints the seconds per run and per step as JSON. Every
-database it made is dropped at the end.
+(resolve, merge, publish, statistics, receipt). Before that, in turns on the city and its copy, it times
+what a planner reads: the whole dashboard and the lineage of the city, a district, a street and a
+community (medians in ms). Prints the figures as JSON. Every database it made is dropped at the end,
+unless --keep (the city and its copy stay, for EXPLAIN).
 """
 
 import argparse
@@ -17,7 +19,8 @@ import json
 import os
 import shutil
 import time
-from datetime import date
+from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,33 @@ def timed_release(url: str, extract: Path) -> dict[str, Any]:
     return {"state": state, "seconds": round(seconds, 2), "steps": steps}
 
 
+def timed_reads(url: str, as_of: date) -> dict[str, float]:
+    """Median milliseconds of what a planner reads (decision.bench.timed: a warm-up, then 5 runs): the
+    whole dashboard and the lineage of the city, the first district, its first street and community."""
+    from decision import indicators
+    from decision.bench import timed
+
+    engine = create_engine(url, poolclass=NullPool)
+    figures: dict[str, float] = {}
+    with sessionmaker(engine)() as session:
+        community = session.scalar(text("SELECT min(code) FROM area WHERE level = 'community'"))
+        for name, code in (
+            ("city", ""),
+            ("district", community[:6]),
+            ("street", community[:9]),
+            ("community", community),
+        ):
+            dashboard = partial(indicators.build_dashboard, session=session, area_code=code, as_of=as_of)
+            lineage = partial(
+                indicators.build_lineage, session=session, area_code=code, as_of=as_of, indicator="population"
+            )
+            figures[f"dashboard {name}"] = round(timed(dashboard, 5), 1)
+            figures[f"lineage {name}"] = round(timed(lineage, 5), 1)
+            session.rollback()
+    engine.dispose()
+    return figures
+
+
 def main() -> None:
     """Command line entry."""
     from base.db import database_url, drop_database
@@ -90,6 +120,7 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--years", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the city and its copy with the years added")
     args = parser.parse_args()
     base = f"popex_bench_history_{os.getpid()}"
     made = [base, f"{base}_past", f"{base}_run"]
@@ -113,7 +144,22 @@ def main() -> None:
         with past.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE person_version"))
         past.dispose()
-        figures: dict[str, Any] = {"persons": args.persons, "years_added": args.years, "runs": []}
+        figures: dict[str, Any] = {
+            "persons": args.persons,
+            "years_added": args.years,
+            "reads": [],
+            "runs": [],
+        }
+        for round_no in range(args.rounds):  # the reads first: the templates are not copied meanwhile
+            for name in (base, f"{base}_past"):
+                partitions = "this year's" if name == base else f"{args.years} more years"
+                reads = {
+                    "round": round_no + 1,
+                    "partitions": partitions,
+                    **timed_reads(url_of(name), start + timedelta(days=2)),
+                }
+                figures["reads"].append(reads)
+                print(json.dumps(reads, ensure_ascii=False), flush=True)
         for round_no in range(args.rounds):
             for template in (base, f"{base}_past"):
                 drop_database(f"{base}_run")
@@ -126,8 +172,10 @@ def main() -> None:
         print(json.dumps(figures, indent=2, ensure_ascii=False))
     finally:
         admin.dispose()
-        for name in made:
+        for name in made[2:] if args.keep else made:
             drop_database(name)
+        if args.keep:
+            print(f"kept: {base} and {base}_past")
         shutil.rmtree(outbox_dir(), ignore_errors=True)  # the receipts of this run's batches
 
 

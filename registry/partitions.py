@@ -246,6 +246,41 @@ def newest(conn: Connection, table_name: str, *, alias: str, where: str, columns
     )
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """Rows of a partitioned table written in a stretch of time: `where` picks them (a condition on the
+    time column), `since` is the stretch's first day (None: from the beginning)."""
+
+    where: str
+    since: date | None
+
+
+def newest_first(conn: Connection, table_name: str, *, alias: str) -> list[Stretch]:
+    """`table_name`'s rows in stretches of time, newest first, each read from one partition (`alias`
+    names the table in the conditions): a period partition's span, or the default partition's rows
+    after the last span, in a gap between two spans or before the first. So a statement per stretch
+    reads one partition, and a walk over them can stop as soon as it has what it looks for, where one
+    statement over the table reads every partition.
+
+    As `newest`, the spans are read from the catalog after taking the default partition's ACCESS SHARE
+    lock until the transaction ends, so a partition attached meanwhile cannot move rows between them."""
+    spec = table(table_name)
+    conn.execute(text(f"LOCK TABLE {spec.default} IN ACCESS SHARE MODE"))
+    periods = sorted(_period_partitions(conn, spec), key=lambda p: p[1], reverse=True)
+    if not periods:
+        return [Stretch("TRUE", None)]
+    at = f"{alias}.{spec.column}"
+    later = max(p[2] for p in periods)
+    stretches = [Stretch(f"{at} >= TIMESTAMP '{later}'", later)]
+    for _, lo, hi, _ in periods:
+        if hi < later:  # a gap (a detached partition): its rows wait in the default partition
+            stretches.append(Stretch(f"{at} >= TIMESTAMP '{hi}' AND {at} < TIMESTAMP '{later}'", hi))
+        stretches.append(Stretch(f"{at} >= TIMESTAMP '{lo}' AND {at} < TIMESTAMP '{hi}'", lo))
+        later = lo
+    stretches.append(Stretch(f"{at} < TIMESTAMP '{later}'", None))
+    return stretches
+
+
 def ensure_ahead(session: Session) -> list[str]:
     """The daily run's call: every partition a row written within POPEX_PARTITION_AHEAD_DAYS falls in."""
     ahead = partition_settings().partition_ahead_days

@@ -130,6 +130,13 @@ class PersonVersion(Base):
     __table_args__ = (
         Index("ix_person_version_person", "person_id", "recorded_at"),
         Index("ix_person_version_valid", "valid_from", "recorded_at"),
+        # The lineage of a street or community: its persons (0019_person_version_community).
+        Index(
+            "ix_person_version_community",
+            "community_code",
+            postgresql_ops={"community_code": "varchar_pattern_ops"},
+            postgresql_include=["person_id", "valid_from"],
+        ),
         # Yearly partitions (registry/partitions.py): every key includes recorded_at.
         {"postgresql_partition_by": "RANGE (recorded_at)"},
     )
