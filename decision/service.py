@@ -290,11 +290,10 @@ WHERE (status = 'active' AND coalesce(community_code, '') LIKE :prefix
 """
 
 LINEAGE_SQL = """
-WITH records AS (
-    SELECT sr.batch_id, count(*) AS records
+WITH records AS (  -- a link's batch is its record's (registry.consistency checks it): no source_record read
+    SELECT l.batch_id, count(*) AS records
     FROM _decision_lineage p JOIN link l ON l.person_id = p.person_id
-    JOIN source_record sr ON sr.id = l.source_record_id
-    GROUP BY sr.batch_id
+    GROUP BY l.batch_id
 ),
 versions AS (
     SELECT batch_id, count(*) AS versions FROM _decision_lineage WHERE batch_id IS NOT NULL GROUP BY batch_id

@@ -20,6 +20,9 @@ CHECKS = {
     "link.person_id → person": "SELECT count(*) FROM link l WHERE NOT EXISTS "
     "(SELECT 1 FROM person p WHERE p.id = l.person_id)",
     "link.batch_id → batch": "SELECT count(*) FROM link l WHERE NOT EXISTS (SELECT 1 FROM batch b WHERE b.id = l.batch_id)",
+    # The lineage counts a batch's records by their links' batch (decision.service.LINEAGE_SQL).
+    "link.batch_id ≠ its record's batch": "SELECT count(*) FROM link l JOIN source_record r "
+    "ON r.id = l.source_record_id WHERE r.batch_id <> l.batch_id",
     "person_version.person_id → person": "SELECT count(*) FROM person_version v WHERE NOT EXISTS "
     "(SELECT 1 FROM person p WHERE p.id = v.person_id)",
     "change_event.version_id → person_version": "SELECT count(*) FROM change_event e WHERE NOT EXISTS "

@@ -109,7 +109,7 @@ class Link(Base):
 
     source_record_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     person_id: Mapped[int] = mapped_column(BigInteger, index=True)
-    batch_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, index=True)  # the record's batch (registry.consistency)
     area_key: Mapped[str | None] = mapped_column(String(6))
     rule: Mapped[str] = mapped_column(String(32))
     score: Mapped[float | None]

@@ -31,6 +31,7 @@ TWO_HOLDERS = (
     ("plant", "checks"),
     [
         ("UPDATE link SET person_id = -1", {"link.person_id → person"}),
+        ("UPDATE link SET batch_id = -1", {"link.batch_id → batch", "link.batch_id ≠ its record's batch"}),
         ("DELETE FROM link", {"accepted record without link"}),
         ("UPDATE batch SET rows_rejected = rows_rejected + 1", {"batch accounting"}),
         ("UPDATE change_event SET version_id = -5", {"change_event.version_id → person_version"}),
