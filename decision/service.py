@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from base import clock
@@ -309,27 +309,24 @@ ORDER BY 1, 3, b.as_of_date, b.id
 """
 
 
-def lineage(
-    *,
-    session: Session,
-    area: str,
-    as_of: date,
-    population_type: str | None = None,
-    sex: str | None = None,
-    age_from: int | None = None,
-    age_to: int | None = None,
-) -> tuple[int, list[LineageRow]]:
-    """The residents of an area on as_of (optionally of one type, sex or age range) and, per batch, the
-    source records linked to them and the versions in force it wrote. Counts only: no person is listed."""
-    conn = session.connection()
+def _in_force(conn: Connection, area: str, as_of: date) -> int:
+    """`_decision_in_force`: the version in force on as_of of every person who may live in the area
+    then (LINEAGE_IN_FORCE_SQL); returns how many persons it holds."""
     conn.execute(text("DROP TABLE IF EXISTS _decision_in_force, _decision_candidates, _decision_lineage"))
-    # A street's or community's residents are among the persons with a version there dated by then
-    # (ix_person_version_community: a range of the index); a district's or the city's, among everyone
-    # (every version's person is in `person`: `popex db check` counts the versions whose is not).
     candidates = ""
-    if len(area) < STREET_CODE_LENGTH:
-        wanted = conn.scalar(text("SELECT count(*) FROM person"))
-    else:
+
+    def wanted() -> int:
+        """Everyone the walk looks for. For a district or the city: the persons, counted after the
+        statements so far (persons are never deleted, and each found one existed when its statement
+        read, so finding as many as are there now is finding all of them, whatever was committed
+        meanwhile; every version's person is in `person`: `popex db check` counts those that are not)."""
+        return int(
+            conn.scalar(text(f"SELECT count(*) FROM {'_decision_candidates' if candidates else 'person'}"))
+        )
+
+    # A street's or community's residents are among the persons with a version there dated by then
+    # (ix_person_version_community: a range of the index); a district's or the city's, among everyone.
+    if len(area) >= STREET_CODE_LENGTH:
         conn.execute(
             text(
                 "CREATE TEMP TABLE _decision_candidates ON COMMIT DROP AS SELECT DISTINCT person_id"
@@ -340,13 +337,11 @@ def lineage(
         conn.execute(text("ALTER TABLE _decision_candidates ADD PRIMARY KEY (person_id)"))
         conn.execute(text("ANALYZE _decision_candidates"))
         candidates = "AND v.person_id IN (SELECT person_id FROM _decision_candidates)"
-        wanted = conn.scalar(text("SELECT count(*) FROM _decision_candidates"))
     stretches = partitions.newest_first(conn, "person_version", alias="v")
     today = conn.scalar(text("SELECT CAST(localtimestamp AS date)"))
     first = next(
         (k for k, s in enumerate(stretches) if s.since is None or s.since <= today), len(stretches) - 1
     )
-    analyzed = -1  # rows when _decision_in_force was last analyzed
     found = conn.execute(
         text(
             LINEAGE_IN_FORCE_SQL.format(
@@ -358,9 +353,12 @@ def lineage(
         ),
         {"as_of": as_of},
     ).rowcount
+    looked_for, analyzed = wanted(), -1  # analyzed: the rows _decision_in_force had when last analyzed
     for stretch in stretches[first + 1 :]:
-        if found == wanted:  # every one found: the older stretches cannot change what is in force
-            break
+        if found >= looked_for:
+            looked_for = wanted()
+            if found == looked_for:  # every one found: the older stretches cannot change what is in force
+                break
         if found != analyzed:  # the anti-join is planned on what is found so far
             conn.execute(text("ANALYZE _decision_in_force"))
             analyzed = found
@@ -375,6 +373,23 @@ def lineage(
             ),
             {"as_of": as_of},
         ).rowcount
+    return found
+
+
+def lineage(
+    *,
+    session: Session,
+    area: str,
+    as_of: date,
+    population_type: str | None = None,
+    sex: str | None = None,
+    age_from: int | None = None,
+    age_to: int | None = None,
+) -> tuple[int, list[LineageRow]]:
+    """The residents of an area on as_of (optionally of one type, sex or age range) and, per batch, the
+    source records linked to them and the versions in force it wrote. Counts only: no person is listed."""
+    conn = session.connection()
+    found = _in_force(conn, area, as_of)
     population = (
         found
         - conn.execute(

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session
 
 from decision import service
 from registry.partitions import ensure_partitions
+from tests.conftest import migrated_database
 from tests.decision.conftest import random_population
-from tests.factories import make_batch
+from tests.factories import make_batch, make_person
 
 # The residents as one statement over every version of every year finds them (the lineage before it
 # walked the partitions): the version in force is the one recorded last of those dated by then.
@@ -201,3 +202,38 @@ def test_the_residents_found_newest_first_are_those_of_the_whole_history(
         population, _ = service.lineage(session=session, area="", as_of=as_of)
     assert population == plain(session, "", as_of)[0] > 0
     assert [s for s in statements.seen if "INSERT INTO _decision_in_force" in s]  # the older years walked
+
+
+def test_a_person_committed_during_the_walk_does_not_end_it_early() -> None:
+    """A city of three persons: two with this year's versions, one whose only version is older. Just
+    before the lineage reads this year, a fourth person is committed by another connection. Had the
+    walk counted everyone before reading (three), finding three this year would end it, and the person
+    of the older years would be missed; counting after, it goes on and finds them all."""
+    with migrated_database("popex_lineage") as url:
+        engine = create_engine(url)
+        try:
+            with Session(engine) as session:
+                year = session.execute(text("SELECT extract(year FROM localtimestamp)::int")).scalar_one()
+                for _ in range(2):
+                    make_person(session, valid_from=date(year - 2, 1, 1))
+                older = make_person(session, valid_from=date(year - 2, 1, 1))
+                session.execute(
+                    text("UPDATE person_version SET recorded_at = :at WHERE person_id = :p"),
+                    {"at": datetime(year - 1, 3, 1), "p": older.id},
+                )
+                ensure_partitions(session, through=date(year + 1, 1, 1))
+                session.commit()
+
+            def meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+                if statement.startswith("\nCREATE TEMP TABLE _decision_in_force"):
+                    with Session(engine) as other:
+                        make_person(other, valid_from=date(year - 2, 1, 1))
+                        other.commit()
+
+            with Session(engine) as session:
+                event.listen(session.connection(), "before_cursor_execute", meanwhile)
+                population, _ = service.lineage(session=session, area="", as_of=date(year, 1, 1))
+                assert population == 4
+                assert population == plain(session, "", date(year, 1, 1))[0]
+        finally:
+            engine.dispose()
