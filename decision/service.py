@@ -260,7 +260,9 @@ class LineageRow:
     versions: int
 
 
-STREET_CODE_LENGTH = 9
+# Reading the rest of the stretches costs less than counting everyone looked for when they hold fewer
+# rows than this (a count of 1,000,000 persons: 65 ms; an empty default partition: a millisecond).
+READ_RATHER_THAN_COUNT = 100_000
 
 # The version in force on :as_of of each person (the one recorded last of those dated by then), found
 # newest first, a stretch of time at a time (registry.partitions.newest_first), each adding the persons
@@ -271,32 +273,30 @@ STREET_CODE_LENGTH = 9
 # version of every year (BENCHMARKS.md: the lineage of the city 0.84 s against 0.28 s in the first year).
 LINEAGE_IN_FORCE_SQL = """
 {into}
-SELECT DISTINCT ON (v.person_id) v.person_id, v.batch_id, v.status, v.community_code, v.population_type,
-       v.sex, v.birth_date
+SELECT DISTINCT ON (v.person_id) v.person_id, v.batch_id,
+       coalesce(v.status = 'active' AND coalesce(v.community_code, '') LIKE :prefix
+                AND (CAST(:ptype AS text) IS NULL OR v.population_type = :ptype)
+                AND (CAST(:sex AS text) IS NULL OR v.sex = :sex)
+                AND (CAST(:age_from AS integer) IS NULL OR decision.age_years(v.birth_date, :as_of) >= :age_from)
+                AND (CAST(:age_to AS integer) IS NULL OR decision.age_years(v.birth_date, :as_of) <= :age_to),
+                FALSE) AS counted
 FROM person_version v
 WHERE ({stretch}) AND v.valid_from <= :as_of {candidates} {not_found}
 ORDER BY v.person_id, v.recorded_at DESC, v.id DESC
 """
 NOT_FOUND = "AND NOT EXISTS (SELECT 1 FROM _decision_in_force f WHERE f.person_id = v.person_id)"
 
-# The found who are not counted: the rest are the residents the lineage is of (_decision_lineage).
-LINEAGE_NOT_COUNTED_SQL = """
-DELETE FROM _decision_in_force
-WHERE (status = 'active' AND coalesce(community_code, '') LIKE :prefix
-           AND (CAST(:ptype AS text) IS NULL OR population_type = :ptype)
-           AND (CAST(:sex AS text) IS NULL OR sex = :sex)
-           AND (CAST(:age_from AS integer) IS NULL OR decision.age_years(birth_date, :as_of) >= :age_from)
-           AND (CAST(:age_to AS integer) IS NULL OR decision.age_years(birth_date, :as_of) <= :age_to)) IS NOT TRUE
-"""
-
+# Per batch, the records linked to the residents counted and the versions in force it wrote.
 LINEAGE_SQL = """
 WITH records AS (  -- a link's batch is its record's (registry.consistency checks it): no source_record read
     SELECT l.batch_id, count(*) AS records
-    FROM _decision_lineage p JOIN link l ON l.person_id = p.person_id
+    FROM _decision_in_force p JOIN link l ON l.person_id = p.person_id
+    WHERE p.counted
     GROUP BY l.batch_id
 ),
 versions AS (
-    SELECT batch_id, count(*) AS versions FROM _decision_lineage WHERE batch_id IS NOT NULL GROUP BY batch_id
+    SELECT batch_id, count(*) AS versions FROM _decision_in_force
+    WHERE counted AND batch_id IS NOT NULL GROUP BY batch_id
 )
 SELECT coalesce(f.department_code, ''), coalesce(d.name, ''), b.source, coalesce(f.title, b.source),
        b.id, b.file_name, b.as_of_date, coalesce(r.records, 0), coalesce(v.versions, 0)
@@ -309,34 +309,25 @@ ORDER BY 1, 3, b.as_of_date, b.id
 """
 
 
-def _in_force(conn: Connection, area: str, as_of: date) -> int:
-    """`_decision_in_force`: the version in force on as_of of every person who may live in the area
-    then (LINEAGE_IN_FORCE_SQL); returns how many persons it holds."""
-    conn.execute(text("DROP TABLE IF EXISTS _decision_in_force, _decision_candidates, _decision_lineage"))
-    candidates = ""
-
-    def wanted() -> int:
-        """Everyone the walk looks for. For a district or the city: the persons, counted after the
-        statements so far (persons are never deleted, and each found one existed when its statement
-        read, so finding as many as are there now is finding all of them, whatever was committed
-        meanwhile; every version's person is in `person`: `popex db check` counts those that are not)."""
-        return int(
-            conn.scalar(text(f"SELECT count(*) FROM {'_decision_candidates' if candidates else 'person'}"))
+def _in_force(conn: Connection, area: str, as_of: date, counted: dict[str, Any]) -> None:
+    """`_decision_in_force` (person_id, batch_id, counted): the version in force on as_of of every
+    person who may live in the area then (LINEAGE_IN_FORCE_SQL), and whether they count (`counted`:
+    the lineage's type, sex and ages)."""
+    conn.execute(text("DROP TABLE IF EXISTS _decision_in_force"))
+    params = {"as_of": as_of, "prefix": f"{area}%", **counted}
+    # An area's residents are among the persons with a version there dated by then (a range of
+    # ix_person_version_community, read by each statement: a subquery on a table, not a temporary
+    # one, so that PostgreSQL may read in parallel); the city's among everyone.
+    candidates, count_sql = "", "SELECT count(*) FROM person"
+    if area:
+        candidates = (
+            "AND v.person_id IN (SELECT c.person_id FROM person_version c"
+            " WHERE c.community_code LIKE :prefix AND c.valid_from <= :as_of)"
         )
-
-    # A street's or community's residents are among the persons with a version there dated by then
-    # (ix_person_version_community: a range of the index); a district's or the city's, among everyone.
-    if len(area) >= STREET_CODE_LENGTH:
-        conn.execute(
-            text(
-                "CREATE TEMP TABLE _decision_candidates ON COMMIT DROP AS SELECT DISTINCT person_id"
-                " FROM person_version WHERE community_code LIKE :prefix AND valid_from <= :as_of"
-            ),
-            {"prefix": f"{area}%", "as_of": as_of},
+        count_sql = (
+            "SELECT count(DISTINCT person_id) FROM person_version"
+            " WHERE community_code LIKE :prefix AND valid_from <= :as_of"
         )
-        conn.execute(text("ALTER TABLE _decision_candidates ADD PRIMARY KEY (person_id)"))
-        conn.execute(text("ANALYZE _decision_candidates"))
-        candidates = "AND v.person_id IN (SELECT person_id FROM _decision_candidates)"
     stretches = partitions.newest_first(conn, "person_version", alias="v")
     today = conn.scalar(text("SELECT CAST(localtimestamp AS date)"))
     first = next(
@@ -351,17 +342,19 @@ def _in_force(conn: Connection, area: str, as_of: date) -> int:
                 not_found="",
             )
         ),
-        {"as_of": as_of},
+        params,
     ).rowcount
-    looked_for, analyzed = wanted(), -1  # analyzed: the rows _decision_in_force had when last analyzed
-    for stretch in stretches[first + 1 :]:
-        if found >= looked_for:
-            looked_for = wanted()
-            if found == looked_for:  # every one found: the older stretches cannot change what is in force
+    rest = stretches[first + 1 :]
+    # Everyone looked for, counted after the reads so far, when the rest is worth sparing: neither
+    # persons nor versions are ever deleted, and each one found was there when its statement read, so
+    # finding as many as are there now is finding all of them, whatever was committed meanwhile.
+    # (Every version's person is in `person`: `popex db check` counts those that are not.)
+    looked_for = -1
+    for k, stretch in enumerate(rest):
+        if found >= looked_for and sum(s.rows for s in rest[k:]) >= READ_RATHER_THAN_COUNT:
+            looked_for = int(conn.scalar(text(count_sql), params))
+            if found == looked_for:  # the older stretches cannot change what is in force
                 break
-        if found != analyzed:  # the anti-join is planned on what is found so far
-            conn.execute(text("ANALYZE _decision_in_force"))
-            analyzed = found
         found += conn.execute(
             text(
                 LINEAGE_IN_FORCE_SQL.format(
@@ -371,9 +364,8 @@ def _in_force(conn: Connection, area: str, as_of: date) -> int:
                     not_found=NOT_FOUND,
                 )
             ),
-            {"as_of": as_of},
+            params,
         ).rowcount
-    return found
 
 
 def lineage(
@@ -389,22 +381,9 @@ def lineage(
     """The residents of an area on as_of (optionally of one type, sex or age range) and, per batch, the
     source records linked to them and the versions in force it wrote. Counts only: no person is listed."""
     conn = session.connection()
-    found = _in_force(conn, area, as_of)
-    population = (
-        found
-        - conn.execute(
-            text(LINEAGE_NOT_COUNTED_SQL),
-            {
-                "as_of": as_of,
-                "prefix": f"{area}%",
-                "ptype": population_type,
-                "sex": sex,
-                "age_from": age_from,
-                "age_to": age_to,
-            },
-        ).rowcount
-    )
-    conn.execute(text("ALTER TABLE _decision_in_force RENAME TO _decision_lineage"))
+    counted = {"ptype": population_type, "sex": sex, "age_from": age_from, "age_to": age_to}
+    _in_force(conn, area, as_of, counted)
+    population = conn.scalar(text("SELECT count(*) FROM _decision_in_force WHERE counted")) or 0
     rows = [LineageRow(*row) for row in session.execute(text(LINEAGE_SQL), {"as_of": as_of})]
-    conn.execute(text("DROP TABLE IF EXISTS _decision_lineage, _decision_candidates"))
+    conn.execute(text("DROP TABLE _decision_in_force"))
     return population, rows

@@ -249,10 +249,13 @@ def newest(conn: Connection, table_name: str, *, alias: str, where: str, columns
 @dataclass(frozen=True)
 class Stretch:
     """Rows of a partitioned table written in a stretch of time: `where` picks them (a condition on the
-    time column), `since` is the stretch's first day (None: from the beginning)."""
+    time column), `since` is the stretch's first day (None: from the beginning), `rows` how many its
+    partition holds as PostgreSQL last estimated them (0 for a partition never analyzed): what reading
+    it may cost, never what it holds."""
 
     where: str
     since: date | None
+    rows: float
 
 
 def newest_first(conn: Connection, table_name: str, *, alias: str) -> list[Stretch]:
@@ -267,17 +270,24 @@ def newest_first(conn: Connection, table_name: str, *, alias: str) -> list[Stret
     spec = table(table_name)
     conn.execute(text(f"LOCK TABLE {spec.default} IN ACCESS SHARE MODE"))
     periods = sorted(_period_partitions(conn, spec), key=lambda p: p[1], reverse=True)
+    strays = float(
+        conn.scalar(
+            text("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+            {"t": spec.default},
+        )
+        or 0
+    )
     if not periods:
-        return [Stretch("TRUE", None)]
+        return [Stretch("TRUE", None, strays)]
     at = f"{alias}.{spec.column}"
     later = max(p[2] for p in periods)
-    stretches = [Stretch(f"{at} >= TIMESTAMP '{later}'", later)]
-    for _, lo, hi, _ in periods:
+    stretches = [Stretch(f"{at} >= TIMESTAMP '{later}'", later, strays)]
+    for _, lo, hi, tuples in periods:
         if hi < later:  # a gap (a detached partition): its rows wait in the default partition
-            stretches.append(Stretch(f"{at} >= TIMESTAMP '{hi}' AND {at} < TIMESTAMP '{later}'", hi))
-        stretches.append(Stretch(f"{at} >= TIMESTAMP '{lo}' AND {at} < TIMESTAMP '{hi}'", lo))
+            stretches.append(Stretch(f"{at} >= TIMESTAMP '{hi}' AND {at} < TIMESTAMP '{later}'", hi, strays))
+        stretches.append(Stretch(f"{at} >= TIMESTAMP '{lo}' AND {at} < TIMESTAMP '{hi}'", lo, max(tuples, 0)))
         later = lo
-    stretches.append(Stretch(f"{at} < TIMESTAMP '{later}'", None))
+    stretches.append(Stretch(f"{at} < TIMESTAMP '{later}'", None, strays))
     return stretches
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session
 
@@ -111,14 +112,18 @@ def _times(year: int, rnd: random.Random, n: int) -> Iterator[datetime]:
         yield datetime(year, 1, 1) + timedelta(minutes=rnd.randrange(0, 525_000))
 
 
+@pytest.mark.parametrize("count_from", [0, service.READ_RATHER_THAN_COUNT])
 def test_the_residents_found_newest_first_are_those_of_the_whole_history(
-    session: Session, communities: list[str]
+    session: Session, communities: list[str], count_from: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Persons with versions over yearly partitions, in the default partition after the last year,
     before the first and in a gap between two, dated back and forth, moving between communities and
     out of the city: for every area level, date and filter, the lineage equals one statement over every
     version. A person's later versions decide whatever their area; and when the first stretch holds a
-    version of everyone, the older years are not read."""
+    version of everyone, the older years are not read. Both with everyone counted whenever the walk
+    could end (count_from 0) and as a city runs it, where this test's few rows are read rather than
+    counted."""
+    monkeypatch.setattr(service, "READ_RATHER_THAN_COUNT", count_from)
     year = session.execute(text("SELECT extract(year FROM localtimestamp)::int")).scalar_one()
     rnd = random.Random(20261207)
     people = random_population(session, communities, 150, seed=11)
@@ -196,7 +201,8 @@ def test_the_residents_found_newest_first_are_those_of_the_whole_history(
     with Statements(session) as statements:
         population, _ = service.lineage(session=session, area="", as_of=as_of)
     assert population == plain(session, "", as_of)[0] > 100
-    assert not [s for s in statements.seen if s.startswith("\nINSERT INTO _decision_in_force")]
+    walked = [s for s in statements.seen if s.startswith("\nINSERT INTO _decision_in_force")]
+    assert bool(walked) == (count_from > 0)  # few rows left: read rather than counted
     as_of = date(year - 3, 6, 1)  # before most versions' dates: the older years hold what is in force
     with Statements(session) as statements:
         population, _ = service.lineage(session=session, area="", as_of=as_of)
@@ -204,11 +210,12 @@ def test_the_residents_found_newest_first_are_those_of_the_whole_history(
     assert [s for s in statements.seen if "INSERT INTO _decision_in_force" in s]  # the older years walked
 
 
-def test_a_person_committed_during_the_walk_does_not_end_it_early() -> None:
+def test_a_person_committed_during_the_walk_does_not_end_it_early(monkeypatch: pytest.MonkeyPatch) -> None:
     """A city of three persons: two with this year's versions, one whose only version is older. Just
     before the lineage reads this year, a fourth person is committed by another connection. Had the
     walk counted everyone before reading (three), finding three this year would end it, and the person
     of the older years would be missed; counting after, it goes on and finds them all."""
+    monkeypatch.setattr(service, "READ_RATHER_THAN_COUNT", 0)  # counted whenever the walk could end
     with migrated_database("popex_lineage") as url:
         engine = create_engine(url)
         try:
