@@ -1,5 +1,6 @@
 """Units of work of decision analysis: keep the aggregates current, recount directly, trace lineage."""
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -309,6 +310,19 @@ ORDER BY 1, 3, b.as_of_date, b.id
 """
 
 
+# An area whose versions dated by then outnumber this share of the persons (PostgreSQL's estimates: a
+# district that is most of the city, after years of history) is walked as the city is: reading every year's
+# versions of the area to find its candidates would cost more than reading everyone's newest stretch.
+WALKED_AS_THE_CITY = 1.0
+AREA_VERSIONS_SQL = "SELECT 1 FROM person_version WHERE community_code LIKE :prefix AND valid_from <= :as_of"
+
+
+def _estimated_rows(conn: Connection, sql: str, params: dict[str, Any]) -> float:
+    """How many rows PostgreSQL's planner expects `sql` to return (EXPLAIN: nothing is read)."""
+    plan = conn.scalar(text(f"EXPLAIN (FORMAT JSON) {sql}"), params)
+    return float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+
+
 def _in_force(conn: Connection, area: str, as_of: date, counted: dict[str, Any]) -> None:
     """`_decision_in_force` (person_id, batch_id, counted): the version in force on as_of of every
     person who may live in the area then (LINEAGE_IN_FORCE_SQL), and whether they count (`counted`:
@@ -317,9 +331,11 @@ def _in_force(conn: Connection, area: str, as_of: date, counted: dict[str, Any])
     params = {"as_of": as_of, "prefix": f"{area}%", **counted}
     # An area's residents are among the persons with a version there dated by then (a range of
     # ix_person_version_community, read by each statement: a subquery on a table, not a temporary
-    # one, so that PostgreSQL may read in parallel); the city's among everyone.
+    # one, so that PostgreSQL may read in parallel); the city's, and an area as large, among everyone.
     candidates, count_sql = "", "SELECT count(*) FROM person"
-    if area:
+    if area and _estimated_rows(conn, AREA_VERSIONS_SQL, params) < WALKED_AS_THE_CITY * _estimated_rows(
+        conn, "SELECT 1 FROM person", {}
+    ):
         candidates = (
             "AND v.person_id IN (SELECT c.person_id FROM person_version c"
             " WHERE c.community_code LIKE :prefix AND c.valid_from <= :as_of)"

@@ -1,6 +1,7 @@
 """The lineage's residents, found newest first over the years of partitions, are those one statement
 over the whole history finds (decision.service.lineage, registry.partitions.newest_first)."""
 
+import math
 import random
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -112,9 +113,17 @@ def _times(year: int, rnd: random.Random, n: int) -> Iterator[datetime]:
         yield datetime(year, 1, 1) + timedelta(minutes=rnd.randrange(0, 525_000))
 
 
-@pytest.mark.parametrize("count_from", [0, service.READ_RATHER_THAN_COUNT])
+@pytest.mark.parametrize(
+    ("count_from", "walked_as_the_city"),
+    [(0, math.inf), (service.READ_RATHER_THAN_COUNT, service.WALKED_AS_THE_CITY), (0, 0.0)],
+    ids=["candidates-counted", "as-configured", "everyone-counted"],
+)
 def test_the_residents_found_newest_first_are_those_of_the_whole_history(
-    session: Session, communities: list[str], count_from: int, monkeypatch: pytest.MonkeyPatch
+    session: Session,
+    communities: list[str],
+    count_from: int,
+    walked_as_the_city: float,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Persons with versions over yearly partitions, in the default partition after the last year,
     before the first and in a gap between two, dated back and forth, moving between communities and
@@ -122,8 +131,10 @@ def test_the_residents_found_newest_first_are_those_of_the_whole_history(
     version. A person's later versions decide whatever their area; and when the first stretch holds a
     version of everyone, the older years are not read. Both with everyone counted whenever the walk
     could end (count_from 0) and as a city runs it, where this test's few rows are read rather than
-    counted."""
+    counted; every area through its candidates (the persons with a version there), every area walked as
+    the city is (everyone), and as the estimates decide."""
     monkeypatch.setattr(service, "READ_RATHER_THAN_COUNT", count_from)
+    monkeypatch.setattr(service, "WALKED_AS_THE_CITY", walked_as_the_city)
     year = session.execute(text("SELECT extract(year FROM localtimestamp)::int")).scalar_one()
     rnd = random.Random(20261207)
     people = random_population(session, communities, 150, seed=11)
@@ -175,17 +186,25 @@ def test_the_residents_found_newest_first_are_those_of_the_whole_history(
     assert sorted(in_default) == [year - 6, year - 2, year + 6]
 
     areas = ["", communities[0][:6], communities[0][:9], communities[0], communities[5]]
-    compared = 0
+    compared, through_candidates = 0, set()
     for as_of in (date(year - 3, 6, 1), date(year - 1, 12, 31), date(year, 11, 1), date(year + 1, 3, 1)):
         for area in areas:
             for filters in FILTERS:
                 expected = plain(session, area, as_of, **filters)
-                assert service.lineage(session=session, area=area, as_of=as_of, **filters) == expected, (
-                    area,
-                    as_of,
-                    filters,
-                )
+                with Statements(session) as statements:
+                    found = service.lineage(session=session, area=area, as_of=as_of, **filters)
+                assert found == expected, (area, as_of, filters)
                 compared += expected[0]
+                if any("c.community_code LIKE" in s for s in statements.seen):
+                    through_candidates.add(area)
+    assert (
+        through_candidates
+        == {
+            0.0: set(),
+            math.inf: set(areas[1:]),
+            service.WALKED_AS_THE_CITY: through_candidates,  # as this small city's estimates decide
+        }[walked_as_the_city]
+    )
     assert compared > 1000  # residents counted over the comparisons, not empty areas
     assert session.scalar(text("SELECT count(*) FROM link")) > 100
 
