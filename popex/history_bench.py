@@ -45,6 +45,8 @@ BEGIN
 END $$;
 """
 
+EXTRACT_DAY = "20261108"  # the changed extract's date, a week after the city's first day
+
 
 def changed_extract(city: Path, out: Path, day: str) -> Path:
     """The social insurance first extract, every phone number's last digit changed, dated `day`."""
@@ -134,7 +136,7 @@ def main() -> None:
         start = date(2026, 11, 1)
         run(persons=args.persons, days=2, seed=1, start=start, database=base)
         city = BENCH_DIR / f"city_{args.persons}_2_1"
-        extract = changed_extract(city, BENCH_DIR, "20261108")
+        extract = changed_extract(city, BENCH_DIR, EXTRACT_DAY)
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {base}_past TEMPLATE {base}"))
         past = create_engine(url_of(f"{base}_past"), poolclass=NullPool)
@@ -177,6 +179,9 @@ def main() -> None:
         if args.keep:
             print(f"kept: {base} and {base}_past")
         shutil.rmtree(outbox_dir(), ignore_errors=True)  # the receipts of this run's batches
+        (BENCH_DIR / f"rsj_cb_{EXTRACT_DAY}.csv").unlink(
+            missing_ok=True
+        )  # the changed extract, made again each run
 
 
 if __name__ == "__main__":
