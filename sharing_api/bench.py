@@ -18,7 +18,9 @@ CPU per request is measured for every run: the server's processes, PostgreSQL's 
 to the benchmark's database: its reads, audit commits and autovacuum, not other databases' work on a
 shared machine, nor the WAL writer and checkpointer), and wrk's own.
 The machine's speed is printed beside the figures (`python_loop_s`: the best of three runs of a
-pure-Python loop of 10⁷ additions), so that runs on different machines can be compared.
+pure-Python loop of 10⁷ additions, before and after the runs, and one run of it just before each), so
+that runs on different machines can be compared: on a shared machine it drifts within minutes (0.32 s
+at the start of one run, 0.68-0.74 s just after it).
 Targets (issue 6): >= 1,500 req/s, p99 <= 20 ms at 64 connections on 2 cores; batch <= 200 ms.
 Issue 19 item 5: p99 <= 20 ms at 1,500 req/s paced where that loop takes up to 1.0 s.
 """
@@ -144,6 +146,7 @@ class LoadRun:
         float  # the benchmark database's backends (reads, audit commits, autovacuum), per request
     )
     wrk_cpu_ms: float  # the load generator, per request
+    python_loop_s: float  # the 10⁷-addition loop run once just before this run: the machine's speed then
 
 
 @dataclass
@@ -163,6 +166,7 @@ class BenchResult:
     load_average: float  # of the machine (1 min) before the runs: other work shares the 2 cores
     load_average_after: float  # and after them
     python_loop_s: float  # a pure-Python loop of 10⁷ additions, best of 3: the machine's speed
+    python_loop_after_s: float  # the same after the runs (a shared machine's speed drifts within minutes)
     requests_sent: int  # warm-up, measured runs and batches (wrk does not count those cut off at its end)
     audit_rows: int
     audit_chain_ok: bool
@@ -327,6 +331,7 @@ def _load_run(
         script = Path(tmp) / "lookup.lua"
         interval_ms = threads * 1000 / rate if rate else 0
         script.write_text(WRK_SCRIPT.format(n=persons, key=key, interval_ms=interval_ms))
+        loop = python_loop_seconds(runs=1)
         before = _cpu_seconds(server, database)
         figures = _wrk(port, script, seconds=seconds, connections=connections, threads=threads)
         after = _cpu_seconds(server, database)
@@ -345,6 +350,7 @@ def _load_run(
         server_cpu_ms=per_request["server"],
         postgres_cpu_ms=per_request["postgres"],
         wrk_cpu_ms=per_request["wrk"],
+        python_loop_s=loop,
     )
 
 
@@ -421,6 +427,7 @@ def run_benchmark(
         paced = [run(rate=rate, seconds=seconds) for rate in rates for _ in range(repeats)]
         batch_ms, matched = _batches(port, key, persons, batch_rounds)
         load_average_after = os.getloadavg()[0]
+        python_loop_after = python_loop_seconds()
         engine = create_engine(url)
         with engine.connect() as conn:
             audit_rows = (
@@ -452,6 +459,7 @@ def run_benchmark(
         load_average=round(load_average, 2),
         load_average_after=round(load_average_after, 2),
         python_loop_s=python_loop,
+        python_loop_after_s=python_loop_after,
         requests_sent=sum(r.requests for r in (warm_up, unpaced, *paced)) + batch_rounds,
         audit_rows=audit_rows,
         audit_chain_ok=chain_ok,
