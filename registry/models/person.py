@@ -130,7 +130,7 @@ class PersonVersion(Base):
     __table_args__ = (
         Index("ix_person_version_person", "person_id", "recorded_at"),
         Index("ix_person_version_valid", "valid_from", "recorded_at"),
-        # The lineage of a street or community: its persons (0019_person_version_community).
+        # The lineage of an area: the persons with a version there (0019_person_version_community).
         Index(
             "ix_person_version_community",
             "community_code",

@@ -1,4 +1,4 @@
-"""An index of the versions by community, for the lineage of a street or community.
+"""An index of the versions by community, for the lineage of an area.
 
 The lineage of an area (decision.service.lineage) starts from the persons with a version in the area
 dated by its date. Without an index that was a scan of every version of every year: after ten yearly
