@@ -314,7 +314,8 @@ ORDER BY 1, 3, b.as_of_date, b.id
 # district that is most of the city, after years of history) is walked as the city is: reading every year's
 # versions of the area to find its candidates would cost more than reading everyone's newest stretch.
 WALKED_AS_THE_CITY = 1.0
-AREA_VERSIONS_SQL = "SELECT 1 FROM person_version WHERE community_code LIKE :prefix AND valid_from <= :as_of"
+# The area's versions dated by then (a range of ix_person_version_community): their persons are its candidates.
+AREA_VERSIONS = "person_version c WHERE c.community_code LIKE :prefix AND c.valid_from <= :as_of"
 
 
 def _estimated_rows(conn: Connection, sql: str, params: dict[str, Any]) -> float:
@@ -333,17 +334,11 @@ def _in_force(conn: Connection, area: str, as_of: date, counted: dict[str, Any])
     # ix_person_version_community, read by each statement: a subquery on a table, not a temporary
     # one, so that PostgreSQL may read in parallel); the city's, and an area as large, among everyone.
     candidates, count_sql = "", "SELECT count(*) FROM person"
-    if area and _estimated_rows(conn, AREA_VERSIONS_SQL, params) < WALKED_AS_THE_CITY * _estimated_rows(
-        conn, "SELECT 1 FROM person", {}
+    if area and _estimated_rows(conn, f"SELECT 1 FROM {AREA_VERSIONS}", params) < (
+        WALKED_AS_THE_CITY * _estimated_rows(conn, "SELECT 1 FROM person", {})
     ):
-        candidates = (
-            "AND v.person_id IN (SELECT c.person_id FROM person_version c"
-            " WHERE c.community_code LIKE :prefix AND c.valid_from <= :as_of)"
-        )
-        count_sql = (
-            "SELECT count(DISTINCT person_id) FROM person_version"
-            " WHERE community_code LIKE :prefix AND valid_from <= :as_of"
-        )
+        candidates = f"AND v.person_id IN (SELECT c.person_id FROM {AREA_VERSIONS})"
+        count_sql = f"SELECT count(DISTINCT c.person_id) FROM {AREA_VERSIONS}"
     stretches = partitions.newest_first(conn, "person_version", alias="v")
     today = conn.scalar(text("SELECT CAST(localtimestamp AS date)"))
     first = next(

@@ -179,9 +179,8 @@ def main() -> None:
         if args.keep:
             print(f"kept: {base} and {base}_past")
         shutil.rmtree(outbox_dir(), ignore_errors=True)  # the receipts of this run's batches
-        (BENCH_DIR / f"rsj_cb_{EXTRACT_DAY}.csv").unlink(
-            missing_ok=True
-        )  # the changed extract, made again each run
+        # The changed extract, made again by each run.
+        (BENCH_DIR / f"rsj_cb_{EXTRACT_DAY}.csv").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -191,9 +191,10 @@ def expired_partitions(
     return found
 
 
-def _period_partitions(conn: Connection, spec: Partitioned) -> list[tuple[str, date, date, int]]:
-    """`spec`'s partitions attached now but the default one: name, first day, first day after, rows
-    (estimated), in name order (which is period order)."""
+def _partitions(conn: Connection, spec: Partitioned) -> tuple[list[tuple[str, date, date, int]], int]:
+    """`spec`'s partitions attached now: the period ones (name, first day, first day after, rows
+    estimated) in name order, which is period order; and the default one's rows (estimated, 0 when it
+    was never analyzed)."""
     rows = conn.execute(
         text(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), c.reltuples::bigint FROM pg_inherits i "
@@ -201,12 +202,19 @@ def _period_partitions(conn: Connection, spec: Partitioned) -> list[tuple[str, d
         ),
         {"t": spec.table},
     )
-    found = []
+    periods, strays = [], 0
     for name, bound, tuples in rows:
-        if name != spec.default:
+        if name == spec.default:
+            strays = max(int(tuples), 0)
+        else:
             lo, hi = (datetime.fromisoformat(v).date() for v in bound.split("'")[1::2])
-            found.append((name, lo, hi, int(tuples)))
-    return found
+            periods.append((name, lo, hi, int(tuples)))
+    return periods, strays
+
+
+def _period_partitions(conn: Connection, spec: Partitioned) -> list[tuple[str, date, date, int]]:
+    """`spec`'s partitions attached now but the default one (_partitions)."""
+    return _partitions(conn, spec)[0]
 
 
 def newest(conn: Connection, table_name: str, *, alias: str, where: str, columns: tuple[str, ...]) -> str:
@@ -269,14 +277,8 @@ def newest_first(conn: Connection, table_name: str, *, alias: str) -> list[Stret
     lock until the transaction ends, so a partition attached meanwhile cannot move rows between them."""
     spec = table(table_name)
     conn.execute(text(f"LOCK TABLE {spec.default} IN ACCESS SHARE MODE"))
-    periods = sorted(_period_partitions(conn, spec), key=lambda p: p[1], reverse=True)
-    strays = float(
-        conn.scalar(
-            text("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = CAST(:t AS regclass)"),
-            {"t": spec.default},
-        )
-        or 0
-    )
+    attached, strays = _partitions(conn, spec)
+    periods = sorted(attached, key=lambda p: p[1], reverse=True)
     if not periods:
         return [Stretch("TRUE", None, strays)]
     at = f"{alias}.{spec.column}"
