@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry.records import COPY_COLUMNS, STAGED_FIELDS, RecordBuilder, copy_row, describe
+from registry.records import COPY_COLUMNS, STAGED_FIELDS, RecordBuilder, describe
 from schemas.feed_spec import get_feed_spec
 
 TODAY = date(2026, 11, 2)
@@ -91,7 +91,9 @@ def test_columns_map_to_canonical_fields_normalised(hj: RecordBuilder) -> None:
 
 def test_copy_row_keeps_the_dot_in_the_name_and_spells_pinyin_without_it(hj: RecordBuilder) -> None:
     record = hj.build(1, hj_row(姓名="安娜・金"))
-    row = dict(zip(COPY_COLUMNS, copy_row(5, "gaj_hj", record), strict=True))
+    cells = tuple(hj_row(姓名="安娜・金").values())
+    (copied,) = hj.build_chunk([(1, cells, [], None)]).copy_rows(5, "gaj_hj")
+    row = dict(zip(COPY_COLUMNS, copied, strict=True))
     assert (row["batch_id"], row["source"], row["area_key"]) == (5, "gaj_hj", "330102")
     assert (row["name"], row["name_pinyin"]) == ("安娜·金", "annajin")
     assert [row[f] for f in STAGED_FIELDS] == [record.fields.get(f) for f in STAGED_FIELDS]
@@ -191,3 +193,43 @@ def test_the_order_of_the_cells_does_not_matter(order: list[str]) -> None:
     builder = RecordBuilder(get_feed_spec("gaj_hj"), known_areas={COMMUNITY}, today=TODAY)
     row = hj_row(出生日期="2027-01-01", 性别="")
     assert builder.build(1, {k: row[k] for k in order}) == builder.build(1, row)
+
+
+# Cells that exercise every path: clean values, blanks, padding, NUL, bad dates, IDs with a wrong check
+# digit or a 15-digit form, unknown codes and events, other document types.
+CELL_CHOICES = {
+    "公民身份号码": [ZHANG, "330102198001010019", "330102800101001", " ", "", "11010519491231002X"],
+    "姓名": ["张伟", "", "安娜•金", "张\x00伟", " 李 娜 "],
+    "性别": ["男", "女", "", "X", "1"],
+    "出生日期": ["1980-01-01", "1980/1/2", "2027-01-01", "31/31/1980", ""],
+    "户籍地区划代码": [COMMUNITY, "330102001999", "3301", ""],
+    "变动类型": ["在册", "迁出", "??", ""],
+    "证件类型": ["护照", "居民身份证", "", "火星证"],
+    "证件号码": ["e1234567", ZHANG, "", "123"],
+    "注销日期": ["", "2026-10-20", "20261301"],
+}
+
+
+@given(st.data())
+def test_a_row_gives_the_same_record_alone_or_in_a_chunk(data: st.DataObject) -> None:
+    """Each distinct value is normalised once per chunk: no row may see another row's values."""
+    for spec, template in ((get_feed_spec("gaj_hj"), hj_row()), (get_feed_spec("gaj_ld"), ld_row())):
+        builder = RecordBuilder(spec, known_areas={COMMUNITY}, today=TODAY)
+        rows = []
+        for row_no in range(1, data.draw(st.integers(1, 8)) + 1):
+            cells = {
+                name: data.draw(st.sampled_from(CELL_CHOICES.get(name, [template.get(name) or "", ""])))
+                for name in spec.column_names
+            }
+            notes = data.draw(st.sampled_from([[], ["CELL_FORMULA:户号"]]))
+            duplicate_of = data.draw(st.sampled_from([None, None, 1]))
+            rows.append((row_no, tuple(cells.values()), notes, duplicate_of))
+        chunk = builder.build_chunk(rows)
+        for i, (row_no, cells_, notes, duplicate_of) in enumerate(rows):
+            alone = builder.build(
+                row_no, dict(zip(spec.column_names, cells_, strict=True)), notes, duplicate_of
+            )
+            assert chunk.record(i) == alone
+        copied = list(chunk.copy_rows(3, spec.source))
+        for i, row in enumerate(rows):
+            assert copied[i] == next(builder.build_chunk([row]).copy_rows(3, spec.source))
