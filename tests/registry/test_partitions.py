@@ -310,7 +310,8 @@ def test_audit_partitions_made_ahead_are_guarded(session) -> None:
         ),
         {"t": name},
     )
-    assert owner_rights == "INSERT,REFERENCES,SELECT,TRIGGER"
+    # PostgreSQL 17 and later add MAINTAIN (VACUUM, ANALYZE …), which changes no row.
+    assert set(owner_rights.split(",")) - {"MAINTAIN"} == {"INSERT", "REFERENCES", "SELECT", "TRIGGER"}
     with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
         session.execute(text(f"TRUNCATE {name}"))
     expired = expired_partitions(session, {"audit_log": 1}, today=date(today.year + 2, 1, 15))
