@@ -98,9 +98,12 @@ def read(session: Session) -> tuple[dict[str, str], int, int]:
     )
     for name, setting, unit in rows:
         settings[name] = str(int(setting) * _UNIT_BYTES[unit]) if unit in _UNIT_BYTES else setting
-    timed, req = session.execute(
-        text("SELECT checkpoints_timed, checkpoints_req FROM pg_stat_bgwriter")
-    ).one()
+    # PostgreSQL 17 moved the checkpoint counts to pg_stat_checkpointer (the embedded server is 18).
+    if int(session.execute(text("SHOW server_version_num")).scalar_one()) >= 170000:
+        counts = "SELECT num_timed, num_requested FROM pg_stat_checkpointer"
+    else:
+        counts = "SELECT checkpoints_timed, checkpoints_req FROM pg_stat_bgwriter"
+    timed, req = session.execute(text(counts)).one()
     return settings, int(timed), int(req)
 
 

