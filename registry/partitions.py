@@ -132,10 +132,26 @@ def _create(conn: Connection, spec: Partitioned, start: date) -> bool:
         conn.execute(text(f"ALTER TABLE {spec.table} ATTACH PARTITION {name} FOR VALUES {bounds}"))
     else:
         conn.execute(text(f"CREATE TABLE {name} PARTITION OF {spec.table} FOR VALUES {bounds}"))
+    _copy_statistics_targets(conn, spec.table, name)
     if spec.guarded:
         for statement in GUARD:
             conn.execute(text(statement.format(name=name)))
     return True
+
+
+def _copy_statistics_targets(conn: Connection, table: str, partition: str) -> None:
+    """Give a new partition the table's own column statistics targets (a partition made by CREATE TABLE
+    … PARTITION OF starts with the default ones): ANALYZE then leaves out the same columns (0) there."""
+    targets = conn.execute(
+        text(
+            "SELECT attname, attstattarget FROM pg_attribute WHERE attrelid = CAST(:t AS regclass)"
+            " AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0 ORDER BY attnum"
+        ),
+        {"t": table},
+    ).all()
+    if targets:
+        alters = ", ".join(f'ALTER COLUMN "{column}" SET STATISTICS {int(n)}' for column, n in targets)
+        conn.execute(text(f"ALTER TABLE {partition} {alters}"))
 
 
 def ensure_partitions(session: Session, through: date) -> list[str]:

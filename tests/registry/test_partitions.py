@@ -514,3 +514,34 @@ def test_a_large_batch_analyzes_the_partitions_it_wrote_and_the_table_once_it_ha
             c.execute(text(f"DROP TABLE {name}"))
             c.commit()
         other.dispose()
+
+
+def test_partitions_made_later_leave_the_json_columns_out_of_analyze(session) -> None:
+    """Migration 0021 sets a statistics target of 0 on the JSON columns no query filters on; a partition
+    made later (with strays moved out of the default one, or empty ahead) takes the table's targets, so
+    ANALYZE keeps no statistics of them there either, and keeps those of the other columns."""
+    today = _today(session)
+    session.execute(
+        text(
+            "INSERT INTO source_record (batch_id, row_no, source, raw, status, reasons, id_valid, extra, recorded_at)"
+            " VALUES (1, 1, 'gaj_hj', '{\"姓名\": \"张三\"}', 'accepted', '[]', false, '{}', '2003-05-01')"
+        )
+    )
+    created = ensure_partitions(session, through=date(today.year + 2, 1, 1))
+    made = [name for name in created if name.startswith("source_record_")]
+    assert "source_record_y2003" in made and f"source_record_y{today.year + 2}" in made
+    targets = text(
+        "SELECT c.relname, a.attname, coalesce(a.attstattarget, -1) FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid"
+        " WHERE c.relname = ANY(:t) AND a.attname IN ('raw', 'reasons', 'extra', 'name')"
+    )
+    found = {(r, a): int(n) for r, a, n in session.execute(targets, {"t": ["source_record", *made]})}
+    assert len(found) == 4 * (1 + len(made))
+    for (_, column), target in found.items():
+        assert target == (-1 if column == "name" else 0), (column, target)
+    session.execute(text("ANALYZE source_record_y2003"))
+    analyzed = set(
+        session.scalars(text("SELECT attname FROM pg_stats WHERE tablename = 'source_record_y2003'"))
+    )
+    assert {"batch_id", "source", "status"} <= analyzed
+    assert not analyzed & {"raw", "reasons", "extra"}
