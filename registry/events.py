@@ -91,7 +91,11 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
     table (the same events the INSERT's snapshot would see): read per row inside the INSERT, a plan
     that scans change_event (an empty or just-created partition, whose statistics say 0 rows) scanned
     every row the INSERT had already added, once per row — a 65,000-person first snapshot took 244 s
-    in publish instead of seconds."""
+    in publish instead of seconds.
+
+    The versions' subquery is kept from being pulled up into the INSERT (OFFSET 0): pulled up, its
+    payload was built for every event, two for most new persons (2.6-3.0 s for that snapshot's INSERT
+    against 3.1-3.4 s, BENCHMARKS.md)."""
     types = ", ".join(f"CASE WHEN {cond} THEN '{name}' END" for name, cond in EVENT_RULES.items())
     created = select_versions("x")
     # The version recorded before each (none for a person's first, which is not looked for): read newest
@@ -137,7 +141,8 @@ def _rule_events(conn: Connection, select_versions: Callable[[str], str], params
                       FROM person_version v
                       JOIN person p ON p.id = v.person_id
                       LEFT JOIN LATERAL {before} o ON TRUE
-                      WHERE {select_versions("v")}) e
+                      WHERE {select_versions("v")}
+                      OFFSET 0) e  -- a fence: each version's payload built once, not once per event
                 CROSS JOIN LATERAL unnest(e.types) WITH ORDINALITY AS t(event_type, n)
                 """
             ),
