@@ -1,9 +1,10 @@
-"""No planner statistics for the JSON columns no query filters on: a record's raw row, reasons and
-extra fields, a person's provenance.
+"""No planner statistics for the JSON columns whose statistics no plan uses: a record's raw row,
+reasons and extra fields, a person's provenance.
 
 ANALYZE reads each sampled row's value of every column it keeps statistics for; these JSON values are
-the widest of their rows, and the statistics it built from them served no plan (they are only ever
-selected, or cast to text, which has no statistics of its own). After every large batch the pipeline
+the widest of their rows, and the statistics it built from them served no plan: the columns are only
+selected, cast to text or read by key (`extra->>'registered_area_code'` in the statistics), and such an
+expression has no statistics of its own whatever the column's. After every large batch the pipeline
 analyzes what it wrote (exchange/flows.py), so this was paid once per batch and again by autovacuum. On
 the 100,000-person city (BENCHMARKS.md, twelfth session) ANALYZE of source_record took 0.79-0.93 s
 with them and 0.49 s without, of person 0.26-0.29 s against 0.17 s. A column's target of 0 leaves it
