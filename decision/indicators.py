@@ -410,6 +410,7 @@ def _build(
         data_since=scope.since,
         data_until=until,
         threshold=threshold,
+        max_noise=protection.MAX_NOISE,
         kpis=_kpis(scope, published),
         tables=[tables[key] for key in TABLE_ORDER if key in tables],
     )

@@ -1,6 +1,6 @@
 """Statistical disclosure control of published counts: a cell-key perturbation (docs/STATISTICS.md).
 
-Every published count n gets a small noise e in -3..3 drawn from a fixed table by the cell's key, a
+Every published count n gets a small noise e in -5..5 drawn from a fixed table by the cell's key, a
 number in [0, 1) hashed from a secret (drawn once, decision.publication), the cell's definition
 (area, what it counts) and n itself. The same cell with the same count therefore shows the same value
 on every page, table, API answer, export, months variant and date, so that repeating or combining
@@ -10,7 +10,10 @@ someone is there (nor a 0 that at most MAX_NOISE are). Totals are perturbed as c
 need not add up exactly: that is what keeps a small cell from being derived from its margins.
 """
 
+import bisect
 import hashlib
+import itertools
+import math
 from collections.abc import Hashable
 
 from sqlalchemy import text
@@ -19,18 +22,34 @@ from sqlalchemy.orm import Session
 from decision.schemas import StatCell
 
 DEFAULT_THRESHOLD = 5
-# The perturbation table: the noise for a cell key below each bound (mean 0, variance 2.1, standard
-# deviation 1.45). The rare ±3 widen what an intruder must allow for every cell (MAX_NOISE is public).
-NOISE_TABLE: tuple[tuple[float, int], ...] = (
-    (0.05, -3),
-    (0.15, -2),
-    (0.35, -1),
-    (0.65, 0),
-    (0.85, 1),
-    (0.95, 2),
-    (1.0, 3),
-)
-MAX_NOISE = max(abs(e) for _, e in NOISE_TABLE)
+# The perturbation table: noise -MAX_NOISE..MAX_NOISE with mean 0 and variance NOISE_VARIANCE, and of
+# all such distributions the one of maximum entropy (Giessing 2016; what sdcTools' ptable package
+# builds): p(e) proportional to exp(-lambda e^2). Both parameters are public. The wide, thin tails
+# (|e| = 4 or 5 in 2.4 % of draws) keep an intruder's bounds loose without adding noise to the
+# typical count: a linear relation pins a cell only where several draws all fall at +-MAX_NOISE.
+MAX_NOISE = 5
+NOISE_VARIANCE = 2.5
+
+
+def max_entropy_noise(max_noise: int, variance: float) -> dict[int, float]:
+    """The noise distribution of maximum entropy on -max_noise..max_noise with mean 0 and this variance."""
+    values = range(-max_noise, max_noise + 1)
+    low, high = 0.0, 50.0  # lambda; the variance falls as lambda grows
+    for _ in range(100):
+        lam = (low + high) / 2
+        weights = [math.exp(-lam * e * e) for e in values]
+        if sum(w * e * e for w, e in zip(weights, values, strict=True)) / sum(weights) > variance:
+            low = lam
+        else:
+            high = lam
+    total = sum(weights)
+    return {e: w / total for w, e in zip(weights, values, strict=True)}
+
+
+NOISE = max_entropy_noise(MAX_NOISE, NOISE_VARIANCE)
+# A cell key below _BOUNDS[i] (and not below the one before) draws the noise -MAX_NOISE + i.
+_BOUNDS = list(itertools.accumulate(NOISE.values()))
+_BOUNDS[-1] = 1.0
 
 
 def cell_key_secret(session: Session) -> str:
@@ -53,7 +72,7 @@ def perturb(n: int, key: float) -> int:
     """The published count of a true count n with this cell key (never negative; 0 stays 0)."""
     if n <= 0:
         return n
-    noise = next(e for bound, e in NOISE_TABLE if key < bound)
+    noise = bisect.bisect_right(_BOUNDS, key) - MAX_NOISE
     return max(0, n + noise)
 
 

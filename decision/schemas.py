@@ -73,6 +73,7 @@ class Dashboard(BaseModel):
         default=None, description="数据截至日：已计入统计的最近一批数据的日期，此后的日期不予统计"
     )
     threshold: int
+    max_noise: int = Field(description="扰动上限：每个公布数值与真实值之差不超过此数")
     kpis: list[Kpi]
     tables: list[StatTable]
 

@@ -285,7 +285,7 @@ def test_dashboard_api_returns_perturbed_indicators(client: TestClient) -> None:
     body = response.json()
     kpis = {k["key"]: k["cell"] for k in body["kpis"]}
     # True counts: 66 residents, 40 registered (20 + 20), 9 floating (3 men, 6 women), 17 foreign (8 + 9).
-    # Each count is published with a noise of at most ±3 from its cell key; one below 5 shows as "*".
+    # Each count is published with a noise of at most ±5 from its cell key; one below 5 shows as "*".
     assert kpis["population"] == {"value": 66, "suppressed": False, "display": "66"}
     assert kpis["registered"]["value"] == 42
     assert kpis["floating"]["value"] == 7
@@ -294,8 +294,8 @@ def test_dashboard_api_returns_perturbed_indicators(client: TestClient) -> None:
     assert type_sex["columns"] == ["男", "女"]
     rows = {r["label"]: ([c["display"] for c in r["cells"]], r["total"]["display"]) for r in type_sex["rows"]}
     # Perturbed independently, a table need not add up: that is what keeps the 3 floating men hidden.
-    assert rows == {"户籍": (["18", "19"], "42"), "流动": (["*", "9"], "7"), "境外": (["8", "10"], "19")}
-    assert [c["display"] for c in type_sex["total_row"]["cells"]] == ["31", "37"]
+    assert rows == {"户籍": (["18", "18"], "42"), "流动": (["*", "9"], "7"), "境外": (["8", "10"], "19")}
+    assert [c["display"] for c in type_sex["total_row"]["cells"]] == ["32", "37"]
     assert type_sex["total_row"]["total"]["display"] == "66"
     origin = tables["origin"]
     assert [(r["label"], r["cells"][0]["display"]) for r in origin["rows"]] == [("河南省", "11")]
@@ -355,10 +355,10 @@ def test_page_exports_and_static_assets(client: TestClient) -> None:
     lines = csv.content.decode("utf-8-sig").splitlines()
     assert lines[1:6] == [
         "人口类型,男,女,合计",
-        "户籍,18,19,42",
+        "户籍,18,18,42",
         "流动,*,9,7",
         "境外,8,10,19",
-        "合计,31,37,66",
+        "合计,32,37,66",
     ]
     xlsx = client.get("/decision/export/pyramid.xlsx", params={"date": AS_OF, "area": "330102001001"})
     sheet = load_workbook(io.BytesIO(xlsx.content)).active

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import math
 from datetime import date
 
 from openpyxl import load_workbook
@@ -19,6 +20,15 @@ def test_perturbation_is_small_unbiased_and_keeps_zeros() -> None:
     noise = [protection.perturb(50, k) - 50 for k in keys]
     assert set(noise) == set(range(-protection.MAX_NOISE, protection.MAX_NOISE + 1))
     assert abs(sum(noise) / len(noise)) < 0.01
+    # The table is the maximum-entropy one for its public parameters: mean 0, the variance asked for,
+    # and log p(e) falling linearly in e^2 (p proportional to exp(-lambda e^2)).
+    table = protection.NOISE
+    assert abs(sum(table.values()) - 1) < 1e-12 and abs(sum(e * p for e, p in table.items())) < 1e-12
+    assert abs(sum(e * e * p for e, p in table.items()) - protection.NOISE_VARIANCE) < 1e-9
+    slopes = {round(math.log(table[e] / table[0]) / (e * e), 9) for e in table if e}
+    assert len(slopes) == 1 and slopes.pop() < 0
+    # The keys draw each noise as often as the table says (10,000 evenly spread keys).
+    assert all(abs(noise.count(e) / len(noise) - p) < 1e-3 for e, p in table.items())
     assert min(protection.perturb(1, k) for k in keys) == 0  # a small count may show as 0
     secret = "s"
     assert protection.cell_key(secret, "330102", ("pop", "*", "*", "*"), 7) == protection.cell_key(
