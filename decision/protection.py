@@ -76,12 +76,13 @@ def perturb(n: int, key: float) -> int:
     return max(0, n + noise)
 
 
-def true_range(cell: StatCell, threshold: int) -> tuple[float, float] | None:
+def true_range(cell: StatCell, threshold: int, max_noise: int = MAX_NOISE) -> tuple[float, float] | None:
     """The true counts consistent with a published count, as anyone who knows the method can tell:
-    what an intruder starts from (tests/decision/intruder.py). None when it tells nothing."""
+    what an intruder starts from (tests/decision/intruder.py; max_noise: what he takes the largest
+    noise to be). None when it tells nothing."""
     if cell.value is None and not cell.suppressed:
         return None
     if cell.suppressed:  # perturbed to 0..threshold-1, or a true 0
-        return 0.0, float(threshold - 1 + MAX_NOISE)
+        return 0.0, float(threshold - 1 + max_noise)
     value = float(cell.value)  # type: ignore[arg-type]
-    return max(0.0, value - MAX_NOISE), value + MAX_NOISE
+    return max(0.0, value - max_noise), value + max_noise

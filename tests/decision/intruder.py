@@ -37,6 +37,8 @@ class Audit:
     """The unknowns, the published numbers as constraints, and the protected cells."""
 
     communities: list[str]
+    # The largest noise the intruder allows for (the method's, unless he bets the rarest draws away).
+    max_noise: int
     # The types, sexes and bands the city's page shows (one it does not show is known to be empty).
     types: list[str]
     sexes: list[str]
@@ -88,7 +90,7 @@ class Audit:
     def publish(self, name: str, expr: Expr, cell: StatCell, true: int, threshold: int) -> None:
         """A published number: what it tells about the true count, and whether that count is protected."""
         self.published += 1
-        bounds = protection.true_range(cell, threshold)
+        bounds = protection.true_range(cell, threshold, self.max_noise)
         if bounds is not None:
             self.rows.append((dict(expr), bounds[0], bounds[1]))
             self.row_names.append(f"{name} 显示 {cell.display}")
@@ -134,8 +136,16 @@ def relations(audit: Audit) -> None:
         audit.equalities.append(expr)
 
 
-def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[int] = (1, 12, 60)) -> Audit:
-    """Every count published for the date, at every area level, months variant and lineage indicator."""
+def collect(
+    session: Session,
+    *,
+    as_of: date,
+    threshold: int,
+    months: Iterable[int] = (1, 12, 60),
+    max_noise: int = protection.MAX_NOISE,
+) -> Audit:
+    """Every count published for the date, at every area level, months variant and lineage indicator,
+    read with bounds of +-max_noise."""
     communities = list(session.scalars(text("SELECT code FROM area WHERE level = 'community' ORDER BY code")))
     areas = [
         "",
@@ -144,7 +154,7 @@ def collect(session: Session, *, as_of: date, threshold: int, months: Iterable[i
     ]
     # Every type, sex and age band is an unknown: a page leaves out the column of unknown type (or sex),
     # the row of unknown age or of no known area below it only when its count is suppressed (below).
-    audit = Audit(communities, types=TYPES, sexes=SEX_CODES, bands=BANDS)
+    audit = Audit(communities, max_noise, types=TYPES, sexes=SEX_CODES, bands=BANDS)
     window = aggregates.read_window(session)
     assert window is not None
     truth = _truth(session, audit, as_of, window.epoch)
@@ -329,13 +339,25 @@ class Finding:
     relations: int = 0
 
     @property
+    def feasible(self) -> bool:
+        """Whether any true counts fit the intruder's bounds (not when he took the noise to be smaller than it is)."""
+        return self.low <= self.high
+
+    @property
+    def holds_truth(self) -> bool:
+        """Whether the interval holds the true count: only then has the intruder learnt something true."""
+        return self.low - 1e-6 <= self.true <= self.high + 1e-6
+
+    @property
     def width(self) -> float:
         """How wide the interval is (0: the cell is recovered exactly)."""
         return self.high - self.low
 
     @property
     def candidates(self) -> int:
-        """How many whole counts the interval holds (1: recovered exactly, counts being whole)."""
+        """How many whole counts the interval holds (1: recovered exactly, counts being whole; 0: none)."""
+        if not self.feasible:
+            return 0
         return int(min(self.high, 10**6) + 1e-6) - int(np.ceil(self.low - 1e-6)) + 1
 
 
@@ -373,7 +395,11 @@ def attack(audit: Audit) -> list[Finding]:
             solvers[root] = Block(audit, blocks[root], root, find)
         block = solvers[root]
         low, low_binding = block.solve(items, 1.0)
+        if low is None:  # no true counts fit his bounds: the noise is larger than he took it to be
+            findings.append(Finding(name, shown, true, np.inf, -np.inf))
+            continue
         high, high_binding = block.solve(items, -1.0)
+        assert high is not None
         if len(findings) % 10 == 0:  # every tenth cell solved again from scratch: the warm solves must agree
             assert np.isclose(low, block.cold(items, 1.0), atol=1e-6), name
             assert np.isclose(high, block.cold(items, -1.0), atol=1e-6), name
@@ -449,8 +475,9 @@ class Block:
             return -np.inf
         return float(highs.getInfo().objective_function_value)
 
-    def solve(self, items: tuple[tuple[int, int], ...], sign: float) -> tuple[float, list[int]]:
-        """The minimum of sign * the expression, and the rows that bind it (nonzero duals; -1: a relation)."""
+    def solve(self, items: tuple[tuple[int, int], ...], sign: float) -> tuple[float | None, list[int]]:
+        """The minimum of sign * the expression, and the rows that bind it (nonzero duals; -1: a relation);
+        None when the bounds contradict each other."""
         columns, costs = self._objective(items, sign)
         self.highs.changeColsCost(len(self.costed), self.costed, np.zeros(len(self.costed)))
         self.highs.changeColsCost(len(columns), columns, costs)
@@ -459,6 +486,8 @@ class Block:
         status = self.highs.getModelStatus()
         if status == highspy.HighsModelStatus.kUnbounded:
             return -np.inf, []
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return None, []
         assert status == highspy.HighsModelStatus.kOptimal, self.highs.modelStatusToString(status)
         duals = np.asarray(self.highs.getSolution().row_dual)
         binding = [self.sources[j] for j in np.nonzero(np.abs(duals) > 1e-9)[0]]
