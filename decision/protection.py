@@ -26,7 +26,7 @@ DEFAULT_THRESHOLD = 5
 # all such distributions the one of maximum entropy (Giessing 2016; what sdcTools' ptable package
 # builds): p(e) proportional to exp(-lambda e^2). Both parameters are public. The wide, thin tails
 # (|e| = 4 or 5 in 2.4 % of draws) keep an intruder's bounds loose without adding noise to the
-# typical count: a linear relation pins a cell only where several draws all fall at +-MAX_NOISE.
+# typical count: a linear relation pins a cell only where several draws fall at the table's ends.
 MAX_NOISE = 5
 NOISE_VARIANCE = 2.5
 
