@@ -225,6 +225,19 @@ def test_the_hash_input_is_unambiguous(session: Session) -> None:
     assert (same.pipe, same.null_moved) == (False, False)
 
 
+def test_the_hash_function_is_inlined_where_it_is_called(session: Session) -> None:
+    """Declared IMMUTABLE over STABLE functions, it was run as an SQL function, its body parsed and planned
+    again in every transaction that wrote a record (migration 0022_audit_hash_stable)."""
+    plan = session.execute(
+        text(
+            "EXPLAIN VERBOSE SELECT audit_log_hash(prev_hash, id, at, actor, action, object_type, object_id,"
+            " detail) FROM audit_log"
+        )
+    ).scalars()
+    output = next(line for line in plan if "Output:" in line)
+    assert "sha256(" in output and "audit_log_hash(" not in output
+
+
 def test_anchors_are_json_lines_appended_owner_only(session: Session, settings: AnchorSettings) -> None:
     _chain(session, 2)
     first = write_anchor(session=session, settings=settings, key=KEY)

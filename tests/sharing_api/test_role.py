@@ -46,7 +46,7 @@ def owner_engine(own_db: str) -> Iterator[Engine]:
 @pytest.mark.parametrize("statement", REFUSED)
 def test_the_role_is_refused_writes_and_other_tables(owner_engine: Engine, statement: str) -> None:
     with owner_engine.connect() as conn:
-        conn.execute(text(f"SET ROLE {ROLE}"))
+        conn.execute(text(f"SET LOCAL ROLE {ROLE}"))
         with pytest.raises(ProgrammingError, match="permission denied"):
             conn.execute(text(statement))
         conn.rollback()
@@ -59,7 +59,7 @@ def test_the_role_reads_the_population_and_appends_a_chained_audit_record(owner_
         create_client(session=session, code="role_t", name="角色测试", policy=policy(), operator="tester")
         session.commit()
         person_no, id_no = p.person_no, p.id_no
-        session.execute(text(f"SET ROLE {ROLE}"))
+        session.execute(text(f"SET LOCAL ROLE {ROLE}"))
         assert (
             session.execute(
                 text(
@@ -85,6 +85,54 @@ def test_the_role_reads_the_population_and_appends_a_chained_audit_record(owner_
         session.commit()
     assert last.detail["client"] == "role_t" and last.detail["person_nos"] == [person_no]
     assert len(last.prev_hash) == 64  # linked by the chain trigger, which ran as the role
+
+
+# (actor, action, the detail's client): what the role may not append (sharing migrations 0105, 0106).
+FORGED = [
+    pytest.param("nobody_t", "sharing.lookup", "nobody_t", id="a client never registered"),
+    pytest.param("writer_t", "sharing.lookup", "role_other", id="in another client's detail"),
+    pytest.param("writer_t", "sharing.lookup", None, id="no client in the detail"),
+    pytest.param("writer_t", "operator.login", "writer_t", id="not a sharing record"),
+    pytest.param("", "sharing.lookup", "", id="an empty actor"),
+]
+APPEND = text(
+    "INSERT INTO audit_log (actor, action, detail, prev_hash, hash)"
+    " VALUES (:actor, :action, jsonb_build_object('client', CAST(:client AS text)), '', '')"
+)
+
+
+@pytest.fixture(scope="module")
+def writer_client(owner_engine: Engine) -> str:
+    with Session(owner_engine) as session:
+        create_client(session=session, code="writer_t", name="写入测试", policy=policy(), operator="tester")
+        session.commit()
+    return "writer_t"
+
+
+@pytest.mark.parametrize(("actor", "action", "client"), FORGED)
+def test_the_role_may_not_append_a_record_outside_its_kind_but_the_owner_may(
+    owner_engine: Engine, writer_client: str, actor: str, action: str, client: str | None
+) -> None:
+    record = {"actor": actor, "action": action, "client": client}
+    with owner_engine.connect() as conn:
+        conn.execute(text(f"SET LOCAL ROLE {ROLE}"))
+        with pytest.raises(ProgrammingError, match="只能以已登记接入单位的名义写入"):
+            conn.execute(APPEND, record)
+        conn.rollback()
+    with owner_engine.connect() as conn:  # the owner (the migrating user) writes as before
+        conn.execute(APPEND, record)
+        assert conn.scalar(text("SELECT actor FROM audit_log ORDER BY id DESC LIMIT 1")) == actor
+        conn.rollback()
+
+
+def test_the_role_appends_a_sharing_record_in_its_clients_name(
+    owner_engine: Engine, writer_client: str
+) -> None:
+    with owner_engine.connect() as conn:
+        conn.execute(text(f"SET LOCAL ROLE {ROLE}"))
+        conn.execute(APPEND, {"actor": writer_client, "action": "sharing.verify", "client": writer_client})
+        assert len(conn.scalar(text("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1"))) == 64
+        conn.rollback()
 
 
 def _as_admin(statement: str) -> None:
