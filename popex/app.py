@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from base.db import SessionFactory
 from base.faults import FaultBarrier
@@ -27,6 +28,7 @@ from exchange.router import error_response as push_error_response
 from exchange.router import router as exchange_router
 from monitor import router as monitor_router
 from schemas.canonical import PopulationType, ReviewKind
+from sharing_api.edge import Edge
 from sharing_api.router import router as sharing_router
 
 HERE = Path(__file__).resolve().parent
@@ -104,6 +106,22 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     gc.unfreeze()
 
 
+class PopexApp(FastAPI):
+    """The app: the sharing API's single-person lookups are answered at its edge (sharing_api/edge.py),
+    every other request through Starlette's middleware and router."""
+
+    _edge: Edge | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._edge is None:  # once the routes are all there (tests add overrides, not routes)
+            self._edge = Edge(self)
+        found = self._edge.route_of(scope)
+        if found is not None:
+            await self._edge(found, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app() -> FastAPI:
     """Build the app with every platform mounted."""
     # Swagger UI served from the package's own files, not a CDN: the platform runs on networks that
@@ -116,7 +134,9 @@ def create_app() -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    # The only middleware: plain ASGI, no per-request cost to speak of (popex/faults.py).
+    # fastapi_offline builds a plain FastAPI; ours differs only in where a request enters (__call__).
+    application.__class__ = PopexApp
+    # The only middleware: plain ASGI, no per-request cost to speak of (base/faults.py).
     application.add_middleware(FaultBarrier)
     # The sharing API first: routes are matched in order, and its lookups are the busiest path.
     application.include_router(sharing_router, prefix="/api/v1")

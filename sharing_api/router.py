@@ -135,6 +135,10 @@ class SharingRoute(APIRoute):
         kwargs["openapi_extra"] = {**extra, "parameters": headers + given}
         super().__init__(path, endpoint, **kwargs)
 
+    # The route's handler when its endpoint has a parser of its own (`direct`): the app answers such a
+    # route's requests at its edge, without Starlette's middleware and router (sharing_api/edge.py).
+    direct_handler: Callable[[Request], Coroutine[Any, Any, Response]] | None = None
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         endpoint, parse = self.endpoint, _DIRECT.get(self.endpoint)
@@ -186,6 +190,7 @@ class SharingRoute(APIRoute):
                 response = _error(exc.status_code, exc.body(), exc.headers)
             return response
 
+        self.direct_handler = route_handler if parse is not None else None
         return route_handler
 
 

@@ -1,10 +1,13 @@
-"""The single-person lookups' direct path (sharing_api/router.py `direct`): the same answers and audit
-records as through FastAPI's request handler, which still takes every request the path declines."""
+"""The single-person lookups' direct path (sharing_api/router.py `direct`, answered at the app's edge by
+sharing_api/edge.py): the same answers, headers and audit records as through Starlette's middleware and
+router and FastAPI's request handler, which still take every request the path declines."""
 
 from collections.abc import Iterator
 
 import fastapi.routing
 import pytest
+import starlette.exceptions
+import starlette.routing
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -35,7 +38,7 @@ def _exchange(http: TestClient, session: Session, method: str, url: str, **kwarg
     before = last_audit_id(session)
     response = http.request(method, url, **kwargs)
     records = [(r.actor, r.action, r.object_type, r.object_id, r.detail) for r in audit_rows(session, before)]
-    return response.status_code, response.headers.get("content-type"), response.content, records
+    return response.status_code, sorted(response.headers.items()), response.content, records
 
 
 def test_direct_answers_and_audit_equal_fastapis(http, plain, session, new_client) -> None:
@@ -105,3 +108,41 @@ def test_a_well_formed_lookup_does_not_go_through_fastapis_handler(
     assert found.status_code == 200
     # The same request without the direct path reaches the patched solver (a fault: 500).
     assert plain.get(f"/api/v1/persons/{p.person_no}", headers=headers).status_code == 500
+
+
+def test_a_well_formed_lookup_skips_starlettes_middleware_and_router(
+    http, plain, session, new_client, monkeypatch
+) -> None:
+    p = person(session, id_no="330102199003071235")
+    headers = new_client()
+
+    async def refuse(*args, **kwargs):
+        raise AssertionError("Starlette's router handed the request to its route")
+
+    monkeypatch.setattr(starlette.routing.Route, "handle", refuse)
+    assert http.get(f"/api/v1/persons/{p.person_no}", headers=headers).status_code == 200
+    assert (
+        http.post("/api/v1/persons/lookup", json={"id_no": "330102199003071235"}, headers=headers).status_code
+        == 200
+    )
+    # A lookup the route's parser declines is still the edge's (FastAPI's handler answers it) …
+    assert http.get("/api/v1/persons/P123", headers=headers).status_code == 422
+    # … any other route goes through the router, and so does every request of an app without direct paths.
+    assert http.get("/healthz").status_code == 500
+    assert plain.get(f"/api/v1/persons/{p.person_no}", headers=headers).status_code == 500
+
+
+def test_an_http_exception_out_of_a_lookup_is_answered_as_starlette_would(
+    http, plain, session, new_client, monkeypatch
+) -> None:
+    p = person(session, id_no="330102199003071236")
+    headers = new_client()
+
+    async def conflict(**kwargs):
+        raise starlette.exceptions.HTTPException(status_code=409, detail="冲突")
+
+    monkeypatch.setattr(router.service, "lookup_by_number", conflict)
+    url = f"/api/v1/persons/{p.person_no}"
+    direct = _exchange(http, session, "GET", url, headers=headers)
+    assert direct[0] == 409
+    assert direct == _exchange(plain, session, "GET", url, headers=headers)
