@@ -11,6 +11,7 @@ import starlette.routing
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+import sharing_api.service
 from popex.app import create_app
 from sharing_api import router
 from sharing_api.dependencies import Backends, get_session
@@ -141,7 +142,7 @@ def test_an_http_exception_out_of_a_lookup_is_answered_as_starlette_would(
     async def conflict(**kwargs):
         raise starlette.exceptions.HTTPException(status_code=409, detail="冲突")
 
-    monkeypatch.setattr(router.service, "lookup_by_number", conflict)
+    monkeypatch.setattr(sharing_api.service, "lookup_by_number", conflict)
     url = f"/api/v1/persons/{p.person_no}"
     direct = _exchange(http, session, "GET", url, headers=headers)
     assert direct[0] == 409
