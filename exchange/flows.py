@@ -2,7 +2,8 @@
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -187,23 +188,31 @@ def run_identity(factory: SessionFactory, batch_id: int) -> str:
 
 @dataclass
 class Processed:
-    """Where processing left a batch, and the steps that moved it on this time."""
+    """Where processing left a batch, and the steps that moved it on this time; `through`: every step it
+    was to run went (it did not stop for a failure or for a person to act)."""
 
     state: str
     steps: list[BatchStep]
+    through: bool = True
 
 
-def run_to_end(factory: SessionFactory, batch_id: int, progress: service.Progress | None = None) -> Processed:
-    """Every step the batch still needs, in order, up to completed (a failed batch resumes its failed
-    step); stops where a person must act (rejected, quarantined) or a step failed. Its identity steps
-    run one after the other under one hold of the identity lock."""
+def run_to_end(
+    factory: SessionFactory,
+    batch_id: int,
+    progress: service.Progress | None = None,
+    *,
+    until: BatchStep | None = None,
+) -> Processed:
+    """Every step the batch still needs, in order, up to completed or up to `until` (it and the steps
+    after it are left); a failed batch resumes its failed step. Stops where a person must act (rejected, quarantined) or a
+    step failed. Its identity steps run one after the other under one hold of the identity lock."""
     with factory() as session:
         batch = session.get_one(Batch, batch_id)
         state = BatchState(batch.state)
         step = BatchStep(batch.failed_step) if batch.failed_step else BatchStep.starting_from(state)
     done: list[BatchStep] = []
     with ExitStack() as held:
-        while step is not None:
+        while step is not None and not (until is not None and step in (until, *until.later)):
             if step not in IDENTITY_STEPS:
                 held.close()  # the batch is past publish (or before resolve): the lock goes
             elif not _holding_identity.get():
@@ -211,7 +220,7 @@ def run_to_end(factory: SessionFactory, batch_id: int, progress: service.Progres
             kwargs = {"progress": progress} if step == BatchStep.PARSE and progress else {}
             after = BatchState(run_step(factory, step, batch_id, **kwargs))
             if after == BatchState.FAILED or after == state:
-                return Processed(str(after), done)
+                return Processed(str(after), done, through=False)
             done.append(step)
             state, step = after, BatchStep.starting_from(after)
     return Processed(str(state), done)
@@ -231,6 +240,38 @@ class Ingested:
     duplicate: bool
     state: str
     steps: list[BatchStep]
+    through: bool = True  # every step ran that was to (as Processed.through)
+
+
+def _receive(
+    factory: SessionFactory, path: Path, *, channel: str, source: str | None, as_of: date | None
+) -> tuple[int, bool]:
+    """Receive a file (archived, registered); its batch and whether it was received before."""
+    with transaction(factory) as session:
+        received = service.receive_file(
+            session=session,
+            path=path,
+            channel=channel,
+            source=source,
+            as_of=as_of,
+            once_per_name=True,
+            any_channel=True,
+        )
+        return received.batch.id, received.duplicate
+
+
+def _audit_recovery(factory: SessionFactory, done: Ingested, channel: str) -> None:
+    """A rerun that finished a file received before is audited as batch.recovered with the steps it ran."""
+    if done.duplicate and done.steps:
+        with transaction(factory) as session:
+            record_audit(
+                session=session,
+                actor="operator",
+                action="batch.recovered",
+                object_type="batch",
+                object_id=str(done.batch_id),
+                detail={"file": done.file_name, "channel": channel, "steps": [str(s) for s in done.steps]},
+            )
 
 
 def ingest_file(
@@ -249,29 +290,77 @@ def ingest_file(
     delivery by the department (which the scorecards count). A rerun that finished work is audited as
     batch.recovered with the steps it ran.
     """
-    with transaction(factory) as session:
-        received = service.receive_file(
-            session=session,
-            path=path,
-            channel=channel,
-            source=source,
-            as_of=as_of,
-            once_per_name=True,
-            any_channel=True,
-        )
-        batch_id, duplicate = received.batch.id, received.duplicate
+    batch_id, duplicate = _receive(factory, path, channel=channel, source=source, as_of=as_of)
     processed = run_to_end(factory, batch_id, progress)
-    if duplicate and processed.steps:
-        with transaction(factory) as session:
-            record_audit(
-                session=session,
-                actor="operator",
-                action="batch.recovered",
-                object_type="batch",
-                object_id=str(batch_id),
-                detail={"file": path.name, "channel": channel, "steps": [str(s) for s in processed.steps]},
-            )
-    return Ingested(batch_id, path.name, duplicate, processed.state, processed.steps)
+    done = Ingested(batch_id, path.name, duplicate, processed.state, processed.steps)
+    _audit_recovery(factory, done, channel)
+    return done
+
+
+def ingest_files(
+    factory: SessionFactory,
+    files: Sequence[storage.Location],
+    *,
+    channel: str = "cli",
+    source: str | None = None,
+    as_of: date | None = None,
+    progress: Callable[[str], service.Progress | None] | None = None,
+) -> list[Ingested | service.FeedFileError]:
+    """Ingest several files in the order given (a landing folder's: delivery order) the way the daily
+    DAG takes a day's files, and say what became of each: what ingesting it did, or the FeedFileError
+    its intake refused it with.
+
+    1. Each file is received, parsed and gated, then resolved, merged and published (under the
+       identity lock, in the files' order). The next file is received, parsed and gated in a thread of
+       its own meanwhile: the identity steps are the database's work on one core, parsing is this
+       process's and its workers' on the other.
+    2. Then each batch is counted into the statistics and receipted. Counted once all are published,
+       the files of a first load are counted in one pass (decision.service.rebuild counts every
+       merged batch; the others are then counted already), not one pass per file added to the last.
+
+    `progress(file name)` gives a file's parse progress callback. A batch that fails or stops for a
+    person (rejected, quarantined) goes no further; the others go on. batches.Interrupted (the database
+    went away) stops the run: a rerun finishes what it left, as for one file.
+    """
+    names = [storage.name(where) for where in files]
+
+    def front(i: int) -> Ingested:
+        with storage.local_copy(files[i]) as path:
+            batch_id, duplicate = _receive(factory, path, channel=channel, source=source, as_of=as_of)
+        feed = progress(names[i]) if progress else None
+        processed = run_to_end(factory, batch_id, feed, until=BatchStep.RESOLVE)
+        return Ingested(batch_id, names[i], duplicate, processed.state, processed.steps, processed.through)
+
+    with factory() as session:
+        # A factory bound to one connection (tests: an outer transaction) cannot serve two threads.
+        alone = isinstance(session.get_bind(), Connection)
+    out: list[Ingested | service.FeedFileError] = []
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
+    try:
+        coming = [ahead.submit(front, 0)] if files and not alone else []
+        for i in range(len(files)):
+            if i + 1 < len(files) and not alone:
+                coming.append(ahead.submit(front, i + 1))
+            try:
+                done = front(i) if alone else coming[i].result()
+            except service.FeedFileError as exc:
+                out.append(exc)
+                continue
+            if done.through:
+                more = run_to_end(factory, done.batch_id, until=BatchStep.STATISTICS)
+                done.state, done.through = more.state, more.through
+                done.steps += more.steps
+            out.append(done)
+    finally:  # on an error, the file being read ahead is finished (its steps commit one by one), no other begun
+        ahead.shutdown(wait=True, cancel_futures=True)
+    for ingested in out:
+        if isinstance(ingested, Ingested):
+            if ingested.through:
+                more = run_to_end(factory, ingested.batch_id)
+                ingested.state, ingested.through = more.state, more.through
+                ingested.steps += more.steps
+            _audit_recovery(factory, ingested, channel)
+    return out
 
 
 def waiting_for(factory: SessionFactory, step: BatchStep) -> list[int]:

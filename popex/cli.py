@@ -357,7 +357,7 @@ def ingest(
     from base import storage
     from base.db import session_factory
     from exchange.exceptions import FeedFileError
-    from exchange.flows import ingest_file, landing_files
+    from exchange.flows import ingest_file, ingest_files, landing_files
     from registry.batches import Interrupted
 
     if file is None and source is not None and (Path(source).is_file() or "://" in source):
@@ -377,27 +377,37 @@ def ingest(
         err.print("[red]请指定文件（popex ingest SOURCE FILE）或落地目录（--dir）[/red]")
         raise typer.Exit(2)
     factory = session_factory()
+    day = date.fromisoformat(as_of) if as_of else None
+    outcomes: list[Ingested | FeedFileError] = []
+    with progress_bar() as bar:
+
+        def parse_progress(name: str) -> Callable[[int], None]:
+            return partial(bar.advance, bar.add_task(f"{name} 读取校验", total=None))
+
+        try:
+            if len(paths) > 1:  # as the daily DAG takes a day's files (exchange.flows.ingest_files)
+                outcomes = ingest_files(factory, paths, source=source, as_of=day, progress=parse_progress)
+            else:
+                with storage.local_copy(paths[0]) as path:
+                    try:
+                        outcomes = [
+                            ingest_file(
+                                factory, path, source=source, as_of=day, progress=parse_progress(path.name)
+                            )
+                        ]
+                    except FeedFileError as exc:
+                        outcomes = [exc]
+        except Interrupted as exc:  # the database went away mid-step: the later files wait for it too
+            err.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(1) from None
     failed = 0
-    for where in paths:
-        with progress_bar() as bar, storage.local_copy(where) as path:
-            task = bar.add_task(f"{path.name} 读取校验", total=None)
-            try:
-                result: Ingested = ingest_file(
-                    factory,
-                    path,
-                    source=source,
-                    as_of=date.fromisoformat(as_of) if as_of else None,
-                    progress=partial(bar.advance, task),
-                )
-            except FeedFileError as exc:
-                err.print(f"[red]{path.name}：[{exc.code}] {exc.message}[/red]")
-                failed += 1
-                continue
-            except Interrupted as exc:  # the database went away mid-step
-                err.print(f"[red]{path.name}：{exc.message}[/red]")
-                raise typer.Exit(1) from None  # the later files wait for the database too
-        _print_ingested(result)
-        failed += result.state in (BatchState.REJECTED, BatchState.QUARANTINED, BatchState.FAILED)
+    for where, outcome in zip(paths, outcomes, strict=True):
+        if isinstance(outcome, FeedFileError):
+            err.print(f"[red]{storage.name(where)}：[{outcome.code}] {outcome.message}[/red]")
+            failed += 1
+            continue
+        _print_ingested(outcome)
+        failed += outcome.state in (BatchState.REJECTED, BatchState.QUARANTINED, BatchState.FAILED)
     if failed:
         raise typer.Exit(1)
 

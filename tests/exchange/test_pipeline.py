@@ -453,3 +453,57 @@ def test_an_initial_load_builds_the_indexes_after_its_rows(
     linked = session.execute(text("SELECT count(*), count(DISTINCT person_id) FROM link")).one()
     assert tuple(linked) == (3, 3)
     assert session.scalar(text("SELECT count(*) FROM person_identifier")) == 3
+
+
+def test_several_files_go_as_the_daily_run_takes_them(archive_dir, tmp_path) -> None:
+    """`exchange.flows.ingest_files` (what `popex ingest --dir` calls), on a database of its own so that
+    its read-ahead thread has connections of its own: every outcome in the files' order, a refused file
+    in its place and the others completed, a rejected one stopped where a person must act; the first
+    load's statistics counted in one pass for all the batches; a rerun finishes nothing twice."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from exchange.exceptions import FeedFileError
+    from tests.conftest import migrated_database
+    from tests.factories import make_areas
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    files = [
+        write_feed(landing, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
+        landing / "abc_xx_20261101.csv",  # a source nobody publishes
+        write_feed(landing, "gaj_ld", date(2026, 11, 1), []),
+        landing / "jyj_xj_20261101.csv",  # not the feed's columns: rejected whole
+        write_feed(landing, "rsj_cb", date(2026, 11, 1), []),
+    ]
+    files[1].write_text("甲,乙\n1,2\n", encoding="utf-8")
+    files[3].write_text("甲,乙\n1,2\n", encoding="utf-8")
+    with migrated_database("popex_ingest_files") as url:
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+        with factory.begin() as session:
+            make_areas(session)
+        outcomes = flows.ingest_files(factory, files)
+        assert isinstance(outcomes[1], FeedFileError) and outcomes[1].code == "UNKNOWN_SOURCE"
+        done = [o for o in outcomes if isinstance(o, flows.Ingested)]
+        assert [(o.file_name, o.state, o.duplicate) for o in done] == [
+            (files[0].name, "completed", False),
+            (files[2].name, "completed", False),
+            (files[3].name, "rejected", False),
+            (files[4].name, "completed", False),
+        ]
+        assert done[0].steps == list(BatchStep)
+        with factory() as session:
+            applied = session.execute(text("SELECT batch_id, how FROM decision.applied_batch")).all()
+            assert sorted(applied) == sorted((o.batch_id, "rebuild") for o in done if o.state == "completed")
+            persons = session.scalar(select(func.count()).select_from(Person))
+        assert persons == 3
+
+        again = flows.ingest_files(factory, files)
+        assert [(o.state, o.duplicate, o.steps) for o in again if isinstance(o, flows.Ingested)] == [
+            (o.state, True, []) for o in done
+        ]
+        with factory() as session:
+            assert session.scalar(select(func.count()).select_from(Person)) == persons
+            assert session.scalar(select(func.count()).select_from(Delivery)) == 4
+        engine.dispose()

@@ -12,6 +12,7 @@ insurance file (rsj_cb) is ingested under test, linking to the persons it finds.
 import csv
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,6 +130,19 @@ def _ingest(
             "ingest",
             str(path or city / "landing" / FILE),
         ],
+        env=_env(url, city, outbox, stop_at),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _ingest_dir(
+    url: str, city: Path, outbox: Path, folder: Path, stop_at: str | None = None
+) -> subprocess.Popen[str]:
+    """`popex ingest --dir FOLDER` as the installed command runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from popex.cli import run; run()", "ingest", "--dir", str(folder)],
         env=_env(url, city, outbox, stop_at),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -467,3 +481,72 @@ def test_popex_ingest_finishing_a_landing_file_is_a_recovery_not_a_delivery(
     assert (done.batch_id, done.duplicate, done.state) == (batch_id, True, "completed")
     deliveries = session.execute(select(Delivery.channel, Delivery.duplicate)).all()
     assert [tuple(d) for d in deliveries] == [("landing", False)]
+
+
+# A landing folder: the register again (received before: no delivery, nothing to do), the floating
+# population and the file under test. `popex ingest --dir` reads each next file while the one before is
+# resolved, merged and published, then counts and receipts them all (exchange.flows.ingest_files).
+FOLDER_FILES = (REGISTER, "gaj_ld_20261101.csv", FILE)
+
+
+@pytest.fixture(scope="module")
+def folder(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("landing")
+    for name in FOLDER_FILES:
+        shutil.copy(city / "landing" / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean_folder(
+    template: str, city: Path, folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The folder ingested once, nothing killed."""
+    url, outbox = _copy(template), tmp_path_factory.mktemp("clean_folder_outbox")
+    try:
+        run = _ingest_dir(url, city, outbox, folder)
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        assert out.count("状态 已完成") == 3, out
+        found = outcome(url, outbox)
+    finally:
+        drop_database(url)
+    assert found["batch"][:3] == ("completed", None, None)
+    assert found["cells"] == found["recount"] and found["applied"] == 1
+    assert sorted(found["receipts"]) == [
+        "gaj_ld/gaj_ld_20261101.csv.receipt.csv",
+        f"rsj_cb/{FILE}.receipt.csv",
+    ]
+    return found
+
+
+@pytest.mark.parametrize("step", list(BatchStep))
+def test_a_landing_folder_killed_inside_a_step_the_rerun_gives_what_one_clean_run_gives(
+    step, database, city, folder, tmp_path, clean_folder
+) -> None:
+    """Killed inside the first batch to reach the step (the floating population's: in its read-ahead
+    thread for parse and gate, the file under test then still waiting or being read), then run again."""
+    outbox = tmp_path / "outbox"
+    run = _ingest_dir(database, city, outbox, folder, stop_at=step)
+    _stopped(run)
+    os.kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    engine = create_engine(database)
+    with engine.connect() as conn:
+        unfinished = conn.execute(text("SELECT count(*) FROM batch WHERE state <> 'completed'")).scalar_one()
+    engine.dispose()
+    assert unfinished >= 1
+
+    again = _ingest_dir(database, city, outbox, folder)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert out.count("状态 已完成") == 3, out
+    assert _no_traceback(out + err)
+    found = _same_as_clean(database, outbox, clean_folder)
+    assert found["deliveries"] == [
+        (REGISTER, "cli", False),
+        (FOLDER_FILES[1], "cli", False),
+        (FILE, "cli", False),
+    ]
+    assert {r["file"] for r in _recovered(database)} <= {FOLDER_FILES[1], FILE}
