@@ -310,17 +310,17 @@ def ingest_files(
     DAG takes a day's files, and say what became of each: what ingesting it did, or the FeedFileError
     its intake refused it with.
 
-    1. Each file is received, parsed and gated, then resolved, merged and published (under the
-       identity lock, in the files' order). The next file is received, parsed and gated in a thread of
-       its own meanwhile: the identity steps are the database's work on one core, parsing is this
-       process's and its workers' on the other.
-    2. Then each batch is counted into the statistics and receipted. Counted once all are published,
-       the files of a first load are counted in one pass (decision.service.rebuild counts every
-       merged batch; the others are then counted already), not one pass per file added to the last.
+    Each file is received, parsed and gated, then resolved, merged and published (under the identity
+    lock, in the files' order), then counted into the statistics and receipted. Three threads keep the
+    two cores busy: while a file goes through the identity steps (the database's work), the next one is
+    received, parsed and gated (this process's and its parse workers' work, and a COPY), and the one
+    before is counted and receipted (decision.service takes batches in any order: each refresh adds
+    what its batch changes to what the aggregates hold).
 
     `progress(file name)` gives a file's parse progress callback. A batch that fails or stops for a
     person (rejected, quarantined) goes no further; the others go on. batches.Interrupted (the database
-    went away) stops the run: a rerun finishes what it left, as for one file.
+    went away) stops the run: a rerun finishes what it left, as for one file. A factory bound to one
+    connection (tests: an outer transaction) takes the files one at a time, each to its end.
     """
     names = [storage.name(where) for where in files]
 
@@ -335,7 +335,17 @@ def ingest_files(
         # A factory bound to one connection (tests: an outer transaction) cannot serve two threads.
         alone = isinstance(session.get_bind(), Connection)
     out: list[Ingested | service.FeedFileError] = []
+
+    def finish(done: Ingested) -> None:
+        if done.through:
+            more = run_to_end(factory, done.batch_id)
+            done.state, done.through = more.state, more.through
+            done.steps += more.steps
+        _audit_recovery(factory, done, channel)
+
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
+    behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-behind")
+    finishing = []
     try:
         coming = [ahead.submit(front, 0)] if files and not alone else []
         for i in range(len(files)):
@@ -351,15 +361,15 @@ def ingest_files(
                 done.state, done.through = more.state, more.through
                 done.steps += more.steps
             out.append(done)
+            if alone:
+                finish(done)
+            else:
+                finishing.append(behind.submit(finish, done))
+        for f in finishing:
+            f.result()
     finally:  # on an error, the file being read ahead is finished (its steps commit one by one), no other begun
         ahead.shutdown(wait=True, cancel_futures=True)
-    for ingested in out:
-        if isinstance(ingested, Ingested):
-            if ingested.through:
-                more = run_to_end(factory, ingested.batch_id)
-                ingested.state, ingested.through = more.state, more.through
-                ingested.steps += more.steps
-            _audit_recovery(factory, ingested, channel)
+        behind.shutdown(wait=True, cancel_futures=True)
     return out
 
 
