@@ -8,6 +8,7 @@ from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Connection, select, text
@@ -202,10 +203,12 @@ def run_to_end(
     progress: service.Progress | None = None,
     *,
     until: BatchStep | None = None,
+    on_step: Callable[[BatchStep], None] | None = None,
 ) -> Processed:
     """Every step the batch still needs, in order, up to completed or up to `until` (it and the steps
     after it are left); a failed batch resumes its failed step. Stops where a person must act (rejected, quarantined) or a
-    step failed. Its identity steps run one after the other under one hold of the identity lock."""
+    step failed. Its identity steps run one after the other under one hold of the identity lock.
+    `on_step(step)` is told of each step as it begins."""
     with factory() as session:
         batch = session.get_one(Batch, batch_id)
         state = BatchState(batch.state)
@@ -218,6 +221,8 @@ def run_to_end(
             elif not _holding_identity.get():
                 held.enter_context(identity_lock(factory))
             kwargs = {"progress": progress} if step == BatchStep.PARSE and progress else {}
+            if on_step is not None:
+                on_step(step)
             after = BatchState(run_step(factory, step, batch_id, **kwargs))
             if after == BatchState.FAILED or after == state:
                 return Processed(str(after), done, through=False)
@@ -305,6 +310,7 @@ def ingest_files(
     source: str | None = None,
     as_of: date | None = None,
     progress: Callable[[str], service.Progress | None] | None = None,
+    stepping: Callable[[str, BatchStep | None], None] | None = None,
 ) -> list[Ingested | service.FeedFileError]:
     """Ingest several files in the order given (a landing folder's: delivery order) the way the daily
     DAG takes a day's files, and say what became of each: what ingesting it did, or the FeedFileError
@@ -317,18 +323,22 @@ def ingest_files(
     before is counted and receipted (decision.service takes batches in any order: each refresh adds
     what its batch changes to what the aggregates hold).
 
-    `progress(file name)` gives a file's parse progress callback. A batch that fails or stops for a
+    `progress(file name)` gives a file's parse progress callback; `stepping(file name, step)` is told of
+    each step as it begins, and with None when the file is done with. A batch that fails or stops for a
     person (rejected, quarantined) goes no further; the others go on. batches.Interrupted (the database
     went away) stops the run: a rerun finishes what it left, as for one file. A factory bound to one
     connection (tests: an outer transaction) takes the files one at a time, each to its end.
     """
     names = [storage.name(where) for where in files]
 
+    def told(name: str) -> Callable[[BatchStep], None] | None:
+        return None if stepping is None else partial(stepping, name)
+
     def front(i: int) -> Ingested:
         with storage.local_copy(files[i]) as path:
             batch_id, duplicate = _receive(factory, path, channel=channel, source=source, as_of=as_of)
         feed = progress(names[i]) if progress else None
-        processed = run_to_end(factory, batch_id, feed, until=BatchStep.RESOLVE)
+        processed = run_to_end(factory, batch_id, feed, until=BatchStep.RESOLVE, on_step=told(names[i]))
         return Ingested(batch_id, names[i], duplicate, processed.state, processed.steps, processed.through)
 
     with factory() as session:
@@ -338,10 +348,12 @@ def ingest_files(
 
     def finish(done: Ingested) -> None:
         if done.through:
-            more = run_to_end(factory, done.batch_id)
+            more = run_to_end(factory, done.batch_id, on_step=told(done.file_name))
             done.state, done.through = more.state, more.through
             done.steps += more.steps
         _audit_recovery(factory, done, channel)
+        if stepping is not None:
+            stepping(done.file_name, None)
 
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
     behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-behind")
@@ -357,7 +369,9 @@ def ingest_files(
                 out.append(exc)
                 continue
             if done.through:
-                more = run_to_end(factory, done.batch_id, until=BatchStep.STATISTICS)
+                more = run_to_end(
+                    factory, done.batch_id, until=BatchStep.STATISTICS, on_step=told(done.file_name)
+                )
                 done.state, done.through = more.state, more.through
                 done.steps += more.steps
             out.append(done)

@@ -31,6 +31,7 @@ from schemas.canonical import (
 from sharing_api.cli import audit_app, clients_app
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
     from sqlalchemy.orm import Session
 
     from base.db import SessionFactory
@@ -343,6 +344,31 @@ def _print_ingested(result: "Ingested") -> None:
             err.print(f"[yellow]批次闸门未通过：{check['message']}[/yellow]")  # the message names the column
 
 
+class _FileLines:
+    """A line per file on the progress bar: the rows read, then the step it is in; its clock stops
+    when the file is done with."""
+
+    def __init__(self, bar: "Progress") -> None:
+        self.bar = bar
+        self.tasks: dict[str, TaskID] = {}
+
+    def _task(self, name: str) -> TaskID:
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(f"{name} 读取校验", total=None)
+        return self.tasks[name]
+
+    def rows(self, name: str) -> Callable[[int], None]:
+        return partial(self.bar.advance, self._task(name))
+
+    def step(self, name: str, step: BatchStep | None) -> None:
+        task = self._task(name)
+        if step is None:
+            done = max(int(next(t.completed for t in self.bar.tasks if t.id == task)), 1)
+            self.bar.update(task, description=f"{name} 处理完毕", total=done, completed=done)
+        else:
+            self.bar.update(task, description=f"{name} {step.label}")
+
+
 @app.command()
 def ingest(
     source: Annotated[str | None, typer.Argument(help="数据来源，如 gaj_hj；省略时按文件名识别")] = None,
@@ -380,19 +406,18 @@ def ingest(
     day = date.fromisoformat(as_of) if as_of else None
     outcomes: list[Ingested | FeedFileError] = []
     with progress_bar() as bar:
-
-        def parse_progress(name: str) -> Callable[[int], None]:
-            return partial(bar.advance, bar.add_task(f"{name} 读取校验", total=None))
-
+        lines = _FileLines(bar)
         try:
             if len(paths) > 1:  # as the daily DAG takes a day's files (exchange.flows.ingest_files)
-                outcomes = ingest_files(factory, paths, source=source, as_of=day, progress=parse_progress)
+                outcomes = ingest_files(
+                    factory, paths, source=source, as_of=day, progress=lines.rows, stepping=lines.step
+                )
             else:
                 with storage.local_copy(paths[0]) as path:
                     try:
                         outcomes = [
                             ingest_file(
-                                factory, path, source=source, as_of=day, progress=parse_progress(path.name)
+                                factory, path, source=source, as_of=day, progress=lines.rows(path.name)
                             )
                         ]
                     except FeedFileError as exc:
