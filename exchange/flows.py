@@ -206,9 +206,9 @@ def run_to_end(
     on_step: Callable[[BatchStep], None] | None = None,
 ) -> Processed:
     """Every step the batch still needs, in order, up to completed or up to `until` (it and the steps
-    after it are left); a failed batch resumes its failed step. Stops where a person must act (rejected, quarantined) or a
-    step failed. Its identity steps run one after the other under one hold of the identity lock.
-    `on_step(step)` is told of each step as it begins."""
+    after it are left); a failed batch resumes its failed step. Stops where a person must act (rejected,
+    quarantined) or a step failed. Its identity steps run one after the other under one hold of the
+    identity lock. `on_step(step)` is told of each step as it begins."""
     with factory() as session:
         batch = session.get_one(Batch, batch_id)
         state = BatchState(batch.state)
@@ -381,7 +381,9 @@ def ingest_files(
                 finishing.append(behind.submit(finish, done))
         for f in finishing:
             f.result()
-    finally:  # on an error, the file being read ahead is finished (its steps commit one by one), no other begun
+    finally:
+        # On an error, a job already running in the other threads (a file's read and check, a batch's
+        # counting and receipt) runs to its end; those not begun are cancelled.
         ahead.shutdown(wait=True, cancel_futures=True)
         behind.shutdown(wait=True, cancel_futures=True)
     return out

@@ -550,3 +550,30 @@ def test_a_landing_folder_killed_inside_a_step_the_rerun_gives_what_one_clean_ru
         (FILE, "cli", False),
     ]
     assert {r["file"] for r in _recovered(database)} <= {FOLDER_FILES[1], FILE}
+
+
+def test_a_landing_folder_whose_database_goes_mid_step_stops_says_so_and_is_finished_by_a_rerun(
+    database, city, folder, tmp_path, clean_folder
+) -> None:
+    """The database goes while the floating population's merge is under way and the next file is read
+    ahead in another thread: the command stops (no thread left waiting), names a batch and its state
+    without a traceback, and the same command run again gives what one clean run gives."""
+    outbox = tmp_path / "outbox"
+    run = _ingest_dir(database, city, outbox, folder, stop_at=BatchStep.MERGE)
+    _stopped(run)
+    _allow_connections(database, False)  # as while the server restarts: every session ends, none starts
+    try:
+        _terminate(_backends(database, in_transaction=False))
+        os.kill(run.pid, signal.SIGCONT)
+        out, err = run.communicate(timeout=120)
+    finally:
+        _allow_connections(database, True)
+    assert run.returncode == 1, out + err
+    assert "与数据库的连接中断：批次" in err and "数据库恢复后重新运行即从该步骤继续" in err, err
+    assert _no_traceback(out + err)
+
+    again = _ingest_dir(database, city, outbox, folder)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert out.count("状态 已完成") == 3, out
+    _same_as_clean(database, outbox, clean_folder)
