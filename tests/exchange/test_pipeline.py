@@ -522,3 +522,51 @@ def test_several_files_go_as_the_daily_run_takes_them(archive_dir, tmp_path) -> 
             assert session.scalar(select(func.count()).select_from(Person)) == persons
             assert session.scalar(select(func.count()).select_from(Delivery)) == 5
         engine.dispose()
+
+
+def test_several_files_are_read_and_counted_while_another_is_in_the_identity_steps(
+    archive_dir, tmp_path
+) -> None:
+    """The second file is parsed while the first is merged, and the first counted while the second is
+    merged: each wait below ends only if the other thread's step begins meanwhile (with one file after
+    the other, both time out)."""
+    import threading
+    from collections import defaultdict
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from tests.conftest import migrated_database
+    from tests.factories import make_areas
+
+    files = [
+        write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
+        write_feed(
+            tmp_path,
+            "gaj_hj",
+            date(2026, 11, 2),
+            [hj("H7", "330102200001010017", "钱七", "男", "2000-01-01")],
+        ),
+    ]
+    began: dict[tuple[str, BatchStep | None], threading.Event] = defaultdict(threading.Event)
+    waited: dict[str, bool] = {}
+
+    def stepping(name: str, step: BatchStep | None) -> None:
+        began[(name, step)].set()
+        if (name, step) == (files[0].name, BatchStep.MERGE):
+            waited["second parsed while the first merged"] = began[(files[1].name, BatchStep.PARSE)].wait(20)
+        if (name, step) == (files[0].name, BatchStep.STATISTICS):
+            waited["first counted while the second merged"] = began[(files[1].name, BatchStep.MERGE)].wait(20)
+
+    with migrated_database("popex_ingest_ahead") as url:
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+        with factory.begin() as session:
+            make_areas(session)
+        outcomes = flows.ingest_files(factory, files, stepping=stepping)
+        engine.dispose()
+    assert [o.state for o in outcomes if isinstance(o, flows.Ingested)] == ["completed", "completed"]
+    assert waited == {
+        "second parsed while the first merged": True,
+        "first counted while the second merged": True,
+    }
