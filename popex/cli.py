@@ -394,6 +394,9 @@ def ingest(
             err.print(f"[red]落地目录 {directory} 不存在[/red]")
             raise typer.Exit(2)
         paths = landing_files(folder)
+        if not paths:
+            console.print(f"落地目录 {directory} 中没有按标准命名的文件，无事可做")
+            return
     elif file is not None:
         paths = [storage.location(file)]
         if not storage.exists(paths[0]) or (isinstance(paths[0], Path) and not paths[0].is_file()):

@@ -107,6 +107,7 @@ def test_ingest_again_says_what_it_finished(cli, session, areas, tmp_path, monke
 def test_ingest_a_landing_folder_runs_every_file_to_completed(cli, session, areas, tmp_path) -> None:
     landing = tmp_path / "landing"
     landing.mkdir()
+    assert "中没有按标准命名的文件，无事可做" in cli("ingest", "--dir", str(landing)).output
     write_feed(landing, "gaj_hj", date(2026, 11, 1), [hj("H1", ZHANG, "张伟", "男", "1980-01-01")])
     write_feed(landing, "gaj_hj", date(2026, 11, 2), [hj("H2", LI, "李娜", "女", "1985-05-05")])
     write_feed(landing, "wjw_sw", date(2026, 11, 2), [])
