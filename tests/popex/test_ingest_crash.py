@@ -484,8 +484,8 @@ def test_popex_ingest_finishing_a_landing_file_is_a_recovery_not_a_delivery(
 
 
 # A landing folder: the register again (received before: no delivery, nothing to do), the floating
-# population and the file under test. `popex ingest --dir` reads each next file while the one before is
-# resolved, merged and published, then counts and receipts them all (exchange.flows.ingest_files).
+# population and the file under test. `popex ingest --dir` reads the next file and counts and receipts
+# the one before while a file is resolved, merged and published (exchange.flows.ingest_files).
 FOLDER_FILES = (REGISTER, "gaj_ld_20261101.csv", FILE)
 
 
