@@ -200,6 +200,18 @@ def _allow_connections(url: str, allow: bool) -> None:
     engine.dispose()
 
 
+def _database_gone(url: str, run: subprocess.Popen[str]) -> tuple[str, str]:
+    """As while the server restarts (every session ends, none starts), let the stopped process go on;
+    its output once it has ended."""
+    _allow_connections(url, False)
+    try:
+        _terminate(_backends(url, in_transaction=False))
+        os.kill(run.pid, signal.SIGCONT)
+        return run.communicate(timeout=120)
+    finally:
+        _allow_connections(url, True)
+
+
 def outcome(url: str, outbox: Path) -> dict[str, Any]:
     """What the database and the outbox hold, without the arbitrary numbers (a killed transaction uses
     up sequence values): counts, who holds which ID number, which rows are one person, the file's batch
@@ -444,13 +456,7 @@ def test_a_database_gone_mid_step_is_said_with_the_batch_and_its_state(
     outbox = tmp_path / "outbox"
     run = _ingest(database, city, outbox, stop_at=BatchStep.MERGE)
     _stopped(run)
-    _allow_connections(database, False)  # as while the server restarts: every session ends, none starts
-    try:
-        _terminate(_backends(database, in_transaction=False))
-        os.kill(run.pid, signal.SIGCONT)
-        out, err = run.communicate(timeout=120)
-    finally:
-        _allow_connections(database, True)
+    out, err = _database_gone(database, run)
     batch_id, state, failed_step = _state(database)
     assert (run.returncode, state, failed_step) == (1, "resolved", None), out + err
     assert (
@@ -561,13 +567,7 @@ def test_a_landing_folder_whose_database_goes_mid_step_stops_says_so_and_is_fini
     outbox = tmp_path / "outbox"
     run = _ingest_dir(database, city, outbox, folder, stop_at=BatchStep.MERGE)
     _stopped(run)
-    _allow_connections(database, False)  # as while the server restarts: every session ends, none starts
-    try:
-        _terminate(_backends(database, in_transaction=False))
-        os.kill(run.pid, signal.SIGCONT)
-        out, err = run.communicate(timeout=120)
-    finally:
-        _allow_connections(database, True)
+    out, err = _database_gone(database, run)
     assert run.returncode == 1, out + err
     assert "与数据库的连接中断：批次" in err and "数据库恢复后重新运行即从该步骤继续" in err, err
     assert _no_traceback(out + err)
