@@ -326,8 +326,8 @@ def ingest_files(
     `progress(file name)` gives a file's parse progress callback; `stepping(file name, step)` is told of
     each step as it begins, and with None when the file is done with. A batch that fails or stops for a
     person (rejected, quarantined) goes no further; the others go on. batches.Interrupted (the database
-    went away) stops the run: a rerun finishes what it left, as for one file. A factory bound to one
-    connection (tests: an outer transaction) takes the files one at a time, each to its end.
+    went away) stops the run: a rerun finishes what it left, as for one file. One file, or a factory
+    bound to one connection (tests: an outer transaction), goes without threads: each file to its end.
     """
     names = [storage.name(where) for where in files]
 
@@ -342,8 +342,10 @@ def ingest_files(
         return Ingested(batch_id, names[i], duplicate, processed.state, processed.steps, processed.through)
 
     with factory() as session:
-        # A factory bound to one connection (tests: an outer transaction) cannot serve two threads.
-        alone = isinstance(session.get_bind(), Connection)
+        # One file gains nothing from threads (and its parse workers then fork, in milliseconds, rather
+        # than come from a fork server: exchange.staging.pool_context); a factory bound to one connection
+        # (tests: an outer transaction) cannot serve two.
+        alone = len(files) < 2 or isinstance(session.get_bind(), Connection)
     out: list[Ingested | service.FeedFileError] = []
 
     def finish(done: Ingested) -> None:

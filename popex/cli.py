@@ -383,7 +383,7 @@ def ingest(
     from base import storage
     from base.db import session_factory
     from exchange.exceptions import FeedFileError
-    from exchange.flows import ingest_file, ingest_files, landing_files
+    from exchange.flows import ingest_files, landing_files
     from registry.batches import Interrupted
 
     if file is None and source is not None and (Path(source).is_file() or "://" in source):
@@ -410,21 +410,10 @@ def ingest(
     outcomes: list[Ingested | FeedFileError] = []
     with progress_bar() as bar:
         lines = _FileLines(bar)
-        try:
-            if len(paths) > 1:  # as the daily DAG takes a day's files (exchange.flows.ingest_files)
-                outcomes = ingest_files(
-                    factory, paths, source=source, as_of=day, progress=lines.rows, stepping=lines.step
-                )
-            else:
-                with storage.local_copy(paths[0]) as path:
-                    try:
-                        outcomes = [
-                            ingest_file(
-                                factory, path, source=source, as_of=day, progress=lines.rows(path.name)
-                            )
-                        ]
-                    except FeedFileError as exc:
-                        outcomes = [exc]
+        try:  # as the daily DAG takes a day's files (exchange.flows.ingest_files)
+            outcomes = ingest_files(
+                factory, paths, source=source, as_of=day, progress=lines.rows, stepping=lines.step
+            )
         except Interrupted as exc:  # the database went away mid-step: the later files wait for it too
             err.print(f"[red]{exc.message}[/red]")
             raise typer.Exit(1) from None
