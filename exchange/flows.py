@@ -62,11 +62,14 @@ STEPS: dict[BatchStep, Callable[..., object]] = {
 # Tables a step writes in bulk. After a large batch their planner statistics are refreshed at once:
 # autovacuum comes later, and a plan made for the table as it was before a 500,000-row load was
 # measured 30 times slower (a full scan and sort where an index lookup per person was right). Of a
-# partitioned table, the partitions the step wrote (registry.partitions.analyze_written).
+# partitioned table, the partitions the step wrote (registry.partitions.analyze_written). Merge
+# rewrites persons resolve has just analyzed (their number unchanged, their fields much as resolve
+# wrote them from the same records): analyzing `person` again cost 0.22-0.26 s a large batch, and
+# without it the identity steps took no longer (BENCHMARKS.md, sixteenth session).
 STEP_TABLES = {
     BatchStep.PARSE: ("source_record",),
     BatchStep.RESOLVE: ("person", "person_identifier", "link"),
-    BatchStep.MERGE: ("person", "person_version"),
+    BatchStep.MERGE: ("person_version",),
     BatchStep.PUBLISH: ("change_event",),
 }
 ANALYZE_MIN_ROWS = 20_000

@@ -545,3 +545,29 @@ def test_partitions_made_later_leave_the_json_columns_out_of_analyze(session) ->
     )
     assert {"batch_id", "source", "status"} <= analyzed
     assert not analyzed & {"raw", "reasons", "extra"}
+
+
+def test_change_events_payload_is_left_out_of_analyze(session) -> None:
+    """Migration 0023 does for a change event's payload what 0021 did for the other JSON columns: the
+    table and the partitions made later keep no statistics of it, and keep those of the other columns."""
+    today = _today(session)
+    created = ensure_partitions(session, through=date(today.year + 2, 1, 1))
+    made = [name for name in created if name.startswith("change_event_")]
+    assert made
+    targets = text(
+        "SELECT c.relname, a.attname, coalesce(a.attstattarget, -1) FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = ANY(:t) AND a.attname IN ('payload', 'person_id')"
+    )
+    found = {(r, a): int(n) for r, a, n in session.execute(targets, {"t": ["change_event", *made]})}
+    assert len(found) == 2 * (1 + len(made))
+    for (_, column), target in found.items():
+        assert target == (0 if column == "payload" else -1), (column, target)
+    session.execute(
+        text(
+            "INSERT INTO change_event (person_id, event_type, version_id, payload)"
+            " VALUES (1, 'person_created', 1, '{\"scope\": null}')"
+        )
+    )
+    session.execute(text("ANALYZE change_event"))
+    analyzed = set(session.scalars(text("SELECT attname FROM pg_stats WHERE tablename = 'change_event'")))
+    assert "person_id" in analyzed and "payload" not in analyzed
