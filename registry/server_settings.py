@@ -61,8 +61,8 @@ def judge(
     city_zone: str = "Asia/Shanghai",
 ) -> list[str]:
     """Warnings (Chinese) for the settings below their recommendation: sizes in bytes (as `read` gives
-    them), synchronous_commit, checkpoint_warning in seconds, the server's checkpoint counts, and a
-    TimeZone other than the city's."""
+    them), synchronous_commit, autovacuum, checkpoint_warning in seconds, the server's checkpoint
+    counts, and a TimeZone other than the city's."""
     out = []
     zone = settings.get("TimeZone")
     if zone is not None and not same_clock(zone, city_zone):
@@ -77,6 +77,11 @@ def judge(
     if settings.get("synchronous_commit") == "off":
         out.append(
             "synchronous_commit 为 off：服务器崩溃时会丢失最近已提交的事务，只宜用于基准测试库，生产库应为 on"
+        )
+    if settings.get("autovacuum") == "off":
+        out.append(
+            "autovacuum 为 off：合并与人工处理改写的行留下的旧版本无人清理，表与索引膨胀、查询变慢；"
+            "流水线只在大批次后自行 ANALYZE，小批次累积的变化不会更新统计信息，生产库应为 on"
         )
     if settings.get("checkpoint_warning") == "0":
         out.append("checkpoint_warning 为 0：检查点过于频繁时服务器日志不再提醒，建议保持默认 30s")
@@ -94,7 +99,10 @@ def read(session: Session) -> tuple[dict[str, str], int, int]:
     settings = {}
     rows = session.execute(
         text("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(:names)"),
-        {"names": [m.name for m in MINIMUMS] + ["synchronous_commit", "checkpoint_warning", "TimeZone"]},
+        {
+            "names": [m.name for m in MINIMUMS]
+            + ["synchronous_commit", "checkpoint_warning", "TimeZone", "autovacuum"]
+        },
     )
     for name, setting, unit in rows:
         settings[name] = str(int(setting) * _UNIT_BYTES[unit]) if unit in _UNIT_BYTES else setting

@@ -13,6 +13,7 @@ from registry.server_settings import MB, MINIMUMS, judge
 RECOMMENDED = {m.name: str(m.least) for m in MINIMUMS} | {
     "synchronous_commit": "on",
     "checkpoint_warning": "30",
+    "autovacuum": "on",
 }
 
 
@@ -26,6 +27,7 @@ def test_the_recommended_values_give_no_warning_and_each_one_below_gives_its_own
     ]
     assert "只宜用于基准测试库" in judge(RECOMMENDED | {"synchronous_commit": "off"})[0]
     assert "checkpoint_warning 为 0" in judge(RECOMMENDED | {"checkpoint_warning": "0"})[0]
+    assert judge(RECOMMENDED | {"autovacuum": "off"})[0].startswith("autovacuum 为 off：")
 
 
 def test_checkpoints_forced_by_a_full_wal_are_warned_when_most_of_them() -> None:
@@ -45,6 +47,7 @@ def test_the_servers_settings_are_read_in_bytes_and_a_session_setting_below_is_w
     settings, timed, req = server_settings.read(session)
     assert settings["work_mem"] == str(256 * MB) and settings["maintenance_work_mem"] == str(1024 * MB)
     assert int(settings["shared_buffers"]) % 8192 == 0 and timed >= 0 and req >= 0
+    assert settings["autovacuum"] in ("on", "off")
     assert not [w for w in server_settings.warnings(session=session) if w.startswith(("work_mem", "maint"))]
     session.execute(text("SET LOCAL work_mem = '4MB'"))
     session.execute(text("SET LOCAL synchronous_commit = off"))
