@@ -3,9 +3,9 @@
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
@@ -344,54 +344,124 @@ def ingest_files(
         processed = run_to_end(factory, batch_id, feed, until=BatchStep.RESOLVE, on_step=told(names[i]))
         return Ingested(batch_id, names[i], duplicate, processed.state, processed.steps, processed.through)
 
+    def go(done: Ingested, until: BatchStep | None = None) -> Ingested:
+        if done.through:
+            more = run_to_end(factory, done.batch_id, until=until, on_step=told(done.file_name))
+            done.state, done.through = more.state, more.through
+            done.steps += more.steps
+        return done
+
+    def finish(done: Ingested) -> None:
+        go(done)
+        _audit_recovery(factory, done, channel)
+        if stepping is not None:
+            stepping(done.file_name, None)
+
     with factory() as session:
         # One file gains nothing from threads (and its parse workers then fork, in milliseconds, rather
         # than come from a fork server: exchange.staging.pool_context); a factory bound to one connection
         # (tests: an outer transaction) cannot serve two.
         alone = len(files) < 2 or isinstance(session.get_bind(), Connection)
-    out: list[Ingested | service.FeedFileError] = []
-
-    def finish(done: Ingested) -> None:
-        if done.through:
-            more = run_to_end(factory, done.batch_id, on_step=told(done.file_name))
-            done.state, done.through = more.state, more.through
-            done.steps += more.steps
-        _audit_recovery(factory, done, channel)
-        if stepping is not None:
-            stepping(done.file_name, None)
-
-    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
-    behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-behind")
-    finishing = []
-    try:
-        coming = [ahead.submit(front, 0)] if files and not alone else []
+    if alone:
+        out: list[Ingested | service.FeedFileError] = []
         for i in range(len(files)):
-            if i + 1 < len(files) and not alone:
-                coming.append(ahead.submit(front, i + 1))
             try:
-                done = front(i) if alone else coming[i].result()
+                done = front(i)
             except service.FeedFileError as exc:
                 out.append(exc)
                 continue
-            if done.through:
-                more = run_to_end(
-                    factory, done.batch_id, until=BatchStep.STATISTICS, on_step=told(done.file_name)
-                )
-                done.state, done.through = more.state, more.through
-                done.steps += more.steps
-            out.append(done)
-            if alone:
-                finish(done)
-            else:
-                finishing.append(behind.submit(finish, done))
-        for f in finishing:
-            f.result()
-    finally:
-        # On an error, a job already running in the other threads (a file's read and check, a batch's
-        # counting and receipt) runs to its end; those not begun are cancelled.
-        ahead.shutdown(wait=True, cancel_futures=True)
-        behind.shutdown(wait=True, cancel_futures=True)
-    return out
+            out.append(go(done, until=BatchStep.STATISTICS))
+            finish(done)
+        return out
+    return _Series(factory, len(files), front, go, finish).run()
+
+
+class _Series:
+    """`ingest_files`' files in four threads. In the main one each file is resolved and merged in turn,
+    under one hold of the identity lock; the next file is meanwhile received, parsed and gated (ahead),
+    the one before published (publisher: it only reads the persons, which resolve only adds to, and
+    writes events) and the one before that counted and receipted (behind). A merge waits for the
+    publish before it, which reads the persons merge rewrites. The hold is let go between two files
+    when another batch or a clerk waits for the lock (they go first), else kept from file to file."""
+
+    def __init__(
+        self,
+        factory: SessionFactory,
+        count: int,
+        front: Callable[[int], Ingested],
+        go: Callable[..., Ingested],
+        finish: Callable[[Ingested], None],
+    ) -> None:
+        self.factory, self.count, self.front, self.go, self.finish = factory, count, front, go, finish
+        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
+        self.publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-publish")
+        self.behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-behind")
+        self.publishing: Future[Ingested] | None = None
+        self.finishing: list[Future[None]] = []
+
+    def run(self) -> list[Ingested | service.FeedFileError]:
+        out: list[Ingested | service.FeedFileError] = []
+        try:
+            with ExitStack() as hold:
+                try:
+                    coming = [self.ahead.submit(self.front, 0)]
+                    for i in range(self.count):
+                        if i + 1 < self.count:
+                            coming.append(self.ahead.submit(self.front, i + 1))
+                        try:
+                            done = coming[i].result()
+                        except service.FeedFileError as exc:
+                            out.append(exc)
+                            continue
+                        out.append(done)
+                        self._identity(done, hold)
+                    self._published()
+                finally:
+                    # On an error the publish under way ends before the identity lock goes with `hold`.
+                    self.publisher.shutdown(wait=True, cancel_futures=True)
+            for f in self.finishing:
+                f.result()
+        finally:
+            # On an error, a job already running in the other threads (a file's read and check, a
+            # batch's counting and receipt) runs to its end; those not begun are cancelled.
+            self.ahead.shutdown(wait=True, cancel_futures=True)
+            self.behind.shutdown(wait=True, cancel_futures=True)
+        return out
+
+    def _identity(self, done: Ingested, hold: ExitStack) -> None:
+        """Resolve and merge a file's batch (its publish to the publisher), under the identity lock."""
+        if done.through:
+            if self.publishing is not None and _identity_wanted(self.factory):
+                self._published()
+                hold.close()
+            if not _holding_identity.get():
+                hold.enter_context(identity_lock(self.factory))
+            self.go(done, until=BatchStep.MERGE)
+            self._published()
+            self.go(done, until=BatchStep.PUBLISH)
+        if done.through:
+            # The publisher runs as this thread holding the lock (its context: _holding_identity).
+            self.publishing = self.publisher.submit(copy_context().run, self.go, done, BatchStep.STATISTICS)
+        else:
+            self.finishing.append(self.behind.submit(self.finish, done))
+
+    def _published(self) -> None:
+        """Wait for the publish under way; its batch then goes to be counted and receipted."""
+        if self.publishing is not None:
+            done, self.publishing = self.publishing.result(), None
+            self.finishing.append(self.behind.submit(self.finish, done))
+
+
+# Another session waiting for the identity lock (a bigint advisory lock: its high half in classid).
+IDENTITY_WAITERS = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    f" AND ((classid::bigint << 32) | objid::bigint) = {IDENTITY_LOCK})"
+)
+
+
+def _identity_wanted(factory: SessionFactory) -> bool:
+    with factory() as session:
+        return bool(session.scalar(IDENTITY_WAITERS))
 
 
 def waiting_for(factory: SessionFactory, step: BatchStep) -> list[int]:

@@ -1,6 +1,7 @@
 """A feed file through every step on real PostgreSQL: accounting, persons, links, receipts, idempotency."""
 
 import logging
+import time
 from datetime import date
 
 import pytest
@@ -527,9 +528,9 @@ def test_several_files_go_as_the_daily_run_takes_them(archive_dir, tmp_path) -> 
 def test_several_files_are_read_and_counted_while_another_is_in_the_identity_steps(
     archive_dir, tmp_path
 ) -> None:
-    """The second file is parsed while the first is merged, and the first counted while the second is
-    merged: each wait below ends only if the other thread's step begins meanwhile (with one file after
-    the other, both time out)."""
+    """The second file is parsed while the first is merged, the first published while the second is
+    resolved, and the first counted while the second is merged: each wait below ends only if the other
+    thread's step begins meanwhile (with one file after the other, all three time out)."""
     import threading
     from collections import defaultdict
 
@@ -555,6 +556,10 @@ def test_several_files_are_read_and_counted_while_another_is_in_the_identity_ste
         began[(name, step)].set()
         if (name, step) == (files[0].name, BatchStep.MERGE):
             waited["second parsed while the first merged"] = began[(files[1].name, BatchStep.PARSE)].wait(20)
+        if (name, step) == (files[0].name, BatchStep.PUBLISH):
+            waited["first published while the second resolved"] = began[
+                (files[1].name, BatchStep.RESOLVE)
+            ].wait(20)
         if (name, step) == (files[0].name, BatchStep.STATISTICS):
             waited["first counted while the second merged"] = began[(files[1].name, BatchStep.MERGE)].wait(20)
 
@@ -568,5 +573,72 @@ def test_several_files_are_read_and_counted_while_another_is_in_the_identity_ste
     assert [o.state for o in outcomes if isinstance(o, flows.Ingested)] == ["completed", "completed"]
     assert waited == {
         "second parsed while the first merged": True,
+        "first published while the second resolved": True,
         "first counted while the second merged": True,
     }
+
+
+def test_a_batch_or_clerk_waiting_for_the_identity_lock_goes_between_two_files(archive_dir, tmp_path) -> None:
+    """`ingest_files` keeps the identity lock from file to file (the next file is resolved while the one
+    before is published), but lets it go between two files when another session waits for it: a clerk
+    who asks while the first file is merged gets it once that file is published, before the second
+    file is resolved, not after the last."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from tests.conftest import migrated_database
+    from tests.factories import make_areas
+
+    files = [
+        write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
+        write_feed(
+            tmp_path,
+            "gaj_hj",
+            date(2026, 11, 2),
+            [hj("H7", "330102200001010018", "钱七", "男", "2000-01-01")],
+        ),
+        write_feed(
+            tmp_path,
+            "gaj_hj",
+            date(2026, 11, 3),
+            [hj("H8", "330102200002020023", "孙八", "女", "2000-02-02")],
+        ),
+    ]
+    order: list[tuple[str, object]] = []
+    seen: dict[str, int] = {}
+
+    with migrated_database("popex_ingest_yield") as url:
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+        with factory.begin() as session:
+            make_areas(session)
+
+        def clerk() -> None:
+            with flows.identity_lock(factory):
+                order.append(("clerk", "holds the lock"))
+                with factory() as session:
+                    seen["events"] = session.scalar(text("SELECT count(*) FROM change_event"))
+
+        def stepping(name: str, step: BatchStep | None) -> None:
+            order.append((name, step))
+            if (name, step) == (files[0].name, BatchStep.MERGE):
+                threading.Thread(target=clerk, daemon=True).start()
+                for _ in range(200):  # until the clerk waits for the lock this run holds
+                    if flows._identity_wanted(factory):
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise AssertionError("the clerk never waited for the identity lock")
+
+        outcomes = flows.ingest_files(factory, files, stepping=stepping)
+        engine.dispose()
+    assert [o.state for o in outcomes if isinstance(o, flows.Ingested)] == ["completed"] * 3
+    got = order.index(("clerk", "holds the lock"))
+    assert (
+        order.index((files[0].name, BatchStep.PUBLISH))
+        < got
+        < order.index((files[1].name, BatchStep.RESOLVE))
+    )
+    assert seen["events"] == 3  # the first file's three new persons, published before the clerk went
