@@ -320,11 +320,11 @@ def ingest_files(
     its intake refused it with.
 
     Each file is received, parsed and gated, then resolved, merged and published (under the identity
-    lock, in the files' order), then counted into the statistics and receipted. Three threads keep the
-    two cores busy: while a file goes through the identity steps (the database's work), the next one is
-    received, parsed and gated (this process's and its parse workers' work, and a COPY), and the one
-    before is counted and receipted (decision.service takes batches in any order: each refresh adds
-    what its batch changes to what the aggregates hold).
+    lock, in the files' order), then counted into the statistics and receipted. Four threads keep the
+    two cores busy (`_Series`): while a file is resolved and merged (the database's work), the next one
+    is received, parsed and gated (this process's and its parse workers' work, and a COPY), the one
+    before is published, and the one before that counted and receipted (decision.service takes batches
+    in any order: each refresh adds what its batch changes to what the aggregates hold).
 
     `progress(file name)` gives a file's parse progress callback; `stepping(file name, step)` is told of
     each step as it begins, and with None when the file is done with. A batch that fails or stops for a
