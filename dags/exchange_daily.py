@@ -43,9 +43,10 @@ rerun task redoes only what its batches still need (docs/OPERATIONS.md):
    read, validate and stage the rows, then the feed's Great Expectations suite (a failure
    quarantines the batch). A batch whose task fails is left where it stopped; the others go on.
 3. **resolve**, **merge**, **publish** – the identity steps over the batches that passed, in
-   delivery order, in the one-slot pool `popex_identity`. Each batch goes through resolve → merge →
-   publish in one go under the database's identity lock (`exchange.flows.run_identity`: no other run,
-   ingest or push interleaves), so merge and publish only finish a batch a failure left between them.
+   delivery order, in the one-slot pool `popex_identity`, under the database's identity lock
+   (`exchange.flows.run_identities`): each batch is resolved and merged while the one before is
+   published; another run, ingest or clerk waiting for the lock goes between two batches, never
+   inside one. Merge and publish only finish a batch a failure left between them.
 4. **statistics**, **receipts** – the batch steps that finish each batch: the decision platform's
    aggregates take it in (published → counted; a batch counted before is not counted twice), then
    its 回执 go to the outbox (counted → completed). A run killed here is finished by the next one.
@@ -87,14 +88,13 @@ def _steps(step: str, batch_ids: list[int], **kwargs: object) -> list[int]:
 
 
 def _identity(batch_ids: list[int]) -> list[int]:
-    """Each batch's resolve → merge → publish under the identity lock, in order; stops at a failure."""
+    """The batches' resolve → merge → publish under the identity lock, in order; stops at a failure."""
     from base.db import session_factory
-    from exchange.flows import run_identity
+    from exchange.flows import run_identities
 
-    factory = session_factory()
-    for batch_id in batch_ids:
-        if run_identity(factory, batch_id) == "failed":
-            raise RuntimeError(f"批次 {batch_id} 在身份识别步骤失败，详见批次的错误信息")
+    failed = run_identities(session_factory(), batch_ids)
+    if failed:
+        raise RuntimeError(f"批次 {'、'.join(map(str, failed))} 在身份识别步骤失败，详见批次的错误信息")
     return list(batch_ids)
 
 

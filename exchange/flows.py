@@ -179,17 +179,6 @@ def _record_seconds(session: Session, batch_id: int, step: BatchStep, seconds: f
     )
 
 
-def run_identity(factory: SessionFactory, batch_id: int) -> str:
-    """The identity steps the batch still needs, resolve → merge → publish, under one hold of the
-    identity lock (what a DAG's identity task calls per batch); returns its state."""
-    with identity_lock(factory):
-        for step in IDENTITY_STEPS:
-            state = run_step(factory, step, batch_id)
-            if state == BatchState.FAILED:
-                break
-    return state
-
-
 @dataclass
 class Processed:
     """Where processing left a batch, and the steps that moved it on this time; `through`: every step it
@@ -321,7 +310,7 @@ def ingest_files(
 
     Each file is received, parsed and gated, then resolved, merged and published (under the identity
     lock, in the files' order), then counted into the statistics and receipted. Four threads keep the
-    two cores busy (`_Series`): while a file is resolved and merged (the database's work), the next one
+    two cores busy (IdentitySeries): while a file is resolved and merged (the database's work), the next one
     is received, parsed and gated (this process's and its parse workers' work, and a COPY), the one
     before is published, and the one before that counted and receipted (decision.service takes batches
     in any order: each refresh adds what its batch changes to what the aggregates hold).
@@ -345,11 +334,7 @@ def ingest_files(
         return Ingested(batch_id, names[i], duplicate, processed.state, processed.steps, processed.through)
 
     def go(done: Ingested, until: BatchStep | None = None) -> Ingested:
-        if done.through:
-            more = run_to_end(factory, done.batch_id, until=until, on_step=told(done.file_name))
-            done.state, done.through = more.state, more.through
-            done.steps += more.steps
-        return done
+        return _advance(factory, done, until, told(done.file_name))
 
     def finish(done: Ingested) -> None:
         go(done)
@@ -362,8 +347,8 @@ def ingest_files(
         # than come from a fork server: exchange.staging.pool_context); a factory bound to one connection
         # (tests: an outer transaction) cannot serve two.
         alone = len(files) < 2 or isinstance(session.get_bind(), Connection)
+    out: list[Ingested | service.FeedFileError] = []
     if alone:
-        out: list[Ingested | service.FeedFileError] = []
         for i in range(len(files)):
             try:
                 done = front(i)
@@ -373,83 +358,134 @@ def ingest_files(
             out.append(go(done, until=BatchStep.STATISTICS))
             finish(done)
         return out
-    return _Series(factory, len(files), front, go, finish).run()
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
+    behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-behind")
+    finishing: list[Future[None]] = []
+    try:
+        with IdentitySeries(
+            factory, go, lambda done: finishing.append(behind.submit(finish, done))
+        ) as series:
+            coming = [ahead.submit(front, 0)]
+            for i in range(len(files)):
+                if i + 1 < len(files):
+                    coming.append(ahead.submit(front, i + 1))
+                try:
+                    done = coming[i].result()
+                except service.FeedFileError as exc:
+                    out.append(exc)
+                    continue
+                out.append(done)
+                series.take(done)
+                if not done.through:
+                    finishing.append(behind.submit(finish, done))
+        for f in finishing:
+            f.result()
+    finally:
+        # On an error, a job already running in the other threads (a file's read and check, a batch's
+        # counting and receipt) runs to its end; those not begun are cancelled.
+        ahead.shutdown(wait=True, cancel_futures=True)
+        behind.shutdown(wait=True, cancel_futures=True)
+    return out
 
 
-class _Series:
-    """`ingest_files`' files in four threads. In the main one each file is resolved and merged in turn,
-    under one hold of the identity lock; the next file is meanwhile received, parsed and gated (ahead),
-    the one before published (publisher: it only reads the persons, which resolve only adds to, and
-    writes events) and the one before that counted and receipted (behind). A merge waits for the
-    publish before it, which reads the persons merge rewrites. The hold is let go between two files
-    when another batch or a clerk waits for the lock (they go first), else kept from file to file."""
+def _advance(
+    factory: SessionFactory,
+    done: Ingested,
+    until: BatchStep | None = None,
+    on_step: Callable[[BatchStep], None] | None = None,
+) -> Ingested:
+    """The batch's steps up to `until` (run_to_end), unless it stopped before; `done` brought up to date."""
+    if done.through:
+        more = run_to_end(factory, done.batch_id, until=until, on_step=on_step)
+        done.state, done.through = more.state, more.through
+        done.steps += more.steps
+    return done
+
+
+class IdentitySeries:
+    """Batches through the identity steps in their order, under one hold of the identity lock: each is
+    resolved and merged in the calling thread while the one before is published in a thread of its own
+    (publish only reads the persons, which resolve only adds to, and writes events; a merge waits for
+    the publish before it, which reads the persons merge rewrites). The hold is let go between two
+    batches when another session (a batch, a clerk) waits for the lock, which then goes first.
+
+    `go(done, until)` runs a batch's steps up to `until`; `published(done)` is told of each batch once
+    its publish has run (failed or not), in the publisher's thread of its turn. Leaving the block waits
+    for the last publish; on an error, for the one under way, before the lock goes.
+    """
 
     def __init__(
         self,
         factory: SessionFactory,
-        count: int,
-        front: Callable[[int], Ingested],
-        go: Callable[..., Ingested],
-        finish: Callable[[Ingested], None],
+        go: Callable[[Ingested, BatchStep], Ingested],
+        published: Callable[[Ingested], None],
     ) -> None:
-        self.factory, self.count, self.front, self.go, self.finish = factory, count, front, go, finish
-        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
+        self.factory, self.go, self.published = factory, go, published
         self.publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-publish")
-        self.behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-behind")
         self.publishing: Future[Ingested] | None = None
-        self.finishing: list[Future[None]] = []
+        self.hold = ExitStack()
 
-    def run(self) -> list[Ingested | service.FeedFileError]:
-        out: list[Ingested | service.FeedFileError] = []
+    def __enter__(self) -> "IdentitySeries":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
-            with ExitStack() as hold:
-                try:
-                    coming = [self.ahead.submit(self.front, 0)]
-                    for i in range(self.count):
-                        if i + 1 < self.count:
-                            coming.append(self.ahead.submit(self.front, i + 1))
-                        try:
-                            done = coming[i].result()
-                        except service.FeedFileError as exc:
-                            out.append(exc)
-                            continue
-                        out.append(done)
-                        self._identity(done, hold)
-                    self._published()
-                finally:
-                    # On an error the publish under way ends before the identity lock goes with `hold`.
-                    self.publisher.shutdown(wait=True, cancel_futures=True)
-            for f in self.finishing:
-                f.result()
+            if kind is None:
+                self._wait()
         finally:
-            # On an error, a job already running in the other threads (a file's read and check, a
-            # batch's counting and receipt) runs to its end; those not begun are cancelled.
-            self.ahead.shutdown(wait=True, cancel_futures=True)
-            self.behind.shutdown(wait=True, cancel_futures=True)
-        return out
+            self.publisher.shutdown(wait=True, cancel_futures=True)
+            self.hold.close()
 
-    def _identity(self, done: Ingested, hold: ExitStack) -> None:
-        """Resolve and merge a file's batch (its publish to the publisher), under the identity lock."""
-        if done.through:
-            if self.publishing is not None and _identity_wanted(self.factory):
-                self._published()
-                hold.close()
-            if not _holding_identity.get():
-                hold.enter_context(identity_lock(self.factory))
-            self.go(done, until=BatchStep.MERGE)
-            self._published()
-            self.go(done, until=BatchStep.PUBLISH)
+    def take(self, done: Ingested) -> None:
+        """Resolve and merge the batch (it stops there when a step fails: done.through is then false)
+        and hand it to the publisher."""
+        if not done.through:
+            return
+        if self.publishing is not None and _identity_wanted(self.factory):
+            self._wait()
+            self.hold.close()
+        if not _holding_identity.get():
+            self.hold.enter_context(identity_lock(self.factory))
+        self.go(done, BatchStep.MERGE)
+        self._wait()
+        self.go(done, BatchStep.PUBLISH)
         if done.through:
             # The publisher runs as this thread holding the lock (its context: _holding_identity).
             self.publishing = self.publisher.submit(copy_context().run, self.go, done, BatchStep.STATISTICS)
-        else:
-            self.finishing.append(self.behind.submit(self.finish, done))
 
-    def _published(self) -> None:
-        """Wait for the publish under way; its batch then goes to be counted and receipted."""
+    def _wait(self) -> None:
+        """Wait for the publish under way and tell of it."""
         if self.publishing is not None:
             done, self.publishing = self.publishing.result(), None
-            self.finishing.append(self.behind.submit(self.finish, done))
+            self.published(done)
+
+
+def run_identities(factory: SessionFactory, batch_ids: Sequence[int]) -> list[int]:
+    """The identity steps the batches still need, resolve → merge → publish, in their order (what the
+    daily DAG's identity task calls; IdentitySeries); stops at the first batch a step fails, and
+    returns the batches that failed (none: all published)."""
+    failed: list[int] = []
+
+    def published(done: Ingested) -> None:
+        if not done.through:
+            failed.append(done.batch_id)
+
+    with IdentitySeries(factory, partial(_advance, factory), published) as series:
+        for batch_id in batch_ids:
+            with factory() as session:
+                batch = session.get_one(Batch, batch_id)
+                state, failed_step = BatchState(batch.state), batch.failed_step
+            if (
+                BatchStep(failed_step) if failed_step else BatchStep.starting_from(state)
+            ) not in IDENTITY_STEPS:
+                continue  # through them already (or not yet at them: not this task's)
+            done = Ingested(batch_id, "", False, state, [])
+            series.take(done)
+            if not done.through:
+                failed.append(batch_id)
+            if failed:
+                break
+    return sorted(set(failed))
 
 
 # Another session waiting for the identity lock (a bigint advisory lock: its high half in classid).

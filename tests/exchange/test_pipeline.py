@@ -642,3 +642,71 @@ def test_a_batch_or_clerk_waiting_for_the_identity_lock_goes_between_two_files(a
         < order.index((files[1].name, BatchStep.RESOLVE))
     )
     assert seen["events"] == 3  # the first file's three new persons, published before the clerk went
+
+
+def test_the_daily_runs_identity_task_stops_at_a_failed_batch_and_its_retry_finishes_the_rest(
+    archive_dir, tmp_path, monkeypatch
+) -> None:
+    """`exchange.flows.run_identities` (the daily DAG's identity task): the batches in their order, the
+    first published while the second is resolved; a batch whose resolve fails stops it, with that batch
+    named, the one before published and the one after untouched; the retry finishes the two others and
+    publishes nothing twice."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from tests.conftest import migrated_database
+    from tests.factories import make_areas
+
+    files = [
+        write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
+        write_feed(
+            tmp_path,
+            "gaj_hj",
+            date(2026, 11, 2),
+            [hj("H7", "330102200001010018", "钱七", "男", "2000-01-01")],
+        ),
+        write_feed(
+            tmp_path,
+            "gaj_hj",
+            date(2026, 11, 3),
+            [hj("H8", "330102200002020023", "孙八", "女", "2000-02-02")],
+        ),
+    ]
+    with migrated_database("popex_run_identities") as url:
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+        with factory.begin() as session:
+            make_areas(session)
+        ids = []
+        for path in files:
+            batch_id, _ = flows._receive(factory, path, channel="cli", source=None, as_of=None)
+            assert flows.run_to_end(factory, batch_id, until=BatchStep.RESOLVE).state == "gated"
+            ids.append(batch_id)
+        resolve = flows.STEPS[BatchStep.RESOLVE]
+
+        def failing(*, session, batch_id: int, **kwargs: object) -> object:
+            if batch_id == ids[1]:
+                raise RuntimeError("a resolve that fails")
+            return resolve(session=session, batch_id=batch_id, **kwargs)
+
+        monkeypatch.setitem(flows.STEPS, BatchStep.RESOLVE, failing)
+        assert flows.run_identities(factory, ids) == [ids[1]]
+
+        def states() -> list[tuple[str, str | None]]:
+            with factory() as session:
+                found = session.execute(
+                    select(Batch.id, Batch.state, Batch.failed_step).where(Batch.id.in_(ids))
+                )
+                by_id = {b: (state, step) for b, state, step in found}
+            return [by_id[b] for b in ids]
+
+        assert states() == [("published", None), ("failed", "resolve"), ("gated", None)]
+        monkeypatch.setitem(flows.STEPS, BatchStep.RESOLVE, resolve)
+        assert flows.run_identities(factory, ids) == []
+        assert states() == [("published", None)] * 3
+        with factory() as session:
+            events = session.execute(
+                text("SELECT batch_id, count(*) FROM change_event GROUP BY batch_id ORDER BY 1")
+            )
+            assert [tuple(e) for e in events] == [(ids[0], 3), (ids[1], 1), (ids[2], 1)]
+        engine.dispose()
