@@ -410,8 +410,9 @@ class IdentitySeries:
     batches when another session (a batch, a clerk) waits for the lock, which then goes first.
 
     `go(done, until)` runs a batch's steps up to `until`; `published(done)` is told of each batch once
-    its publish has run (failed or not), in the publisher's thread of its turn. Leaving the block waits
-    for the last publish; on an error, for the one under way, before the lock goes.
+    its publish has run (failed or not), in the calling thread. Leaving the block waits for the last
+    publish; on an error, for the one under way, before the lock goes. A factory bound to one connection
+    (tests: an outer transaction) cannot serve two threads: each batch is then published at once.
     """
 
     def __init__(
@@ -424,6 +425,8 @@ class IdentitySeries:
         self.publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-publish")
         self.publishing: Future[Ingested] | None = None
         self.hold = ExitStack()
+        with factory() as session:
+            self.inline = isinstance(session.get_bind(), Connection)
 
     def __enter__(self) -> "IdentitySeries":
         return self
@@ -449,7 +452,9 @@ class IdentitySeries:
         self.go(done, BatchStep.MERGE)
         self._wait()
         self.go(done, BatchStep.PUBLISH)
-        if done.through:
+        if done.through and self.inline:
+            self.published(self.go(done, BatchStep.STATISTICS))
+        elif done.through:
             # The publisher runs as this thread holding the lock (its context: _holding_identity).
             self.publishing = self.publisher.submit(copy_context().run, self.go, done, BatchStep.STATISTICS)
 

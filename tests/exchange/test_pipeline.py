@@ -710,3 +710,25 @@ def test_the_daily_runs_identity_task_stops_at_a_failed_batch_and_its_retry_fini
             )
             assert [tuple(e) for e in events] == [(ids[0], 3), (ids[1], 1), (ids[2], 1)]
         engine.dispose()
+
+
+def test_the_identity_task_on_one_connection_publishes_each_batch_before_the_next(
+    session, factory, areas, tmp_path
+) -> None:
+    """A factory bound to one connection (here the test's transaction) cannot lend it to a publisher
+    thread: `run_identities` then publishes each batch before resolving the next, with the same result."""
+    ids = []
+    for day, rows in (
+        (1, snapshot_rows()),
+        (2, [hj("H7", "330102200001010018", "钱七", "男", "2000-01-01")]),
+    ):
+        path = write_feed(tmp_path, "gaj_hj", date(2026, 11, day), rows)
+        batch_id, _ = flows._receive(factory, path, channel="cli", source=None, as_of=None)
+        flows.run_to_end(factory, batch_id, until=BatchStep.RESOLVE)
+        ids.append(batch_id)
+    assert flows.run_identities(factory, ids) == []
+    found = session.execute(
+        select(Batch.state, func.count()).where(Batch.id.in_(ids)).group_by(Batch.state)
+    ).all()
+    assert [tuple(f) for f in found] == [("published", 2)]
+    assert session.scalar(select(func.count()).select_from(ChangeEvent)) == 4
