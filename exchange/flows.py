@@ -424,7 +424,8 @@ class IdentitySeries:
         self.factory, self.go, self.published = factory, go, published
         self.publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-publish")
         self.publishing: Future[Ingested] | None = None
-        self.hold = ExitStack()
+        self.hold = ExitStack()  # this series' hold of the lock (none when its caller holds it)
+        self.held = False
         with factory() as session:
             self.inline = isinstance(session.get_bind(), Connection)
 
@@ -444,11 +445,13 @@ class IdentitySeries:
         and hand it to the publisher."""
         if not done.through:
             return
-        if self.publishing is not None and _identity_wanted(self.factory):
+        if self.held and _identity_wanted(self.factory):
             self._wait()
             self.hold.close()
+            self.held = False
         if not _holding_identity.get():
             self.hold.enter_context(identity_lock(self.factory))
+            self.held = True
         self.go(done, BatchStep.MERGE)
         self._wait()
         self.go(done, BatchStep.PUBLISH)
