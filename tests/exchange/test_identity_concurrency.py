@@ -153,6 +153,52 @@ def test_two_ingests_at_once_equal_one_after_the_other(city, fresh, archive_dir)
     }
 
 
+def test_two_ingests_of_folders_at_once_equal_their_files_one_after_the_other(
+    city, fresh, archive_dir, tmp_path
+) -> None:
+    """Two `popex ingest --dir` at once: each keeps the identity lock from file to file, publishing one
+    file while it resolves the next (exchange.flows.IdentitySeries), and lets the other in between two
+    files when it waits. Every file is completed, and the identity core is the one a run of the same
+    files one after the other gives, in the order their identity steps went (read off the versions' ids)."""
+    import shutil
+
+    folders = {
+        "a": ("gaj_hj_20261101.csv", "jyj_xj_20261101.csv"),
+        "b": ("gaj_ld_20261101.csv", "rsj_cb_20261101.csv"),
+    }
+    for folder, names in folders.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            shutil.copy(city / "landing" / name, tmp_path / folder / name)
+    runs = [_popex(fresh, "ingest", "--dir", str(tmp_path / folder)) for folder in folders]
+    outcomes = [r.communicate(timeout=300) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outcomes
+    engine = create_engine(fresh)
+    with engine.connect() as conn:
+        order = (
+            conn.execute(
+                text(
+                    "SELECT b.file_name FROM batch b JOIN person_version v ON v.batch_id = b.id"
+                    " GROUP BY b.id ORDER BY min(v.id)"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert sorted(order) == sorted(folders["a"] + folders["b"])
+    concurrent = identity(fresh)
+    assert concurrent["states"] == ["completed"] * 4
+    with migrated_database("popex_serial") as url:
+        engine = create_engine(url)
+        with Session(engine) as session:
+            load_areas(session=session, path=city / "areas.csv")
+            session.commit()
+        engine.dispose()
+        serial = _serial(url, city, tuple(order))
+    assert concurrent == serial, order
+
+
 def test_a_lock_whose_connection_is_lost_is_free_and_hides_no_error(fresh) -> None:
     """The database restarted under a holder: the step's own error comes out, not the failed unlock,
     and the next batch takes the lock at once."""
