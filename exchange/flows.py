@@ -496,9 +496,11 @@ def run_identities(factory: SessionFactory, batch_ids: Sequence[int]) -> list[in
     return sorted(set(failed))
 
 
-# Another session waiting for the identity lock (a bigint advisory lock: its high half in classid).
+# Another session waiting for this database's identity lock (a bigint advisory lock: its high half in
+# classid; pg_locks shows every database's).
 IDENTITY_WAITERS = text(
     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     f" AND ((classid::bigint << 32) | objid::bigint) = {IDENTITY_LOCK})"
 )
 
