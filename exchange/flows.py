@@ -69,9 +69,12 @@ STEPS: dict[BatchStep, Callable[..., object]] = {
 STEP_TABLES = {
     BatchStep.PARSE: ("source_record",),
     BatchStep.RESOLVE: ("person", "person_identifier", "link"),
-    BatchStep.MERGE: ("person_version",),
     BatchStep.PUBLISH: ("change_event",),
 }
+# Tables a step reads that the step before it wrote in bulk, analyzed as the step begins rather than as
+# the writer ends: merge's versions, which publish reads first, are analyzed while the next batch is
+# resolved (IdentitySeries), not before its resolve can begin.
+STEP_READS = {BatchStep.PUBLISH: ("person_version",)}
 ANALYZE_MIN_ROWS = 20_000
 
 
@@ -140,7 +143,12 @@ def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object
     started = time.perf_counter()
     try:
         with transaction(factory) as session:
-            before = session.scalars(select(Batch.state).where(Batch.id == batch_id)).one()
+            before, received = session.execute(
+                select(Batch.state, Batch.rows_received).where(Batch.id == batch_id)
+            ).one()
+            if before == step.starts and (received or 0) >= ANALYZE_MIN_ROWS:
+                for table in STEP_READS.get(step, ()):
+                    _analyze(session, batch_id, table, of_batch=True)
             STEPS[step](session=session, batch_id=batch_id, **kwargs)
             state, rows = session.execute(
                 select(Batch.state, Batch.rows_received).where(Batch.id == batch_id)
@@ -148,8 +156,7 @@ def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object
             if state != before:
                 if rows >= ANALYZE_MIN_ROWS:
                     for table in STEP_TABLES.get(step, ()):
-                        analyzed = partitions.analyze_written(session.connection(), table)
-                        log.info("batch %s: %s analyzed (%s)", batch_id, table, ", ".join(analyzed))
+                        _analyze(session, batch_id, table)
                 _record_seconds(session, batch_id, step, time.perf_counter() - started)
             return str(state)
     except Exception as exc:
@@ -167,6 +174,15 @@ def run_step(factory: SessionFactory, step: str, batch_id: int, **kwargs: object
                 raise batches.Interrupted(batch_id, step) from None
             raise exc from None
         return str(BatchState.FAILED)
+
+
+def _analyze(session: Session, batch_id: int, table: str, *, of_batch: bool = False) -> None:
+    """Refresh a table's planner statistics after a large batch: what this transaction wrote into it, or
+    (of_batch) the batch's rows an earlier step's transaction wrote (registry.partitions)."""
+    conn = session.connection()
+    written = partitions.batch_rows(conn, table, batch_id) if of_batch else None
+    analyzed = partitions.analyze_written(conn, table, written)
+    log.info("batch %s: %s analyzed (%s)", batch_id, table, ", ".join(analyzed))
 
 
 def _record_seconds(session: Session, batch_id: int, step: BatchStep, seconds: float) -> None:

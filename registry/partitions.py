@@ -7,6 +7,7 @@ date, and those of any rows found in the default partition, moving them out.
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -338,13 +339,17 @@ def detach(session: Session, part: Expired) -> None:
 TABLE_STATISTICS_DRIFT = 0.1
 
 
-def analyze_written(conn: Connection, table: str) -> list[str]:
-    """ANALYZE a table the current transaction wrote many rows into; returns what was analyzed.
+def analyze_written(
+    conn: Connection, table: str, written: Sequence[tuple[str, int]] | None = None
+) -> list[str]:
+    """ANALYZE a table the current transaction (or the one `written` tells of) wrote many rows into;
+    returns what was analyzed.
 
     A plain table is analyzed whole. A partitioned one is analyzed whole (every partition with it)
     when it never was or its rows, counting this transaction's, have drifted more than
     TABLE_STATISTICS_DRIFT from its statistics; otherwise only the partitions this transaction wrote
-    (pg_stat_xact_user_tables, which may also name one this session wrote a moment before).
+    (pg_stat_xact_user_tables, which may also name one this session wrote a moment before), or those
+    `written` names with the rows each gained (another transaction's writes: `batch_rows`).
     """
     partitioned = conn.scalar(
         text("SELECT relkind = 'p' FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
@@ -352,13 +357,13 @@ def analyze_written(conn: Connection, table: str) -> list[str]:
     if not partitioned:
         conn.execute(text(f"ANALYZE {table}"))
         return [table]
-    written = text(
+    xact = text(
         "SELECT s.relname, s.n_tup_ins - s.n_tup_del FROM pg_stat_xact_user_tables s"
         " JOIN pg_inherits i ON i.inhrelid = s.relid"
         " WHERE i.inhparent = CAST(:t AS regclass) AND s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0"
         " ORDER BY s.relname"
     )
-    parts = conn.execute(written, {"t": table}).all()
+    parts = list(written) if written is not None else conn.execute(xact, {"t": table}).all()
     own, counted = conn.execute(
         text(
             "SELECT t.reltuples, (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i"
@@ -374,3 +379,14 @@ def analyze_written(conn: Connection, table: str) -> list[str]:
     for name, _ in parts:
         conn.execute(text(f"ANALYZE {name}"))
     return [name for name, _ in parts]
+
+
+def batch_rows(conn: Connection, table: str, batch_id: int) -> list[tuple[str, int]]:
+    """The partitions of `table` holding a batch's rows and how many each (through its batch_id index)."""
+    found = conn.execute(
+        text(
+            f"SELECT tableoid::regclass::text, count(*) FROM {table} WHERE batch_id = :b GROUP BY 1 ORDER BY 1"
+        ),
+        {"b": batch_id},
+    )
+    return [(str(name), int(n)) for name, n in found]

@@ -516,6 +516,43 @@ def test_a_large_batch_analyzes_the_partitions_it_wrote_and_the_table_once_it_ha
         other.dispose()
 
 
+def test_a_batch_written_by_an_earlier_transaction_has_its_partitions_analyzed(engine) -> None:
+    """`batch_rows` names the partitions holding a batch's rows, with how many, for analyze_written to
+    analyze in a later transaction (publish analyzing merge's versions): the written partition only,
+    the table itself once the batch's rows make it drift."""
+    from registry.partitions import analyze_written, batch_rows
+
+    name = "tp_batch_rows"
+    with engine.connect() as setup:
+        setup.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        setup.execute(text(f"CREATE TABLE {name} (id int, at date, batch_id int) PARTITION BY RANGE (at)"))
+        for year in (2024, 2025):
+            setup.execute(
+                text(
+                    f"CREATE TABLE {name}_y{year} PARTITION OF {name} "
+                    f"FOR VALUES FROM ('{year}-01-01') TO ('{year + 1}-01-01')"
+                )
+            )
+        setup.execute(text(f"INSERT INTO {name} SELECT g, '2024-06-01', 1 FROM generate_series(1, 3000) g"))
+        setup.execute(text(f"ANALYZE {name}"))
+        setup.execute(text(f"INSERT INTO {name} SELECT g, '2025-03-01', 2 FROM generate_series(1, 100) g"))
+        setup.execute(text(f"INSERT INTO {name} SELECT g, '2024-07-01', 3 FROM generate_series(1, 400) g"))
+        setup.commit()
+    try:
+        with engine.connect() as conn:
+            assert batch_rows(conn, name, 2) == [(f"{name}_y2025", 100)]
+            assert analyze_written(conn, name, batch_rows(conn, name, 2)) == [f"{name}_y2025"]
+            assert batch_rows(conn, name, 3) == [(f"{name}_y2024", 400)]
+            # 3,000 + 100 analyzed, 400 more: 3,500 rows against the table's 3,000, more than the drift.
+            assert analyze_written(conn, name, batch_rows(conn, name, 3)) == [name]
+            assert batch_rows(conn, name, 4) == []
+            conn.rollback()
+    finally:
+        with engine.connect() as c:
+            c.execute(text(f"DROP TABLE {name}"))
+            c.commit()
+
+
 def test_partitions_made_later_leave_the_json_columns_out_of_analyze(session) -> None:
     """Migration 0021 sets a statistics target of 0 on the JSON columns no query filters on; a partition
     made later (with strays moved out of the default one, or empty ahead) takes the table's targets, so
