@@ -40,12 +40,17 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh(city: Path) -> Iterator[str]:
     """A migrated database holding the city's areas: nobody known yet."""
     with migrated_database("popex_race") as url:
-        engine = create_engine(url)
-        with Session(engine) as session:
-            load_areas(session=session, path=city / "areas.csv")
-            session.commit()
-        engine.dispose()
+        _load_areas(url, city)
         yield url
+
+
+def _load_areas(url: str, city: Path) -> None:
+    """The city's areas into a migrated database: nobody known yet."""
+    engine = create_engine(url)
+    with Session(engine) as session:
+        load_areas(session=session, path=city / "areas.csv")
+        session.commit()
+    engine.dispose()
 
 
 def _popex(url: str, *args: str) -> subprocess.Popen[str]:
@@ -119,11 +124,7 @@ def _waiting(conn: Connection, database: str) -> int:
 def test_two_ingests_at_once_equal_one_after_the_other(city, fresh, archive_dir) -> None:
     with migrated_database("popex_serial") as first, migrated_database("popex_serial") as second:
         for url in (first, second):
-            engine = create_engine(url)
-            with Session(engine) as session:
-                load_areas(session=session, path=city / "areas.csv")
-                session.commit()
-            engine.dispose()
+            _load_areas(url, city)
         serial = [_serial(first, city, FILES), _serial(second, city, FILES[::-1])]
 
     engine = create_engine(fresh)
@@ -190,11 +191,7 @@ def test_two_ingests_of_folders_at_once_equal_their_files_one_after_the_other(
     concurrent = identity(fresh)
     assert concurrent["states"] == ["completed"] * 4
     with migrated_database("popex_serial") as url:
-        engine = create_engine(url)
-        with Session(engine) as session:
-            load_areas(session=session, path=city / "areas.csv")
-            session.commit()
-        engine.dispose()
+        _load_areas(url, city)
         serial = _serial(url, city, tuple(order))
     assert concurrent == serial, order
 
@@ -229,20 +226,12 @@ def test_the_bulk_paths_find_the_same_persons(city: Path, monkeypatch: pytest.Mo
     with hash joins (resolve.HASH_PROBE_ROWS) and an initial load's indexes built after its rows
     (base.bulk), both switched on here for every batch, however small."""
     with migrated_database("popex_paths") as url:
-        engine = create_engine(url)
-        with Session(engine) as session:
-            load_areas(session=session, path=city / "areas.csv")
-            session.commit()
-        engine.dispose()
+        _load_areas(url, city)
         everyday = _serial(url, city, FILES)
     monkeypatch.setattr(resolve, "HASH_PROBE_ROWS", 1)
     monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
     with migrated_database("popex_paths") as url:
-        engine = create_engine(url)
-        with Session(engine) as session:
-            load_areas(session=session, path=city / "areas.csv")
-            session.commit()
-        engine.dispose()
+        _load_areas(url, city)
         at_scale = _serial(url, city, FILES)
         with create_engine(url).connect() as conn:
             scored = conn.execute(text("SELECT count(*) FROM link WHERE rule = 'score'")).scalar_one()

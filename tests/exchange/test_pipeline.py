@@ -2,15 +2,21 @@
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, create_engine, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from base import bulk
 from exchange import flows, service
 from registry.models import AuditLog, Batch, ChangeEvent, Delivery, Link, Person, PersonVersion, SourceRecord
 from schemas.canonical import BatchStep
+from tests.conftest import migrated_database
+from tests.factories import make_areas
 from tests.feedfiles import hj, write_feed
 
 ZHANG = "330102198001010018"  # male, 1980-01-01
@@ -456,18 +462,43 @@ def test_an_initial_load_builds_the_indexes_after_its_rows(
     assert session.scalar(text("SELECT count(*) FROM person_identifier")) == 3
 
 
+@contextmanager
+def own_database(name: str) -> Iterator[sessionmaker[Session]]:
+    """A migrated database of the test's own holding the areas, and a factory on an engine of its own: the
+    threads of `ingest_files` and `IdentitySeries` need connections of their own, which the `factory`
+    fixture (one connection, the test's transaction) cannot give."""
+    with migrated_database(name) as url:
+        engine = create_engine(url)
+        factory = sessionmaker(engine, expire_on_commit=False)
+        with factory.begin() as session:
+            make_areas(session)
+        try:
+            yield factory
+        finally:
+            engine.dispose()
+
+
+def three_days(folder: Path) -> list[Path]:
+    """The register's files of three days: the snapshot, then one new person a day."""
+    return [
+        write_feed(folder, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
+        write_feed(
+            folder, "gaj_hj", date(2026, 11, 2), [hj("H7", "330102200001010018", "钱七", "男", "2000-01-01")]
+        ),
+        write_feed(
+            folder, "gaj_hj", date(2026, 11, 3), [hj("H8", "330102200002020023", "孙八", "女", "2000-02-02")]
+        ),
+    ]
+
+
 def test_several_files_go_as_the_daily_run_takes_them(archive_dir, tmp_path) -> None:
     """`exchange.flows.ingest_files` (what `popex ingest --dir` calls), on a database of its own so that
     its read-ahead thread has connections of its own: every outcome in the files' order, a refused file
     in its place and the others completed, a rejected one stopped where a person must act; the first
     statistics as counted afresh; a rerun finishes nothing twice."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
 
     from decision.service import aggregate_cells, recount
     from exchange.exceptions import FeedFileError
-    from tests.conftest import migrated_database
-    from tests.factories import make_areas
 
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -490,11 +521,7 @@ def test_several_files_go_as_the_daily_run_takes_them(archive_dir, tmp_path) -> 
     ]
     files[1].write_text("甲,乙\n1,2\n", encoding="utf-8")
     files[3].write_text("甲,乙\n1,2\n", encoding="utf-8")
-    with migrated_database("popex_ingest_files") as url:
-        engine = create_engine(url)
-        factory = sessionmaker(engine, expire_on_commit=False)
-        with factory.begin() as session:
-            make_areas(session)
+    with own_database("popex_ingest_files") as factory:
         outcomes = flows.ingest_files(factory, files)
         assert isinstance(outcomes[1], FeedFileError) and outcomes[1].code == "UNKNOWN_SOURCE"
         done = [o for o in outcomes if isinstance(o, flows.Ingested)]
@@ -522,7 +549,6 @@ def test_several_files_go_as_the_daily_run_takes_them(archive_dir, tmp_path) -> 
         with factory() as session:
             assert session.scalar(select(func.count()).select_from(Person)) == persons
             assert session.scalar(select(func.count()).select_from(Delivery)) == 5
-        engine.dispose()
 
 
 def test_several_files_are_read_and_counted_while_another_is_in_the_identity_steps(
@@ -533,12 +559,6 @@ def test_several_files_are_read_and_counted_while_another_is_in_the_identity_ste
     thread's step begins meanwhile (with one file after the other, all three time out)."""
     import threading
     from collections import defaultdict
-
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
-
-    from tests.conftest import migrated_database
-    from tests.factories import make_areas
 
     files = [
         write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
@@ -563,13 +583,8 @@ def test_several_files_are_read_and_counted_while_another_is_in_the_identity_ste
         if (name, step) == (files[0].name, BatchStep.STATISTICS):
             waited["first counted while the second merged"] = began[(files[1].name, BatchStep.MERGE)].wait(20)
 
-    with migrated_database("popex_ingest_ahead") as url:
-        engine = create_engine(url)
-        factory = sessionmaker(engine, expire_on_commit=False)
-        with factory.begin() as session:
-            make_areas(session)
+    with own_database("popex_ingest_ahead") as factory:
         outcomes = flows.ingest_files(factory, files, stepping=stepping)
-        engine.dispose()
     assert [o.state for o in outcomes if isinstance(o, flows.Ingested)] == ["completed", "completed"]
     assert waited == {
         "second parsed while the first merged": True,
@@ -585,35 +600,11 @@ def test_a_batch_or_clerk_waiting_for_the_identity_lock_goes_between_two_files(a
     file is resolved, not after the last."""
     import threading
 
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
-
-    from tests.conftest import migrated_database
-    from tests.factories import make_areas
-
-    files = [
-        write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
-        write_feed(
-            tmp_path,
-            "gaj_hj",
-            date(2026, 11, 2),
-            [hj("H7", "330102200001010018", "钱七", "男", "2000-01-01")],
-        ),
-        write_feed(
-            tmp_path,
-            "gaj_hj",
-            date(2026, 11, 3),
-            [hj("H8", "330102200002020023", "孙八", "女", "2000-02-02")],
-        ),
-    ]
+    files = three_days(tmp_path)
     order: list[tuple[str, object]] = []
     seen: dict[str, int] = {}
 
-    with migrated_database("popex_ingest_yield") as url:
-        engine = create_engine(url)
-        factory = sessionmaker(engine, expire_on_commit=False)
-        with factory.begin() as session:
-            make_areas(session)
+    with own_database("popex_ingest_yield") as factory:
 
         def clerk() -> None:
             with flows.identity_lock(factory):
@@ -633,7 +624,6 @@ def test_a_batch_or_clerk_waiting_for_the_identity_lock_goes_between_two_files(a
                     raise AssertionError("the clerk never waited for the identity lock")
 
         outcomes = flows.ingest_files(factory, files, stepping=stepping)
-        engine.dispose()
     assert [o.state for o in outcomes if isinstance(o, flows.Ingested)] == ["completed"] * 3
     got = order.index(("clerk", "holds the lock"))
     assert (
@@ -651,32 +641,9 @@ def test_the_daily_runs_identity_task_stops_at_a_failed_batch_and_its_retry_fini
     first published while the second is resolved; a batch whose resolve fails stops it, with that batch
     named, the one before published and the one after untouched; the retry finishes the two others and
     publishes nothing twice."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
 
-    from tests.conftest import migrated_database
-    from tests.factories import make_areas
-
-    files = [
-        write_feed(tmp_path, "gaj_hj", date(2026, 11, 1), snapshot_rows()),
-        write_feed(
-            tmp_path,
-            "gaj_hj",
-            date(2026, 11, 2),
-            [hj("H7", "330102200001010018", "钱七", "男", "2000-01-01")],
-        ),
-        write_feed(
-            tmp_path,
-            "gaj_hj",
-            date(2026, 11, 3),
-            [hj("H8", "330102200002020023", "孙八", "女", "2000-02-02")],
-        ),
-    ]
-    with migrated_database("popex_run_identities") as url:
-        engine = create_engine(url)
-        factory = sessionmaker(engine, expire_on_commit=False)
-        with factory.begin() as session:
-            make_areas(session)
+    files = three_days(tmp_path)
+    with own_database("popex_run_identities") as factory:
         ids = []
         for path in files:
             batch_id, _ = flows._receive(factory, path, channel="cli", source=None, as_of=None)
@@ -709,7 +676,6 @@ def test_the_daily_runs_identity_task_stops_at_a_failed_batch_and_its_retry_fini
                 text("SELECT batch_id, count(*) FROM change_event GROUP BY batch_id ORDER BY 1")
             )
             assert [tuple(e) for e in events] == [(ids[0], 3), (ids[1], 1), (ids[2], 1)]
-        engine.dispose()
 
 
 def test_the_identity_task_on_one_connection_publishes_each_batch_before_the_next(
