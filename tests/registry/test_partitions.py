@@ -5,7 +5,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -453,6 +453,21 @@ def test_the_first_record_of_a_month_links_to_the_last_of_an_earlier_one(session
     assert links[1].prev_hash == "a" * 64 and links[2].prev_hash == links[1].hash
 
 
+def _yearly_table(conn: Connection, name: str) -> None:
+    """A table partitioned by year (2024, 2025) of 3,000 rows of 2024 (batch 1), analyzed."""
+    conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    conn.execute(text(f"CREATE TABLE {name} (id int, at date, batch_id int) PARTITION BY RANGE (at)"))
+    for year in (2024, 2025):
+        conn.execute(
+            text(
+                f"CREATE TABLE {name}_y{year} PARTITION OF {name} "
+                f"FOR VALUES FROM ('{year}-01-01') TO ('{year + 1}-01-01')"
+            )
+        )
+    conn.execute(text(f"INSERT INTO {name} SELECT g, '2024-06-01', 1 FROM generate_series(1, 3000) g"))
+    conn.execute(text(f"ANALYZE {name}"))
+
+
 def test_a_large_batch_analyzes_the_partitions_it_wrote_and_the_table_once_it_has_grown(engine) -> None:
     """ANALYZE on a partitioned table samples and analyzes every partition again (ten years' worth, for
     one written): after a batch, the written partitions only, and the table itself once its rows have
@@ -464,17 +479,7 @@ def test_a_large_batch_analyzes_the_partitions_it_wrote_and_the_table_once_it_ha
     # transaction statistics (as the function's docstring says), which would name them as written.
     other = create_engine(engine.url, poolclass=NullPool)
     with other.connect() as setup:
-        setup.execute(text(f"DROP TABLE IF EXISTS {name}"))
-        setup.execute(text(f"CREATE TABLE {name} (id int, at date) PARTITION BY RANGE (at)"))
-        for year in (2024, 2025):
-            setup.execute(
-                text(
-                    f"CREATE TABLE {name}_y{year} PARTITION OF {name} "
-                    f"FOR VALUES FROM ('{year}-01-01') TO ('{year + 1}-01-01')"
-                )
-            )
-        setup.execute(text(f"INSERT INTO {name} SELECT g, '2024-06-01' FROM generate_series(1, 3000) g"))
-        setup.execute(text(f"ANALYZE {name}"))
+        _yearly_table(setup, name)
         setup.commit()
 
     def analyze_counts() -> dict[str, int]:
@@ -524,17 +529,7 @@ def test_a_batch_written_by_an_earlier_transaction_has_its_partitions_analyzed(e
 
     name = "tp_batch_rows"
     with engine.connect() as setup:
-        setup.execute(text(f"DROP TABLE IF EXISTS {name}"))
-        setup.execute(text(f"CREATE TABLE {name} (id int, at date, batch_id int) PARTITION BY RANGE (at)"))
-        for year in (2024, 2025):
-            setup.execute(
-                text(
-                    f"CREATE TABLE {name}_y{year} PARTITION OF {name} "
-                    f"FOR VALUES FROM ('{year}-01-01') TO ('{year + 1}-01-01')"
-                )
-            )
-        setup.execute(text(f"INSERT INTO {name} SELECT g, '2024-06-01', 1 FROM generate_series(1, 3000) g"))
-        setup.execute(text(f"ANALYZE {name}"))
+        _yearly_table(setup, name)
         setup.execute(text(f"INSERT INTO {name} SELECT g, '2025-03-01', 2 FROM generate_series(1, 100) g"))
         setup.execute(text(f"INSERT INTO {name} SELECT g, '2024-07-01', 3 FROM generate_series(1, 400) g"))
         setup.commit()
