@@ -318,7 +318,7 @@ def ingest_files(
     source: str | None = None,
     as_of: date | None = None,
     progress: Callable[[str], service.Progress | None] | None = None,
-    stepping: Callable[[str, BatchStep | None], None] | None = None,
+    stepping: Callable[[str, BatchStep | BatchState | None], None] | None = None,
 ) -> list[Ingested | service.FeedFileError]:
     """Ingest several files in the order given (a landing folder's: delivery order) the way the daily
     DAG takes a day's files, and say what became of each: what ingesting it did, or the FeedFileError
@@ -332,7 +332,8 @@ def ingest_files(
     in any order: each refresh adds what its batch changes to what the aggregates hold).
 
     `progress(file name)` gives a file's parse progress callback; `stepping(file name, step)` is told of
-    each step as it begins, and with None when the file is done with. A batch that fails or stops for a
+    each step as it begins, with the batch's state (published) while it waits for the file before it
+    to be counted, and with None when the file is done with. A batch that fails or stops for a
     person (rejected, quarantined) goes no further; the others go on. batches.Interrupted (the database
     went away) stops the run: a rerun finishes what it left, as for one file. One file, or a factory
     bound to one connection (tests: an outer transaction), goes without threads: each file to its end.
@@ -363,24 +364,21 @@ def ingest_files(
         # than come from a fork server: exchange.staging.pool_context); a factory bound to one connection
         # (tests: an outer transaction) cannot serve two.
         alone = len(files) < 2 or isinstance(session.get_bind(), Connection)
-    out: list[Ingested | service.FeedFileError] = []
     if alone:
-        for i in range(len(files)):
-            try:
-                done = front(i)
-            except service.FeedFileError as exc:
-                out.append(exc)
-                continue
-            out.append(go(done, until=BatchStep.STATISTICS))
-            finish(done)
-        return out
+        return _one_at_a_time(len(files), front, go, finish)
+    out: list[Ingested | service.FeedFileError] = []
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-ahead")
     behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popex-behind")
     finishing: list[Future[None]] = []
+
+    def counted_in_turn(done: Ingested) -> None:
+        # Its publish done, it waits for the one before to be counted: its line says so (已发布).
+        if stepping is not None and done.through:
+            stepping(done.file_name, BatchState(done.state))
+        finishing.append(behind.submit(finish, done))
+
     try:
-        with IdentitySeries(
-            factory, go, lambda done: finishing.append(behind.submit(finish, done))
-        ) as series:
+        with IdentitySeries(factory, go, counted_in_turn) as series:
             coming = [ahead.submit(front, 0)]
             for i in range(len(files)):
                 if i + 1 < len(files):
@@ -401,6 +399,25 @@ def ingest_files(
         # counting and receipt) runs to its end; those not begun are cancelled.
         ahead.shutdown(wait=True, cancel_futures=True)
         behind.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+def _one_at_a_time(
+    count: int,
+    front: Callable[[int], Ingested],
+    go: Callable[[Ingested, BatchStep], Ingested],
+    finish: Callable[[Ingested], None],
+) -> list[Ingested | service.FeedFileError]:
+    """`ingest_files` without threads: each file through every step before the next is received."""
+    out: list[Ingested | service.FeedFileError] = []
+    for i in range(count):
+        try:
+            done = front(i)
+        except service.FeedFileError as exc:
+            out.append(exc)
+            continue
+        out.append(go(done, BatchStep.STATISTICS))
+        finish(done)
     return out
 
 

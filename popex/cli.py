@@ -360,7 +360,7 @@ class _FileLines:
     def rows(self, name: str) -> Callable[[int], None]:
         return partial(self.bar.advance, self._task(name))
 
-    def step(self, name: str, step: BatchStep | None) -> None:
+    def step(self, name: str, step: BatchStep | BatchState | None) -> None:
         task = self._task(name)
         if step is None:
             done = max(int(next(t.completed for t in self.bar.tasks if t.id == task)), 1)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from base import bulk
 from exchange import flows, service
 from registry.models import AuditLog, Batch, ChangeEvent, Delivery, Link, Person, PersonVersion, SourceRecord
-from schemas.canonical import BatchStep
+from schemas.canonical import BatchState, BatchStep
 from tests.conftest import migrated_database
 from tests.factories import make_areas
 from tests.feedfiles import hj, write_feed
@@ -569,10 +569,10 @@ def test_several_files_are_read_and_counted_while_another_is_in_the_identity_ste
             [hj("H7", "330102200001010017", "钱七", "男", "2000-01-01")],
         ),
     ]
-    began: dict[tuple[str, BatchStep | None], threading.Event] = defaultdict(threading.Event)
+    began: dict[tuple[str, BatchStep | BatchState | None], threading.Event] = defaultdict(threading.Event)
     waited: dict[str, bool] = {}
 
-    def stepping(name: str, step: BatchStep | None) -> None:
+    def stepping(name: str, step: BatchStep | BatchState | None) -> None:
         began[(name, step)].set()
         if (name, step) == (files[0].name, BatchStep.MERGE):
             waited["second parsed while the first merged"] = began[(files[1].name, BatchStep.PARSE)].wait(20)
@@ -612,7 +612,7 @@ def test_a_batch_or_clerk_waiting_for_the_identity_lock_goes_between_two_files(a
                 with factory() as session:
                     seen["events"] = session.scalar(text("SELECT count(*) FROM change_event"))
 
-        def stepping(name: str, step: BatchStep | None) -> None:
+        def stepping(name: str, step: BatchStep | BatchState | None) -> None:
             order.append((name, step))
             if (name, step) == (files[0].name, BatchStep.MERGE):
                 threading.Thread(target=clerk, daemon=True).start()
@@ -625,6 +625,18 @@ def test_a_batch_or_clerk_waiting_for_the_identity_lock_goes_between_two_files(a
 
         outcomes = flows.ingest_files(factory, files, stepping=stepping)
     assert [o.state for o in outcomes if isinstance(o, flows.Ingested)] == ["completed"] * 3
+    # The first file's line: each step as it began, and published (已发布) while it waited to be counted.
+    assert [step for name, step in order if name == files[0].name] == [
+        BatchStep.PARSE,
+        BatchStep.GATE,
+        BatchStep.RESOLVE,
+        BatchStep.MERGE,
+        BatchStep.PUBLISH,
+        BatchState.PUBLISHED,
+        BatchStep.STATISTICS,
+        BatchStep.RECEIPT,
+        None,
+    ]
     got = order.index(("clerk", "holds the lock"))
     assert (
         order.index((files[0].name, BatchStep.PUBLISH))
