@@ -301,12 +301,19 @@ def ingest_file(
     A name and content delivered before, through this channel or any other (a landing folder's file a
     killed run left unfinished), add no delivery: an operator's rerun is a recovery, not a second
     delivery by the department (which the scorecards count). A rerun that finished work is audited as
-    batch.recovered with the steps it ran.
+    batch.recovered with the steps it ran. One file through `ingest_files`; the FeedFileError its
+    intake refuses it with is raised.
     """
-    batch_id, duplicate = _receive(factory, path, channel=channel, source=source, as_of=as_of)
-    processed = run_to_end(factory, batch_id, progress)
-    done = Ingested(batch_id, path.name, duplicate, processed.state, processed.steps)
-    _audit_recovery(factory, done, channel)
+    [done] = ingest_files(
+        factory,
+        [path],
+        channel=channel,
+        source=source,
+        as_of=as_of,
+        progress=None if progress is None else lambda _name: progress,
+    )
+    if isinstance(done, service.FeedFileError):
+        raise done
     return done
 
 
